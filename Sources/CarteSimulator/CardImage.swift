@@ -1,0 +1,191 @@
+public import CarteCore
+
+/// A card image: everything the simulator needs to play one card — its ATR and protocol, its
+/// ISO 7816-4 file tree, its PINs and its quirks. Loaded from the versioned text format documented in
+/// `CardImages/README.md` (see ``CardImageLoader``), or built in code.
+public struct CardImage: Sendable, Hashable {
+    /// The format version this build reads and writes.
+    public static let currentFormat = 1
+
+    /// A short human name ("Demo Vitale 2").
+    public var name: String
+    /// Free text for people reading the image.
+    public var summary: String?
+    /// Whether the image (or part of it) is a synthetic reconstruction rather than a dump of a real
+    /// card. Images built from [P] facts must say so; the simulator repeats it in reports.
+    public var synthetic: Bool
+    /// Where the image came from (a file path, `bundled:demo/vitale2-demo.yaml`), for messages.
+    public var source: String?
+
+    /// The ATR bytes the card answers a reset with.
+    public var atr: [UInt8]
+    /// The protocol the card runs (T=0 or T=1).
+    public var cardProtocol: TransmissionProtocol
+    /// Behaviour switches.
+    public var behaviour: Behaviour
+    /// The master file and everything under it.
+    public var root: DedicatedFile
+    /// The card's PINs and other verifiable reference data.
+    public var pins: [PIN]
+    /// Exact command → response pairs answered before any other processing.
+    public var overrides: [Override]
+
+    public init(
+        name: String,
+        summary: String? = nil,
+        synthetic: Bool,
+        source: String? = nil,
+        atr: [UInt8],
+        cardProtocol: TransmissionProtocol = .t0,
+        behaviour: Behaviour = Behaviour(),
+        root: DedicatedFile,
+        pins: [PIN] = [],
+        overrides: [Override] = []
+    ) {
+        self.name = name
+        self.summary = summary
+        self.synthetic = synthetic
+        self.source = source
+        self.atr = atr
+        self.cardProtocol = cardProtocol
+        self.behaviour = behaviour
+        self.root = root
+        self.pins = pins
+        self.overrides = overrides
+    }
+
+    /// Switches that change how the card answers.
+    public struct Behaviour: Sendable, Hashable {
+        /// Answer like a T=0 card: data of case 3/4 commands comes back as `61xx` (to fetch with GET
+        /// RESPONSE) and a case 2 command with the wrong Le gets `6Cxx`.
+        public var t0Responses: Bool
+        /// The class bytes the card accepts (logical-channel bits of inter-industry classes masked out).
+        /// Others get `6E00`.
+        public var classes: Set<UInt8>
+        /// SELECT P2 values the card refuses with `6A86` (a CPS3 refuses P2 `00`).
+        public var selectRejectedP2: Set<UInt8>
+        /// Seed of the deterministic generator behind GET CHALLENGE.
+        public var challengeSeed: UInt64
+
+        public init(t0Responses: Bool = true, classes: Set<UInt8> = [0x00], selectRejectedP2: Set<UInt8> = [], challengeSeed: UInt64 = 0x5EED) {
+            self.t0Responses = t0Responses
+            self.classes = classes
+            self.selectRejectedP2 = selectRejectedP2
+            self.challengeSeed = challengeSeed
+        }
+    }
+
+    /// Who may read a file.
+    public enum AccessRule: Sendable, Hashable, CustomStringConvertible {
+        /// Anyone, any time.
+        case always
+        /// Nobody (the card answers `6982`).
+        case never
+        /// Only after the PIN with this reference was verified.
+        case pin(UInt8)
+
+        public var description: String {
+            switch self {
+            case .always: return "always"
+            case .never: return "never"
+            case .pin(let ref): return "pin:\(ref.hex)"
+            }
+        }
+    }
+
+    /// A dedicated file (the MF, an application, a sub-directory).
+    public struct DedicatedFile: Sendable, Hashable {
+        /// The 2-byte file identifier (`3F00` for the MF), if any.
+        public var fid: UInt16?
+        /// The DF name / application identifier, if any.
+        public var aid: [UInt8]?
+        /// A label for people ("MF_VITALE").
+        public var label: String?
+        /// Exact FCI bytes to answer SELECT with (overrides the generated `6F`/`62` template).
+        public var fci: [UInt8]?
+        /// The children, in order.
+        public var children: [Node]
+
+        public init(fid: UInt16? = nil, aid: [UInt8]? = nil, label: String? = nil, fci: [UInt8]? = nil, children: [Node] = []) {
+            self.fid = fid
+            self.aid = aid
+            self.label = label
+            self.fci = fci
+            self.children = children
+        }
+    }
+
+    /// An elementary file.
+    public struct ElementaryFile: Sendable, Hashable {
+        /// The 2-byte file identifier, if any.
+        public var fid: UInt16?
+        /// The short file identifier (1…30), if any.
+        public var sfi: UInt8?
+        /// A label for people ("POINTERS").
+        public var label: String?
+        /// Read access rule.
+        public var read: AccessRule
+        /// The content.
+        public var content: Content
+        /// Exact FCI bytes to answer SELECT with.
+        public var fci: [UInt8]?
+        /// Whether this file's content is a synthetic reconstruction.
+        public var synthetic: Bool
+
+        public init(fid: UInt16? = nil, sfi: UInt8? = nil, label: String? = nil, read: AccessRule = .always, content: Content, fci: [UInt8]? = nil, synthetic: Bool = false) {
+            self.fid = fid
+            self.sfi = sfi
+            self.label = label
+            self.read = read
+            self.content = content
+            self.fci = fci
+            self.synthetic = synthetic
+        }
+    }
+
+    /// The content of an elementary file.
+    public enum Content: Sendable, Hashable {
+        /// A transparent EF (READ BINARY).
+        case transparent([UInt8])
+        /// A record EF (READ RECORD), records numbered from 1.
+        case records([[UInt8]])
+    }
+
+    /// A node of the file tree.
+    public enum Node: Sendable, Hashable {
+        case dedicated(DedicatedFile)
+        case elementary(ElementaryFile)
+    }
+
+    /// A PIN (or other reference data checked by VERIFY).
+    public struct PIN: Sendable, Hashable {
+        /// The reference in VERIFY's P2 (for example `01` global, `81` local).
+        public var reference: UInt8
+        /// The exact bytes VERIFY must carry (padding included).
+        public var value: [UInt8]
+        /// The try counter's maximum.
+        public var maxTries: Int
+        /// Tries left when the card is inserted (0 = blocked).
+        public var remainingTries: Int
+        /// A label for people ("PIN porteur").
+        public var label: String?
+
+        public init(reference: UInt8, value: [UInt8], maxTries: Int = 3, remainingTries: Int? = nil, label: String? = nil) {
+            self.reference = reference
+            self.value = value
+            self.maxTries = maxTries
+            self.remainingTries = remainingTries ?? maxTries
+            self.label = label
+        }
+    }
+
+    /// An exact command and the response the card gives to it.
+    public struct Override: Sendable, Hashable {
+        public var command: [UInt8]
+        public var response: [UInt8]
+        public init(command: [UInt8], response: [UInt8]) {
+            self.command = command
+            self.response = response
+        }
+    }
+}

@@ -1,0 +1,467 @@
+import CarteCore
+import Foundation
+import Yams
+
+/// A card image that cannot be loaded, with the file, the line and column, and the field at fault.
+public struct CardImageError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What is wrong.
+    public enum Problem: Hashable, Sendable {
+        /// The file could not be read (missing, unreadable, not UTF-8).
+        case unreadable(String)
+        /// The text is not well-formed YAML.
+        case syntax(String)
+        /// The `format` field names a version this build does not read.
+        case unsupportedFormat(String)
+        /// A required field is absent.
+        case missingField
+        /// A field has the wrong kind of value (a list where text was expected…).
+        case wrongType(expected: String)
+        /// A field's value is not acceptable; the text says why.
+        case invalidValue(String)
+        /// A field this format does not define (usually a typo).
+        case unknownField
+        /// Two files, records or PINs share an identifier that must be unique.
+        case duplicate(String)
+        /// Two fields that exclude each other are both present (`data` and `text`…).
+        case conflictingFields(String)
+    }
+
+    /// The file (or bundled path) the image came from.
+    public var file: String
+    /// 1-based line, when known.
+    public var line: Int?
+    /// 1-based column, when known.
+    public var column: Int?
+    /// The field path (`filesystem.files[1].data`), empty for the document itself.
+    public var field: String
+    /// What is wrong.
+    public var problem: Problem
+
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" + (column.map { ":\($0)" } ?? "") }
+        s += ": "
+        if !field.isEmpty { s += "field `\(field)`: " }
+        switch problem {
+        case .unreadable(let why): s += "cannot read the image: \(why)"
+        case .syntax(let why): s += "not valid YAML: \(why)"
+        case .unsupportedFormat(let f): s += "unsupported format \"\(f)\" (this build reads carte-image/\(CardImage.currentFormat))"
+        case .missingField: s += "required field is missing"
+        case .wrongType(let expected): s += "expected \(expected)"
+        case .invalidValue(let why): s += why
+        case .unknownField: s += "unknown field (check the spelling; see CardImages/README.md)"
+        case .duplicate(let what): s += "duplicate \(what)"
+        case .conflictingFields(let what): s += "conflicting fields: \(what)"
+        }
+        return s
+    }
+}
+
+/// Reads card images in the `carte-image/1` YAML format (documented in `CardImages/README.md`).
+///
+/// Every error names the file, the line and the field; unknown fields are errors, so a typo never
+/// silently changes a card.
+public enum CardImageLoader {
+    /// Loads the image in the file at `path`.
+    public static func load(path: String) throws(CardImageError) -> CardImage {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw CardImageError(file: path, field: "", problem: .unreadable(describe(error)))
+        }
+        return try load(text: text, source: path)
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain,
+            let code = POSIXErrorCode(rawValue: Int32(underlying.code))
+        {
+            return String(cString: strerror(code.rawValue))
+        }
+        return ns.localizedDescription
+    }
+
+    /// Loads an image from its text; `source` names it in errors.
+    public static func load(text: String, source: String) throws(CardImageError) -> CardImage {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw CardImageError(file: source, line: 1, field: "", problem: .syntax("the document is empty"))
+            }
+            root = node
+        } catch let error as CardImageError {
+            throw error
+        } catch let error as YamlError {
+            throw syntaxError(error, source: source)
+        } catch {
+            throw CardImageError(file: source, field: "", problem: .syntax("\(error)"))
+        }
+        var reader = Reader(source: source)
+        return try reader.image(root)
+    }
+
+    private static func syntaxError(_ error: YamlError, source: String) -> CardImageError {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return CardImageError(file: source, line: mark.line, column: mark.column, field: "", problem: .syntax(problem))
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return CardImageError(file: source, line: context.mark.line, column: context.mark.column, field: "", problem: .duplicate("key \(duplicates.joined(separator: ", "))"))
+        default:
+            return CardImageError(file: source, field: "", problem: .syntax("\(error)"))
+        }
+    }
+}
+
+// MARK: - The reader
+
+private struct Reader {
+    let source: String
+
+    func fail(_ node: Node?, _ field: String, _ problem: CardImageError.Problem) -> CardImageError {
+        CardImageError(file: source, line: node?.mark?.line, column: node?.mark?.column, field: field, problem: problem)
+    }
+
+    /// A mapping's fields, checking that only `allowed` keys appear.
+    func fields(_ node: Node, _ path: String, allowed: Set<String>) throws(CardImageError) -> [String: Node] {
+        guard case .mapping(let mapping) = node else { throw fail(node, path, .wrongType(expected: "a mapping of fields")) }
+        var out: [String: Node] = [:]
+        for (key, value) in mapping {
+            guard case .scalar(let k) = key else { throw fail(key, path, .wrongType(expected: "text keys")) }
+            let name = k.string
+            let fieldPath = path.isEmpty ? name : path + "." + name
+            guard allowed.contains(name) else { throw fail(key, fieldPath, .unknownField) }
+            guard out[name] == nil else { throw fail(key, fieldPath, .duplicate("field")) }
+            out[name] = value
+        }
+        return out
+    }
+
+    func scalar(_ node: Node, _ path: String) throws(CardImageError) -> String {
+        guard case .scalar(let s) = node else { throw fail(node, path, .wrongType(expected: "a single value")) }
+        return s.string
+    }
+
+    func list(_ node: Node, _ path: String) throws(CardImageError) -> [Node] {
+        guard case .sequence(let seq) = node else { throw fail(node, path, .wrongType(expected: "a list")) }
+        return Array(seq)
+    }
+
+    func hex(_ node: Node, _ path: String) throws(CardImageError) -> [UInt8] {
+        let text = try scalar(node, path)
+        do {
+            return try [UInt8](hex: text)
+        } catch {
+            throw fail(node, path, .invalidValue("not hexadecimal bytes: \(error)"))
+        }
+    }
+
+    func byte(_ node: Node, _ path: String) throws(CardImageError) -> UInt8 {
+        let bytes = try hex(node, path)
+        guard bytes.count == 1 else { throw fail(node, path, .invalidValue("expected one byte in hexadecimal (like 81), got \(bytes.count)")) }
+        return bytes[0]
+    }
+
+    func fid(_ node: Node, _ path: String) throws(CardImageError) -> UInt16? {
+        let text = try scalar(node, path)
+        if text == "~" || text.isEmpty || text == "null" { return nil }
+        let bytes = try hex(node, path)
+        guard bytes.count == 2 else { throw fail(node, path, .invalidValue("a file identifier is 2 bytes in hexadecimal (like 2F00), got \(bytes.count)")) }
+        return UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+    }
+
+    func int(_ node: Node, _ path: String, in range: ClosedRange<Int>) throws(CardImageError) -> Int {
+        let text = try scalar(node, path)
+        guard let v = Int(text) else { throw fail(node, path, .wrongType(expected: "a whole number")) }
+        guard range.contains(v) else { throw fail(node, path, .invalidValue("\(v) is outside \(range.lowerBound)...\(range.upperBound)")) }
+        return v
+    }
+
+    func bool(_ node: Node, _ path: String) throws(CardImageError) -> Bool {
+        switch try scalar(node, path).lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw fail(node, path, .wrongType(expected: "true or false"))
+        }
+    }
+
+    /// Text stored as ISO-8859-1 (the SESAM-Vitale character set): every character must be ≤ U+00FF.
+    func latin1(_ node: Node, _ path: String) throws(CardImageError) -> [UInt8] {
+        let text = try scalar(node, path)
+        var out: [UInt8] = []
+        for scalar in text.unicodeScalars {
+            guard scalar.value <= 0xFF else {
+                throw fail(node, path, .invalidValue("character \"\(scalar)\" cannot be stored in ISO-8859-1 text"))
+            }
+            out.append(UInt8(scalar.value))
+        }
+        return out
+    }
+
+    // MARK: Document
+
+    mutating func image(_ root: Node) throws(CardImageError) -> CardImage {
+        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "filesystem", "overrides"])
+        guard let formatNode = f["format"] else { throw fail(root, "format", .missingField) }
+        let format = try scalar(formatNode, "format")
+        guard format == "carte-image/\(CardImage.currentFormat)" || format == "\(CardImage.currentFormat)" else {
+            throw fail(formatNode, "format", .unsupportedFormat(format))
+        }
+        guard let nameNode = f["name"] else { throw fail(root, "name", .missingField) }
+        let name = try scalar(nameNode, "name")
+        guard let syntheticNode = f["synthetic"] else { throw fail(root, "synthetic", .missingField) }
+        let synthetic = try bool(syntheticNode, "synthetic")
+        let summary = try f["description"].map { n throws(CardImageError) in try scalar(n, "description") }
+
+        guard let cardNode = f["card"] else { throw fail(root, "card", .missingField) }
+        let c = try fields(cardNode, "card", allowed: ["atr", "protocol", "t0-responses", "classes", "select-rejected-p2", "challenge-seed"])
+        guard let atrNode = c["atr"] else { throw fail(cardNode, "card.atr", .missingField) }
+        let atr = try hex(atrNode, "card.atr")
+        let parsedATR: ATR
+        do {
+            parsedATR = try ATR(bytes: atr)
+        } catch {
+            throw fail(atrNode, "card.atr", .invalidValue("not a valid ATR: \(error)"))
+        }
+        var proto = parsedATR.defaultProtocol
+        if let p = c["protocol"] {
+            switch try scalar(p, "card.protocol").uppercased().replacingOccurrences(of: " ", with: "") {
+            case "T=0", "T0": proto = .t0
+            case "T=1", "T1": proto = .t1
+            default: throw fail(p, "card.protocol", .invalidValue("expected T=0 or T=1"))
+            }
+            guard parsedATR.protocols.contains(proto) || (parsedATR.isPCSCContactless && proto == .t1) else {
+                throw fail(p, "card.protocol", .invalidValue("the ATR offers \(parsedATR.protocols.map(\.description).joined(separator: ", ")), not \(proto)"))
+            }
+        }
+        var behaviour = CardImage.Behaviour(t0Responses: proto == .t0)
+        if let n = c["t0-responses"] { behaviour.t0Responses = try bool(n, "card.t0-responses") }
+        if let n = c["classes"] {
+            var classes: Set<UInt8> = []
+            for (i, item) in try list(n, "card.classes").enumerated() { classes.insert(try byte(item, "card.classes[\(i)]")) }
+            behaviour.classes = classes
+        }
+        if let n = c["select-rejected-p2"] {
+            var set: Set<UInt8> = []
+            for (i, item) in try list(n, "card.select-rejected-p2").enumerated() { set.insert(try byte(item, "card.select-rejected-p2[\(i)]")) }
+            behaviour.selectRejectedP2 = set
+        }
+        if let n = c["challenge-seed"] { behaviour.challengeSeed = UInt64(try int(n, "card.challenge-seed", in: 0...Int.max)) }
+
+        var pins: [CardImage.PIN] = []
+        if let n = f["pins"] {
+            for (i, item) in try list(n, "pins").enumerated() {
+                let pin = try self.pin(item, "pins[\(i)]")
+                guard !pins.contains(where: { $0.reference == pin.reference }) else {
+                    throw fail(item, "pins[\(i)].ref", .duplicate("PIN reference \(pin.reference.hex)"))
+                }
+                pins.append(pin)
+            }
+        }
+
+        guard let fsNode = f["filesystem"] else { throw fail(root, "filesystem", .missingField) }
+        var aids: [[UInt8]] = []
+        let mf = try dedicated(fsNode, "filesystem", defaultFID: 0x3F00, aids: &aids)
+        try checkPINReferences(mf, pins: pins, node: fsNode)
+
+        var overrides: [CardImage.Override] = []
+        if let n = f["overrides"] {
+            for (i, item) in try list(n, "overrides").enumerated() {
+                let o = try fields(item, "overrides[\(i)]", allowed: ["command", "response"])
+                guard let cmd = o["command"] else { throw fail(item, "overrides[\(i)].command", .missingField) }
+                guard let rsp = o["response"] else { throw fail(item, "overrides[\(i)].response", .missingField) }
+                let response = try hex(rsp, "overrides[\(i)].response")
+                guard response.count >= 2 else { throw fail(rsp, "overrides[\(i)].response", .invalidValue("a response needs at least the 2 status bytes")) }
+                overrides.append(CardImage.Override(command: try hex(cmd, "overrides[\(i)].command"), response: response))
+            }
+        }
+
+        return CardImage(name: name, summary: summary, synthetic: synthetic, source: source, atr: atr, cardProtocol: proto,
+                         behaviour: behaviour, root: mf, pins: pins, overrides: overrides)
+    }
+
+    func checkPINReferences(_ df: CardImage.DedicatedFile, pins: [CardImage.PIN], node: Node) throws(CardImageError) {
+        for child in df.children {
+            switch child {
+            case .dedicated(let sub): try checkPINReferences(sub, pins: pins, node: node)
+            case .elementary(let ef):
+                if case .pin(let ref) = ef.read, !pins.contains(where: { $0.reference == ref }) {
+                    throw fail(node, "filesystem", .invalidValue("EF \(ef.fid.map { $0.hex } ?? ef.label ?? "?") is readable after PIN \(ref.hex), which `pins` does not define"))
+                }
+            }
+        }
+    }
+
+    func pin(_ node: Node, _ path: String) throws(CardImageError) -> CardImage.PIN {
+        let p = try fields(node, path, allowed: ["ref", "value", "ascii", "pad-to", "pad-byte", "tries", "remaining", "label"])
+        guard let refNode = p["ref"] else { throw fail(node, path + ".ref", .missingField) }
+        let ref = try byte(refNode, path + ".ref")
+        var value: [UInt8]
+        switch (p["value"], p["ascii"]) {
+        case (let v?, nil): value = try hex(v, path + ".value")
+        case (nil, let a?): value = try latin1(a, path + ".ascii")
+        case (nil, nil): throw fail(node, path + ".value", .missingField)
+        case (_?, _?): throw fail(node, path, .conflictingFields("`value` and `ascii`"))
+        }
+        if let padTo = p["pad-to"] {
+            let n = try int(padTo, path + ".pad-to", in: 1...64)
+            guard value.count <= n else { throw fail(padTo, path + ".pad-to", .invalidValue("the PIN is already \(value.count) bytes long")) }
+            let padByte = try p["pad-byte"].map { n throws(CardImageError) in try byte(n, path + ".pad-byte") } ?? 0xFF
+            value += [UInt8](repeating: padByte, count: n - value.count)
+        }
+        let tries = try p["tries"].map { n throws(CardImageError) in try int(n, path + ".tries", in: 1...15) } ?? 3
+        let remaining = try p["remaining"].map { n throws(CardImageError) in try int(n, path + ".remaining", in: 0...tries) } ?? tries
+        let label = try p["label"].map { n throws(CardImageError) in try scalar(n, path + ".label") }
+        return CardImage.PIN(reference: ref, value: value, maxTries: tries, remainingTries: remaining, label: label)
+    }
+
+    // MARK: Files
+
+    func dedicated(_ node: Node, _ path: String, defaultFID: UInt16?, aids: inout [[UInt8]]) throws(CardImageError) -> CardImage.DedicatedFile {
+        let d = try fields(node, path, allowed: ["df", "fid", "aid", "label", "fci", "files"])
+        var df = CardImage.DedicatedFile(fid: defaultFID)
+        if let n = d["df"] ?? d["fid"] { df.fid = try fid(n, path + (d["df"] != nil ? ".df" : ".fid")) }
+        if let n = d["aid"] {
+            let aid = try hex(n, path + ".aid")
+            guard (1...16).contains(aid.count) else { throw fail(n, path + ".aid", .invalidValue("an AID is 1 to 16 bytes, got \(aid.count)")) }
+            guard !aids.contains(aid) else { throw fail(n, path + ".aid", .duplicate("AID \(aid.hexString(separator: ""))")) }
+            aids.append(aid)
+            df.aid = aid
+        }
+        if let n = d["label"] { df.label = try scalar(n, path + ".label") }
+        if let n = d["fci"] { df.fci = try hex(n, path + ".fci") }
+        var fids: Set<UInt16> = []
+        var sfis: Set<UInt8> = []
+        if let n = d["files"] {
+            for (i, item) in try list(n, path + ".files").enumerated() {
+                let itemPath = "\(path).files[\(i)]"
+                guard case .mapping(let m) = item else { throw fail(item, itemPath, .wrongType(expected: "a mapping with `df:` or `ef:`")) }
+                let keys = Set(m.keys.compactMap { $0.scalar?.string })
+                let child: CardImage.Node
+                switch (keys.contains("df"), keys.contains("ef")) {
+                case (true, false): child = .dedicated(try dedicated(item, itemPath, defaultFID: nil, aids: &aids))
+                case (false, true): child = .elementary(try elementary(item, itemPath))
+                case (true, true): throw fail(item, itemPath, .conflictingFields("`df` and `ef`"))
+                case (false, false): throw fail(item, itemPath + ".ef", .missingField)
+                }
+                let (childFID, childSFI): (UInt16?, UInt8?) = {
+                    switch child {
+                    case .dedicated(let x): return (x.fid, nil)
+                    case .elementary(let x): return (x.fid, x.sfi)
+                    }
+                }()
+                if let f = childFID {
+                    guard fids.insert(f).inserted else { throw fail(item, itemPath, .duplicate("file identifier \(f.hex) in \(path)")) }
+                }
+                if let s = childSFI {
+                    guard sfis.insert(s).inserted else { throw fail(item, itemPath + ".sfi", .duplicate("short file identifier \(s) in \(path)")) }
+                }
+                df.children.append(child)
+            }
+        }
+        return df
+    }
+
+    func elementary(_ node: Node, _ path: String) throws(CardImageError) -> CardImage.ElementaryFile {
+        let e = try fields(node, path, allowed: ["ef", "sfi", "label", "read", "data", "text", "tlv", "records", "pad-to", "pad-byte", "fci", "synthetic"])
+        var ef = CardImage.ElementaryFile(content: .transparent([]))
+        ef.fid = try fid(e["ef"]!, path + ".ef")
+        if let n = e["sfi"] { ef.sfi = UInt8(try int(n, path + ".sfi", in: 1...30)) }
+        guard ef.fid != nil || ef.sfi != nil else { throw fail(node, path + ".ef", .invalidValue("an EF needs a file identifier, a short file identifier (sfi), or both")) }
+        if let n = e["label"] { ef.label = try scalar(n, path + ".label") }
+        if let n = e["read"] {
+            let text = try scalar(n, path + ".read")
+            switch text {
+            case "always": ef.read = .always
+            case "never": ef.read = .never
+            default:
+                guard text.hasPrefix("pin:"), let ref = try? [UInt8](hex: text.dropFirst(4)), ref.count == 1 else {
+                    throw fail(n, path + ".read", .invalidValue("expected always, never or pin:XX (a PIN reference in hexadecimal)"))
+                }
+                ef.read = .pin(ref[0])
+            }
+        }
+        if let n = e["fci"] { ef.fci = try hex(n, path + ".fci") }
+        if let n = e["synthetic"] { ef.synthetic = try bool(n, path + ".synthetic") }
+        let contentKeys = ["data", "text", "tlv", "records"].filter { e[$0] != nil }
+        guard contentKeys.count <= 1 else {
+            throw fail(node, path, .conflictingFields(contentKeys.map { "`\($0)`" }.joined(separator: " and ")))
+        }
+        var bytes: [UInt8] = []
+        switch contentKeys.first {
+        case "data": bytes = try hex(e["data"]!, path + ".data")
+        case "text": bytes = try latin1(e["text"]!, path + ".text")
+        case "tlv":
+            for (i, item) in try list(e["tlv"]!, path + ".tlv").enumerated() {
+                bytes += try tlv(item, "\(path).tlv[\(i)]").encoded()
+            }
+        case "records":
+            var records: [[UInt8]] = []
+            for (i, item) in try list(e["records"]!, path + ".records").enumerated() {
+                let rp = "\(path).records[\(i)]"
+                if case .scalar = item {
+                    records.append(try hex(item, rp))
+                } else {
+                    let r = try fields(item, rp, allowed: ["data", "text", "tlv"])
+                    if let d = r["data"] { records.append(try hex(d, rp + ".data")) }
+                    else if let t = r["text"] { records.append(try latin1(t, rp + ".text")) }
+                    else if let t = r["tlv"] {
+                        var rec: [UInt8] = []
+                        for (j, o) in try list(t, rp + ".tlv").enumerated() { rec += try tlv(o, "\(rp).tlv[\(j)]").encoded() }
+                        records.append(rec)
+                    } else { throw fail(item, rp + ".data", .missingField) }
+                }
+                guard records.last!.count <= 255 else { throw fail(item, rp, .invalidValue("a record holds at most 255 bytes")) }
+            }
+            guard e["pad-to"] == nil else { throw fail(e["pad-to"]!, path + ".pad-to", .invalidValue("padding applies to transparent files only")) }
+            ef.content = .records(records)
+            return ef
+        default:
+            break
+        }
+        if let n = e["pad-to"] {
+            let size = try int(n, path + ".pad-to", in: 0...32_767)
+            guard bytes.count <= size else {
+                throw fail(n, path + ".pad-to", .invalidValue("the content is already \(bytes.count) bytes, more than \(size)"))
+            }
+            let padByte = try e["pad-byte"].map { p throws(CardImageError) in try byte(p, path + ".pad-byte") } ?? 0x00
+            bytes += [UInt8](repeating: padByte, count: size - bytes.count)
+        }
+        guard bytes.count <= 32_767 else { throw fail(node, path, .invalidValue("a transparent EF holds at most 32767 bytes here (READ BINARY offset range)")) }
+        ef.content = .transparent(bytes)
+        return ef
+    }
+
+    func tlv(_ node: Node, _ path: String, depth: Int = 0) throws(CardImageError) -> TLV {
+        guard depth < TLV.maximumDepth else { throw fail(node, path, .invalidValue("TLV nesting deeper than \(TLV.maximumDepth)")) }
+        let t = try fields(node, path, allowed: ["tag", "hex", "text", "children", "pad-to"])
+        guard let tagNode = t["tag"] else { throw fail(node, path + ".tag", .missingField) }
+        let tagBytes = try hex(tagNode, path + ".tag")
+        guard TLVTag.isValidEncoding(tagBytes), tagBytes[0] != 0x00, tagBytes[0] != 0xFF else {
+            throw fail(tagNode, path + ".tag", .invalidValue("\(tagBytes.hexString(separator: "")) is not a valid BER-TLV tag"))
+        }
+        let tag = TLVTag(rawValue: tagBytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        let present = ["hex", "text", "children"].filter { t[$0] != nil }
+        guard present.count <= 1 else { throw fail(node, path, .conflictingFields(present.map { "`\($0)`" }.joined(separator: " and "))) }
+        if let c = t["children"] {
+            guard tag.isConstructed else {
+                throw fail(tagNode, path + ".tag", .invalidValue("tag \(tag) is primitive (bit 6 clear) but has children"))
+            }
+            var children: [TLV] = []
+            for (i, item) in try list(c, path + ".children").enumerated() {
+                children.append(try tlv(item, "\(path).children[\(i)]", depth: depth + 1))
+            }
+            return TLV(tag: tag, children: children)
+        }
+        var value: [UInt8] = []
+        if let h = t["hex"] { value = try hex(h, path + ".hex") }
+        if let x = t["text"] { value = try latin1(x, path + ".text") }
+        if let p = t["pad-to"] {
+            let size = try int(p, path + ".pad-to", in: 0...65_535)
+            guard value.count <= size else { throw fail(p, path + ".pad-to", .invalidValue("the value is already \(value.count) bytes")) }
+            value += [UInt8](repeating: 0x20, count: size - value.count)  // text fields are space-padded
+        }
+        return TLV(tag: tag, value: value)
+    }
+}

@@ -1,0 +1,373 @@
+public import CarteCore
+import Synchronization
+
+/// The shape and identity of a virtual reader: its name, vendor, firmware, serial number and slots.
+///
+/// The built-in profiles are synthetic: they model the layouts of real SESAM-Vitale readers
+/// (mono-fente, bi-fente Vitale + CPx, contactless) without claiming to be a given product.
+public struct VirtualReaderProfile: Sendable, Hashable, Codable {
+    /// One slot of the profile.
+    public struct Slot: Sendable, Hashable, Codable {
+        /// What the slot is for: `vitale`, `cpx` or `any`.
+        public var role: String
+        /// Whether the slot is contactless.
+        public var contactless: Bool
+        public init(role: String, contactless: Bool = false) {
+            self.role = role
+            self.contactless = contactless
+        }
+    }
+
+    /// A short identifier (`mono-fente`, `bi-fente`, `contactless`).
+    public var id: String
+    /// The friendly name; PC/SC-style slot names append ` NN SS`.
+    public var name: String
+    /// Vendor name reported as `SCARD_ATTR_VENDOR_NAME`.
+    public var vendor: String
+    /// Firmware version (`major.minor`) reported as the IFD version.
+    public var firmwareVersion: String
+    /// Serial number, if the reader reports one.
+    public var serialNumber: String?
+    /// The slots, in index order.
+    public var slots: [Slot]
+    /// Features (`pin-pad`, `extended-apdu`, …).
+    public var features: [String]
+    /// Whether the profile is a synthetic model rather than a real product's identity.
+    public var synthetic: Bool
+
+    public init(id: String, name: String, vendor: String, firmwareVersion: String, serialNumber: String? = nil, slots: [Slot], features: [String] = [], synthetic: Bool = true) {
+        self.id = id
+        self.name = name
+        self.vendor = vendor
+        self.firmwareVersion = firmwareVersion
+        self.serialNumber = serialNumber
+        self.slots = slots
+        self.features = features
+        self.synthetic = synthetic
+    }
+
+    /// One contact slot.
+    public static let monoFente = VirtualReaderProfile(
+        id: "mono-fente", name: "CarteKit Virtual Mono-fente", vendor: "CarteKit (synthetic)", firmwareVersion: "1.00",
+        serialNumber: "CKV-M-0001", slots: [Slot(role: "any")], features: ["extended-apdu"])
+    /// Two contact slots: slot 0 for the Vitale card, slot 1 for the CPx card.
+    public static let biFente = VirtualReaderProfile(
+        id: "bi-fente", name: "CarteKit Virtual Bi-fente", vendor: "CarteKit (synthetic)", firmwareVersion: "1.00",
+        serialNumber: "CKV-B-0001", slots: [Slot(role: "vitale"), Slot(role: "cpx")], features: ["extended-apdu"])
+    /// One contactless slot (ISO 14443: phones with the appli carte Vitale, contactless CPS).
+    public static let contactless = VirtualReaderProfile(
+        id: "contactless", name: "CarteKit Virtual Contactless", vendor: "CarteKit (synthetic)", firmwareVersion: "1.00",
+        serialNumber: "CKV-C-0001", slots: [Slot(role: "any", contactless: true)], features: [])
+
+    /// The built-in profiles.
+    public static let builtIn: [VirtualReaderProfile] = [.monoFente, .biFente, .contactless]
+}
+
+/// One slot of a virtual reader: holds at most one ``SimulatedCard`` and serialises access to it.
+public final class VirtualSlot: Sendable {
+    /// The slot as applications see it.
+    public let info: ReaderInfo
+
+    struct State: ~Copyable {
+        var card: SimulatedCard?
+        var mute = false
+        /// Bumped on every insertion and removal: a connection made before it changed is stale.
+        var insertion = 0
+        /// Bumped on every reset: a connection that did not ask for it sees `cardReset` once.
+        var resets = 0
+        var exclusiveOwner: Int?
+        var connections: Set<Int> = []
+        var nextConnection = 1
+    }
+
+    let state = Mutex(State())
+
+    init(info: ReaderInfo) { self.info = info }
+
+    /// What is in the slot.
+    public var slotState: SlotState {
+        state.withLock { s in
+            guard let card = s.card else { return .empty }
+            return s.mute ? .mute : .present(atr: card.image.atr)
+        }
+    }
+}
+
+/// The in-memory reader backend: virtual readers with slots, cards inserted and removed at run time,
+/// events for both. Implements the same ``ReaderBackend`` abstraction as the PC/SC backend, so card
+/// applications and tests run against it unchanged.
+public final class SimulatorBackend: ReaderBackend {
+    private struct Registry {
+        var readers: [(profile: VirtualReaderProfile, slots: [VirtualSlot])] = []
+        var nextIndex = 0
+        var listeners: [Int: AsyncStream<ReaderEvent>.Continuation] = [:]
+        var nextListener = 0
+    }
+
+    private let registry = Mutex(Registry())
+
+    /// Creates a backend with no reader.
+    public init() {}
+
+    /// Creates a backend with one reader per profile.
+    public convenience init(profiles: [VirtualReaderProfile]) {
+        self.init()
+        for profile in profiles { addReader(profile) }
+    }
+
+    /// Plugs in a reader with `profile`; returns its slots. Names follow pcsc-lite:
+    /// `<name> NN SS`, NN the reader index and SS the slot, both two hexadecimal digits.
+    @discardableResult
+    public func addReader(_ profile: VirtualReaderProfile) -> [ReaderInfo] {
+        let (slots, events) = registry.withLock { r -> ([VirtualSlot], [ReaderEvent]) in
+            let index = r.nextIndex
+            r.nextIndex += 1
+            let physical = "\(profile.name) \(UInt8(truncatingIfNeeded: index).hex)"
+            let slots = profile.slots.enumerated().map { (i, slot) in
+                VirtualSlot(info: ReaderInfo(
+                    name: "\(physical) \(UInt8(truncatingIfNeeded: i).hex)",
+                    physicalReader: physical,
+                    slot: i,
+                    slotCount: profile.slots.count,
+                    isContactless: slot.contactless,
+                    vendor: profile.vendor,
+                    firmwareVersion: profile.firmwareVersion,
+                    serialNumber: profile.serialNumber,
+                    features: profile.features,
+                    role: slot.role))
+            }
+            r.readers.append((profile, slots))
+            return (slots, slots.map { .readerAdded($0.info) })
+        }
+        broadcast(events)
+        return slots.map(\.info)
+    }
+
+    /// Unplugs the physical reader that owns the slot `name` (all its slots disappear).
+    public func removeReader(_ name: String) throws(CardError) {
+        let events = try registry.withLock { r throws(CardError) -> [ReaderEvent] in
+            guard let i = r.readers.firstIndex(where: { $0.slots.contains { $0.info.name == name } || $0.slots.first?.info.physicalReader == name }) else {
+                throw .noSuchReader(name, available: r.readers.flatMap { $0.slots.map(\.info.name) })
+            }
+            let slots = r.readers.remove(at: i).slots
+            var events: [ReaderEvent] = []
+            for slot in slots {
+                let hadCard = slot.state.withLock { s -> Bool in
+                    let had = s.card != nil
+                    s.card = nil
+                    s.insertion += 1
+                    return had
+                }
+                if hadCard { events.append(.cardRemoved(reader: slot.info.name)) }
+                events.append(.readerRemoved(name: slot.info.name))
+            }
+            return events
+        }
+        broadcast(events)
+    }
+
+    func slot(named name: String) throws(CardError) -> VirtualSlot {
+        let found = registry.withLock { r in r.readers.lazy.flatMap(\.slots).first { $0.info.name == name } }
+        if let found { return found }
+        // Accept a unique prefix or the bare friendly name, as people type them.
+        let all = registry.withLock { r in r.readers.flatMap(\.slots) }
+        let candidates = all.filter { $0.info.name.hasPrefix(name) }
+        if candidates.count == 1 { return candidates[0] }
+        throw .noSuchReader(name, available: all.map(\.info.name))
+    }
+
+    /// Inserts a card playing `image` into the slot `reader` (replacing any card already there).
+    public func insert(_ image: CardImage, into reader: String, mute: Bool = false) throws(CardError) {
+        let slot = try slot(named: reader)
+        let removed = slot.state.withLock { s -> Bool in
+            let had = s.card != nil
+            s.card = SimulatedCard(image: image)
+            s.mute = mute
+            s.insertion += 1
+            s.exclusiveOwner = nil
+            return had
+        }
+        var events: [ReaderEvent] = []
+        if removed { events.append(.cardRemoved(reader: slot.info.name)) }
+        events.append(mute ? .cardMute(reader: slot.info.name) : .cardInserted(reader: slot.info.name, atr: image.atr))
+        broadcast(events)
+    }
+
+    /// Removes the card from the slot `reader` (nothing happens if it is empty).
+    public func remove(from reader: String) throws(CardError) {
+        let slot = try slot(named: reader)
+        let had = slot.state.withLock { s -> Bool in
+            let had = s.card != nil
+            s.card = nil
+            s.insertion += 1
+            s.exclusiveOwner = nil
+            return had
+        }
+        if had { broadcast([.cardRemoved(reader: slot.info.name)]) }
+    }
+
+    /// The tries left for the PIN `reference` of the card in the slot `reader` (for tests and the
+    /// control interface), or `nil` when the slot is empty or the card has no such PIN.
+    public func remainingTries(forPIN reference: UInt8, in reader: String) throws(CardError) -> Int? {
+        try slot(named: reader).state.withLock { s in s.card?.remainingTries(forPIN: reference) }
+    }
+
+    /// The image played by the card in the slot `reader`, or `nil` when the slot is empty.
+    public func image(in reader: String) throws(CardError) -> CardImage? {
+        try slot(named: reader).state.withLock { s in s.card?.image }
+    }
+
+    /// The names of every slot, in plug order (synchronous form of ``readers()``).
+    public var readerNames: [String] {
+        registry.withLock { r in r.readers.flatMap { $0.slots.map(\.info.name) } }
+    }
+
+    // MARK: ReaderBackend
+
+    public func readers() async throws(CardError) -> [ReaderInfo] {
+        registry.withLock { r in r.readers.flatMap { $0.slots.map(\.info) } }
+    }
+
+    public func state(of reader: String) async throws(CardError) -> SlotState {
+        try slot(named: reader).slotState
+    }
+
+    public func connect(to reader: String, share: ShareMode = .shared, protocols: Set<TransmissionProtocol> = [.t0, .t1]) async throws(CardError) -> any CardConnection {
+        try connectNow(to: reader, share: share, protocols: protocols)
+    }
+
+    /// Synchronous form of ``connect(to:share:protocols:)``.
+    public func connectNow(to reader: String, share: ShareMode = .shared, protocols: Set<TransmissionProtocol> = [.t0, .t1]) throws(CardError) -> SimulatedConnection {
+        let slot = try slot(named: reader)
+        let name = slot.info.name
+        return try slot.state.withLock { s throws(CardError) -> SimulatedConnection in
+            guard let card = s.card else { throw .noCard(reader: name) }
+            if s.mute { throw .cardMute(reader: name, timeout: .zero) }
+            if s.exclusiveOwner != nil { throw .sharingViolation(reader: name) }
+            if share == .exclusive && !s.connections.isEmpty { throw .sharingViolation(reader: name) }
+            let proto = card.image.cardProtocol
+            guard protocols.contains(proto) || share == .direct else {
+                throw .unsupported("the card in \"\(name)\" runs \(proto), not one of \(protocols.sorted().map(\.description).joined(separator: ", "))")
+            }
+            let id = s.nextConnection
+            s.nextConnection += 1
+            s.connections.insert(id)
+            if share == .exclusive { s.exclusiveOwner = id }
+            return SimulatedConnection(slot: slot, id: id, insertion: s.insertion, resets: s.resets, atr: card.image.atr, cardProtocol: proto)
+        }
+    }
+
+    public func events() -> AsyncStream<ReaderEvent> {
+        let (stream, continuation) = AsyncStream<ReaderEvent>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let id = registry.withLock { r -> Int in
+            let id = r.nextListener
+            r.nextListener += 1
+            r.listeners[id] = continuation
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.registry.withLock { $0.listeners.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    private func broadcast(_ events: [ReaderEvent]) {
+        let listeners = registry.withLock { Array($0.listeners.values) }
+        for event in events {
+            for listener in listeners { listener.yield(event) }
+        }
+    }
+}
+
+/// A connection to a simulated card. Fails with ``CardError/cardRemoved(reader:)`` once the card it
+/// was made with is gone (even if another card is inserted), and with ``CardError/cardReset(reader:)``
+/// once after another connection reset the card.
+public final class SimulatedConnection: CardConnection {
+    let slot: VirtualSlot
+    let id: Int
+    private struct State {
+        var insertion: Int
+        var resets: Int
+        var open = true
+        var atr: [UInt8]
+        var cardProtocol: TransmissionProtocol
+    }
+    private let state: Mutex<State>
+
+    init(slot: VirtualSlot, id: Int, insertion: Int, resets: Int, atr: [UInt8], cardProtocol: TransmissionProtocol) {
+        self.slot = slot
+        self.id = id
+        self.state = Mutex(State(insertion: insertion, resets: resets, atr: atr, cardProtocol: cardProtocol))
+    }
+
+    public var readerName: String { slot.info.name }
+    public var atrBytes: [UInt8] { state.withLock { $0.atr } }
+    public var activeProtocol: TransmissionProtocol { state.withLock { $0.cardProtocol } }
+    public var capabilities: TransportCapabilities { slot.info.features.contains("extended-apdu") ? .extended : .short }
+
+    public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
+        try transmitNow(command)
+    }
+
+    /// Synchronous form of ``transmit(_:)`` (used by benchmarks and the driver bridge).
+    public func transmitNow(_ command: [UInt8]) throws(CardError) -> [UInt8] {
+        let (insertion, resets, open) = state.withLock { ($0.insertion, $0.resets, $0.open) }
+        guard open else { throw .notConnected }
+        let name = slot.info.name
+        let result: Result<[UInt8], CardError> = slot.state.withLock { s in
+            guard let card = s.card, s.insertion == insertion else { return .failure(.cardRemoved(reader: name)) }
+            if s.mute { return .failure(.cardMute(reader: name, timeout: .zero)) }
+            if s.resets != resets { return .failure(.cardReset(reader: name)) }
+            if let owner = s.exclusiveOwner, owner != id { return .failure(.sharingViolation(reader: name)) }
+            return .success(card.process(command))
+        }
+        if case .failure(.cardReset) = result {
+            // Reported once; the connection then sees the card in its new state.
+            state.withLock { $0.resets = self.slot.state.withLock { $0.resets } }
+        }
+        return try result.get()
+    }
+
+    public func reconnect(share: ShareMode = .shared, initialization: Disposition = .leave) async throws(CardError) {
+        let (insertion, open) = state.withLock { ($0.insertion, $0.open) }
+        guard open else { throw .notConnected }
+        let name = slot.info.name
+        let resets = try slot.state.withLock { s throws(CardError) -> Int in
+            guard let card = s.card, s.insertion == insertion else { throw .cardRemoved(reader: name) }
+            if let owner = s.exclusiveOwner, owner != id { throw .sharingViolation(reader: name) }
+            if share == .exclusive && s.connections.count > 1 { throw .sharingViolation(reader: name) }
+            s.exclusiveOwner = share == .exclusive ? id : nil
+            if initialization != .leave {
+                card.reset()
+                s.resets += 1
+            }
+            return s.resets
+        }
+        state.withLock { $0.resets = resets }
+    }
+
+    public func disconnect(_ disposition: Disposition = .leave) async throws(CardError) {
+        let (insertion, wasOpen) = state.withLock { s -> (Int, Bool) in
+            let was = s.open
+            s.open = false
+            return (s.insertion, was)
+        }
+        guard wasOpen else { return }
+        slot.state.withLock { s in
+            s.connections.remove(id)
+            if s.exclusiveOwner == id { s.exclusiveOwner = nil }
+            if disposition != .leave, let card = s.card, s.insertion == insertion {
+                card.reset()
+                s.resets += 1
+            }
+        }
+    }
+
+    deinit {
+        let id = self.id
+        slot.state.withLock { s in
+            s.connections.remove(id)
+            if s.exclusiveOwner == id { s.exclusiveOwner = nil }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import ArgumentParser
+import CarteCore
+import CarteSimulator
+import Foundation
+
+struct APDUCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apdu",
+        abstract: "Send APDUs to a card and print the responses with their meaning.",
+        discussion: """
+            Give the commands as arguments (one APDU each, in hexadecimal) or in a script file \
+            (--script): one APDU per line, '#' comments, 'reset' to reset the card, 'exit' to stop — \
+            the pcsc-tools scriptor format. By default GET RESPONSE (61xx), resend with the right Le \
+            (6Cxx) and command chaining happen automatically and are shown as auto: lines; --raw turns \
+            them off. The data of VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER is never printed.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var simulator: SimulatorOptions
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("Reader (slot) to use: its name or a unique prefix. Default: the first slot holding a card.", valueName: "NAME"))
+    var reader: String?
+
+    @Option(help: ArgumentHelp("Read the APDUs from a script file ('-' for standard input).", valueName: "FILE"))
+    var script: String?
+
+    @Flag(help: "Send each command exactly as given: no automatic GET RESPONSE, resend or chaining.")
+    var raw = false
+
+    @Flag(help: "Exit with code 4 when a final status word is not 90 00.")
+    var failOnStatus = false
+
+    @Argument(help: "APDUs in hexadecimal, one per argument (quote APDUs written with spaces).")
+    var apdus: [String] = []
+
+    func validate() throws {
+        if script == nil && apdus.isEmpty { throw ValidationError("give APDUs as arguments or a --script file") }
+        if script != nil && !apdus.isEmpty { throw ValidationError("give APDUs as arguments or a --script file, not both") }
+    }
+
+    func run() async throws {
+        let logger = global.makeLogger()
+        try await reporting(json: global.json) {
+            let steps = try loadSteps()
+            let backend = try simulator.makeBackend()
+            let name = try await chooseReader(backend, requested: reader)
+            let connection = try await backend.connect(to: name, share: .shared, protocols: [.t0, .t1])
+            let trace = Trace()
+            let channel = CardChannel(transport: connection, policy: raw ? .raw : .default, trace: trace, logger: logger)
+            var report = APDUReport(reader: name, atr: await connection.atrBytes.hexString(), exchanges: [])
+            var worst: StatusWord? = nil
+            if !global.json {
+                print("Reader: \(name)")
+                print("ATR:    \(report.atr)")
+            }
+            for step in steps {
+                switch step {
+                case .reset:
+                    try await connection.reconnect(share: .shared, initialization: .reset)
+                    report.exchanges.append(.init(line: nil, command: "reset", events: [], data: "", sw: "", meaning: "card reset, ATR \(await connection.atrBytes.hexString())"))
+                    if !global.json { print("reset  (ATR \(await connection.atrBytes.hexString()))") }
+                case .command(let command, let line):
+                    let before = trace.events.count
+                    let response = try await channel.transmit(command)
+                    let events = Array(trace.events.dropFirst(before))
+                    let exchange = APDUReport.Exchange(
+                        line: line, command: command.redactedHex,
+                        events: events.map { .init(direction: $0.direction == .toCard ? "command" : "response", bytes: $0.hex, marker: $0.marker?.rawValue) },
+                        data: response.data.hexString(), sw: response.statusWord.description, meaning: response.statusWord.meaning)
+                    report.exchanges.append(exchange)
+                    if !response.statusWord.isSuccess && worst == nil { worst = response.statusWord }
+                    if !global.json {
+                        for e in events { print(e.line) }
+                        print("   \(response.statusWord): \(response.statusWord.meaning)\(response.data.isEmpty ? "" : " (\(response.data.count) data byte\(response.data.count == 1 ? "" : "s"))")")
+                    }
+                }
+            }
+            try? await connection.disconnect(.leave)
+            if global.json { Output.printJSON(report) }
+            if failOnStatus, let worst {
+                if !global.json { Output.stderr("error: status word \(worst) (\(worst.meaning))") }
+                throw ExitCode(CarteExit.statusWord)
+            }
+        }
+    }
+
+    private func loadSteps() throws -> [APDUScript.Step] {
+        if let script {
+            let text: String
+            if script == "-" {
+                var lines: [String] = []
+                while let line = readLine(strippingNewline: false) { lines.append(line) }
+                text = lines.joined()
+            } else {
+                do {
+                    text = try String(contentsOfFile: script, encoding: .utf8)
+                } catch {
+                    throw CLIError(kind: "script", message: "\(script): cannot read the script: \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput)
+                }
+            }
+            do {
+                return try APDUScript(parsing: text).steps
+            } catch {
+                throw CLIError(kind: "script", message: "\(script == "-" ? "<stdin>" : script): \(error.description)", exitCode: CarteExit.invalidInput)
+            }
+        }
+        var steps: [APDUScript.Step] = []
+        for (i, text) in apdus.enumerated() {
+            do {
+                steps.append(.command(try CommandAPDU(bytes: try [UInt8](hex: text)), line: i + 1))
+            } catch {
+                let inner = CLIError.from(error)
+                throw CLIError(kind: inner.kind, message: "APDU argument \(i + 1): \(inner.message)", offset: inner.offset, exitCode: inner.exitCode)
+            }
+        }
+        return steps
+    }
+}
+
+/// Picks the requested reader, or the first slot holding a card.
+func chooseReader(_ backend: any ReaderBackend, requested: String?) async throws -> String {
+    let readers = try await backend.readers()
+    if let requested {
+        if let exact = readers.first(where: { $0.name == requested }) { return exact.name }
+        let matches = readers.filter { $0.name.hasPrefix(requested) }
+        if matches.count == 1 { return matches[0].name }
+        throw CardError.noSuchReader(requested, available: readers.map(\.name))
+    }
+    for r in readers {
+        if case .present = try await backend.state(of: r.name) { return r.name }
+    }
+    guard let first = readers.first else { throw CardError.noSuchReader("(any)", available: []) }
+    throw CardError.noCard(reader: first.name)
+}
+
+/// `carte apdu --json` output, schema `carte.apdu/1` (docs/json.md).
+struct APDUReport: Encodable {
+    var schema = "carte.apdu/1"
+    let reader: String
+    let atr: String
+    var exchanges: [Exchange]
+
+    struct Exchange: Encodable {
+        /// Script line or argument number.
+        let line: Int?
+        /// The command as given (secrets redacted), or `reset`.
+        let command: String
+        /// Every APDU that crossed the reader for this command, automatic ones marked.
+        let events: [Event]
+        /// Final response data (concatenated across GET RESPONSE).
+        let data: String
+        /// Final status word.
+        let sw: String
+        let meaning: String
+    }
+    struct Event: Encodable {
+        let direction: String
+        let bytes: String
+        let marker: String?
+    }
+}

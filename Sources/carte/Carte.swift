@@ -1,0 +1,170 @@
+import ArgumentParser
+import CarteCore
+import Foundation
+import Logging
+
+/// `carte` — the CarteKit command-line tool.
+@main
+struct Carte: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "carte",
+        abstract: "Read and test French health smart cards (Carte Vitale, CPx) and their readers.",
+        discussion: """
+            Until the PC/SC backend lands, commands that talk to cards use CarteKit's in-memory \
+            virtual readers, loaded with the bundled synthetic demo Vitale 2 unless --image says otherwise.
+
+            JSON output (--json) is versioned by its "schema" field; see docs/json.md.
+
+            EXIT CODES:
+              0   success
+              1   unexpected failure (a bug: please report it)
+              2   invalid input: malformed hex, APDU, ATR, TLV, card image or script
+              3   reader or card problem: no such reader, no card, card removed or mute
+              4   the card answered with an error status word (only with --fail-on-status)
+              64  invalid command line (unknown option, missing argument)
+            """,
+        version: CarteVersion.string,
+        subcommands: [ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, ImageCommand.self, BenchCommand.self]
+    )
+}
+
+/// The version of the tool and of the JSON schemas it writes.
+enum CarteVersion {
+    static let string = "0.1.0"
+}
+
+/// Exit codes documented in `carte --help`.
+enum CarteExit {
+    static let success: Int32 = 0
+    static let unexpected: Int32 = 1
+    static let invalidInput: Int32 = 2
+    static let cardOrReader: Int32 = 3
+    static let statusWord: Int32 = 4
+}
+
+/// Options shared by every command.
+struct GlobalOptions: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "Log more (repeat for APDU-level trace logs on standard error).")
+    var verbose: Int
+
+    @Flag(help: "Write versioned JSON on standard output instead of text.")
+    var json = false
+
+    /// Bootstraps logging once (only the CLI does this; libraries take a Logger).
+    func makeLogger() -> Logger {
+        let level: Logger.Level = verbose >= 2 ? .trace : verbose == 1 ? .debug : .warning
+        LoggingBootstrap.once(level: level)
+        var logger = Logger(label: "carte")
+        logger.logLevel = level
+        return logger
+    }
+}
+
+enum LoggingBootstrap {
+    private static let done = NSLock()
+    nonisolated(unsafe) private static var bootstrapped = false
+
+    static func once(level: Logger.Level) {
+        done.lock()
+        defer { done.unlock() }
+        guard !bootstrapped else { return }
+        bootstrapped = true
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+// MARK: - Output helpers
+
+enum Output {
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        // Encoding our own value types cannot fail; a failure here is a bug worth a crash report.
+        let data = try! encoder.encode(value)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func printJSON<T: Encodable>(_ value: T) {
+        print(json(value))
+    }
+
+    static func stderr(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+/// The JSON written on standard output for a failed command when `--json` is set (schema `carte.error/1`).
+struct ErrorJSON: Encodable {
+    let schema = "carte.error/1"
+    let error: Detail
+    struct Detail: Encodable {
+        let kind: String
+        let message: String
+        let offset: Int?
+        let exitCode: Int32
+    }
+}
+
+/// An error a command reports to the user, with its exit code.
+struct CLIError: Error {
+    let kind: String
+    let message: String
+    let offset: Int?
+    let exitCode: Int32
+
+    init(kind: String, message: String, offset: Int? = nil, exitCode: Int32) {
+        self.kind = kind
+        self.message = message
+        self.offset = offset
+        self.exitCode = exitCode
+    }
+
+    static func from(_ error: any Error) -> CLIError {
+        switch error {
+        case let e as CLIError: return e
+        case let e as HexError:
+            let offset: Int
+            switch e {
+            case .invalidCharacter(_, let o), .oddNumberOfDigits(let o): offset = o
+            }
+            return CLIError(kind: "hex", message: e.description, offset: offset, exitCode: CarteExit.invalidInput)
+        case let e as APDUError: return CLIError(kind: "apdu", message: e.description, offset: e.offset, exitCode: CarteExit.invalidInput)
+        case let e as ATRError: return CLIError(kind: "atr", message: e.description, offset: e.offset, exitCode: CarteExit.invalidInput)
+        case let e as TLVError: return CLIError(kind: "tlv", message: e.description, offset: e.offset, exitCode: CarteExit.invalidInput)
+        case let e as CardError:
+            if case .invalidCommand(let inner) = e {
+                return CLIError(kind: "apdu", message: inner.description, offset: inner.offset, exitCode: CarteExit.invalidInput)
+            }
+            return CLIError(kind: "card", message: e.description, exitCode: CarteExit.cardOrReader)
+        default:
+            return CLIError(kind: "internal", message: String(describing: error), exitCode: CarteExit.unexpected)
+        }
+    }
+
+    /// Reports the error (text on standard error, or JSON on standard output) and exits.
+    func report(json: Bool) -> ExitCode {
+        if json {
+            Output.printJSON(ErrorJSON(error: .init(kind: kind, message: message, offset: offset, exitCode: exitCode)))
+        } else {
+            Output.stderr("error: \(message)")
+        }
+        return ExitCode(exitCode)
+    }
+}
+
+extension AsyncParsableCommand {
+    /// Runs `body`, turning every error into a reported message and a documented exit code.
+    func reporting(json: Bool, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            throw CLIError.from(error).report(json: json)
+        }
+    }
+}

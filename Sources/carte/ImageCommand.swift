@@ -1,0 +1,134 @@
+import ArgumentParser
+import CarteBundledImages
+import CarteCore
+import CarteSimulator
+
+struct ImageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "image",
+        abstract: "Work with card images (the simulator's card format).",
+        subcommands: [Check.self, List.self]
+    )
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check",
+            abstract: "Load card images and report their content, or the file, line and field of the first error.",
+            discussion: "FILE may be bundled:PATH for an image built into carte. Exits 2 if any image is invalid."
+        )
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "Card image files (YAML, format carte-image/1).")
+        var files: [String]
+
+        func run() async throws {
+            _ = global.makeLogger()
+            var results: [ImageCheckReport.Result] = []
+            var failed = false
+            for file in files {
+                do {
+                    let image = try SimulatorOptions.loadImage(file)
+                    results.append(.init(file: file, valid: true, error: nil, summary: ImageSummary(image)))
+                    if !global.json { print("\(file): OK\n" + ImageSummary(image).text.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")) }
+                } catch {
+                    failed = true
+                    let e = CLIError.from(error)
+                    results.append(.init(file: file, valid: false, error: e.message, summary: nil))
+                    if !global.json { Output.stderr("error: \(e.message)") }
+                }
+            }
+            if global.json { Output.printJSON(ImageCheckReport(results: results)) }
+            if failed { throw ExitCode(CarteExit.invalidInput) }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the card images built into carte.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            _ = global.makeLogger()
+            if global.json {
+                Output.printJSON(ImageCheckReport(results: BundledImages.all.map { b in
+                    let image = try? SimulatorOptions.loadImage("bundled:" + b.path)
+                    return .init(file: "bundled:" + b.path, valid: image != nil, error: nil, summary: image.map(ImageSummary.init))
+                }))
+                return
+            }
+            for b in BundledImages.all {
+                let image = try? SimulatorOptions.loadImage("bundled:" + b.path)
+                print("bundled:\(b.path)  \(image?.name ?? "(invalid)")\(image?.synthetic == true ? " — synthetic" : "")")
+            }
+        }
+    }
+}
+
+/// A card image described for people and JSON.
+struct ImageSummary: Encodable {
+    let name: String
+    let synthetic: Bool
+    let atr: String
+    let card: String?
+    let cardProtocol: String
+    let t0Responses: Bool
+    let files: [String]
+    let pins: [String]
+
+    init(_ image: CardImage) {
+        name = image.name
+        synthetic = image.synthetic
+        atr = image.atr.hexString()
+        card = KnownATR.identify(image.atr).first?.label
+        cardProtocol = image.cardProtocol.description
+        t0Responses = image.behaviour.t0Responses
+        var lines: [String] = []
+        func walk(_ df: CardImage.DedicatedFile, _ indent: String) {
+            var head = indent + "DF"
+            if let fid = df.fid { head += " \(fid.hex)" }
+            if let aid = df.aid { head += " AID \(aid.hexString(separator: ""))" }
+            if let label = df.label { head += " \"\(label)\"" }
+            lines.append(head)
+            for child in df.children {
+                switch child {
+                case .dedicated(let sub): walk(sub, indent + "  ")
+                case .elementary(let ef):
+                    var line = indent + "  EF"
+                    if let fid = ef.fid { line += " \(fid.hex)" }
+                    if let sfi = ef.sfi { line += " SFI \(sfi)" }
+                    if let label = ef.label { line += " \"\(label)\"" }
+                    switch ef.content {
+                    case .transparent(let bytes): line += ", \(bytes.count) bytes"
+                    case .records(let records): line += ", \(records.count) records"
+                    }
+                    if ef.read != .always { line += ", read \(ef.read)" }
+                    if ef.synthetic { line += ", synthetic" }
+                    lines.append(line)
+                }
+            }
+        }
+        walk(image.root, "")
+        files = lines
+        // PIN values are never shown: only reference, tries and label.
+        pins = image.pins.map { "PIN \($0.reference.hex)\($0.label.map { " \"\($0)\"" } ?? ""): \($0.remainingTries)/\($0.maxTries) tries" }
+    }
+
+    var text: String {
+        var out = ["\(name)\(synthetic ? " — synthetic" : "")", "ATR \(atr) (\(card ?? "unknown card")), \(cardProtocol)\(t0Responses ? ", answers 61xx/6Cxx" : "")"]
+        out += files
+        out += pins
+        return out.joined(separator: "\n")
+    }
+}
+
+/// `carte image check --json` / `carte image list --json` output, schema `carte.image-check/1` (docs/json.md).
+struct ImageCheckReport: Encodable {
+    var schema = "carte.image-check/1"
+    let results: [Result]
+    struct Result: Encodable {
+        let file: String
+        let valid: Bool
+        let error: String?
+        let summary: ImageSummary?
+    }
+}

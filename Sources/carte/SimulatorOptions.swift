@@ -1,0 +1,87 @@
+import ArgumentParser
+import CarteBundledImages
+import CarteCore
+import CarteSimulator
+
+/// Options that set up the in-memory virtual readers commands run against.
+struct SimulatorOptions: ParsableArguments {
+    @Option(
+        name: .customLong("profile"),
+        help: ArgumentHelp(
+            "Virtual reader profile to plug in (repeatable): \(VirtualReaderProfile.builtIn.map(\.id).joined(separator: ", ")).",
+            valueName: "NAME"))
+    var profiles: [String] = []
+
+    @Option(
+        name: .customLong("image"),
+        help: ArgumentHelp(
+            "Card image to insert (repeatable): FILE, or SLOT=FILE where SLOT is a reader name or its unique prefix. "
+                + "FILE may be bundled:PATH for an image built into carte (\(BundledImages.all.map { "bundled:" + $0.path }.joined(separator: ", "))). "
+                + "Default: the synthetic demo Vitale 2 in the first slot.",
+            valueName: "[SLOT=]FILE"))
+    var images: [String] = []
+
+    @Flag(help: "Insert no card at all (empty readers).")
+    var noCard = false
+
+    /// Builds the backend: readers plugged in, images inserted.
+    func makeBackend() throws -> SimulatorBackend {
+        let backend = SimulatorBackend()
+        let chosen = profiles.isEmpty ? ["bi-fente"] : profiles
+        for id in chosen {
+            guard let profile = VirtualReaderProfile.builtIn.first(where: { $0.id == id }) else {
+                throw ValidationError("unknown reader profile \"\(id)\"; available: \(VirtualReaderProfile.builtIn.map(\.id).joined(separator: ", "))")
+            }
+            backend.addReader(profile)
+        }
+        if noCard { return backend }
+        let specs = images.isEmpty ? ["bundled:" + BundledImages.defaultImage.path] : images
+        var free = backendSlots(backend)
+        for spec in specs {
+            var slotName: String? = nil
+            var file = spec
+            if let eq = spec.firstIndex(of: "="), !spec[..<eq].hasPrefix("bundled:") {
+                slotName = String(spec[..<eq])
+                file = String(spec[spec.index(after: eq)...])
+            }
+            let image = try SimulatorOptions.loadImage(file)
+            let target: String
+            if let slotName {
+                target = slotName
+            } else {
+                guard !free.isEmpty else {
+                    throw CLIError(kind: "usage", message: "no free slot left for \(file); plug in another --profile or use SLOT=FILE", exitCode: CarteExit.invalidInput)
+                }
+                target = free.removeFirst()
+            }
+            try backend.insert(image, into: target)
+            free.removeAll { $0 == target }
+        }
+        return backend
+    }
+
+    private func backendSlots(_ backend: SimulatorBackend) -> [String] {
+        // `readers()` never suspends on the simulator; read the registry synchronously.
+        backend.readerNames
+    }
+
+    /// Loads an image from a file or from `bundled:PATH`.
+    static func loadImage(_ spec: String) throws -> CardImage {
+        if spec.hasPrefix("bundled:") {
+            let path = String(spec.dropFirst("bundled:".count))
+            guard let bundled = BundledImages.image(at: path) else {
+                throw CLIError(kind: "image", message: "no bundled image \"\(path)\"; bundled: \(BundledImages.all.map(\.path).joined(separator: ", "))", exitCode: CarteExit.invalidInput)
+            }
+            do {
+                return try CardImageLoader.load(text: bundled.text, source: spec)
+            } catch {
+                throw CLIError(kind: "image", message: error.description, exitCode: CarteExit.invalidInput)
+            }
+        }
+        do {
+            return try CardImageLoader.load(path: spec)
+        } catch {
+            throw CLIError(kind: "image", message: error.description, exitCode: CarteExit.invalidInput)
+        }
+    }
+}
