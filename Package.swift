@@ -77,7 +77,12 @@ let package = Package(
 
         .testTarget(
             name: "CarteCoreTests",
-            dependencies: ["CarteCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: [
+                "CarteCore",
+                logging,
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

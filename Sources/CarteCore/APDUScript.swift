@@ -7,6 +7,12 @@ public struct APDUScriptError: Error, Hashable, Sendable, CustomStringConvertibl
     /// What is wrong.
     public var message: String
 
+    public init(line: Int, column: Int?, message: String) {
+        self.line = line
+        self.column = column
+        self.message = message
+    }
+
     public var description: String { "line \(line)\(column.map { ", column \($0)" } ?? ""): \(message)" }
 }
 
@@ -37,10 +43,9 @@ public struct APDUScript: Hashable, Sendable {
     public init(parsing text: String) throws(APDUScriptError) {
         var steps: [Step] = []
         var number = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             number += 1
             var line = Substring(rawLine)
-            if line.hasSuffix("\r") { line = line.dropLast() }
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
             let trimmed = line.drop { $0 == " " || $0 == "\t" }
             let leading = line.count - trimmed.count

@@ -106,7 +106,7 @@ public final class CardChannel: Sendable {
 
     /// The class byte for a GET RESPONSE following a command of class `cla`: the CPS2ter class `A0`
     /// keeps `A0`; inter-industry classes keep their logical channel; other proprietary classes use `00`.
-    static func getResponseClass(for cla: UInt8) -> UInt8 {
+    public static func getResponseClass(for cla: UInt8) -> UInt8 {
         if cla == 0xA0 { return 0xA0 }
         if cla & 0x80 != 0 { return 0x00 }
         if cla & 0x40 == 0 { return cla & 0x03 }
