@@ -64,23 +64,22 @@ public struct CardImageError: Error, Hashable, Sendable, CustomStringConvertible
 public enum CardImageLoader {
     /// Loads the image in the file at `path`.
     public static func load(path: String) throws(CardImageError) -> CardImage {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw CardImageError(file: path, field: "", problem: .unreadable(describe(error)))
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw CardImageError(file: path, field: "", problem: .unreadable("no such file"))
+        }
+        guard !isDirectory.boolValue else { throw CardImageError(file: path, field: "", problem: .unreadable("it is a directory")) }
+        guard fm.isReadableFile(atPath: path), let data = fm.contents(atPath: path) else {
+            throw CardImageError(file: path, field: "", problem: .unreadable("permission denied"))
+        }
+        guard data.count <= 16 << 20 else {
+            throw CardImageError(file: path, field: "", problem: .unreadable("the file is larger than 16 MiB"))
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw CardImageError(file: path, field: "", problem: .unreadable("the file is not UTF-8 text"))
         }
         return try load(text: text, source: path)
-    }
-
-    private static func describe(_ error: any Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain,
-            let code = POSIXErrorCode(rawValue: Int32(underlying.code))
-        {
-            return String(cString: strerror(code.rawValue))
-        }
-        return ns.localizedDescription
     }
 
     /// Loads an image from its text; `source` names it in errors.

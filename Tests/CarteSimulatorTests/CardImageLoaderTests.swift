@@ -1,0 +1,111 @@
+import CarteBundledImages
+import CarteCore
+import CarteSimulator
+import Foundation
+import Testing
+
+func fixture(_ name: String) -> String {
+    Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent(name).path
+}
+
+func bundled(_ path: String) throws -> CardImage {
+    let image = try #require(BundledImages.image(at: path))
+    return try CardImageLoader.load(text: image.text, source: "bundled:" + path)
+}
+
+@Suite("Card image format")
+struct CardImageLoaderTests {
+    @Test func everyBundledImageLoadsAndSaysItIsSynthetic() throws {
+        #expect(BundledImages.all.count >= 2)
+        for b in BundledImages.all {
+            let image = try CardImageLoader.load(text: b.text, source: b.path)
+            #expect(image.synthetic, "\(b.path) must be labelled synthetic")
+            #expect(!image.name.isEmpty)
+        }
+    }
+
+    @Test func bundledCopiesAreTheFilesInCardImages() throws {
+        // The embedded text must be byte-for-byte the file in CardImages/ (one source of truth).
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for b in BundledImages.all {
+            let onDisk = try String(contentsOf: root.appendingPathComponent("CardImages").appendingPathComponent(b.path), encoding: .utf8)
+            #expect(onDisk == b.text)
+        }
+    }
+
+    @Test func demoVitaleFollowsTheConfirmedFacts() throws {
+        let image = try bundled("demo/vitale2-demo.yaml")
+        #expect(image.atr == [0x3B, 0x75, 0x13, 0x00, 0x00, 0x45, 0x09, 0xEA, 0x90, 0x00])
+        #expect(image.cardProtocol == .t0)
+        #expect(image.behaviour.t0Responses)
+        #expect(image.root.fid == 0x3F00)
+        #expect(image.root.aid == Array("MF_VITALE".utf8).withPrefix([0xD2, 0x50, 0x00, 0x00, 0x02]))
+        let vitale = image.root.children.compactMap { node -> CardImage.DedicatedFile? in
+            if case .dedicated(let df) = node { return df } else { return nil }
+        }.first
+        #expect(vitale?.aid == Array("VITALE".utf8).withPrefix([0xD2, 0x50, 0x00, 0x00, 0x02]))
+    }
+
+    @Test("malformed images name the file, the line and the field", arguments: [
+        ("bad-syntax.yaml", 8, "", "not valid YAML"),
+        ("bad-atr.yaml", 5, "card.atr", "historical byte"),
+        ("bad-hex.yaml", 13, "filesystem.files[1].files[0].data", "not hexadecimal"),
+        ("unknown-field.yaml", 6, "card.protocl", "unknown field"),
+        ("missing-synthetic.yaml", 1, "synthetic", "required field is missing"),
+        ("future-format.yaml", 1, "format", "unsupported format"),
+        ("duplicate-fid.yaml", 10, "filesystem.files[1]", "duplicate file identifier 2F00"),
+        ("undefined-pin.yaml", 7, "filesystem", "PIN 81"),
+        ("primitive-with-children.yaml", 10, "filesystem.files[0].tlv[0].tag", "primitive"),
+        ("wrong-protocol.yaml", 6, "card.protocol", "offers T=0"),
+    ])
+    func malformed(file: String, line: Int, field: String, phrase: String) throws {
+        let path = fixture(file)
+        do {
+            _ = try CardImageLoader.load(path: path)
+            Issue.record("\(file) loaded but is malformed")
+        } catch {
+            #expect(error.file == path)
+            #expect(error.line == line, "\(error)")
+            #expect(error.field == field, "\(error)")
+            #expect(error.description.contains(phrase), "\(error)")
+            #expect(error.description.hasPrefix("\(path):\(line)"))
+        }
+    }
+
+    @Test func missingFileIsUnreadable() {
+        #expect {
+            try CardImageLoader.load(path: "/nonexistent/card.yaml")
+        } throws: { error in
+            guard let e = error as? CardImageError, case .unreadable(let why) = e.problem else { return false }
+            return why == "no such file"
+        }
+    }
+
+    @Test func contentForms() throws {
+        let image = try CardImageLoader.load(text: """
+            format: 1
+            name: forms
+            synthetic: true
+            card: { atr: 3B 00 }
+            pins: [{ ref: "01", value: 31 32 33 34, tries: 5, remaining: 2 }]
+            filesystem:
+              files:
+                - { ef: "0001", text: "Éa", pad-to: 4, pad-byte: FF }
+                - { ef: "0002", tlv: [{ tag: 5F20, text: AB, pad-to: 4 }] }
+                - { ef: ~, sfi: 30, records: [01 02, { text: x }] }
+            """, source: "inline")
+        guard case .elementary(let a) = image.root.children[0], case .transparent(let bytes) = a.content else { Issue.record("EF 0001"); return }
+        #expect(bytes == [0xC9, 0x61, 0xFF, 0xFF])  // ISO-8859-1 text, padded
+        guard case .elementary(let b) = image.root.children[1], case .transparent(let tlv) = b.content else { Issue.record("EF 0002"); return }
+        #expect(tlv == [0x5F, 0x20, 0x04, 0x41, 0x42, 0x20, 0x20])
+        guard case .elementary(let c) = image.root.children[2], case .records(let records) = c.content else { Issue.record("records"); return }
+        #expect(records == [[1, 2], [0x78]])
+        #expect(c.fid == nil && c.sfi == 30)
+        #expect(image.pins == [CardImage.PIN(reference: 1, value: [0x31, 0x32, 0x33, 0x34], maxTries: 5, remainingTries: 2)])
+        #expect(image.cardProtocol == .t0)
+    }
+}
+
+extension Array where Element == UInt8 {
+    func withPrefix(_ prefix: [UInt8]) -> [UInt8] { prefix + self }
+}
