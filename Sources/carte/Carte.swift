@@ -126,6 +126,8 @@ struct CLIError: Error {
     static func from(_ error: any Error) -> CLIError {
         switch error {
         case let e as CLIError: return e
+        case let e as ValidationError:
+            return CLIError(kind: "usage", message: e.message, exitCode: ExitCode.validationFailure.rawValue)
         case let e as HexError:
             let offset: Int
             switch e {

@@ -53,7 +53,7 @@ struct ReadersCommand: AsyncParsableCommand {
                     print("\(r.info.physicalReader)  (\(r.info.slotCount) slot\(r.info.slotCount == 1 ? "" : "s"); \(identity.joined(separator: ", ")))")
                 }
                 let kind = r.info.isContactless ? "contactless" : "contact"
-                let role = r.info.role.map { ", \($0)" } ?? ""
+                let role = r.info.role.flatMap { $0 == "any" ? nil : ", \($0)" } ?? ""
                 var line = "  \(r.info.name)  [\(kind)\(role)]: "
                 switch r.state {
                 case "card":

@@ -1,4 +1,5 @@
 import CarteCore
+import Foundation
 import PropertyBased
 import Testing
 
@@ -11,28 +12,27 @@ struct KnownCardATR: Sendable, CustomTestStringConvertible {
     var testDescription: String { hex }
 }
 
+/// Read from `Tests/Shared/domain-facts-atrs.tsv` (shared with the CLI tests).
 let domainFactsATRs: [KnownCardATR] = {
-    var list: [KnownCardATR] = []
-    // Vitale 1: SCL pattern 3F 65 25 00 2[2C] 09 [F6]9 90 00, plus 52/6A and A[34]/6A.
-    for b4 in ["22", "2C"] { for b6 in ["F9", "69"] { list.append(.init(hex: "3F 65 25 00 \(b4) 09 \(b6) 90 00", convention: .inverse, protocols: [.t0], family: .vitale1)) } }
-    for b4 in ["52", "A3", "A4"] { list.append(.init(hex: "3F 65 25 00 \(b4) 09 6A 90 00", convention: .inverse, protocols: [.t0], family: .vitale1)) }
-    // Vitale 2: 3B 75 13 00 00 4x 09 EA 90 00, x in 3 4 5 6 7 8 9 B C, and the 45 09 FA variant.
-    for x in ["3", "4", "5", "6", "7", "8", "9", "B", "C"] {
-        list.append(.init(hex: "3B 75 13 00 00 4\(x) 09 EA 90 00", convention: .direct, protocols: [.t0], family: .vitale2))
+    let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Shared/domain-facts-atrs.tsv")
+    let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
+        let f = line.split(separator: "\t").map(String.init)
+        return KnownCardATR(
+            hex: f[0],
+            convention: f[1] == "inverse" ? .inverse : .direct,
+            protocols: f[2].split(separator: ",").map { TransmissionProtocol(rawValue: UInt8($0.dropFirst(2))!) },
+            family: ATRFamily(rawValue: f[3])!)
     }
-    list.append(.init(hex: "3B 75 13 00 00 45 09 FA 90 00", convention: .direct, protocols: [.t0], family: .vitale2))
-    list.append(.init(hex: "3B AC 00 40 2A 00 12 25 00 64 80 00 03 10 00 90 00", convention: .direct, protocols: [.t0], family: .cps3))
-    list.append(.init(hex: "3B AC 00 40 2A 00 12 25 00 64 80 82 02 12 00 90 00", convention: .direct, protocols: [.t0], family: .cps3))
-    list.append(.init(hex: "3B 8F 80 01 00 31 B8 64 04 B0 EC C1 73 94 01 80 82 90 00 0E", convention: .direct, protocols: [.t0, .t1], family: .cps3Contactless))
-    list.append(.init(hex: "3B 9B 18 80 01 00 12 25 00 64 80 04 01 00 00 90 44", convention: .direct, protocols: [.t0, .t1], family: .cps4))
-    list.append(.init(hex: "3B 9B 18 80 01 00 12 25 00 64 80 00 04 01 00 90 44", convention: .direct, protocols: [.t0, .t1], family: .cps4))
-    list.append(.init(hex: "3B DC 18 FF 00 00 12 25 00 64 80 00 04 01 00 90 00", convention: .direct, protocols: [.t0], family: .cps4))
-    list.append(.init(hex: "3B 67 00 00 2D 20 16 01 78 90 00", convention: .direct, protocols: [.t0], family: .cnamtsAgent))
-    return list
 }()
 
 @Suite("ATR")
 struct ATRTests {
+    @Test func theTableIsComplete() {
+        #expect(domainFactsATRs.count == 24)
+    }
+
     @Test("domain-facts §1 ATRs decode with the right convention, protocols and family", arguments: domainFactsATRs)
     func domainFacts(_ card: KnownCardATR) throws {
         let atr = try ATR(hex: card.hex)

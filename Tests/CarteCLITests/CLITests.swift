@@ -1,0 +1,233 @@
+import Foundation
+import Testing
+
+/// Runs the built `carte` binary and captures what it prints.
+struct CarteRun {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any] ?? [:]
+    }
+}
+
+enum Carte {
+    /// The `carte` executable next to the test bundle (or `$CARTE_BINARY`).
+    static let binary: URL = {
+        if let path = ProcessInfo.processInfo.environment["CARTE_BINARY"] { return URL(fileURLWithPath: path) }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = dir.appendingPathComponent("carte")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: ".build/debug/carte")
+    }()
+
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    static func run(_ arguments: [String], stdin: String? = nil) throws -> CarteRun {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let input = Pipe()
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        // Read both pipes fully before waiting, so a large output cannot block the child.
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return CarteRun(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+struct DomainATR: Sendable, CustomTestStringConvertible {
+    let hex: String
+    let convention: String
+    let protocols: [String]
+    var testDescription: String { hex }
+}
+
+let domainATRs: [DomainATR] = {
+    let text = (try? String(contentsOf: Carte.repository.appendingPathComponent("Tests/Shared/domain-facts-atrs.tsv"), encoding: .utf8)) ?? ""
+    return text.split(separator: "\n").filter { !$0.hasPrefix("#") }.map { line in
+        let f = line.split(separator: "\t").map(String.init)
+        return DomainATR(hex: f[0], convention: f[1], protocols: f[2].split(separator: ",").map(String.init))
+    }
+}()
+
+@Suite("carte CLI", .serialized)
+struct CLITests {
+    @Test func helpIsCompleteWithExitCodes() throws {
+        let r = try Carte.run(["--help"])
+        #expect(r.status == 0)
+        for word in ["atr", "apdu", "readers", "demo", "image", "bench", "EXIT CODES", "64"] {
+            #expect(r.stdout.contains(word), "help lacks \(word)")
+        }
+        for sub in [["atr"], ["apdu"], ["readers"], ["demo"], ["image", "check"], ["image", "list"], ["bench", "core"]] {
+            let h = try Carte.run(sub + ["--help"])
+            #expect(h.status == 0)
+            #expect(h.stdout.contains("OVERVIEW") && h.stdout.contains("--json"), "\(sub) help")
+        }
+    }
+
+    @Test("carte atr --json says the right convention and protocols", arguments: domainATRs)
+    func atrJSON(_ atr: DomainATR) throws {
+        #expect(domainATRs.count == 24)
+        let r = try Carte.run(["atr", "--json", atr.hex])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = r.json
+        #expect(json["schema"] as? String == "carte.atr/1")
+        #expect(json["convention"] as? String == atr.convention)
+        #expect(json["protocols"] as? [String] == atr.protocols)
+        #expect((json["identified"] as? [Any])?.isEmpty == false)
+    }
+
+    @Test func atrText() throws {
+        let r = try Carte.run(["atr", "3B751300004509EA9000"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("direct convention"))
+        #expect(r.stdout.contains("TA1 = 13  Fi=372, Di=4"))
+        #expect(r.stdout.contains("Card: Carte Vitale 2"))
+    }
+
+    @Test func malformedATRIsExit2WithOffset() throws {
+        let r = try Carte.run(["atr", "3B 75 13 00 00 45 09"])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("offset 7"))
+        let j = try Carte.run(["atr", "--json", "3B 81 01 AA 00"])
+        #expect(j.status == 2)
+        let error = j.json["error"] as? [String: Any]
+        #expect(j.json["schema"] as? String == "carte.error/1")
+        #expect(error?["kind"] as? String == "atr")
+        #expect(error?["offset"] as? Int == 4)
+        let hex = try Carte.run(["atr", "3B 7G"])
+        #expect(hex.status == 2)
+        #expect(hex.stderr.contains("offset 4"))
+    }
+
+    @Test func apduAgainstTheDefaultDemoCard() throws {
+        let r = try Carte.run(["apdu", "00 A4 04 00 0B D2 50 00 00 02 56 49 54 41 4C 45 00", "00B0820000"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("Reader: CarteKit Virtual Bi-fente 00 00"))
+        #expect(r.stdout.contains("[auto:get-response]"))
+        #expect(r.stdout.contains("[auto:resend-le]"))
+        #expect(r.stdout.contains("90 00: Normal processing (128 data bytes)"))
+        let raw = try Carte.run(["apdu", "--raw", "00 A4 04 0C 0B D2 50 00 00 02 56 49 54 41 4C 45", "00B0820000"])
+        #expect(raw.stdout.contains("< 6C 80"))
+        #expect(raw.stdout.contains("Wrong Le field: resend with Le = 128"))
+        #expect(!raw.stdout.contains("auto:"))
+    }
+
+    @Test func apduExitCodes() throws {
+        #expect(try Carte.run(["apdu", "00 CA 00 00 00"]).status == 0)
+        let status = try Carte.run(["apdu", "--fail-on-status", "00 CA 00 00 00"])
+        #expect(status.status == 4)
+        #expect(status.stderr.contains("6D 00"))
+        let malformed = try Carte.run(["apdu", "00 A4 04 00 05 01"])
+        #expect(malformed.status == 2)
+        #expect(malformed.stderr.contains("APDU argument 1"))
+        #expect(malformed.stderr.contains("offset 5"))
+        let reader = try Carte.run(["apdu", "--reader", "Nope", "00 A4 00 0C"])
+        #expect(reader.status == 3)
+        #expect(reader.stderr.contains("CarteKit Virtual Bi-fente 00 00"))
+        let empty = try Carte.run(["apdu", "--no-card", "00 A4 00 0C"])
+        #expect(empty.status == 3)
+        #expect(try Carte.run(["apdu"]).status == 64)
+        #expect(try Carte.run(["readers", "--bogus"]).status == 64)
+    }
+
+    @Test func pinNeverPrinted() throws {
+        let verify = "00 20 00 81 08 31 32 33 34 FF FF FF FF"
+        for extra in [[], ["--json"], ["-vv"]] {
+            let r = try Carte.run(["apdu", "--image", "bundled:demo/iso-generic.yaml"] + extra + [verify])
+            #expect(r.status == 0)
+            let all = r.stdout + r.stderr
+            #expect(!all.contains("31 32 33 34"))
+            #expect(all.contains("<redacted 8 bytes>"))
+        }
+    }
+
+    @Test func scripts() throws {
+        let script = """
+            # the generic card
+            00 A4 02 0C 02 01 01
+            00 B0 00 00 04   # first bytes
+            reset
+            00 B0 00 00 04
+            """
+        let r = try Carte.run(["apdu", "--json", "--image", "bundled:demo/iso-generic.yaml", "--script", "-"], stdin: script)
+        #expect(r.status == 0, "\(r.stderr)")
+        let exchanges = r.json["exchanges"] as? [[String: Any]] ?? []
+        #expect(exchanges.count == 4)
+        #expect(exchanges[1]["data"] as? String == "00 01 02 03")
+        #expect(exchanges[2]["command"] as? String == "reset")
+        #expect(exchanges[3]["sw"] as? String == "69 86")  // no current EF after the reset
+        let bad = try Carte.run(["apdu", "--script", "-"], stdin: "00 A4 00 0C\nzz\n")
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("<stdin>: line 2, column 1"))
+        let missing = try Carte.run(["apdu", "--script", "/nonexistent/script"])
+        #expect(missing.status == 2)
+    }
+
+    @Test func readersText() throws {
+        let r = try Carte.run(["readers", "--profile", "bi-fente", "--profile", "contactless"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("CarteKit Virtual Bi-fente 00 00  [contact, vitale]: card 3B 75 13 00 00 45 09 EA 90 00"))
+        #expect(r.stdout.contains("CarteKit Virtual Bi-fente 00 01  [contact, cpx]: empty"))
+        #expect(r.stdout.contains("CarteKit Virtual Contactless 01 00  [contactless]: empty"))
+        let j = try Carte.run(["readers", "--json", "--image", "CarteKit Virtual Bi-fente 00 01=bundled:demo/iso-generic.yaml"])
+        #expect(j.status == 0, "\(j.stderr)")
+        #expect(j.json["schema"] as? String == "carte.readers/1")
+        let readers = j.json["readers"] as? [[String: Any]] ?? []
+        #expect(readers.map { $0["state"] as? String } == ["empty", "card"])
+        #expect(readers[1]["synthetic"] as? Bool == true)
+        #expect(try Carte.run(["readers", "--profile", "nope"]).status == 64)
+        #expect(try Carte.run(["readers", "--image", "/nonexistent.yaml"]).status == 2)
+    }
+
+    @Test func demo() throws {
+        let r = try Carte.run(["demo"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("SYNTHETIC"))
+        #expect(r.stdout.contains("\"CLAIRE\""))
+        #expect(r.stdout.contains("\"285037505612306\""))
+        let j = try Carte.run(["demo", "--json"])
+        #expect(j.json["schema"] as? String == "carte.demo/1")
+        #expect((j.json["steps"] as? [Any])?.count == 7)
+        #expect(j.json["synthetic"] as? Bool == true)
+    }
+
+    @Test func imageCheck() throws {
+        let good = try Carte.run(["image", "check", "bundled:demo/vitale2-demo.yaml", Carte.repository.appendingPathComponent("CardImages/demo/iso-generic.yaml").path])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(good.stdout.contains("EF 0002 SFI 2 \"NIR\", 128 bytes, synthetic"))
+        #expect(good.stdout.contains("PIN 81 \"Test PIN\": 3/3 tries"))
+        #expect(!good.stdout.contains("31 32 33 34"))
+        let fixture = Carte.repository.appendingPathComponent("Tests/CarteSimulatorTests/Fixtures/bad-hex.yaml").path
+        let bad = try Carte.run(["image", "check", fixture])
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("bad-hex.yaml:13:"))
+        #expect(bad.stderr.contains("filesystem.files[1].files[0].data"))
+        let list = try Carte.run(["image", "list"])
+        #expect(list.stdout.contains("bundled:demo/vitale2-demo.yaml"))
+    }
+
+    @Test func benchRunsAndReportsRatios() throws {
+        let r = try Carte.run(["bench", "core", "--seconds", "0.02", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.json["schema"] as? String == "carte.bench-core/1")
+        let rows = r.json["rows"] as? [[String: Any]] ?? []
+        #expect(rows.count == 7)
+        #expect(rows.first?["ratio"] as? Double == 1)
+        #expect(rows.allSatisfy { ($0["apduPerSecond"] as? Double ?? 0) > 0 })
+        #expect(try Carte.run(["bench", "core", "--seconds", "0"]).status == 64)
+    }
+}
