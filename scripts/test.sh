@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole CarteKit test suite from a fresh clone: installs what is missing, builds, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:/opt/swift/bin:$PATH"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+swift test 2>&1 | tee "$log" || status=$?
+
+# A plain summary line from Swift Testing's closing line (kept even when it fails).
+summary=$(grep -E "Test run with [0-9]+ tests?" "$log" | tail -1 || true)
+total=$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\}.*/\1/p' <<<"$summary")
+failed_tests=$(grep -cE "^✘ Test .* failed after" "$log" || true)
+if [ -n "$total" ]; then
+  echo "tests: $((total - failed_tests)) passed, $failed_tests failed"
+fi
+exit "$status"
