@@ -7,6 +7,7 @@ public struct APDUScriptError: Error, Hashable, Sendable, CustomStringConvertibl
     /// What is wrong.
     public var message: String
 
+    /// Creates an error for `line` (and `column`, when known).
     public init(line: Int, column: Int?, message: String) {
         self.line = line
         self.column = column

@@ -47,6 +47,7 @@ public enum ATRError: Error, Hashable, Sendable, CustomStringConvertible {
 public struct TransmissionProtocol: RawRepresentable, Hashable, Sendable, Comparable, CustomStringConvertible {
     /// The protocol number, 0…15.
     public let rawValue: UInt8
+    /// Creates a protocol number (only the low nibble is kept).
     public init(rawValue: UInt8) { self.rawValue = rawValue & 0x0F }
     /// Half-duplex character protocol T=0.
     public static let t0 = TransmissionProtocol(rawValue: 0)
@@ -84,9 +85,13 @@ public struct ATR: Hashable, Sendable {
         /// The protocol that qualifies this group's TA/TB/TC: `nil` for group 1 and for TA2/TB2
         /// (global bytes), otherwise the T announced by TD(i-1).
         public var qualifier: TransmissionProtocol?
+        /// TAi, when present.
         public var ta: UInt8?
+        /// TBi, when present.
         public var tb: UInt8?
+        /// TCi, when present.
         public var tc: UInt8?
+        /// TDi, when present (its low nibble is the protocol T of the next group).
         public var td: UInt8?
     }
 
@@ -249,6 +254,7 @@ public struct ATR: Hashable, Sendable {
         /// The 4-bit tag (1 country code, 2 issuer id, 3 card service data, 4 initial access data,
         /// 5 card issuer data, 6 pre-issuing data, 7 card capabilities, 8 status indicator, F application id).
         public var tag: UInt8
+        /// The object's value bytes.
         public var value: [UInt8]
         /// The ISO 7816-4 name of the tag.
         public var name: String {

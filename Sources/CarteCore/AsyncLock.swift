@@ -12,6 +12,7 @@ public final class AsyncLock: Sendable {
 
     private let state = Mutex(State())
 
+    /// Creates an unlocked lock.
     public init() {}
 
     /// Waits until the lock is free, then takes it.

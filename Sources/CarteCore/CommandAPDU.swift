@@ -121,13 +121,7 @@ public struct CommandAPDU: Hashable, Sendable {
         if let le, !(1...65_536).contains(le) { throw .invalidLe(le) }
         let needsExtended = data.count > 255 || (le ?? 0) > 256
         if extended == false && needsExtended { throw .extendedLengthRequired(dataCount: data.count, le: le) }
-        self.cla = cla
-        self.ins = ins
-        self.p1 = p1
-        self.p2 = p2
-        self.data = data
-        self.le = le
-        self.isExtended = (extended ?? false) || needsExtended
+        self.init(unchecked: cla, ins, p1, p2, data, le, (extended ?? false) || needsExtended)
     }
 
     /// Decodes an APDU from its bytes (ISO/IEC 7816-3 §12.1.3).

@@ -23,6 +23,7 @@ public struct ReaderInfo: Hashable, Sendable, Codable {
     /// What the slot is meant for on a health reader (`vitale`, `cpx`, `any`), when the profile says.
     public var role: String?
 
+    /// Describes a slot; only the name and the physical reader are required.
     public init(
         name: String,
         physicalReader: String,

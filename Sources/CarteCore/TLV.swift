@@ -45,8 +45,11 @@ public enum TLVError: Error, Hashable, Sendable, CustomStringConvertible {
 /// A BER-TLV tag (ISO/IEC 7816-4 §6.3, ITU-T X.690), up to 4 bytes, stored big-endian in `rawValue`
 /// (so `5F37` is `0x5F37` and `65` is `0x65`).
 public struct TLVTag: RawRepresentable, Hashable, Sendable, Comparable, ExpressibleByIntegerLiteral {
+    /// The tag bytes, big-endian (`0x5F37`).
     public let rawValue: UInt32
+    /// Creates a tag from its big-endian value.
     public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// Creates a tag from a literal such as `0x5F37`.
     public init(integerLiteral value: UInt32) { self.rawValue = value }
 
     /// The tag bytes as encoded.
@@ -119,6 +122,7 @@ public struct TLV: Hashable, Sendable {
     /// Objects are equal when their tags, values and children are; ``offset`` is ignored.
     public static func == (a: TLV, b: TLV) -> Bool { a.tag == b.tag && a.value == b.value && a.children == b.children }
 
+    /// Hashes the tag and value (consistent with ``==(_:_:)``).
     public func hash(into hasher: inout Hasher) {
         hasher.combine(tag)
         hasher.combine(value)

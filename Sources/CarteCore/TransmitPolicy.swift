@@ -59,6 +59,7 @@ public struct TransportCapabilities: Hashable, Sendable {
     /// The largest response APDU in bytes (data + SW).
     public var maxResponseLength: Int
 
+    /// Describes a transport; extended support raises the maxima to the extended limits.
     public init(extendedLength: Bool, maxCommandLength: Int = 261, maxResponseLength: Int = 258) {
         self.extendedLength = extendedLength
         self.maxCommandLength = extendedLength ? max(maxCommandLength, 65_544) : maxCommandLength

@@ -30,6 +30,7 @@ public struct CardImage: Sendable, Hashable {
     /// Exact command → response pairs answered before any other processing.
     public var overrides: [Override]
 
+    /// Creates an image; see the properties for each parameter.
     public init(
         name: String,
         summary: String? = nil,
@@ -67,6 +68,7 @@ public struct CardImage: Sendable, Hashable {
         /// Seed of the deterministic generator behind GET CHALLENGE.
         public var challengeSeed: UInt64
 
+        /// Creates behaviour switches (defaults: T=0 answers, class 00 only, no SELECT quirk).
         public init(t0Responses: Bool = true, classes: Set<UInt8> = [0x00], selectRejectedP2: Set<UInt8> = [], challengeSeed: UInt64 = 0x5EED) {
             self.t0Responses = t0Responses
             self.classes = classes
@@ -106,6 +108,7 @@ public struct CardImage: Sendable, Hashable {
         /// The children, in order.
         public var children: [Node]
 
+        /// Creates a DF.
         public init(fid: UInt16? = nil, aid: [UInt8]? = nil, label: String? = nil, fci: [UInt8]? = nil, children: [Node] = []) {
             self.fid = fid
             self.aid = aid
@@ -132,6 +135,7 @@ public struct CardImage: Sendable, Hashable {
         /// Whether this file's content is a synthetic reconstruction.
         public var synthetic: Bool
 
+        /// Creates an EF.
         public init(fid: UInt16? = nil, sfi: UInt8? = nil, label: String? = nil, read: AccessRule = .always, content: Content, fci: [UInt8]? = nil, synthetic: Bool = false) {
             self.fid = fid
             self.sfi = sfi
@@ -170,6 +174,7 @@ public struct CardImage: Sendable, Hashable {
         /// A label for people ("PIN porteur").
         public var label: String?
 
+        /// Creates a PIN; `remainingTries` defaults to `maxTries`.
         public init(reference: UInt8, value: [UInt8], maxTries: Int = 3, remainingTries: Int? = nil, label: String? = nil) {
             self.reference = reference
             self.value = value
@@ -181,8 +186,11 @@ public struct CardImage: Sendable, Hashable {
 
     /// An exact command and the response the card gives to it.
     public struct Override: Sendable, Hashable {
+        /// The exact command bytes.
         public var command: [UInt8]
+        /// The response bytes (data + SW1 SW2).
         public var response: [UInt8]
+        /// Creates a pair.
         public init(command: [UInt8], response: [UInt8]) {
             self.command = command
             self.response = response

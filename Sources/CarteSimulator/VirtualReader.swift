@@ -12,6 +12,7 @@ public struct VirtualReaderProfile: Sendable, Hashable, Codable {
         public var role: String
         /// Whether the slot is contactless.
         public var contactless: Bool
+        /// Creates a slot description.
         public init(role: String, contactless: Bool = false) {
             self.role = role
             self.contactless = contactless
@@ -35,6 +36,7 @@ public struct VirtualReaderProfile: Sendable, Hashable, Codable {
     /// Whether the profile is a synthetic model rather than a real product's identity.
     public var synthetic: Bool
 
+    /// Creates a profile; see the properties for each parameter.
     public init(id: String, name: String, vendor: String, firmwareVersion: String, serialNumber: String? = nil, slots: [Slot], features: [String] = [], synthetic: Bool = true) {
         self.id = id
         self.name = name
@@ -224,14 +226,18 @@ public final class SimulatorBackend: ReaderBackend {
 
     // MARK: ReaderBackend
 
+    /// Every slot of every plugged-in virtual reader.
     public func readers() async throws(CardError) -> [ReaderInfo] {
         registry.withLock { r in r.readers.flatMap { $0.slots.map(\.info) } }
     }
 
+    /// What is in the slot `reader` (a name or a unique prefix).
     public func state(of reader: String) async throws(CardError) -> SlotState {
         try slot(named: reader).slotState
     }
 
+    /// Connects to the card in `reader`; fails with ``CardError/noCard(reader:)``, ``CardError/cardMute(reader:timeout:)``,
+    /// ``CardError/sharingViolation(reader:)`` or ``CardError/unsupported(_:)`` (protocol not offered).
     public func connect(to reader: String, share: ShareMode = .shared, protocols: Set<TransmissionProtocol> = [.t0, .t1]) async throws(CardError) -> any CardConnection {
         try connectNow(to: reader, share: share, protocols: protocols)
     }
@@ -257,6 +263,7 @@ public final class SimulatorBackend: ReaderBackend {
         }
     }
 
+    /// Reader and card events from now on (buffering the newest 1024 if not consumed).
     public func events() -> AsyncStream<ReaderEvent> {
         let (stream, continuation) = AsyncStream<ReaderEvent>.makeStream(bufferingPolicy: .bufferingNewest(1024))
         let id = registry.withLock { r -> Int in
@@ -300,11 +307,16 @@ public final class SimulatedConnection: CardConnection {
         self.state = Mutex(State(insertion: insertion, resets: resets, atr: atr, cardProtocol: cardProtocol))
     }
 
+    /// The slot's name.
     public var readerName: String { slot.info.name }
+    /// The ATR the card answered with.
     public var atrBytes: [UInt8] { state.withLock { $0.atr } }
+    /// The card's protocol.
     public var activeProtocol: TransmissionProtocol { state.withLock { $0.cardProtocol } }
+    /// Extended lengths when the reader profile lists `extended-apdu`.
     public var capabilities: TransportCapabilities { slot.info.features.contains("extended-apdu") ? .extended : .short }
 
+    /// Sends one APDU to the simulated card.
     public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
         try transmitNow(command)
     }
@@ -328,6 +340,8 @@ public final class SimulatedConnection: CardConnection {
         return try result.get()
     }
 
+    /// Changes the share mode and, unless `initialization` is `.leave`, resets the card (other connections then
+    /// see ``CardError/cardReset(reader:)`` once).
     public func reconnect(share: ShareMode = .shared, initialization: Disposition = .leave) async throws(CardError) {
         let (insertion, open) = state.withLock { ($0.insertion, $0.open) }
         guard open else { throw .notConnected }
@@ -346,6 +360,7 @@ public final class SimulatedConnection: CardConnection {
         state.withLock { $0.resets = resets }
     }
 
+    /// Closes the connection, resetting the card unless `disposition` is `.leave`.
     public func disconnect(_ disposition: Disposition = .leave) async throws(CardError) {
         let (insertion, wasOpen) = state.withLock { s -> (Int, Bool) in
             let was = s.open

@@ -40,87 +40,55 @@ struct BenchCommand: AsyncParsableCommand {
                 let read: [UInt8] = [0x00, 0xB0, 0x00, 0x00, 0x10]
                 let duration = Duration.milliseconds(Int(seconds * 1000))
                 var rows: [BenchReport.Row] = []
+                var reference = 0.0
+                /// Measures `body` (which sends `perIteration` APDUs per call) and adds a row.
+                func row(_ name: String, perIteration: Int = 2, _ body: () async throws -> Void) async throws -> Double {
+                    let rate = try await measure(duration, perIteration: perIteration, body)
+                    if rows.isEmpty { reference = rate }
+                    rows.append(.init(name: name, apduPerSecond: rate, ratio: rate / reference))
+                    return rate
+                }
 
                 // Reference: a null card (answers 90 00), called directly.
                 let nullCard = NullCard()
-                let reference = measure(duration) { n in
-                    for _ in 0..<n {
-                        blackHole(nullCard.process(select))
-                        blackHole(nullCard.process(read))
-                    }
-                    return 2 * n
+                _ = try await row("reference: null card, direct call") {
+                    blackHole(nullCard.process(select))
+                    blackHole(nullCard.process(read))
                 }
-                rows.append(.init(name: "reference: null card, direct call", apduPerSecond: reference, ratio: 1))
-
                 let card = SimulatedCard(image: generic)
-                let direct = measure(duration) { n in
-                    for _ in 0..<n {
-                        blackHole(card.process(select))
-                        blackHole(card.process(read))
-                    }
-                    return 2 * n
+                let direct = try await row("simulator card, direct call (goal >= 1,000,000/s)") {
+                    blackHole(card.process(select))
+                    blackHole(card.process(read))
                 }
-                rows.append(.init(name: "simulator card, direct call (goal >= 1,000,000/s)", apduPerSecond: direct, ratio: direct / reference))
-
                 let backend = SimulatorBackend(profiles: [.monoFente])
                 let slot = backend.readerNames[0]
                 try backend.insert(generic, into: slot)
                 let connection = try backend.connectNow(to: slot)
-                let viaSlot = try measureThrowing(duration) { n in
-                    for _ in 0..<n {
-                        blackHole(try connection.transmitNow(select))
-                        blackHole(try connection.transmitNow(read))
-                    }
-                    return 2 * n
+                _ = try await row("simulator via connection (slot lock)") {
+                    blackHole(try connection.transmitNow(select))
+                    blackHole(try connection.transmitNow(read))
                 }
-                rows.append(.init(name: "simulator via connection (slot lock)", apduPerSecond: viaSlot, ratio: viaSlot / reference))
-
                 let selectAPDU = try CommandAPDU(bytes: select)
                 let readAPDU = try CommandAPDU(bytes: read)
-                let nullChannel = CardChannel(transport: NullTransport())
-                let nullViaChannel = try await measureAsync(duration) { n in
-                    for _ in 0..<n {
-                        blackHole(try await nullChannel.transmit(selectAPDU))
-                        blackHole(try await nullChannel.transmit(readAPDU))
-                    }
-                    return 2 * n
-                }
-                rows.append(.init(name: "null card via CardChannel (async, policy)", apduPerSecond: nullViaChannel, ratio: nullViaChannel / reference))
-
-                let channel = CardChannel(transport: connection)
-                let viaChannel = try await measureAsync(duration) { n in
-                    for _ in 0..<n {
+                for (name, channel) in [
+                    ("null card via CardChannel (async, policy)", CardChannel(transport: NullTransport())),
+                    ("simulator via CardChannel (async, policy)", CardChannel(transport: connection)),
+                    ("simulator via CardChannel + Trace", CardChannel(transport: connection, trace: Trace(capacity: 4096))),
+                ] {
+                    _ = try await row(name) {
                         blackHole(try await channel.transmit(selectAPDU))
                         blackHole(try await channel.transmit(readAPDU))
                     }
-                    return 2 * n
                 }
-                rows.append(.init(name: "simulator via CardChannel (async, policy)", apduPerSecond: viaChannel, ratio: viaChannel / reference))
-
-                let traced = CardChannel(transport: connection, trace: Trace(capacity: 4096))
-                let viaTrace = try await measureAsync(duration) { n in
-                    for _ in 0..<n {
-                        blackHole(try await traced.transmit(selectAPDU))
-                        blackHole(try await traced.transmit(readAPDU))
-                    }
-                    return 2 * n
-                }
-                rows.append(.init(name: "simulator via CardChannel + Trace", apduPerSecond: viaTrace, ratio: viaTrace / reference))
-
-                // T=0 Vitale: SELECT AID (61xx → GET RESPONSE) + READ SFI 2 (6Cxx → resend): 4 APDUs per pair.
+                // T=0 Vitale: SELECT AID (61xx -> GET RESPONSE) + READ SFI 2 (6Cxx -> resend): 4 APDUs per iteration.
                 try backend.insert(vitale, into: slot)
-                let vConnection = try backend.connectNow(to: slot)
-                let vChannel = CardChannel(transport: vConnection)
+                let vChannel = CardChannel(transport: try backend.connectNow(to: slot))
                 let selectVitale = try CommandAPDU.select(aid: [0xD2, 0x50, 0x00, 0x00, 0x02, 0x56, 0x49, 0x54, 0x41, 0x4C, 0x45])
                 let readSFI = try CommandAPDU.readBinary(sfi: 2)
-                let t0 = try await measureAsync(duration) { n in
-                    for _ in 0..<n {
-                        blackHole(try await vChannel.transmit(selectVitale))
-                        blackHole(try await vChannel.transmit(readSFI))
-                    }
-                    return 4 * n
+                _ = try await row("Vitale 2 T=0 via CardChannel (automatic 61xx/6Cxx exchanges counted)", perIteration: 4) {
+                    blackHole(try await vChannel.transmit(selectVitale))
+                    blackHole(try await vChannel.transmit(readSFI))
                 }
-                rows.append(.init(name: "Vitale 2 T=0 via CardChannel (automatic 61xx/6Cxx exchanges counted)", apduPerSecond: t0, ratio: t0 / reference))
 
                 let report = BenchReport(rows: rows, goalAPDUPerSecond: 1_000_000, goalMet: direct >= 1_000_000, seconds: seconds, build: BuildMode.current)
                 if global.json {
@@ -154,45 +122,19 @@ struct NullTransport: CardTransport {
 
 @inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
 
-/// Runs `body` in growing batches until `duration` has passed; returns operations per second.
-func measure(_ duration: Duration, _ body: (Int) -> Int) -> Double {
-    _ = body(1000)  // warm-up
-    var ops = 0
+/// Runs `body` in growing batches until `duration` has passed (after a warm-up); returns APDUs per
+/// second, counting `perIteration` APDUs per call.
+func measure(_ duration: Duration, perIteration: Int, _ body: () async throws -> Void) async throws -> Double {
+    for _ in 0..<1000 { try await body() }
+    var calls = 0
     var batch = 1000
     let clock = ContinuousClock()
     let start = clock.now
     while true {
-        ops += body(batch)
+        for _ in 0..<batch { try await body() }
+        calls += batch
         let elapsed = clock.now - start
-        if elapsed >= duration { return Double(ops) / elapsed.seconds }
-        batch = min(batch * 2, 1 << 20)
-    }
-}
-
-func measureThrowing(_ duration: Duration, _ body: (Int) throws -> Int) throws -> Double {
-    _ = try body(1000)
-    var ops = 0
-    var batch = 1000
-    let clock = ContinuousClock()
-    let start = clock.now
-    while true {
-        ops += try body(batch)
-        let elapsed = clock.now - start
-        if elapsed >= duration { return Double(ops) / elapsed.seconds }
-        batch = min(batch * 2, 1 << 20)
-    }
-}
-
-func measureAsync(_ duration: Duration, _ body: (Int) async throws -> Int) async throws -> Double {
-    _ = try await body(1000)
-    var ops = 0
-    var batch = 1000
-    let clock = ContinuousClock()
-    let start = clock.now
-    while true {
-        ops += try await body(batch)
-        let elapsed = clock.now - start
-        if elapsed >= duration { return Double(ops) / elapsed.seconds }
+        if elapsed >= duration { return Double(calls * perIteration) / elapsed.seconds }
         batch = min(batch * 2, 1 << 20)
     }
 }
