@@ -82,8 +82,8 @@ public struct ATR: Hashable, Sendable {
     public struct InterfaceGroup: Hashable, Sendable {
         /// The group number i (1 for TA1…TD1).
         public var index: Int
-        /// The protocol that qualifies this group's TA/TB/TC: `nil` for group 1 and for TA2/TB2
-        /// (global bytes), otherwise the T announced by TD(i-1).
+        /// The protocol announced by TD(i-1): `nil` for group 1 (global bytes). For group 2 it
+        /// qualifies TC2 only (TA2 and TB2 are global whatever it says); from group 3 on it qualifies TA/TB/TC.
         public var qualifier: TransmissionProtocol?
         /// TAi, when present.
         public var ta: UInt8?
@@ -198,9 +198,11 @@ public struct ATR: Hashable, Sendable {
         bytes.count >= 4 && bytes[0] == 0x3B && bytes[1] & 0xF0 == 0x80 && bytes[2] == 0x80 && bytes[3] == 0x01
     }
 
-    /// The protocol used when no PPS changes it: the first offered (T=1 for a PC/SC contactless ATR).
+    /// The protocol used when no PPS changes it: the one TA2 imposes in specific mode, else the first
+    /// offered (T=1 for a PC/SC contactless ATR).
     public var defaultProtocol: TransmissionProtocol {
-        isPCSCContactless ? .t1 : protocols[0]
+        if let mode = specificMode { return mode.protocol }
+        return isPCSCContactless ? .t1 : protocols[0]
     }
 
     /// The specific-mode byte TA2, when present: the card then runs in that protocol with no PPS.

@@ -1,7 +1,8 @@
 import Synchronization
 
 /// A first-come first-served lock for async code: holders may suspend while holding it (unlike `Mutex`),
-/// and waiters suspend instead of blocking a thread. Used to keep one command's automatic exchanges
+/// and waiters suspend instead of blocking a thread. It is not re-entrant, and a waiting task is not
+/// woken by cancellation (holders keep it for one card exchange sequence, so waits are short). Used to keep one command's automatic exchanges
 /// (GET RESPONSE, chaining) from interleaving with another task's command on the same channel.
 public final class AsyncLock: Sendable {
     private struct State {

@@ -1,4 +1,5 @@
 public import Logging
+import Synchronization
 
 /// Something that carries one command APDU to a card and brings back its response, with no
 /// processing: a PC/SC connection, a simulated card, a replayed transcript.
@@ -69,18 +70,27 @@ public final class CardChannel: Sendable {
 
     /// Runs `body` with this channel held, so no other task's command can slip between the commands
     /// of `body` (a SELECT and its READs, say). Commands inside must use ``transmitLocked(_:policy:)``.
+    ///
+    /// Inside `body`, call the channel's own ``transmit(_:policy:)`` never (the lock is not re-entrant:
+    /// it would wait for itself); use the ``ExclusiveChannel`` given. That view stops working when
+    /// `body` returns (``CardError/notConnected``), so keeping it cannot bypass the lock.
     public func withExclusiveAccess<T: Sendable>(_ body: (ExclusiveChannel) async throws(CardError) -> T) async throws(CardError) -> T {
         try await lock.withLock { () async throws(CardError) -> T in
-            try await body(ExclusiveChannel(channel: self))
+            let view = ExclusiveChannel(channel: self)
+            defer { view.valid.withLock { $0 = false } }
+            return try await body(view)
         }
     }
 
-    /// A view of a channel held by ``CardChannel/withExclusiveAccess(_:)``.
-    public struct ExclusiveChannel: Sendable {
+    /// A view of a channel held by ``CardChannel/withExclusiveAccess(_:)``, valid only inside it.
+    public final class ExclusiveChannel: Sendable {
         let channel: CardChannel
+        let valid = Mutex(true)
+        init(channel: CardChannel) { self.channel = channel }
         /// Sends a command while the channel is held.
         public func transmit(_ command: CommandAPDU, policy: TransmitPolicy? = nil) async throws(CardError) -> ResponseAPDU {
-            try await channel.run(command, policy: policy ?? channel.policy)
+            guard valid.withLock({ $0 }) else { throw .notConnected }
+            return try await channel.run(command, policy: policy ?? channel.policy)
         }
     }
 
@@ -127,6 +137,9 @@ public final class CardChannel: Sendable {
         let canExtend = capabilities.extendedLength && policy.extendedLength
         if command.isExtended && !canExtend {
             if command.data.count > 255 {
+                guard command.cla & 0x80 == 0 else {
+                    throw .unsupported("command chaining is defined for inter-industry classes only; class \(command.cla.hex) with \(command.data.count) data bytes needs extended length, which the transport does not offer")
+                }
                 guard policy.commandChaining else {
                     throw .unsupported("\(command.data.count)-byte command data needs extended length or command chaining; the transport \(capabilities.extendedLength ? "supports extended length but the policy disables it" : "has no extended length") and chaining is disabled")
                 }
@@ -134,20 +147,23 @@ public final class CardChannel: Sendable {
                 let data = command.data
                 var start = 0
                 while data.count - start > 255 {
+                    // The caller's own data: segments do not count against maxAutomaticExchanges.
                     let segment = CommandAPDU(unchecked: command.cla | 0x10, command.ins, command.p1, command.p2, Array(data[start..<(start + 255)]), nil, false)
-                    try countAutomatic()
                     let r = try await exchange(segment, marker: .chainedSegment)
                     if !r.statusWord.isSuccess { return r }
                     start += 255
                 }
                 let le = command.le.map { min($0, 256) }
                 command = CommandAPDU(unchecked: command.cla, command.ins, command.p1, command.p2, Array(data[start...]), le, false)
-                try countAutomatic()
                 let last = try await exchange(command, marker: .chainedSegment)
                 return try await followUp(command, last, policy: policy, count: countAutomatic)
             }
-            // Only Le is too large: ask for 256 and let GET RESPONSE bring the rest.
-            command = CommandAPDU(unchecked: command.cla, command.ins, command.p1, command.p2, command.data, 256, false)
+            // The data fits a short APDU. A larger Le is asked as 256 (00) and the rest comes through
+            // GET RESPONSE, which must then be allowed.
+            if let le = command.le, le > 256, !policy.getResponseOn61 {
+                throw .unsupported("Ne \(le) needs extended length, which the transport does not offer, and automatic GET RESPONSE is disabled")
+            }
+            command = CommandAPDU(unchecked: command.cla, command.ins, command.p1, command.p2, command.data, command.le.map { min($0, 256) }, false)
         }
         let first = try await exchange(command, marker: nil)
         return try await followUp(command, first, policy: policy, count: countAutomatic)

@@ -121,7 +121,9 @@ public struct CommandAPDU: Hashable, Sendable {
         if let le, !(1...65_536).contains(le) { throw .invalidLe(le) }
         let needsExtended = data.count > 255 || (le ?? 0) > 256
         if extended == false && needsExtended { throw .extendedLengthRequired(dataCount: data.count, le: le) }
-        self.init(unchecked: cla, ins, p1, p2, data, le, (extended ?? false) || needsExtended)
+        // A case 1 APDU has no length field, so it cannot be extended.
+        let hasLengths = !data.isEmpty || le != nil
+        self.init(unchecked: cla, ins, p1, p2, data, le, hasLengths && ((extended ?? false) || needsExtended))
     }
 
     /// Decodes an APDU from its bytes (ISO/IEC 7816-3 §12.1.3).
@@ -261,14 +263,15 @@ public struct CommandAPDU: Hashable, Sendable {
     public var isChained: Bool { cla & 0x80 == 0 && cla & 0x10 != 0 }
 
     /// Whether this command carries a secret (a PIN, a PUK or new reference data) in its data field:
-    /// VERIFY (`20`/`21`), CHANGE REFERENCE DATA (`24`/`25`), RESET RETRY COUNTER (`2C`/`2D`), and
+    /// VERIFY (`20`/`21`), CHANGE REFERENCE DATA (`24`/`25`), DISABLE / ENABLE VERIFICATION REQUIREMENT
+    /// (`26`/`28`), RESET RETRY COUNTER (`2C`/`2D`), and
     /// the card-specific PIN commands under a proprietary class that reuse those instruction codes.
     ///
     /// Such data never reaches a ``Trace``, a log line or an error message.
     public var carriesSecret: Bool { CommandAPDU.secretInstructions.contains(ins) }
 
     /// The instruction bytes whose data is redacted wherever a command is shown.
-    public static let secretInstructions: Set<UInt8> = [0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D]
+    public static let secretInstructions: Set<UInt8> = [0x20, 0x21, 0x24, 0x25, 0x26, 0x28, 0x2C, 0x2D]
 
     /// The encoded APDU in hexadecimal with the data of a secret-bearing command replaced by
     /// `<redacted N bytes>`. Safe for logs, traces and error messages.
@@ -282,6 +285,13 @@ public struct CommandAPDU: Hashable, Sendable {
             tail = isExtended ? [UInt8(v >> 8), UInt8(v & 0xFF)] : [UInt8(v)]
         }
         return head.hexString() + " <redacted \(data.count) bytes>" + (tail.isEmpty ? "" : " " + tail.hexString())
+    }
+}
+
+extension CommandAPDU: CustomReflectable {
+    /// What `dump` and debuggers show: the redacted form, never a secret.
+    public var customMirror: Mirror {
+        Mirror(self, children: ["apdu": redactedHex], displayStyle: .struct)
     }
 }
 

@@ -27,6 +27,12 @@ public struct StatusWord: RawRepresentable, Hashable, Sendable, Comparable {
     /// `90 00`: normal processing.
     public var isSuccess: Bool { rawValue == 0x9000 }
 
+    /// Whether the word means normal processing for a command of class `cla`: `90 00`, and for the
+    /// CPS2ter class `A0` any `90 xx` (domain-facts §5.4).
+    public func isSuccess(forClass cla: UInt8) -> Bool {
+        isSuccess || (cla == 0xA0 && sw1 == 0x90)
+    }
+
     /// A warning (`62xx`, `63xx`): the command ran, with a remark about the result.
     public var isWarning: Bool { sw1 == 0x62 || sw1 == 0x63 }
 

@@ -131,6 +131,14 @@ public final class Trace: Sendable {
         storage.withLock { s in Array(s.events[s.head...] + s.events[..<s.head]) }
     }
 
+    /// The sequence number the next recorded event will get.
+    public var nextSequence: Int { storage.withLock { $0.next } }
+
+    /// The events kept whose sequence number is at least `sequence`, oldest first.
+    public func events(from sequence: Int) -> [TraceEvent] {
+        events.filter { $0.sequence >= sequence }
+    }
+
     /// How many events were dropped because the trace was full.
     public var droppedCount: Int { storage.withLock { $0.dropped } }
 

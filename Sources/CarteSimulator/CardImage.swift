@@ -161,8 +161,9 @@ public struct CardImage: Sendable, Hashable {
         case elementary(ElementaryFile)
     }
 
-    /// A PIN (or other reference data checked by VERIFY).
-    public struct PIN: Sendable, Hashable {
+    /// A PIN (or other reference data checked by VERIFY). Its text forms (`description`, `dump`,
+    /// debuggers) never show the value.
+    public struct PIN: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
         /// The reference in VERIFY's P2 (for example `01` global, `81` local).
         public var reference: UInt8
         /// The exact bytes VERIFY must carry (padding included).
@@ -173,6 +174,12 @@ public struct CardImage: Sendable, Hashable {
         public var remainingTries: Int
         /// A label for people ("PIN porteur").
         public var label: String?
+
+        public var description: String {
+            "PIN \(reference.hex)\(label.map { " \"\($0)\"" } ?? ""): \(remainingTries)/\(maxTries) tries, value <redacted \(value.count) bytes>"
+        }
+        public var debugDescription: String { description }
+        public var customMirror: Mirror { Mirror(self, children: ["pin": description], displayStyle: .struct) }
 
         /// Creates a PIN; `remainingTries` defaults to `maxTries`.
         public init(reference: UInt8, value: [UInt8], maxTries: Int = 3, remainingTries: Int? = nil, label: String? = nil) {

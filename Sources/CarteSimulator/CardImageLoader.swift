@@ -70,10 +70,18 @@ public enum CardImageLoader {
             throw CardImageError(file: path, field: "", problem: .unreadable("no such file"))
         }
         guard !isDirectory.boolValue else { throw CardImageError(file: path, field: "", problem: .unreadable("it is a directory")) }
+        // Only regular files of sane size: never block on a FIFO or read /dev/zero forever.
+        let attributes = (try? fm.attributesOfItem(atPath: path)) ?? [:]
+        guard attributes[.type] as? FileAttributeType == .typeRegular else {
+            throw CardImageError(file: path, field: "", problem: .unreadable("not a regular file"))
+        }
+        guard let size = attributes[.size] as? NSNumber, size.intValue <= maximumSize else {
+            throw CardImageError(file: path, field: "", problem: .unreadable("the file is larger than 16 MiB"))
+        }
         guard fm.isReadableFile(atPath: path), let data = fm.contents(atPath: path) else {
             throw CardImageError(file: path, field: "", problem: .unreadable("permission denied"))
         }
-        guard data.count <= 16 << 20 else {
+        guard data.count <= maximumSize else {
             throw CardImageError(file: path, field: "", problem: .unreadable("the file is larger than 16 MiB"))
         }
         guard let text = String(data: data, encoding: .utf8) else {
@@ -81,6 +89,13 @@ public enum CardImageLoader {
         }
         return try load(text: text, source: path)
     }
+
+    /// The largest image file read (16 MiB).
+    public static let maximumSize = 16 << 20
+
+    /// The most YAML values an image may hold; bounds the work on hostile input (YAML aliases can
+    /// make a small file expand to billions of nodes).
+    public static let maximumNodes = 200_000
 
     /// Loads an image from its text; `source` names it in errors.
     public static func load(text: String, source: String) throws(CardImageError) -> CardImage {
@@ -117,6 +132,20 @@ public enum CardImageLoader {
 
 private struct Reader {
     let source: String
+    /// PIN references defined in `pins` (checked when an EF says `read: pin:XX`).
+    var pinReferences: Set<UInt8> = []
+    /// Values visited so far (see ``CardImageLoader/maximumNodes``); a class so non-mutating readers can count.
+    final class Budget { var visited = 0 }
+    let budget = Budget()
+
+    init(source: String) { self.source = source }
+
+    func spend(_ node: Node, _ path: String) throws(CardImageError) {
+        budget.visited += 1
+        if budget.visited > CardImageLoader.maximumNodes {
+            throw fail(node, path, .invalidValue("the image holds more than \(CardImageLoader.maximumNodes) values (YAML aliases expanding?)"))
+        }
+    }
 
     func fail(_ node: Node?, _ field: String, _ problem: CardImageError.Problem) -> CardImageError {
         CardImageError(file: source, line: node?.mark?.line, column: node?.mark?.column, field: field, problem: problem)
@@ -124,6 +153,7 @@ private struct Reader {
 
     /// A mapping's fields, checking that only `allowed` keys appear.
     func fields(_ node: Node, _ path: String, allowed: Set<String>) throws(CardImageError) -> [String: Node] {
+        try spend(node, path)
         guard case .mapping(let mapping) = node else { throw fail(node, path, .wrongType(expected: "a mapping of fields")) }
         var out: [String: Node] = [:]
         for (key, value) in mapping {
@@ -138,11 +168,13 @@ private struct Reader {
     }
 
     func scalar(_ node: Node, _ path: String) throws(CardImageError) -> String {
+        try spend(node, path)
         guard case .scalar(let s) = node else { throw fail(node, path, .wrongType(expected: "a single value")) }
         return s.string
     }
 
     func list(_ node: Node, _ path: String) throws(CardImageError) -> [Node] {
+        try spend(node, path)
         guard case .sequence(let seq) = node else { throw fail(node, path, .wrongType(expected: "a list")) }
         return Array(seq)
     }
@@ -186,12 +218,14 @@ private struct Reader {
     }
 
     /// Text stored as ISO-8859-1 (the SESAM-Vitale character set): every character must be ≤ U+00FF.
-    func latin1(_ node: Node, _ path: String) throws(CardImageError) -> [UInt8] {
+    /// With `secret`, errors never quote the text (it is a PIN).
+    func latin1(_ node: Node, _ path: String, secret: Bool = false) throws(CardImageError) -> [UInt8] {
         let text = try scalar(node, path)
         var out: [UInt8] = []
-        for scalar in text.unicodeScalars {
+        for (i, scalar) in text.unicodeScalars.enumerated() {
             guard scalar.value <= 0xFF else {
-                throw fail(node, path, .invalidValue("character \"\(scalar)\" cannot be stored in ISO-8859-1 text"))
+                let what = secret ? "character \(i + 1)" : "character \"\(scalar)\""
+                throw fail(node, path, .invalidValue("\(what) cannot be stored in ISO-8859-1 text"))
             }
             out.append(UInt8(scalar.value))
         }
@@ -256,13 +290,13 @@ private struct Reader {
                     throw fail(item, "pins[\(i)].ref", .duplicate("PIN reference \(pin.reference.hex)"))
                 }
                 pins.append(pin)
+                pinReferences.insert(pin.reference)
             }
         }
 
         guard let fsNode = f["filesystem"] else { throw fail(root, "filesystem", .missingField) }
         var aids: [[UInt8]] = []
         let mf = try dedicated(fsNode, "filesystem", defaultFID: 0x3F00, aids: &aids)
-        try checkPINReferences(mf, pins: pins, node: fsNode)
 
         var overrides: [CardImage.Override] = []
         if let n = f["overrides"] {
@@ -280,26 +314,20 @@ private struct Reader {
                          behaviour: behaviour, root: mf, pins: pins, overrides: overrides)
     }
 
-    func checkPINReferences(_ df: CardImage.DedicatedFile, pins: [CardImage.PIN], node: Node) throws(CardImageError) {
-        for child in df.children {
-            switch child {
-            case .dedicated(let sub): try checkPINReferences(sub, pins: pins, node: node)
-            case .elementary(let ef):
-                if case .pin(let ref) = ef.read, !pins.contains(where: { $0.reference == ref }) {
-                    throw fail(node, "filesystem", .invalidValue("EF \(ef.fid.map { $0.hex } ?? ef.label ?? "?") is readable after PIN \(ref.hex), which `pins` does not define"))
-                }
-            }
-        }
-    }
-
     func pin(_ node: Node, _ path: String) throws(CardImageError) -> CardImage.PIN {
         let p = try fields(node, path, allowed: ["ref", "value", "ascii", "pad-to", "pad-byte", "tries", "remaining", "label"])
         guard let refNode = p["ref"] else { throw fail(node, path + ".ref", .missingField) }
         let ref = try byte(refNode, path + ".ref")
         var value: [UInt8]
         switch (p["value"], p["ascii"]) {
-        case (let v?, nil): value = try hex(v, path + ".value")
-        case (nil, let a?): value = try latin1(a, path + ".ascii")
+        case (let v?, nil):
+            // Never quote a PIN in an error: say where it is wrong, not what it is.
+            do {
+                value = try [UInt8](hex: try scalar(v, path + ".value"))
+            } catch {
+                throw fail(v, path + ".value", .invalidValue("not hexadecimal bytes"))
+            }
+        case (nil, let a?): value = try latin1(a, path + ".ascii", secret: true)
         case (nil, nil): throw fail(node, path + ".value", .missingField)
         case (_?, _?): throw fail(node, path, .conflictingFields("`value` and `ascii`"))
         }
@@ -377,6 +405,9 @@ private struct Reader {
             default:
                 guard text.hasPrefix("pin:"), let ref = try? [UInt8](hex: text.dropFirst(4)), ref.count == 1 else {
                     throw fail(n, path + ".read", .invalidValue("expected always, never or pin:XX (a PIN reference in hexadecimal)"))
+                }
+                guard pinReferences.contains(ref[0]) else {
+                    throw fail(n, path + ".read", .invalidValue("PIN \(ref[0].hex) is not defined in `pins`"))
                 }
                 ef.read = .pin(ref[0])
             }

@@ -155,7 +155,7 @@ public final class SimulatedCard {
         }
         // T=1: no Le, no data; otherwise at most Ne bytes.
         guard let ne = c.le else { return sw(status) }
-        if data.count > ne { return respond(Array(data.prefix(ne)), status == .success ? .endOfFileReached : status) }
+        if data.count > ne { return respond(Array(data.prefix(ne)), status) }  // the first Ne bytes
         return respond(data, status)
     }
 

@@ -187,6 +187,7 @@ public final class SimulatorBackend: ReaderBackend {
             s.mute = mute
             s.insertion += 1
             s.exclusiveOwner = nil
+            s.connections = []  // connections to the old card are stale (rejected by the insertion check)
             return had
         }
         var events: [ReaderEvent] = []
@@ -203,6 +204,7 @@ public final class SimulatorBackend: ReaderBackend {
             s.card = nil
             s.insertion += 1
             s.exclusiveOwner = nil
+            s.connections = []
             return had
         }
         if had { broadcast([.cardRemoved(reader: slot.info.name)]) }

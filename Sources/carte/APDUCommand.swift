@@ -42,7 +42,7 @@ struct APDUCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
-            let steps = try loadSteps()
+            let steps = try await loadSteps()
             let backend = try simulator.makeBackend()
             let name = try await chooseReader(backend, requested: reader)
             let connection = try await backend.connect(to: name, share: .shared, protocols: [.t0, .t1])
@@ -61,15 +61,15 @@ struct APDUCommand: AsyncParsableCommand {
                     report.exchanges.append(.init(line: nil, command: "reset", events: [], data: "", sw: "", meaning: "card reset, ATR \(await connection.atrBytes.hexString())"))
                     if !global.json { print("reset  (ATR \(await connection.atrBytes.hexString()))") }
                 case .command(let command, let line):
-                    let before = trace.events.count
+                    let before = trace.nextSequence
                     let response = try await channel.transmit(command)
-                    let events = Array(trace.events.dropFirst(before))
+                    let events = trace.events(from: before)
                     let exchange = APDUReport.Exchange(
                         line: line, command: command.redactedHex,
                         events: events.map { .init(direction: $0.direction == .toCard ? "command" : "response", bytes: $0.hex, marker: $0.marker?.rawValue) },
                         data: response.data.hexString(), sw: response.statusWord.description, meaning: response.statusWord.meaning)
                     report.exchanges.append(exchange)
-                    if !response.statusWord.isSuccess && worst == nil { worst = response.statusWord }
+                    if !response.statusWord.isSuccess(forClass: command.cla) && worst == nil { worst = response.statusWord }
                     if !global.json {
                         for e in events { print(e.line) }
                         print("   \(response.statusWord): \(response.statusWord.meaning)\(response.data.isEmpty ? "" : " (\(response.data.count) data byte\(response.data.count == 1 ? "" : "s"))")")
@@ -85,20 +85,21 @@ struct APDUCommand: AsyncParsableCommand {
         }
     }
 
-    private func loadSteps() throws -> [APDUScript.Step] {
+    private func loadSteps() async throws -> [APDUScript.Step] {
         if let script {
-            let text: String
-            if script == "-" {
-                var lines: [String] = []
-                while let line = readLine(strippingNewline: false) { lines.append(line) }
-                text = lines.joined()
-            } else {
+            // Reading may block (a pipe, a slow disk): do it on a thread of its own, not on the cooperative pool.
+            let read: Result<String, CLIError> = await onDedicatedThread {
+                if script == "-" {
+                    let data = FileHandle.standardInput.readDataToEndOfFile()
+                    return .success(String(decoding: data, as: UTF8.self))
+                }
                 do {
-                    text = try String(contentsOfFile: script, encoding: .utf8)
+                    return .success(try String(contentsOfFile: script, encoding: .utf8))
                 } catch {
-                    throw CLIError(kind: "script", message: "\(script): cannot read the script: \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput)
+                    return .failure(CLIError(kind: "script", message: "\(script): cannot read the script: \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput))
                 }
             }
+            let text = try read.get()
             do {
                 return try APDUScript(parsing: text).steps
             } catch {

@@ -158,6 +158,14 @@ struct CLIError: Error {
     }
 }
 
+/// Runs a blocking `body` on a new thread and returns its result, leaving the cooperative pool free.
+func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.start()
+    }
+}
+
 extension AsyncParsableCommand {
     /// Runs `body`, turning every error into a reported message and a documented exit code.
     func reporting(json: Bool, _ body: () async throws -> Void) async throws {

@@ -58,9 +58,9 @@ struct DemoCommand: AsyncParsableCommand {
                 if let name = report.image { print("Image:  \(name)\(report.synthetic ? " — SYNTHETIC data, no real person" : "")") }
             }
             for step in try DemoCommand.steps() {
-                let before = trace.events.count
+                let before = trace.nextSequence
                 let response = try await channel.transmit(step.command)
-                let events = Array(trace.events.dropFirst(before))
+                let events = trace.events(from: before)
                 var tlv: [String]? = nil
                 var tlvError: String? = nil
                 if step.showsFile && response.statusWord.isSuccess {

@@ -78,9 +78,12 @@ struct CLITests {
         }
     }
 
+    @Test func theATRTableIsThere() {
+        #expect(domainATRs.count == 24)
+    }
+
     @Test("carte atr --json says the right convention and protocols", arguments: domainATRs)
     func atrJSON(_ atr: DomainATR) throws {
-        #expect(domainATRs.count == 24)
         let r = try Carte.run(["atr", "--json", atr.hex])
         #expect(r.status == 0, "\(r.stderr)")
         let json = r.json
@@ -146,8 +149,9 @@ struct CLITests {
 
     @Test func pinNeverPrinted() throws {
         let verify = "00 20 00 81 08 31 32 33 34 FF FF FF FF"
+        let enable = "00 28 00 81 08 31 32 33 34 FF FF FF FF"
         for extra in [[], ["--json"], ["-vv"]] {
-            let r = try Carte.run(["apdu", "--image", "bundled:demo/iso-generic.yaml"] + extra + [verify])
+            let r = try Carte.run(["apdu", "--image", "bundled:demo/iso-generic.yaml"] + extra + [verify, enable])
             #expect(r.status == 0)
             let all = r.stdout + r.stderr
             #expect(!all.contains("31 32 33 34"))

@@ -94,6 +94,13 @@ struct ATRTests {
         #expect(expected.description.contains(expected == .empty ? "empty" : "offset"))
     }
 
+    @Test func specificModeImposesTheProtocol() throws {
+        // TA2 = 81: specific mode T=1; TD1 offers T=0 then TD2 T=1.
+        let atr = try ATR(hex: "3B 80 90 81 01 90")
+        #expect(atr.specificMode?.protocol == .t1)
+        #expect(atr.defaultProtocol == .t1)
+    }
+
     @Test func tooLong() throws {
         // 15 TD bytes chaining T=0 (no TCK needed) plus 15 historical bytes: 2 + 15 + 15 = 32, then extra.
         var bytes: [UInt8] = [0x3B, 0x8F] + [UInt8](repeating: 0x80, count: 15) + [0x00] + [UInt8](repeating: 0x11, count: 15)

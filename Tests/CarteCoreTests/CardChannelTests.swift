@@ -161,13 +161,61 @@ struct CardChannelTests {
     }
 
     @Test func exclusiveAccessKeepsASequenceTogether() async throws {
-        let t = try ScriptedTransport(["90 00", "01 90 00"])
+        let t = try ScriptedTransport([String](repeating: "90 00", count: 20))
         let channel = CardChannel(transport: t)
-        let r = try await channel.withExclusiveAccess { held throws(CardError) in
-            _ = try await held.transmit(try! CommandAPDU.select(fid: 0x2F00))
-            return try await held.transmit(try! CommandAPDU.readBinary(offset: 0))
+        final class Box: Sendable { let view = Mutex<CardChannel.ExclusiveChannel?>(nil) }
+        let escaped = Box()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                _ = try await channel.withExclusiveAccess { held throws(CardError) in
+                    escaped.view.withLock { $0 = held }
+                    for _ in 0..<5 {
+                        _ = try await held.transmit(try! CommandAPDU.select(fid: 0x2F00))
+                        await Task.yield()
+                    }
+                    return 0
+                }
+            }
+            group.addTask {
+                for _ in 0..<5 { _ = try await channel.transmit(try! CommandAPDU(hex: "00 CA 00 00 00")) }
+            }
+            try await group.waitForAll()
         }
-        #expect(r.data == [1])
+        // The five SELECTs of the exclusive sequence are contiguous.
+        let kinds = t.sent.map { $0[1] }
+        let firstSelect = try #require(kinds.firstIndex(of: 0xA4))
+        #expect(kinds[firstSelect..<(firstSelect + 5)].allSatisfy { $0 == 0xA4 })
+        // The view stops working once the sequence is over.
+        let view = try #require(escaped.view.withLock { $0 })
+        await #expect(throws: CardError.notConnected) { try await view.transmit(try CommandAPDU(hex: "00 A4 00 00")) }
+    }
+
+    @Test func shortReaderKeepsTheCommandsCase() async throws {
+        // A case 3E command whose data fits a short APDU goes out as case 3S (no Le appears).
+        let t = try ScriptedTransport(["90 00", "90 00"], capabilities: .short)
+        _ = try await CardChannel(transport: t).transmit(try CommandAPDU(cla: 0, ins: 0xD6, p1: 0, p2: 0, data: [1, 2], extended: true))
+        #expect(t.sent[0] == [0x00, 0xD6, 0x00, 0x00, 0x02, 0x01, 0x02])
+        // Without automatic GET RESPONSE a large Ne cannot be honoured on a short reader: say so.
+        await #expect(throws: CardError.self) {
+            try await CardChannel(transport: t, policy: .raw).transmit(try CommandAPDU(cla: 0, ins: 0xB0, p1: 0, p2: 0, le: 1000))
+        }
+        #expect(t.sent.count == 1)
+    }
+
+    @Test func chainingIsRefusedForProprietaryClasses() async throws {
+        let t = try ScriptedTransport(["90 00"], capabilities: .short)
+        let command = try CommandAPDU(cla: 0xA0, ins: 0xD6, p1: 0, p2: 0, data: [UInt8](repeating: 0, count: 300))
+        await #expect(throws: CardError.self) { try await CardChannel(transport: t).transmit(command) }
+        #expect(t.sent.isEmpty)
+    }
+
+    @Test func longChainsAreNotLimitedByTheAutomaticBudget() async throws {
+        let t = try ScriptedTransport([String](repeating: "90 00", count: 300), capabilities: .short)
+        var policy = TransmitPolicy.default
+        policy.maxAutomaticExchanges = 2
+        let command = try CommandAPDU(cla: 0, ins: 0xD6, p1: 0, p2: 0, data: [UInt8](repeating: 0, count: 255 * 10 + 1))
+        #expect(try await CardChannel(transport: t, policy: policy).transmit(command).isSuccess)
+        #expect(t.sent.count == 11)
     }
 
     @Test func getResponseClass() {

@@ -71,12 +71,20 @@ struct CommandAPDUTests {
         #expect(expected.description.contains("offset"))
     }
 
+    @Test func caseOneIsNeverExtended() throws {
+        let apdu = try CommandAPDU(cla: 0, ins: 0xA4, p1: 0, p2: 0, extended: true)
+        #expect(!apdu.isExtended)
+        #expect(try CommandAPDU(bytes: apdu.encoded()) == apdu)
+    }
+
     @Test func secretsAreRedactedInEveryTextForm() throws {
         let pin: [UInt8] = Array("1234".utf8) + [0xFF, 0xFF, 0xFF, 0xFF]
-        for ins: UInt8 in [0x20, 0x24, 0x2C] {
+        for ins: UInt8 in [0x20, 0x24, 0x26, 0x28, 0x2C] {
             let apdu = try CommandAPDU(cla: 0, ins: ins, p1: 0, p2: 0x81, data: pin)
             #expect(apdu.carriesSecret)
-            for text in [apdu.description, apdu.debugDescription, apdu.redactedHex, "\(apdu)"] {
+            var dumped = ""
+            dump(apdu, to: &dumped)
+            for text in [apdu.description, apdu.debugDescription, apdu.redactedHex, "\(apdu)", String(reflecting: apdu), dumped] {
                 #expect(!text.contains("31 32 33 34"))
                 #expect(text.contains("<redacted 8 bytes>"))
             }
@@ -107,9 +115,10 @@ struct CommandAPDUTests {
 
 
     @Test func encodeDecodeIsIdentity() async {
-        await propertyCheck(count: 500, input: Gen.uint8().array(of: 4...4), Gen.uint8().array(of: 0...300), Gen.int(in: 0...65_536), Gen.bool) {
-            header, data, leRaw, extended in
-            let le: Int? = leRaw == 0 ? nil : leRaw
+        await propertyCheck(count: 1000, input: Gen.uint8().array(of: 4...4), Gen.uint8().array(of: 0...300), Gen.int(in: 1...65_536), Gen.int(in: 0...3)) {
+            header, data, leRaw, flags in
+            let le: Int? = flags & 1 == 0 ? nil : leRaw  // half the cases have no Le (cases 1 and 3)
+            let extended = flags & 2 != 0
             guard let apdu = try? CommandAPDU(cla: header[0], ins: header[1], p1: header[2], p2: header[3], data: data, le: le, extended: extended ? true : nil) else {
                 Issue.record("valid values rejected: \(data.count) bytes, le \(String(describing: le))")
                 return

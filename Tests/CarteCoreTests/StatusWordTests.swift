@@ -60,6 +60,9 @@ struct StatusWordTests {
         #expect(StatusWord(rawValue: 0x1234).meaning == "Unknown status word")
         #expect(odd.description == "6A 99")
         #expect(StatusWord.endOfFileReached.isWarning)
+        #expect(StatusWord(rawValue: 0x9012).isSuccess(forClass: 0xA0))
+        #expect(!StatusWord(rawValue: 0x9012).isSuccess(forClass: 0x00))
+        #expect(StatusWord.success.isSuccess(forClass: 0x00))
         #expect(!StatusWord.fileNotFound.isWarning)
     }
 

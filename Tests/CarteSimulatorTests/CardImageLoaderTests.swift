@@ -54,7 +54,7 @@ struct CardImageLoaderTests {
         ("missing-synthetic.yaml", 1, "synthetic", "required field is missing"),
         ("future-format.yaml", 1, "format", "unsupported format"),
         ("duplicate-fid.yaml", 10, "filesystem.files[1]", "duplicate file identifier 2F00"),
-        ("undefined-pin.yaml", 7, "filesystem", "PIN 81"),
+        ("undefined-pin.yaml", 9, "filesystem.files[0].read", "PIN 81 is not defined"),
         ("primitive-with-children.yaml", 10, "filesystem.files[0].tlv[0].tag", "primitive"),
         ("wrong-protocol.yaml", 6, "card.protocol", "offers T=0"),
     ])
@@ -70,6 +70,53 @@ struct CardImageLoaderTests {
             #expect(error.description.contains(phrase), "\(error)")
             #expect(error.description.hasPrefix("\(path):\(line)"))
         }
+    }
+
+    @Test func specialFilesAreRefusedWithoutReading() {
+        // A character device would never end: it must be refused from its type, not read.
+        #expect {
+            try CardImageLoader.load(path: "/dev/zero")
+        } throws: { error in
+            guard let e = error as? CardImageError, case .unreadable(let why) = e.problem else { return false }
+            return why == "not a regular file"
+        }
+    }
+
+    @Test func pinErrorsNeverQuoteThePIN() throws {
+        let text = """
+            format: 1
+            name: bad pin
+            synthetic: true
+            card: { atr: 3B 00 }
+            pins: [{ ref: "01", ascii: "12€4" }]
+            filesystem: { files: [] }
+            """
+        #expect {
+            try CardImageLoader.load(text: text, source: "inline")
+        } throws: { error in
+            let message = "\(error)"
+            return message.contains("pins[0].ascii") && message.contains("character 3") && !message.contains("12") && !message.contains("€")
+        }
+        let hex = text.replacingOccurrences(of: "ascii: \"12€4\"", with: "value: 31 32 3G")
+        #expect {
+            try CardImageLoader.load(text: hex, source: "inline")
+        } throws: { error in "\(error)".contains("`pins[0].value`: not hexadecimal bytes") && !"\(error)".contains("31 32") }
+        // The loaded PIN never prints its value either.
+        let ok = try CardImageLoader.load(text: text.replacingOccurrences(of: "12€4", with: "1234"), source: "inline")
+        for shown in ["\(ok)", String(reflecting: ok), "\(ok.pins)"] {
+            #expect(!shown.contains("49, 50, 51, 52") && !shown.contains("1234"))
+        }
+        var dumped = ""
+        dump(ok.pins[0], to: &dumped)
+        #expect(!dumped.contains("49") && dumped.contains("redacted 4 bytes"))
+    }
+
+    @Test func aliasBombsAreBounded() {
+        var yaml = "format: 1\nname: bomb\nsynthetic: true\ncard: { atr: 3B 00 }\n"
+        yaml += "a0: &a0 [{ tag: 80, text: x }, { tag: 80, text: x }]\n"
+        for i in 1...20 { yaml += "a\(i): &a\(i) [*a\(i - 1), *a\(i - 1)]\n" }
+        yaml += "filesystem: { files: [{ ef: \"0001\", tlv: [{ tag: A0, children: *a20 }] }] }\n"
+        #expect(throws: CardImageError.self) { try CardImageLoader.load(text: yaml, source: "bomb") }
     }
 
     @Test func missingFileIsUnreadable() {

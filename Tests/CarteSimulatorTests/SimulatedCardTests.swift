@@ -111,6 +111,13 @@ struct SimulatedCardTests {
         #expect(try send(card, "00 A4 01 0C 02 01 01").sw == .fileNotFound)  // 0101 is an EF, not a DF
     }
 
+    @Test func t1ShortNeGivesTheFirstBytes() throws {
+        // FCI longer than Ne under T=1: the first Ne bytes and 90 00 (6282 would mean "fewer than Ne").
+        let r = try send(card, "00 A4 04 00 08 A0 00 00 00 00 01 02 03 04")
+        #expect(r.data.count == 4 && r.sw == .success)
+        #expect(r.data.first == 0x6F)
+    }
+
     @Test func t1CaseThreeSelectReturnsNoData() throws {
         let r = try send(card, "00 A4 02 00 02 01 01")  // FCI asked but no Le: ISO says no data
         #expect(r.data.isEmpty && r.sw == .success)

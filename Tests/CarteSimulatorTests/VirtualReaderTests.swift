@@ -55,8 +55,11 @@ struct VirtualReaderTests {
         await #expect(throws: CardError.cardMute(reader: names[1], timeout: .zero)) { try await backend.connect(to: names[1], share: .shared, protocols: [.t1]) }
         try backend.insert(try bundled("demo/iso-generic.yaml"), into: names[1])
         await #expect(throws: CardError.self) { try await backend.connect(to: names[1], share: .shared, protocols: [.t0]) }  // T=1 card
-        // A unique prefix is accepted, as people type reader names.
-        #expect(try await backend.connect(to: "CarteKit Virtual Bi-fente 00 01", share: .shared, protocols: [.t1]).readerName == names[1])
+        // A unique prefix is accepted, as people type reader names; an ambiguous one is not.
+        let two = SimulatorBackend(profiles: [.biFente, .contactless])
+        try two.insert(try bundled("demo/iso-generic.yaml"), into: "CarteKit Virtual Contact")
+        #expect(try await two.connect(to: "CarteKit Virtual Contact", share: .shared, protocols: [.t1]).readerName == "CarteKit Virtual Contactless 01 00")
+        await #expect(throws: CardError.self) { try await two.connect(to: "CarteKit Virtual", share: .shared, protocols: [.t1]) }
     }
 
     @Test func removalInvalidatesConnectionsEvenAfterReinsertion() async throws {
@@ -74,6 +77,18 @@ struct VirtualReaderTests {
         #expect(try await fresh.transmit([0x00, 0xA4, 0x00, 0x0C]) == [0x90, 0x00])
         try await fresh.disconnect(.leave)
         await #expect(throws: CardError.notConnected) { try await fresh.transmit([0x00, 0xA4, 0x00, 0x0C]) }
+    }
+
+    @Test func exclusiveConnectAfterACardSwap() async throws {
+        let backend = SimulatorBackend(profiles: [.monoFente])
+        let name = backend.readerNames[0]
+        let image = try bundled("demo/iso-generic.yaml")
+        try backend.insert(image, into: name)
+        let old = try await backend.connect(to: name, share: .shared, protocols: [.t1])
+        try backend.insert(image, into: name)  // swapped while `old` is still alive
+        let fresh = try await backend.connect(to: name, share: .exclusive, protocols: [.t1])
+        #expect(try await fresh.transmit([0x00, 0xA4, 0x00, 0x0C]) == [0x90, 0x00])
+        await #expect(throws: CardError.cardRemoved(reader: name)) { try await old.transmit([0x00, 0xA4, 0x00, 0x0C]) }
     }
 
     @Test func exclusiveAccessAndResets() async throws {
