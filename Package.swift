@@ -24,6 +24,9 @@ let package = Package(
     products: [
         .library(name: "CarteCore", targets: ["CarteCore"]),
         .library(name: "CarteSimulator", targets: ["CarteSimulator"]),
+        .library(name: "CartePCSC", targets: ["CartePCSC"]),
+        /// The pcscd driver for the virtual readers: `libifdcarte.so` (static Swift runtime, no libpcsclite).
+        .library(name: "ifdcarte", type: .dynamic, targets: ["CarteIFD"]),
         .executable(name: "carte", targets: ["carte"]),
     ],
     dependencies: [
@@ -33,6 +36,12 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
+        // MARK: - C system libraries
+
+        .systemLibrary(name: "CPCSCLite", pkgConfig: "libpcsclite", providers: [.apt(["libpcsclite-dev"])]),
+        /// The IFD handler (driver) headers; no pkgConfig, so the driver does not link libpcsclite.
+        .systemLibrary(name: "CIFDHandler"),
+
         // MARK: - Targets
 
         /// APDU, status words, ATR, BER-TLV, channels, traces, reader abstractions. Pure Swift: no C, no Foundation.
@@ -41,10 +50,28 @@ let package = Package(
             dependencies: [logging],
             swiftSettings: strictSwiftSettings
         ),
+        /// The PC/SC backend over libpcsclite: contexts on dedicated threads, readers, attributes, events.
+        .target(
+            name: "CartePCSC",
+            dependencies: ["CarteCore", "CPCSCLite", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The framed protocol between the pcscd driver, control clients and the simulator daemon. Pure Swift.
+        .target(
+            name: "CarteSimProtocol",
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The pcscd driver: forwards IFD handler calls to the simulator daemon over a Unix socket.
+        .target(
+            name: "CarteIFD",
+            dependencies: ["CIFDHandler", "CarteSimProtocol"],
+            swiftSettings: strictSwiftSettings + [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])],
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-z", "-Xlinker", "nodelete"])]
+        ),
         /// In-memory card emulators, virtual readers and the card-image format.
         .target(
             name: "CarteSimulator",
-            dependencies: ["CarteCore", logging, .product(name: "Yams", package: "Yams")],
+            dependencies: ["CarteCore", "CarteSimProtocol", logging, .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwiftSettings
         ),
         /// The card images bundled with CarteKit, embedded in the binary so the CLI works from anywhere.
@@ -66,6 +93,7 @@ let package = Package(
             dependencies: [
                 "CarteCore",
                 "CarteSimulator",
+                "CartePCSC",
                 "CarteBundledImages",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

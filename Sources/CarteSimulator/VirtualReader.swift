@@ -35,9 +35,28 @@ public struct VirtualReaderProfile: Sendable, Hashable, Codable {
     public var features: [String]
     /// Whether the profile is a synthetic model rather than a real product's identity.
     public var synthetic: Bool
+    /// The model (`SCARD_ATTR_VENDOR_IFD_TYPE`), when different from the name.
+    public var model: String?
+    /// USB vendor and product ids the reader reports (`FEATURE_GET_TLV_PROPERTIES`), if any.
+    public var usbVendorID: UInt16?
+    /// See ``usbVendorID``.
+    public var usbProductID: UInt16?
+
+    /// `SCARD_ATTR_VENDOR_IFD_VERSION` as USB readers report it: the BCD firmware version `<< 16`
+    /// (`1.08` → `0x01080000`). Versions that are not `digits.digits` give 0.
+    public var ifdVersion: UInt32 {
+        let parts = firmwareVersion.split(separator: ".")
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && $0.count <= 2 && $0.allSatisfy(\.isNumber) }) else { return 0 }
+        func bcd(_ s: Substring) -> UInt32 { s.reduce(UInt32(0)) { $0 << 4 | UInt32($1.wholeNumberValue!) } }
+        let minor = parts[1].count == 1 ? bcd(parts[1]) << 4 : bcd(parts[1])
+        return (bcd(parts[0]) << 8 | minor) << 16
+    }
 
     /// Creates a profile; see the properties for each parameter.
-    public init(id: String, name: String, vendor: String, firmwareVersion: String, serialNumber: String? = nil, slots: [Slot], features: [String] = [], synthetic: Bool = true) {
+    public init(id: String, name: String, vendor: String, firmwareVersion: String, serialNumber: String? = nil, slots: [Slot], features: [String] = [], synthetic: Bool = true, model: String? = nil, usbVendorID: UInt16? = nil, usbProductID: UInt16? = nil) {
+        self.model = model
+        self.usbVendorID = usbVendorID
+        self.usbProductID = usbProductID
         self.id = id
         self.name = name
         self.vendor = vendor
@@ -85,6 +104,32 @@ public final class VirtualSlot: Sendable {
     let state = Mutex(State())
 
     init(info: ReaderInfo) { self.info = info }
+
+    // MARK: Reader-level operations (what a pcscd driver does)
+
+    /// Powers the card up (or warm-resets it) and returns its ATR. Fails with
+    /// ``CardError/noCard(reader:)`` or ``CardError/cardMute(reader:timeout:)``.
+    public func powerUp() -> Result<[UInt8], CardError> {
+        state.withLock { s in
+            guard let card = s.card else { return .failure(.noCard(reader: info.name)) }
+            if s.mute { return .failure(.cardMute(reader: info.name, timeout: .zero)) }
+            card.reset()
+            s.resets += 1
+            return .success(card.image.atr)
+        }
+    }
+
+    /// Sends one APDU to the card as a reader does (no connection bookkeeping).
+    public func transmitRaw(_ command: [UInt8]) -> Result<[UInt8], CardError> {
+        state.withLock { s in
+            guard let card = s.card else { return .failure(.noCard(reader: info.name)) }
+            if s.mute { return .failure(.cardMute(reader: info.name, timeout: .zero)) }
+            return .success(card.process(command))
+        }
+    }
+
+    /// The image played by the card in the slot, if any.
+    public var image: CardImage? { state.withLock { $0.card?.image } }
 
     /// What is in the slot.
     public var slotState: SlotState {
@@ -219,6 +264,11 @@ public final class SimulatorBackend: ReaderBackend {
     /// The image played by the card in the slot `reader`, or `nil` when the slot is empty.
     public func image(in reader: String) throws(CardError) -> CardImage? {
         try slot(named: reader).state.withLock { s in s.card?.image }
+    }
+
+    /// The physical readers in plug order, each with its profile and its slots.
+    public var physicalReaders: [(profile: VirtualReaderProfile, slots: [VirtualSlot])] {
+        registry.withLock { r in r.readers }
     }
 
     /// The names of every slot, in plug order (synchronous form of ``readers()``).

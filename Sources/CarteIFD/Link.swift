@@ -1,0 +1,190 @@
+import CarteSimProtocol
+import Glibc
+import Synchronization
+
+/// The configuration pcscd hands the driver in `DEVICENAME`:
+/// `<socket path>:reader=<n>:slots=<k>[:timeout=<ms>]` (reader.conf values take letters, digits and
+/// `/._-:=`; `#` would start a comment).
+struct DeviceConfig: Sendable {
+    var socketPath: String
+    var reader: UInt16
+    var slots: Int
+    /// Receive timeout for card commands (a slow card may take this long).
+    var timeoutMilliseconds: Int
+
+    init?(parsing device: String) {
+        // The last ":reader=" separates the path from the options (no Foundation in the driver).
+        let bytes = Array(device.utf8)
+        let marker = Array(":reader=".utf8)
+        guard bytes.count > marker.count,
+            let cut = stride(from: bytes.count - marker.count, through: 0, by: -1).first(where: { Array(bytes[$0..<($0 + marker.count)]) == marker })
+        else { return nil }
+        socketPath = String(decoding: bytes[..<cut], as: UTF8.self)
+        let options = String(decoding: bytes[(cut + 1)...], as: UTF8.self)
+        reader = 0
+        slots = 1
+        timeoutMilliseconds = 30_000
+        for pair in options.split(separator: ":") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, let value = Int(kv[1]) else { return nil }
+            switch kv[0] {
+            case "reader": reader = UInt16(clamping: value)
+            case "slots": slots = min(max(value, 1), 16)
+            case "timeout": timeoutMilliseconds = min(max(value, 100), 600_000)
+            default: return nil
+            }
+        }
+        guard !socketPath.isEmpty, socketPath.utf8.count < 108 else { return nil }
+    }
+}
+
+/// One slot's connection to the simulator daemon. Every call is bounded by a timeout; when the daemon
+/// is gone the link fails at once (connect on a missing socket fails immediately), so pcscd never blocks.
+final class SlotLink: @unchecked Sendable {
+    let config: DeviceConfig
+    let slot: UInt16
+    private let lock = Mutex(())
+    private var fd: Int32 = -1
+    private var description: ReaderDescription?
+    private var atr: [UInt8] = []
+
+    /// The reader description from the last attach (kept when the daemon goes away).
+    var cachedDescription: ReaderDescription? { lock.withLock { _ in description } }
+    /// The ATR of the last power-up (pcscd asks for it with `TAG_IFD_ATR`).
+    var cachedATR: [UInt8] {
+        get { lock.withLock { _ in atr } }
+        set { lock.withLock { _ in atr = newValue } }
+    }
+
+    init(config: DeviceConfig, slot: UInt16) {
+        self.config = config
+        self.slot = slot
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    enum Failure: Error {
+        case unreachable
+        case failed(WireFailure, String)
+    }
+
+    /// Sends one request and returns the payload of the `ok` answer. `timeout` in milliseconds.
+    func request(_ type: MessageType, _ payload: [UInt8] = [], timeout: Int) -> Result<[UInt8], Failure> {
+        lock.withLock { _ in
+            for attempt in 0..<2 {
+                if fd < 0 {
+                    guard open() else { return .failure(.unreachable) }
+                }
+                setTimeout(timeout)
+                if let reply = exchange(Frame(type, payload)) {
+                    if reply.type == .ok { return .success(reply.payload) }
+                    if let f = reply.failure {
+                        if f.code == .notAttached && attempt == 0 { closeLink(); continue }
+                        return .failure(.failed(f.code, f.message))
+                    }
+                    return .failure(.failed(.other, "unexpected reply"))
+                }
+                // The daemon went away or restarted: try a fresh connection once.
+                closeLink()
+            }
+            return .failure(.unreachable)
+        }
+    }
+
+    /// Opens, says hello and attaches to the slot. Called with the lock held.
+    private func open() -> Bool {
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { return false }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = Array(config.socketPath.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (i, b) in path.enumerated() where i < buffer.count - 1 { buffer[i] = b }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            close(s)
+            return false
+        }
+        fd = s
+        setTimeout(2_000)
+        var hello: [UInt8] = [1]
+        hello += [UInt8(Wire.version >> 8), UInt8(Wire.version & 0xFF)]
+        guard let h = exchange(Frame(.hello, hello)), h.type == .ok else {
+            closeLink()
+            return false
+        }
+        let attach: [UInt8] = [UInt8(config.reader >> 8), UInt8(config.reader & 0xFF), UInt8(slot >> 8), UInt8(slot & 0xFF)]
+        guard let a = exchange(Frame(.attach, attach)), a.type == .ok, let d = try? ReaderDescription(decoding: a.payload) else {
+            closeLink()
+            return false
+        }
+        description = d
+        return true
+    }
+
+    private func closeLink() {
+        if fd >= 0 { close(fd) }
+        fd = -1
+    }
+
+    private func setTimeout(_ milliseconds: Int) {
+        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Writes a frame and reads the answer; `nil` on any I/O failure (including a timeout).
+    private func exchange(_ frame: Frame) -> Frame? {
+        let bytes = frame.encoded()
+        guard writeAll(bytes) else { return nil }
+        guard let header = readExactly(4), let length = try? Frame.length(fromHeader: header),
+            let body = readExactly(length), let reply = try? Frame(body: body)
+        else { return nil }
+        return reply
+    }
+
+    private func writeAll(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            offset += n
+        }
+        return true
+    }
+
+    private func readExactly(_ count: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        var offset = 0
+        while offset < count {
+            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return nil }
+            offset += n
+        }
+        return out
+    }
+}
+
+/// Every reader pcscd opened through this driver, by reader number (`Lun >> 16`).
+let configurations = Mutex<[UInt: DeviceConfig]>([:])
+/// Every slot link, by `Lun`.
+let links = Mutex<[UInt: SlotLink]>([:])
+
+/// The link for `lun` (created on first use: pcscd opens slot 0 only and addresses the others directly).
+func link(for lun: UInt) -> SlotLink? {
+    if let existing = links.withLock({ $0[lun] }) { return existing }
+    guard let config = configurations.withLock({ $0[lun >> 16] }) else { return nil }
+    let slot = UInt16(lun & 0xFFFF)
+    guard Int(slot) < config.slots else { return nil }
+    let new = SlotLink(config: config, slot: slot)
+    return links.withLock { l in
+        if let raced = l[lun] { return raced }
+        l[lun] = new
+        return new
+    }
+}

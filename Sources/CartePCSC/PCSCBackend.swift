@@ -1,0 +1,313 @@
+public import CarteCore
+internal import CPCSCLite
+public import Logging
+import Synchronization
+
+/// What a reader says about itself through PC/SC attributes and its feature list.
+public struct PCSCReaderAttributes: Hashable, Sendable {
+    /// `SCARD_ATTR_VENDOR_NAME`.
+    public var vendor: String?
+    /// `SCARD_ATTR_VENDOR_IFD_TYPE` (the model).
+    public var model: String?
+    /// `SCARD_ATTR_VENDOR_IFD_VERSION` as sent (`0xMMmmbbbb`; USB readers: `bcdDevice << 16`).
+    public var ifdVersion: UInt32?
+    /// `SCARD_ATTR_VENDOR_IFD_SERIAL_NO`.
+    public var serialNumber: String?
+    /// `SCARD_ATTR_CHANNEL_ID` (`0xDDDDCCCC`: DDDD channel type, 0x0020 = USB).
+    public var channelID: UInt32?
+    /// `SCARD_ATTR_MAXINPUT`.
+    public var maxInput: UInt32?
+    /// The features from `CM_IOCTL_GET_FEATURE_REQUEST`: feature tag → control code.
+    public var features: [UInt8: UInt32]
+    /// `dwMaxAPDUDataSize` from `FEATURE_GET_TLV_PROPERTIES` (0: short APDUs only; 0x10000: extended).
+    public var maxAPDUDataSize: UInt32?
+    /// `wIdVendor` / `wIdProduct` from `FEATURE_GET_TLV_PROPERTIES` (USB readers).
+    public var usbVendorID: UInt16?
+    /// See ``usbVendorID``.
+    public var usbProductID: UInt16?
+
+    /// The firmware version as `major.minor` (`0x01080000` → `1.08`), when the reader reports one.
+    public var firmwareVersion: String? {
+        guard let v = ifdVersion else { return nil }
+        let major = (v >> 24) & 0xFF
+        let minor = (v >> 16) & 0xFF
+        let bcdLike = minor >> 4 <= 9 && minor & 0x0F <= 9
+        let minorText = bcdLike ? String(minor >> 4) + String(minor & 0x0F) : (minor < 10 ? "0\(minor)" : "\(minor)")
+        return "\(bcdLike ? String(major, radix: 16) : String(major)).\(minorText)"
+    }
+
+    /// Feature names for reports (`pin-verify`, `tlv-properties`, …).
+    public var featureNames: [String] {
+        features.keys.sorted().map { PCSCFeature.name(of: $0) }
+    }
+}
+
+/// PC/SC part 10 feature tags (`FEATURE_*`).
+public enum PCSCFeature {
+    /// `FEATURE_VERIFY_PIN_DIRECT`.
+    public static let verifyPINDirect: UInt8 = 0x06
+    /// `FEATURE_MODIFY_PIN_DIRECT`.
+    public static let modifyPINDirect: UInt8 = 0x07
+    /// `FEATURE_IFD_PIN_PROPERTIES`.
+    public static let ifdPINProperties: UInt8 = 0x0A
+    /// `FEATURE_GET_TLV_PROPERTIES`.
+    public static let getTLVProperties: UInt8 = 0x12
+    /// `FEATURE_CCID_ESC_COMMAND`.
+    public static let ccidEscapeCommand: UInt8 = 0x13
+
+    /// `CM_IOCTL_GET_FEATURE_REQUEST` = `SCARD_CTL_CODE(3400)` on pcsc-lite (`0x42000000 + code`).
+    public static let getFeatureRequest: UInt32 = 0x4200_0000 + 3400
+
+    /// A short name for a feature tag.
+    public static func name(of tag: UInt8) -> String {
+        switch tag {
+        case 0x01: return "verify-pin-start"
+        case 0x02: return "verify-pin-finish"
+        case 0x03: return "modify-pin-start"
+        case 0x04: return "modify-pin-finish"
+        case 0x05: return "get-key-pressed"
+        case 0x06: return "pin-verify"
+        case 0x07: return "pin-modify"
+        case 0x08: return "mct-reader-direct"
+        case 0x09: return "mct-universal"
+        case 0x0A: return "ifd-pin-properties"
+        case 0x0B: return "abort"
+        case 0x0C: return "set-spe-message"
+        case 0x0D: return "verify-pin-direct-app-id"
+        case 0x0E: return "modify-pin-direct-app-id"
+        case 0x0F: return "write-display"
+        case 0x10: return "get-key"
+        case 0x11: return "ifd-display-properties"
+        case 0x12: return "tlv-properties"
+        case 0x13: return "ccid-escape"
+        default: return "feature-\(tag.hex)"
+        }
+    }
+
+    /// Decodes a `FEATURE_GET_TLV_PROPERTIES` answer: TLVs of tag (1), length (1), little-endian value.
+    public static func decodeTLVProperties(_ bytes: [UInt8]) -> [UInt8: [UInt8]] {
+        var out: [UInt8: [UInt8]] = [:]
+        var i = 0
+        while i + 2 <= bytes.count {
+            let length = Int(bytes[i + 1])
+            guard i + 2 + length <= bytes.count else { break }
+            out[bytes[i]] = Array(bytes[(i + 2)..<(i + 2 + length)])
+            i += 2 + length
+        }
+        return out
+    }
+
+    /// Decodes a `CM_IOCTL_GET_FEATURE_REQUEST` answer: TLVs of tag (1), length (1) = 4, big-endian code (4).
+    public static func decodeFeatureList(_ bytes: [UInt8]) -> [UInt8: UInt32] {
+        var out: [UInt8: UInt32] = [:]
+        var i = 0
+        while i + 2 <= bytes.count {
+            let tag = bytes[i]
+            let length = Int(bytes[i + 1])
+            guard i + 2 + length <= bytes.count else { break }
+            if length == 4 {
+                out[tag] = bytes[(i + 2)..<(i + 6)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            }
+            i += 2 + length
+        }
+        return out
+    }
+}
+
+/// PC/SC attribute identifiers used by CarteKit (pcsc-lite `reader.h`).
+public enum PCSCAttribute {
+    /// `SCARD_ATTR_VENDOR_NAME`.
+    public static let vendorName: UInt32 = 0x0001_0100
+    /// `SCARD_ATTR_VENDOR_IFD_TYPE`.
+    public static let vendorIFDType: UInt32 = 0x0001_0101
+    /// `SCARD_ATTR_VENDOR_IFD_VERSION`.
+    public static let vendorIFDVersion: UInt32 = 0x0001_0102
+    /// `SCARD_ATTR_VENDOR_IFD_SERIAL_NO`.
+    public static let vendorIFDSerialNumber: UInt32 = 0x0001_0103
+    /// `SCARD_ATTR_CHANNEL_ID`.
+    public static let channelID: UInt32 = 0x0002_0110
+    /// `SCARD_ATTR_MAXINPUT`.
+    public static let maxInput: UInt32 = 0x0007_A007
+    /// `SCARD_ATTR_ATR_STRING`.
+    public static let atrString: UInt32 = 0x0009_0303
+}
+
+/// The PC/SC backend: readers, connections and events through pcscd (libpcsclite).
+///
+/// Every blocking call runs on a dedicated thread with its own context (see ``PCSCContext``); when pcscd
+/// is restarted, contexts are re-established transparently and the event stream re-lists the readers.
+public final class PCSCBackend: ReaderBackend {
+    /// The pseudo-reader that reports reader arrivals and departures in `SCardGetStatusChange`.
+    public static let pnpNotification = "\\\\?PnP?\\Notification"
+
+    private let context = PCSCContext(name: "cartekit.pcsc.main")
+    private let attributeCache = Mutex<[String: PCSCReaderAttributes]>([:])
+    let logger: Logger
+
+    /// Creates a backend; nothing touches pcscd until the first call.
+    public init(logger: Logger = Logger(label: "cartekit.pcsc", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.logger = logger
+    }
+
+    /// The reader names pcscd knows (an empty list when there is none).
+    public func readerNames() async throws(CardError) -> [String] {
+        let result = await context.call { ctx -> Result<[String], PCSCError> in listReaders(ctx) }
+        switch result {
+        case .success(let names): return names
+        case .failure(let e): throw e.cardError(reader: "")
+        }
+    }
+
+    public func readers() async throws(CardError) -> [ReaderInfo] {
+        let names = try await readerNames()
+        var out: [ReaderInfo] = []
+        for name in names {
+            let attributes = await self.attributes(of: name)
+            out.append(PCSCBackend.info(name: name, all: names, attributes: attributes))
+        }
+        return out
+    }
+
+    /// Builds a ``ReaderInfo`` from a pcsc-lite reader name (`<friendly name> NN SS`) and attributes.
+    static func info(name: String, all: [String], attributes: PCSCReaderAttributes?) -> ReaderInfo {
+        let (physical, slot) = splitReaderName(name)
+        let slotCount = max(1, all.filter { splitReaderName($0).physical == physical }.count)
+        var features = attributes?.featureNames ?? []
+        if let max = attributes?.maxAPDUDataSize, max > 0 { features.append("extended-apdu") }
+        features.sort()
+        return ReaderInfo(
+            name: name, physicalReader: physical, slot: slot, slotCount: slotCount,
+            isContactless: name.localizedContactless,
+            vendor: attributes?.vendor, firmwareVersion: attributes?.firmwareVersion,
+            serialNumber: attributes?.serialNumber, features: features, role: nil)
+    }
+
+    /// Splits `Name NN SS` into (`Name NN`, SS).
+    static func splitReaderName(_ name: String) -> (physical: String, slot: Int) {
+        let parts = name.split(separator: " ")
+        if parts.count >= 3, let slot = Int(parts[parts.count - 1], radix: 16), parts[parts.count - 1].count == 2,
+            parts[parts.count - 2].count == 2, Int(parts[parts.count - 2], radix: 16) != nil
+        {
+            return (parts.dropLast().joined(separator: " "), slot)
+        }
+        return (name, 0)
+    }
+
+    /// The reader's attributes and features, read once through a direct connection and cached.
+    /// `nil` when the reader cannot be opened (gone, or held exclusively by another program).
+    public func attributes(of reader: String) async -> PCSCReaderAttributes? {
+        if let cached = attributeCache.withLock({ $0[reader] }) { return cached }
+        let result = await context.call { ctx in readReaderAttributes(ctx, reader) }
+        guard case .success(let attributes) = result else { return nil }
+        attributeCache.withLock { $0[reader] = attributes }
+        return attributes
+    }
+
+    public func state(of reader: String) async throws(CardError) -> SlotState {
+        let result = await context.call { ctx -> Result<(DWORD, [UInt8]), PCSCError> in
+            readerState(ctx, reader)
+        }
+        switch result {
+        case .success(let (state, atr)):
+            if state & DWORD(SCARD_STATE_MUTE) != 0 { return .mute }
+            if state & DWORD(SCARD_STATE_PRESENT) != 0 { return .present(atr: atr) }
+            return .empty
+        case .failure(let e):
+            throw e.cardError(reader: reader)
+        }
+    }
+
+    public func connect(to reader: String, share: ShareMode = .shared, protocols: Set<TransmissionProtocol> = [.t0, .t1]) async throws(CardError) -> any CardConnection {
+        try await open(reader, share: share, protocols: protocols)
+    }
+
+    /// Connects and returns the concrete PC/SC connection (for `control`, attributes and transactions).
+    public func open(_ reader: String, share: ShareMode = .shared, protocols: Set<TransmissionProtocol> = [.t0, .t1]) async throws(CardError) -> PCSCConnection {
+        let attributes = await self.attributes(of: reader)
+        let extended = (attributes?.maxAPDUDataSize ?? 0) > 0
+        let capabilities = extended ? TransportCapabilities.extended : .short
+        return try await PCSCConnection.connect(reader: reader, share: share, protocols: protocols, capabilities: capabilities)
+    }
+
+    public func events() -> AsyncStream<ReaderEvent> {
+        PCSCEventMonitor.stream(logger: logger, backend: self)
+    }
+
+    /// Forgets cached attributes (after a reader was unplugged and another plugged in under its name).
+    func forgetAttributes(of reader: String) {
+        attributeCache.withLock { _ = $0.removeValue(forKey: reader) }
+    }
+}
+
+extension String {
+    /// A guess from the name only, used when the reader does not say: contactless readers usually say so.
+    fileprivate var localizedContactless: Bool {
+        let lower = lowercased()
+        return lower.contains("contactless") || lower.contains("cless") || lower.contains("picc") || lower.contains("nfc")
+    }
+}
+
+func listReaders(_ ctx: SCARDCONTEXT) -> Result<[String], PCSCError> {
+    var length: DWORD = 0
+    let rv = SCardListReaders(ctx, nil, nil, &length)
+    if PCSCError(code: rv) == .noReadersAvailable { return .success([]) }
+    if let e = check(rv) { return .failure(e) }
+    var buffer = [CChar](repeating: 0, count: Int(length))
+    let rv2 = SCardListReaders(ctx, nil, &buffer, &length)
+    if PCSCError(code: rv2) == .noReadersAvailable { return .success([]) }
+    if let e = check(rv2) { return .failure(e) }
+    return .success(splitMultiString(buffer))
+}
+
+/// The current state word and ATR of one reader (an immediate `SCardGetStatusChange`).
+func readerState(_ ctx: SCARDCONTEXT, _ reader: String) -> Result<(DWORD, [UInt8]), PCSCError> {
+    reader.withCString { name in
+        var state = SCARD_READERSTATE()
+        state.szReader = name
+        state.dwCurrentState = DWORD(SCARD_STATE_UNAWARE)
+        let rv = SCardGetStatusChange(ctx, 0, &state, 1)
+        if let e = check(rv), e != .timeout { return .failure(e) }
+        if state.dwEventState & DWORD(SCARD_STATE_UNKNOWN) != 0 { return .failure(.unknownReader) }
+        let atr = withUnsafeBytes(of: state.rgbAtr) { Array($0.prefix(Int(state.cbAtr))) }
+        return .success((state.dwEventState, atr))
+    }
+}
+
+/// Reads a reader's attributes and features through a direct connection (no card needed).
+func readReaderAttributes(_ ctx: SCARDCONTEXT, _ reader: String) -> Result<PCSCReaderAttributes, PCSCError> {
+    var card: SCARDHANDLE = 0
+    var active: DWORD = 0
+    if let e = check(SCardConnect(ctx, reader, DWORD(SCARD_SHARE_DIRECT), 0, &card, &active)) { return .failure(e) }
+    defer { _ = SCardDisconnect(card, DWORD(SCARD_LEAVE_CARD)) }
+    func string(_ id: UInt32) -> String? {
+        guard case .success(let b) = readAttribute(card, id), !b.isEmpty else { return nil }
+        let trimmed = b.prefix { $0 != 0 }
+        return trimmed.isEmpty ? nil : String(decoding: trimmed, as: UTF8.self)
+    }
+    func number(_ id: UInt32) -> UInt32? {
+        guard case .success(let b) = readAttribute(card, id), !b.isEmpty, b.count <= 8 else { return nil }
+        return littleEndian(b)
+    }
+    var a = PCSCReaderAttributes(features: [:])
+    a.vendor = string(PCSCAttribute.vendorName)
+    a.model = string(PCSCAttribute.vendorIFDType)
+    a.ifdVersion = number(PCSCAttribute.vendorIFDVersion)
+    a.serialNumber = string(PCSCAttribute.vendorIFDSerialNumber)
+    a.channelID = number(PCSCAttribute.channelID)
+    a.maxInput = number(PCSCAttribute.maxInput)
+    if case .success(let list) = pcscControl(card, code: PCSCFeature.getFeatureRequest, data: []) {
+        a.features = PCSCFeature.decodeFeatureList(list)
+    }
+    if let code = a.features[PCSCFeature.getTLVProperties], case .success(let tlv) = pcscControl(card, code: code, data: []) {
+        let properties = PCSCFeature.decodeTLVProperties(tlv)
+        a.maxAPDUDataSize = properties[0x0A].map(littleEndian)
+        a.usbVendorID = properties[0x0B].map { UInt16(truncatingIfNeeded: littleEndian($0)) }
+        a.usbProductID = properties[0x0C].map { UInt16(truncatingIfNeeded: littleEndian($0)) }
+    }
+    return .success(a)
+}
+
+/// A little-endian unsigned value of up to 8 bytes, truncated to 32 bits (DWORD attributes come in host order).
+func littleEndian(_ bytes: [UInt8]) -> UInt32 {
+    UInt32(truncatingIfNeeded: bytes.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+}

@@ -1,0 +1,278 @@
+public import CarteCore
+internal import CPCSCLite
+import Synchronization
+
+/// An open connection to the card in one PC/SC reader (one slot), with its own context and thread.
+///
+/// Recovery policy (documented in docs/pcsc.md):
+/// - `SCARD_W_RESET_CARD` (another program reset the card): the connection reconnects by itself
+///   (disposition *leave*) and the command fails with ``CardError/cardReset(reader:)``, because the card
+///   lost its state (selected files, verified PIN). The caller redoes its sequence;
+///   ``withTransaction(redoOnReset:_:)`` does that for one sequence automatically.
+/// - `SCARD_W_REMOVED_CARD` / `SCARD_E_NO_SMARTCARD`: ``CardError/cardRemoved(reader:)``; the connection is
+///   dead and the event stream reports the removal.
+/// - pcscd gone: ``CardError/backend(code:name:message:)`` with `SCARD_E_SERVICE_STOPPED` /
+///   `SCARD_E_NO_SERVICE`; connect again once pcscd is back.
+public final class PCSCConnection: CardConnection {
+    /// The reader (slot) name.
+    public let readerName: String
+    private let context: PCSCContext
+    private struct State {
+        var card: SCARDHANDLE
+        var proto: DWORD
+        var share: DWORD
+        var atr: [UInt8]
+        var open = true
+    }
+    private let state: Mutex<State>
+    /// Whether the reader takes extended APDUs (from its `dwMaxAPDUDataSize`, when known).
+    public let capabilities: TransportCapabilities
+
+    init(readerName: String, context: PCSCContext, card: SCARDHANDLE, proto: DWORD, share: DWORD, atr: [UInt8], capabilities: TransportCapabilities) {
+        self.readerName = readerName
+        self.context = context
+        self.state = Mutex(State(card: card, proto: proto, share: share, atr: atr))
+        self.capabilities = capabilities
+    }
+
+    deinit {
+        let (card, open) = state.withLock { ($0.card, $0.open) }
+        if open {
+            context.worker.enqueue { _ = SCardDisconnect(card, DWORD(SCARD_LEAVE_CARD)) }
+        }
+    }
+
+    /// Connects to `reader`. Runs the blocking call on a new dedicated thread.
+    static func connect(reader: String, share: ShareMode, protocols: Set<TransmissionProtocol>, capabilities: TransportCapabilities) async throws(CardError) -> PCSCConnection {
+        let context = PCSCContext(name: "cartekit.pcsc.card")
+        let shareValue: DWORD
+        switch share {
+        case .exclusive: shareValue = DWORD(SCARD_SHARE_EXCLUSIVE)
+        case .shared: shareValue = DWORD(SCARD_SHARE_SHARED)
+        case .direct: shareValue = DWORD(SCARD_SHARE_DIRECT)
+        }
+        var requested: DWORD = 0
+        if share != .direct {
+            if protocols.contains(.t0) { requested |= DWORD(SCARD_PROTOCOL_T0) }
+            if protocols.contains(.t1) { requested |= DWORD(SCARD_PROTOCOL_T1) }
+        }
+        let mask = requested
+        let result = await context.call(retry: true) { ctx -> Result<(SCARDHANDLE, DWORD, [UInt8]), PCSCError> in
+            var card: SCARDHANDLE = 0
+            var active: DWORD = 0
+            if let e = check(SCardConnect(ctx, reader, shareValue, mask, &card, &active)) { return .failure(e) }
+            let atr = readATR(card) ?? []
+            return .success((card, active, atr))
+        }
+        switch result {
+        case .success(let (card, active, atr)):
+            return PCSCConnection(readerName: reader, context: context, card: card, proto: active, share: shareValue, atr: atr, capabilities: capabilities)
+        case .failure(let e):
+            throw e.cardError(reader: reader)
+        }
+    }
+
+    public var atrBytes: [UInt8] { state.withLock { $0.atr } }
+
+    public var activeProtocol: TransmissionProtocol {
+        state.withLock { $0.proto == DWORD(SCARD_PROTOCOL_T0) ? .t0 : .t1 }
+    }
+
+    /// Sends one APDU (no processing: ``CardChannel`` applies the transmit policy).
+    public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
+        let (card, proto, open) = state.withLock { ($0.card, $0.proto, $0.open) }
+        guard open else { throw .notConnected }
+        let result = await context.call(retry: false) { _ -> Result<[UInt8], PCSCError> in
+            var pci = SCARD_IO_REQUEST(dwProtocol: proto, cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
+            var response = [UInt8](repeating: 0, count: maxBufferSizeExtended)
+            var length = DWORD(response.count)
+            let rv = command.withUnsafeBufferPointer { tx in
+                SCardTransmit(card, &pci, tx.baseAddress, DWORD(tx.count), nil, &response, &length)
+            }
+            if let e = check(rv) { return .failure(e) }
+            return .success(Array(response[..<Int(length)]))
+        }
+        switch result {
+        case .success(let bytes): return bytes
+        case .failure(let e):
+            if e == .resetCard {
+                // Keep the connection usable, then tell the caller the card lost its state.
+                try? await reconnect(share: currentShare, initialization: .leave)
+            }
+            throw e.cardError(reader: readerName)
+        }
+    }
+
+    private var currentShare: ShareMode {
+        state.withLock { s in
+            s.share == DWORD(SCARD_SHARE_EXCLUSIVE) ? .exclusive : s.share == DWORD(SCARD_SHARE_DIRECT) ? .direct : .shared
+        }
+    }
+
+    /// Sends a reader control command (`SCardControl`) and returns the reader's answer.
+    public func control(code: UInt32, data: [UInt8] = []) async throws(CardError) -> [UInt8] {
+        let (card, open) = state.withLock { ($0.card, $0.open) }
+        guard open else { throw .notConnected }
+        let result = await context.call(retry: false) { _ in pcscControl(card, code: code, data: data) }
+        switch result {
+        case .success(let bytes): return bytes
+        case .failure(let e): throw e.cardError(reader: readerName)
+        }
+    }
+
+    /// Reads a reader attribute (`SCardGetAttrib`).
+    public func attribute(_ id: UInt32) async throws(CardError) -> [UInt8] {
+        let (card, open) = state.withLock { ($0.card, $0.open) }
+        guard open else { throw .notConnected }
+        let result = await context.call(retry: false) { _ in readAttribute(card, id) }
+        switch result {
+        case .success(let bytes): return bytes
+        case .failure(let e): throw e.cardError(reader: readerName)
+        }
+    }
+
+    public func reconnect(share: ShareMode = .shared, initialization: Disposition = .leave) async throws(CardError) {
+        let (card, open, proto) = state.withLock { ($0.card, $0.open, $0.proto) }
+        guard open else { throw .notConnected }
+        let shareValue: DWORD = share == .exclusive ? DWORD(SCARD_SHARE_EXCLUSIVE) : share == .direct ? DWORD(SCARD_SHARE_DIRECT) : DWORD(SCARD_SHARE_SHARED)
+        let init_ = dispositionValue(initialization)
+        let mask = proto == 0 ? DWORD(SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1) : proto
+        let result = await context.call(retry: false) { _ -> Result<(DWORD, [UInt8]), PCSCError> in
+            var active: DWORD = 0
+            if let e = check(SCardReconnect(card, shareValue, mask, init_, &active)) { return .failure(e) }
+            return .success((active, readATR(card) ?? []))
+        }
+        switch result {
+        case .success(let (active, atr)):
+            state.withLock { s in
+                s.proto = active
+                s.share = shareValue
+                if !atr.isEmpty { s.atr = atr }
+            }
+        case .failure(let e):
+            throw e.cardError(reader: readerName)
+        }
+    }
+
+    public func disconnect(_ disposition: Disposition = .leave) async throws(CardError) {
+        let (card, wasOpen) = state.withLock { s -> (SCARDHANDLE, Bool) in
+            defer { s.open = false }
+            return (s.card, s.open)
+        }
+        guard wasOpen else { return }
+        let value = dispositionValue(disposition)
+        let result = await context.call(retry: false) { _ -> Result<Void, PCSCError> in
+            if let e = check(SCardDisconnect(card, value)) { return .failure(e) }
+            return .success(())
+        }
+        if case .failure(let e) = result, !e.meansServiceGone, e != .removedCard {
+            throw e.cardError(reader: readerName)
+        }
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` inside a PC/SC transaction (`SCardBeginTransaction` … `SCardEndTransaction`), so no
+    /// other program can interleave commands. The transaction always ends, whatever `body` does.
+    ///
+    /// - Parameter redoOnReset: when the card is reset by someone else during `body`
+    ///   (``CardError/cardReset(reader:)``), reconnect and run `body` once more from the start, inside a
+    ///   new transaction. A second reset is reported. Never half-applied silently.
+    public func withTransaction<T: Sendable>(
+        redoOnReset: Bool = true,
+        _ body: () async throws(CardError) -> T
+    ) async throws(CardError) -> T {
+        var attempt = 0
+        while true {
+            attempt += 1
+            try await beginTransaction()
+            let outcome: Result<T, CardError>
+            do {
+                outcome = .success(try await body())
+            } catch {
+                outcome = .failure(error)
+            }
+            let endError = await endTransaction()
+            switch outcome {
+            case .success(let value):
+                if let endError, endError != .cardReset(reader: readerName) { throw endError }
+                return value
+            case .failure(.cardReset) where redoOnReset && attempt == 1:
+                continue
+            case .failure(let error):
+                throw error
+            }
+        }
+    }
+
+    private func beginTransaction() async throws(CardError) {
+        for attempt in 1...2 {
+            let card = state.withLock { $0.card }
+            let result = await context.call(retry: false) { _ -> Result<Void, PCSCError> in
+                if let e = check(SCardBeginTransaction(card)) { return .failure(e) }
+                return .success(())
+            }
+            switch result {
+            case .success: return
+            case .failure(.resetCard) where attempt == 1:
+                try await reconnect(share: currentShare, initialization: .leave)
+            case .failure(let e):
+                throw e.cardError(reader: readerName)
+            }
+        }
+    }
+
+    private func endTransaction() async -> CardError? {
+        let card = state.withLock { $0.card }
+        let result = await context.call(retry: false) { _ -> Result<Void, PCSCError> in
+            if let e = check(SCardEndTransaction(card, DWORD(SCARD_LEAVE_CARD))) { return .failure(e) }
+            return .success(())
+        }
+        if case .failure(let e) = result { return e.cardError(reader: readerName) }
+        return nil
+    }
+}
+
+func dispositionValue(_ d: Disposition) -> DWORD {
+    switch d {
+    case .leave: return DWORD(SCARD_LEAVE_CARD)
+    case .reset: return DWORD(SCARD_RESET_CARD)
+    case .unpower: return DWORD(SCARD_UNPOWER_CARD)
+    case .eject: return DWORD(SCARD_EJECT_CARD)
+    }
+}
+
+/// `SCARD_ATTR_ATR_STRING`, written by hand: the C macro is function-like and does not import.
+let attrATRString: UInt32 = 0x0009 << 16 | 0x0303
+
+func readATR(_ card: SCARDHANDLE) -> [UInt8]? {
+    var atr = [UInt8](repeating: 0, count: Int(MAX_ATR_SIZE))
+    var atrLength = DWORD(atr.count)
+    var state: DWORD = 0
+    var proto: DWORD = 0
+    var nameLength: DWORD = 0
+    guard SCardStatus(card, nil, &nameLength, &state, &proto, &atr, &atrLength) == SCARD_S_SUCCESS else { return nil }
+    return Array(atr[..<Int(atrLength)])
+}
+
+func readAttribute(_ card: SCARDHANDLE, _ id: UInt32) -> Result<[UInt8], PCSCError> {
+    var length: DWORD = 0
+    if let e = check(SCardGetAttrib(card, DWORD(id), nil, &length)) { return .failure(e) }
+    var buffer = [UInt8](repeating: 0, count: Int(length))
+    if let e = check(SCardGetAttrib(card, DWORD(id), &buffer, &length)) { return .failure(e) }
+    return .success(Array(buffer[..<Int(length)]))
+}
+
+func pcscControl(_ card: SCARDHANDLE, code: UInt32, data: [UInt8]) -> Result<[UInt8], PCSCError> {
+    var out = [UInt8](repeating: 0, count: maxBufferSizeExtended)
+    var returned: DWORD = 0
+    let rv = data.withUnsafeBufferPointer { tx in
+        SCardControl(card, DWORD(code), tx.baseAddress, DWORD(tx.count), &out, DWORD(out.count), &returned)
+    }
+    if let e = check(rv) { return .failure(e) }
+    return .success(Array(out[..<Int(returned)]))
+}
+
+/// `MAX_BUFFER_SIZE_EXTENDED` (4 + 3 + 65536 + 3 + 2): the C macro is an expression and does not import.
+/// pcsc-lite 1.9.x refuses larger receive buffers, so this is the exact size to pass.
+let maxBufferSizeExtended = 4 + 3 + (1 << 16) + 3 + 2

@@ -1,0 +1,110 @@
+import CarteSimProtocol
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a socket operation failed: the system call, its errno text and the path.
+public struct SocketError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The failing call (`bind`, `connect`, …).
+    public var operation: String
+    /// The socket path.
+    public var path: String
+    /// `strerror(errno)`, or a protocol message.
+    public var reason: String
+
+    public init(operation: String, path: String, reason: String) {
+        self.operation = operation
+        self.path = path
+        self.reason = reason
+    }
+
+    static func errno(_ operation: String, _ path: String) -> SocketError {
+        SocketError(operation: operation, path: path, reason: String(cString: strerror(Glibc.errno)))
+    }
+
+    public var description: String { "\(operation) \(path): \(reason)" }
+}
+
+/// A connected Unix-domain stream socket speaking the framed protocol (blocking I/O; use it from
+/// threads of its own, never from Swift's cooperative pool).
+final class FramedSocket: @unchecked Sendable {
+    let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+
+    deinit { close(fd) }
+
+    /// Connects to `path`, with send/receive timeouts.
+    static func connect(to path: String, timeoutMilliseconds: Int = 5_000) throws(SocketError) -> FramedSocket {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw .errno("socket", path) }
+        var address = try socketAddress(path)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else {
+            let e = SocketError.errno("connect", path)
+            close(fd)
+            throw e
+        }
+        let s = FramedSocket(fd: fd)
+        s.setTimeout(timeoutMilliseconds)
+        return s
+    }
+
+    func setTimeout(_ milliseconds: Int) {
+        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Writes a frame. Returns false when the peer is gone.
+    @discardableResult
+    func send(_ frame: Frame) -> Bool { writeAll(frame.encoded()) }
+
+    /// Reads a frame.
+    func receive() throws(WireError) -> Frame {
+        guard let header = readExactly(4) else { throw .closed(midFrame: false) }
+        let length = try Frame.length(fromHeader: header)
+        guard let body = readExactly(length) else { throw .closed(midFrame: true) }
+        return try Frame(body: body)
+    }
+
+    func writeAll(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            offset += n
+        }
+        return true
+    }
+
+    func readExactly(_ count: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        var offset = 0
+        while offset < count {
+            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return nil }
+            offset += n
+        }
+        return out
+    }
+}
+
+func socketAddress(_ path: String) throws(SocketError) -> sockaddr_un {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    let capacity = MemoryLayout.size(ofValue: address.sun_path)
+    guard !bytes.isEmpty, bytes.count < capacity else {
+        throw SocketError(operation: "socket", path: path, reason: "a Unix socket path must be 1 to \(capacity - 1) bytes long")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+        for (i, b) in bytes.enumerated() { buffer[i] = b }
+    }
+    return address
+}

@@ -1,0 +1,258 @@
+import ArgumentParser
+import CarteCore
+import CarteSimulator
+import Foundation
+import Logging
+
+struct SimCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sim",
+        abstract: "Run and drive the simulator daemon that serves virtual readers to pcscd.",
+        discussion: """
+            The daemon (carte sim serve) hosts virtual readers with card images. pcscd sees them through \
+            CarteKit's driver, libifdcarte.so, declared by the files carte sim reader-conf writes; every \
+            PC/SC program (pcsc_scan, opensc-tool, pyscard, your software) then sees the virtual readers. \
+            Cards are inserted and removed at run time with carte sim insert/remove. See docs/simulator.md.
+            """,
+        subcommands: [Serve.self, Insert.self, Remove.self, Status.self, ReaderConf.self]
+    )
+
+    struct SocketOption: ParsableArguments {
+        @Option(name: .customLong("socket"), help: ArgumentHelp("The daemon's Unix socket.", valueName: "PATH"))
+        var path: String
+    }
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "serve",
+            abstract: "Start the simulator daemon on a Unix socket (runs until interrupted).",
+            discussion: "The socket is created with mode 0600. Stop the daemon with Ctrl-C or SIGTERM; it removes its socket."
+        )
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var socket: SocketOption
+        @OptionGroup var simulator: SimulatorOptions
+
+        func run() async throws {
+            var logger = global.makeLogger()
+            if global.verbose == 0 { logger.logLevel = .info }
+            try await reporting(json: global.json) {
+                let backend = try simulator.makeBackend()
+                let server = SimulatorServer(backend: backend, path: socket.path, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) })
+                do {
+                    try server.start()
+                } catch {
+                    throw CLIError(kind: "socket", message: "\(error)", exitCode: CarteExit.cardOrReader)
+                }
+                for reader in backend.physicalReaders {
+                    Output.stderr("serving \(reader.profile.name) (\(reader.slots.count) slot\(reader.slots.count == 1 ? "" : "s"))")
+                }
+                // Wait for SIGINT/SIGTERM, then remove the socket.
+                let signals = [SIGINT, SIGTERM].map { signo -> any DispatchSourceSignal in
+                    signal(signo, SIG_IGN)
+                    return DispatchSource.makeSignalSource(signal: signo, queue: .global())
+                }
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let once = OnceFlag()
+                    for source in signals {
+                        source.setEventHandler {
+                            if once.take() { continuation.resume() }
+                        }
+                        source.resume()
+                    }
+                }
+                server.stop()
+                Output.stderr("simulator daemon stopped")
+            }
+        }
+    }
+
+    struct Insert: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "insert", abstract: "Insert a card image into a slot of the running daemon.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var socket: SocketOption
+        @Flag(help: "Insert a mute card (present, but it does not answer the reset).")
+        var mute = false
+        @Argument(help: "The reader: its index (carte sim status) or a unique name prefix.")
+        var reader: String
+        @Argument(help: "The slot index (0 for the first slot).")
+        var slot: Int
+        @Argument(help: "The card image: a file, or bundled:PATH.")
+        var image: String
+
+        func run() async throws {
+            _ = global.makeLogger()
+            // Paths are resolved here: the daemon may run in another directory.
+            let imageArgument = image.hasPrefix("bundled:") ? image : URL(fileURLWithPath: image).standardizedFileURL.path
+            try await control(global: global, socket: socket.path, ["op": "insert", "reader": readerArgument(reader), "slot": slot, "image": imageArgument, "mute": mute])
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove the card from a slot of the running daemon.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var socket: SocketOption
+        @Argument(help: "The reader: its index or a unique name prefix.")
+        var reader: String
+        @Argument(help: "The slot index.")
+        var slot: Int
+
+        func run() async throws {
+            _ = global.makeLogger()
+            try await control(global: global, socket: socket.path, ["op": "remove", "reader": readerArgument(reader), "slot": slot])
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the daemon's readers, slots and cards.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var socket: SocketOption
+
+        func run() async throws {
+            _ = global.makeLogger()
+            try await control(global: global, socket: socket.path, ["op": "status"])
+        }
+    }
+
+    struct ReaderConf: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "reader-conf",
+            abstract: "Write the reader.conf.d entries that make pcscd load the virtual readers of a running daemon.",
+            discussion: """
+                One file per virtual reader (cartekit-NN), with LIBPATH pointing at libifdcarte.so. For a \
+                private pcscd: pcscd -f -c DIR. System-wide: write them into /etc/reader.conf.d and restart \
+                pcscd; remove them (rm /etc/reader.conf.d/cartekit-*) and restart pcscd to undo.
+                """
+        )
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var socket: SocketOption
+        @Option(help: ArgumentHelp("Directory to write the entries into (created if missing).", valueName: "DIR"))
+        var out: String
+        @Option(help: ArgumentHelp("The driver to load. Default: libifdcarte.so next to carte.", valueName: "PATH"))
+        var driver: String?
+        @Option(help: "Milliseconds the driver waits for a card answer before reporting a communication error.")
+        var timeout: Int = 30_000
+
+        func validate() throws {
+            guard (100...600_000).contains(timeout) else { throw ValidationError("--timeout must be in 100...600000 milliseconds") }
+        }
+
+        func run() async throws {
+            _ = global.makeLogger()
+            try await reporting(json: global.json) {
+                let socketPath = URL(fileURLWithPath: socket.path).standardizedFileURL.path
+                let driverPath = driver.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? defaultDriverPath()
+                guard FileManager.default.isReadableFile(atPath: driverPath) else {
+                    throw CLIError(kind: "usage", message: "driver \(driverPath) not found; build it (swift build --product ifdcarte) or give --driver", exitCode: CarteExit.invalidInput)
+                }
+                let status = try await askDaemon(socketPath, ["op": "status"])
+                let readers = status["readers"] as? [[String: Any]] ?? []
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                var written: [String] = []
+                for reader in readers {
+                    guard let index = reader["index"] as? Int, let name = reader["name"] as? String, let slots = reader["slots"] as? [Any] else { continue }
+                    let file = URL(fileURLWithPath: out).appendingPathComponent(String(format: "cartekit-%02d", index)).path
+                    let text = ReaderConf.entry(name: name, socket: socketPath, reader: index, slots: slots.count, timeout: timeout, driver: driverPath)
+                    try text.write(toFile: file, atomically: true, encoding: .utf8)
+                    written.append(file)
+                }
+                if global.json {
+                    Output.printJSON(ReaderConfReport(files: written, driver: driverPath, socket: socketPath))
+                } else {
+                    for f in written { print(f) }
+                }
+            }
+        }
+
+        /// One reader.conf entry.
+        static func entry(name: String, socket: String, reader: Int, slots: Int, timeout: Int, driver: String) -> String {
+            """
+            # CarteKit virtual reader \(reader) (synthetic), served by `carte sim serve --socket \(socket)`.
+            # Written by `carte sim reader-conf`; remove this file and restart pcscd to undo.
+            FRIENDLYNAME "\(name)"
+            DEVICENAME   \(socket):reader=\(reader):slots=\(slots):timeout=\(timeout)
+            LIBPATH      \(driver)
+            CHANNELID    0
+
+            """
+        }
+    }
+}
+
+/// `carte sim reader-conf --json`, schema `carte.reader-conf/1`.
+struct ReaderConfReport: Encodable {
+    var schema = "carte.reader-conf/1"
+    let files: [String]
+    let driver: String
+    let socket: String
+}
+
+/// A one-shot flag (first `take()` returns true).
+final class OnceFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var taken = false
+    func take() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if taken { return false }
+        taken = true
+        return true
+    }
+}
+
+/// `libifdcarte.so` in the directory of the running `carte`.
+func defaultDriverPath() -> String {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("libifdcarte.so").standardizedFileURL.path
+}
+
+private func readerArgument(_ text: String) -> any Sendable {
+    Int(text) ?? text
+}
+
+/// Sends a control request on a thread of its own and returns the answer, or throws a CLI error.
+func askDaemon(_ socket: String, _ request: [String: any Sendable]) async throws -> [String: Any] {
+    let result: Result<SendableDictionary, CLIError> = await onDedicatedThread {
+        do {
+            let answer = try SimulatorControlClient(path: socket).send(request)
+            if answer["ok"] as? Bool != true {
+                return .failure(CLIError(kind: "simulator", message: answer["error"] as? String ?? "the daemon refused the request", exitCode: CarteExit.cardOrReader))
+            }
+            return .success(SendableDictionary(value: answer))
+        } catch {
+            return .failure(CLIError(kind: "simulator", message: "cannot reach the simulator daemon: \(error) (is `carte sim serve --socket \(socket)` running?)", exitCode: CarteExit.cardOrReader))
+        }
+    }
+    return try result.get().value
+}
+
+/// JSON answers cross from the I/O thread to the command (read-only afterwards).
+struct SendableDictionary: @unchecked Sendable {
+    let value: [String: Any]
+}
+
+private func control(global: GlobalOptions, socket: String, _ request: [String: any Sendable]) async throws {
+    try await SimCommand.Status().reporting(json: global.json) {
+        let answer = try await askDaemon(socket, request)
+        if global.json {
+            var object = answer
+            object["schema"] = "carte.sim/1"
+            object.removeValue(forKey: "ok")
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        if let readers = answer["readers"] as? [[String: Any]] {
+            for r in readers {
+                print("\(r["index"] ?? "?"): \(r["name"] ?? "?")  [\(r["profile"] ?? "?"), firmware \(r["firmwareVersion"] ?? "?")]")
+                for s in r["slots"] as? [[String: Any]] ?? [] {
+                    var line = "   slot \(s["slot"] ?? "?"): \(s["state"] ?? "?")"
+                    if let atr = s["atr"] as? String { line += " \(atr)" }
+                    if let image = s["image"] as? String { line += " — \(image)" }
+                    print(line)
+                }
+            }
+        } else if let reader = answer["reader"] as? String {
+            print("ok: \(reader)")
+        }
+    }
+}
