@@ -43,7 +43,7 @@ struct APDUCommand: AsyncParsableCommand {
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
             let steps = try await loadSteps()
-            let backend = try simulator.makeBackend()
+            let backend = try simulator.makeAnyBackend(logger: logger)
             let name = try await chooseReader(backend, requested: reader)
             let connection = try await backend.connect(to: name, share: .shared, protocols: [.t0, .t1])
             let trace = Trace()

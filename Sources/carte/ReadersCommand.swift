@@ -13,10 +13,10 @@ struct ReadersCommand: AsyncParsableCommand {
     @OptionGroup var simulator: SimulatorOptions
 
     func run() async throws {
-        _ = global.makeLogger()
+        let logger = global.makeLogger()
         try await reporting(json: global.json) {
-            let backend = try simulator.makeBackend()
-            var report = ReadersReport(backend: "simulator", readers: [])
+            let backend = try simulator.makeAnyBackend(logger: logger)
+            var report = ReadersReport(backend: simulator.backend.rawValue, readers: [])
             for info in try await backend.readers() {
                 let state = try await backend.state(of: info.name)
                 var entry = ReadersReport.Reader(info: info, state: "empty", atr: nil, card: nil, image: nil, synthetic: nil)
@@ -27,7 +27,7 @@ struct ReadersCommand: AsyncParsableCommand {
                     entry.state = "card"
                     entry.atr = atr.hexString()
                     entry.card = KnownATR.identify(atr).first?.label
-                    if let image = try backend.image(in: info.name) {
+                    if let simulated = backend as? SimulatorBackend, let image = try simulated.image(in: info.name) {
                         entry.image = image.name
                         entry.synthetic = image.synthetic
                     }

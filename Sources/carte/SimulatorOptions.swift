@@ -1,10 +1,23 @@
 import ArgumentParser
 import CarteBundledImages
 import CarteCore
+import CartePCSC
 import CarteSimulator
+import Logging
 
-/// Options that set up the in-memory virtual readers commands run against.
+/// Which readers a command talks to.
+enum BackendKind: String, ExpressibleByArgument, CaseIterable {
+    /// CarteKit's in-memory virtual readers (no pcscd needed).
+    case simulator
+    /// The readers pcscd knows, real or virtual (`carte sim serve` + libifdcarte.so).
+    case pcsc
+}
+
+/// Options that choose the backend, and set up the in-memory virtual readers when it is the simulator.
 struct SimulatorOptions: ParsableArguments {
+    @Option(help: "Readers to use: simulator (in-memory virtual readers, the default) or pcsc (the readers pcscd knows).")
+    var backend: BackendKind = .simulator
+
     @Option(
         name: .customLong("profile"),
         help: ArgumentHelp(
@@ -24,7 +37,18 @@ struct SimulatorOptions: ParsableArguments {
     @Flag(help: "Insert no card at all (empty readers).")
     var noCard = false
 
-    /// Builds the backend: readers plugged in, images inserted.
+    /// The backend the options ask for: pcscd, or the in-memory simulator set up by ``makeBackend()``.
+    func makeAnyBackend(logger: Logger) throws -> any ReaderBackend {
+        if backend == .pcsc {
+            guard profiles.isEmpty, images.isEmpty, !noCard else {
+                throw ValidationError("--profile, --image and --no-card set up the simulator; with --backend pcsc, use carte sim to drive virtual readers")
+            }
+            return PCSCBackend(logger: logger)
+        }
+        return try makeBackend()
+    }
+
+    /// Builds the in-memory backend: readers plugged in, images inserted.
     func makeBackend() throws -> SimulatorBackend {
         let backend = SimulatorBackend()
         let chosen = profiles.isEmpty ? ["bi-fente"] : profiles
