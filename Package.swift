@@ -125,6 +125,11 @@ let package = Package(
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
+            name: "CartePCSCTests",
+            dependencies: ["CartePCSC", "CarteCore", "CarteSimulator", "carte"],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
             name: "CarteCLITests",
             dependencies: ["carte"],
             swiftSettings: strictSwiftSettings

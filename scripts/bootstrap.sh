@@ -9,6 +9,8 @@ PACKAGES=(
   libpcsclite-dev pcscd           # PC/SC client library and the daemon the tests start privately
   libusb-1.0-0-dev                # USB diagnostics
   libssl-dev                      # OpenSSL for card crypto
+  opensc pcsc-tools python3-pyscard  # independent PC/SC clients the tests drive (opensc-tool, pcsc_scan, pyscard)
+  util-linux procps               # unshare (private pcscd namespace), pgrep
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

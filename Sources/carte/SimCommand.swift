@@ -31,6 +31,8 @@ struct SimCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @OptionGroup var socket: SocketOption
         @OptionGroup var simulator: SimulatorOptions
+        @Flag(help: "Stop when the process that started the daemon ends (for test harnesses: no daemon is ever left behind).")
+        var exitWithParent = false
 
         func run() async throws {
             var logger = global.makeLogger()
@@ -45,6 +47,15 @@ struct SimCommand: AsyncParsableCommand {
                 }
                 for reader in backend.physicalReaders {
                     Output.stderr("serving \(reader.profile.name) (\(reader.slots.count) slot\(reader.slots.count == 1 ? "" : "s"))")
+                }
+                if exitWithParent {
+                    let parent = getppid()
+                    let watcher = Thread {
+                        while getppid() == parent { usleep(200_000) }
+                        server.stop()
+                        Foundation.exit(0)
+                    }
+                    watcher.start()
                 }
                 // Wait for SIGINT/SIGTERM, then remove the socket.
                 let signals = [SIGINT, SIGTERM].map { signo -> any DispatchSourceSignal in

@@ -1,0 +1,198 @@
+import CarteSimulator
+import Foundation
+import Testing
+
+/// A private pcscd (in its own mount namespace, a tmpfs over /run/pcscd) loading libifdcarte.so, and
+/// the simulator daemon it talks to: started once per test process, driven by the tests, stopped at exit.
+///
+/// The client library finds the private pcscd through `PCSCLITE_CSOCK_NAME`, which points at a symbolic
+/// link to `/proc/<pcscd>/root/run/pcscd/pcscd.comm` (the socket inside the namespace). libpcsclite reads
+/// that variable once per process, so a restarted pcscd is reached by re-pointing the link.
+/// The system's pcscd, if any, is never touched.
+final class PCSCSandbox: @unchecked Sendable {
+    /// Why the sandbox cannot run here, or `nil` when it can.
+    static let unavailableReason: String? = {
+        if getuid() != 0 { return "the private pcscd needs root (unshare --mount); CI runs as root" }
+        for tool in ["/usr/bin/unshare", "/usr/sbin/pcscd"] where !FileManager.default.isExecutableFile(atPath: tool) {
+            return "\(tool) is missing (scripts/bootstrap.sh installs it)"
+        }
+        if !FileManager.default.isExecutableFile(atPath: carteBinary.path) { return "\(carteBinary.path) is not built" }
+        if !FileManager.default.fileExists(atPath: driver.path) { return "\(driver.path) is not built (swift build --product ifdcarte)" }
+        return nil
+    }()
+
+    /// Whether PC/SC tests run: when the sandbox works, and always on CI (where a missing piece must fail, not skip).
+    static let enabled: Bool = {
+        if let reason = unavailableReason {
+            print("PC/SC integration tests: \(ProcessInfo.processInfo.environment["CI"] == "true" ? "FAILING" : "skipped"): \(reason)")
+        }
+        return unavailableReason == nil || ProcessInfo.processInfo.environment["CI"] == "true"
+    }()
+
+    static let buildDirectory: URL = {
+        if let dir = ProcessInfo.processInfo.environment["CARTE_BUILD_DIR"] { return URL(fileURLWithPath: dir) }
+        return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    }()
+    static let carteBinary = buildDirectory.appendingPathComponent("carte")
+    static let driver = buildDirectory.appendingPathComponent("libifdcarte.so")
+
+    /// The sandbox shared by every PC/SC test of this process.
+    static let shared: Result<PCSCSandbox, SandboxError> = {
+        if let reason = unavailableReason { return .failure(SandboxError(reason)) }
+        do {
+            let sandbox = try PCSCSandbox()
+            atexit { PCSCSandbox.cleanupAtExit() }
+            return .success(sandbox)
+        } catch let error as SandboxError {
+            return .failure(error)
+        } catch {
+            return .failure(SandboxError("\(error)"))
+        }
+    }()
+
+    struct SandboxError: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
+    }
+
+    let directory: URL
+    let socket: String
+    let clientSocket: String
+    private(set) var daemon: Process?
+    private(set) var pcscd: Process?
+    private static let started = NSLock()
+    nonisolated(unsafe) private static var processes: [Process] = []
+
+    private init() throws {
+        directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cartekit-pcsc-\(getpid())")
+        try? FileManager.default.removeItem(at: directory)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        socket = directory.appendingPathComponent("sim.sock").path
+        clientSocket = directory.appendingPathComponent("pcscd.comm").path
+        setenv("PCSCLITE_CSOCK_NAME", clientSocket, 1)
+        try startDaemon()
+        let conf = directory.appendingPathComponent("reader.conf.d").path
+        let writer = try run(PCSCSandbox.carteBinary.path, ["sim", "reader-conf", "--socket", socket, "--out", conf, "--driver", PCSCSandbox.driver.path])
+        guard writer.status == 0 else { throw SandboxError("carte sim reader-conf failed: \(writer.stderr)") }
+        try startPCSCD()
+    }
+
+    /// Starts `carte sim serve` with a bi-fente and a mono-fente reader (the generic card in the mono-fente).
+    func startDaemon() throws {
+        let p = Process()
+        p.executableURL = PCSCSandbox.carteBinary
+        p.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "bi-fente", "--profile", "mono-fente",
+                       "--image", "CarteKit Virtual Mono-fente 01 00=bundled:demo/iso-generic.yaml"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        daemon = p
+        PCSCSandbox.track(p)
+        try waitFor("the simulator daemon on \(socket)") { (try? SimulatorControlClient(path: self.socket).send(["op": "status"])) != nil }
+    }
+
+    /// Kills the daemon with SIGKILL (a crash).
+    func killDaemon() {
+        guard let p = daemon else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        daemon = nil
+    }
+
+    /// Starts pcscd in a private mount namespace and points the client socket link at it.
+    func startPCSCD() throws {
+        let conf = directory.appendingPathComponent("reader.conf.d").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        // `timeout` bounds pcscd's life even if this test process were killed without cleanup.
+        p.arguments = ["--mount", "--propagation", "private", "sh", "-c",
+                       "mkdir -p /run/pcscd && mount -t tmpfs -o mode=0755 tmpfs /run/pcscd && exec timeout --kill-after=5 1800 pcscd --foreground -c '\(conf)'"]
+        let log = directory.appendingPathComponent("pcscd.log").path
+        FileManager.default.createFile(atPath: log, contents: nil)
+        p.standardOutput = FileHandle(forWritingAtPath: log)
+        p.standardError = FileHandle(forWritingAtPath: log)
+        try p.run()
+        pcscd = p
+        PCSCSandbox.track(p)
+        let inside = "/proc/\(p.processIdentifier)/root/run/pcscd/pcscd.comm"
+        try waitFor("pcscd's socket") { FileManager.default.fileExists(atPath: inside) }
+        let temporary = clientSocket + ".new"
+        try? FileManager.default.removeItem(atPath: temporary)
+        try FileManager.default.createSymbolicLink(atPath: temporary, withDestinationPath: inside)
+        guard rename(temporary, clientSocket) == 0 else { throw SandboxError("cannot link \(clientSocket)") }
+    }
+
+    /// Stops pcscd (SIGTERM to the process we started) and waits for it.
+    func stopPCSCD() {
+        guard let p = pcscd else { return }
+        p.terminate()
+        p.waitUntilExit()
+        pcscd = nil
+    }
+
+    /// Polls `condition` every 20 ms for up to `seconds`.
+    func waitFor(_ what: String, seconds: Double = 15, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if (try? condition()) == true { return }
+            usleep(20_000)
+        }
+        throw SandboxError("timed out waiting for \(what)")
+    }
+
+    /// Sends a control request to the daemon.
+    @discardableResult
+    func control(_ request: [String: any Sendable]) throws -> [String: Any] {
+        let answer = try SimulatorControlClient(path: socket).send(request)
+        guard answer["ok"] as? Bool == true else { throw SandboxError("daemon refused \(request): \(answer["error"] ?? "?")") }
+        return answer
+    }
+
+    /// Runs a program to completion with the sandbox's PC/SC socket; returns status and output.
+    func run(_ executable: String, _ arguments: [String], timeout: Double = 30) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["PCSCLITE_CSOCK_NAME"] = clientSocket
+        p.environment = environment
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let timer = DispatchWorkItem { if p.isRunning { p.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        timer.cancel()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    private static func track(_ p: Process) {
+        started.lock()
+        processes.append(p)
+        started.unlock()
+    }
+
+    /// Stops every process the sandbox started, by PID.
+    private static func cleanupAtExit() {
+        started.lock()
+        let all = processes
+        started.unlock()
+        for p in all where p.isRunning {
+            kill(p.processIdentifier, SIGTERM)
+        }
+        for p in all where p.isRunning {
+            usleep(100_000)
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        }
+    }
+}
+
+/// The sandbox, or a test failure explaining why it cannot run.
+func sandbox() throws -> PCSCSandbox {
+    try PCSCSandbox.shared.get()
+}
