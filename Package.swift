@@ -27,6 +27,8 @@ let package = Package(
         .library(name: "CartePCSC", targets: ["CartePCSC"]),
         /// The pcscd driver for the virtual readers: `libifdcarte.so` (static Swift runtime, no libpcsclite).
         .library(name: "ifdcarte", type: .dynamic, targets: ["CarteIFD"]),
+        /// A do-nothing pcscd driver in C: the floor `carte bench pcsc` measures libifdcarte.so against.
+        .library(name: "ifdnull", type: .dynamic, targets: ["CIFDNull"]),
         .executable(name: "carte", targets: ["carte"]),
     ],
     dependencies: [
@@ -66,6 +68,12 @@ let package = Package(
             name: "CarteIFD",
             dependencies: ["CIFDHandler", "CarteSimProtocol"],
             swiftSettings: strictSwiftSettings + [.unsafeFlags(["-Xcc", "-I/usr/include/PCSC"])],
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-z", "-Xlinker", "nodelete"])]
+        ),
+        /// The reference driver for benchmarks (C, no dependencies).
+        .target(
+            name: "CIFDNull",
+            cSettings: [.unsafeFlags(["-I/usr/include/PCSC"])],
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-z", "-Xlinker", "nodelete"])]
         ),
         /// In-memory card emulators, virtual readers and the card-image format.

@@ -10,7 +10,8 @@ PACKAGES=(
   libusb-1.0-0-dev                # USB diagnostics
   libssl-dev                      # OpenSSL for card crypto
   opensc pcsc-tools python3-pyscard  # independent PC/SC clients the tests drive (opensc-tool, pcsc_scan, pyscard)
-  util-linux procps               # unshare (private pcscd namespace), pgrep
+  util-linux procps iproute2      # unshare (private pcscd namespace), pgrep, ip (loopback in a private netns)
+  vsmartcard-vpcd                 # stock vpcd, the second reference of `carte bench pcsc`
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

@@ -1,3 +1,4 @@
+import CartePCSC
 import CarteSimulator
 import Foundation
 import Testing
@@ -12,10 +13,7 @@ import Testing
 final class PCSCSandbox: @unchecked Sendable {
     /// Why the sandbox cannot run here, or `nil` when it can.
     static let unavailableReason: String? = {
-        if getuid() != 0 { return "the private pcscd needs root (unshare --mount); CI runs as root" }
-        for tool in ["/usr/bin/unshare", "/usr/sbin/pcscd"] where !FileManager.default.isExecutableFile(atPath: tool) {
-            return "\(tool) is missing (scripts/bootstrap.sh installs it)"
-        }
+        if let reason = PrivatePCSCD.unavailableReason { return reason + "; CI runs as root" }
         if !FileManager.default.isExecutableFile(atPath: carteBinary.path) { return "\(carteBinary.path) is not built" }
         if !FileManager.default.fileExists(atPath: driver.path) { return "\(driver.path) is not built (swift build --product ifdcarte)" }
         return nil
@@ -59,7 +57,7 @@ final class PCSCSandbox: @unchecked Sendable {
     let socket: String
     let clientSocket: String
     private(set) var daemon: Process?
-    private(set) var pcscd: Process?
+    let pcscd: PrivatePCSCD
     private static let started = NSLock()
     nonisolated(unsafe) private static var processes: [Process] = []
 
@@ -68,7 +66,8 @@ final class PCSCSandbox: @unchecked Sendable {
         try? FileManager.default.removeItem(at: directory)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         socket = directory.appendingPathComponent("sim.sock").path
-        clientSocket = directory.appendingPathComponent("pcscd.comm").path
+        pcscd = PrivatePCSCD(configurationDirectory: directory.appendingPathComponent("reader.conf.d").path, workDirectory: directory.path)
+        clientSocket = pcscd.clientSocket
         setenv("PCSCLITE_CSOCK_NAME", clientSocket, 1)
         try startDaemon()
         let conf = directory.appendingPathComponent("reader.conf.d").path
@@ -99,35 +98,14 @@ final class PCSCSandbox: @unchecked Sendable {
         daemon = nil
     }
 
-    /// Starts pcscd in a private mount namespace and points the client socket link at it.
+    /// Starts (or restarts) the private pcscd; the client link follows it.
     func startPCSCD() throws {
-        let conf = directory.appendingPathComponent("reader.conf.d").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        // `timeout` bounds pcscd's life even if this test process were killed without cleanup.
-        p.arguments = ["--mount", "--propagation", "private", "sh", "-c",
-                       "mkdir -p /run/pcscd && mount -t tmpfs -o mode=0755 tmpfs /run/pcscd && exec timeout --kill-after=5 1800 pcscd --foreground -c '\(conf)'"]
-        let log = directory.appendingPathComponent("pcscd.log").path
-        FileManager.default.createFile(atPath: log, contents: nil)
-        p.standardOutput = FileHandle(forWritingAtPath: log)
-        p.standardError = FileHandle(forWritingAtPath: log)
-        try p.run()
-        pcscd = p
-        PCSCSandbox.track(p)
-        let inside = "/proc/\(p.processIdentifier)/root/run/pcscd/pcscd.comm"
-        try waitFor("pcscd's socket") { FileManager.default.fileExists(atPath: inside) }
-        let temporary = clientSocket + ".new"
-        try? FileManager.default.removeItem(atPath: temporary)
-        try FileManager.default.createSymbolicLink(atPath: temporary, withDestinationPath: inside)
-        guard rename(temporary, clientSocket) == 0 else { throw SandboxError("cannot link \(clientSocket)") }
+        try pcscd.start()
     }
 
-    /// Stops pcscd (SIGTERM to the process we started) and waits for it.
+    /// Stops the private pcscd.
     func stopPCSCD() {
-        guard let p = pcscd else { return }
-        p.terminate()
-        p.waitUntilExit()
-        pcscd = nil
+        pcscd.stop()
     }
 
     /// Polls `condition` every 20 ms for up to `seconds`.
@@ -179,6 +157,7 @@ final class PCSCSandbox: @unchecked Sendable {
 
     /// Stops every process the sandbox started, by PID.
     private static func cleanupAtExit() {
+        if case .success(let s) = shared { s.pcscd.stop() }
         started.lock()
         let all = processes
         started.unlock()

@@ -1,0 +1,205 @@
+import ArgumentParser
+import CarteCore
+import CartePCSC
+import CarteSimulator
+import Foundation
+import Logging
+
+extension BenchCommand {
+    struct PCSC: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pcsc",
+            abstract: "APDU round trips through pcscd: CarteKit's driver against pcscd's own floor (and stock vpcd).",
+            discussion: """
+                Starts a private pcscd (root: own mount namespace, the system's pcscd is not touched) that \
+                loads, in the same run, libifdnull.so — a do-nothing driver answering 90 00 at once, pcscd's \
+                floor — and libifdcarte.so with an in-process simulator daemon, plus Debian's vpcd \
+                (vsmartcard-vpcd) when it is installed, played by the daemon's vpcd card side. Every reader gets \
+                the same SELECT through CartePCSC; the median and 99th percentile round trips are printed with \
+                their ratio to the floor. Goal: CarteKit's driver at most 1.2 x the floor.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+
+        @Option(help: "Round trips measured per reader (after 200 warm-up ones).")
+        var count: Int = 3000
+
+        func validate() throws {
+            guard (100...1_000_000).contains(count) else { throw ValidationError("--count must be in 100...1000000") }
+        }
+
+        func run() async throws {
+            let logger = global.makeLogger()
+            try await reporting(json: global.json) {
+                if let reason = PrivatePCSCD.unavailableReason {
+                    throw CLIError(kind: "bench", message: "cannot run a private pcscd: \(reason)", exitCode: CarteExit.cardOrReader)
+                }
+                let bin = URL(fileURLWithPath: defaultDriverPath()).deletingLastPathComponent()
+                let carteDriver = bin.appendingPathComponent("libifdcarte.so").path
+                let nullDriver = bin.appendingPathComponent("libifdnull.so").path
+                for driver in [carteDriver, nullDriver] where !FileManager.default.fileExists(atPath: driver) {
+                    throw CLIError(kind: "bench", message: "\(driver) is not built (swift build -c release)", exitCode: CarteExit.invalidInput)
+                }
+                let work = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cartekit-bench-\(getpid())")
+                try? FileManager.default.removeItem(at: work)
+                let conf = work.appendingPathComponent("reader.conf.d")
+                try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(at: work) }
+
+                // The simulator daemon, in this process: one mono-fente reader with the generic card.
+                let image = try SimulatorOptions.loadImage("bundled:demo/iso-generic.yaml")
+                let backend = SimulatorBackend(profiles: [.monoFente])
+                try backend.insert(image, into: backend.readerNames[0])
+                let socket = work.appendingPathComponent("sim.sock").path
+                let server = SimulatorServer(backend: backend, path: socket, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) })
+                try server.start()
+                defer { server.stop() }
+
+                try SimCommand.ReaderConf.entry(name: "CarteKit Virtual Mono-fente", socket: socket, reader: 0, slots: 1, timeout: 30_000, driver: carteDriver)
+                    .write(toFile: conf.appendingPathComponent("cartekit-00").path, atomically: true, encoding: .utf8)
+                try """
+                    # Do-nothing reference driver for `carte bench pcsc` (pcscd's floor).
+                    FRIENDLYNAME "CarteKit Null Reference"
+                    DEVICENAME   /dev/null
+                    LIBPATH      \(nullDriver)
+                    CHANNELID    0
+
+                    """.write(toFile: conf.appendingPathComponent("null-reference").path, atomically: true, encoding: .utf8)
+                if VPCDBench.installed { try VPCDBench.writeEntry(configuration: conf.path) }
+
+                let pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: work.path, isolateNetwork: VPCDBench.installed)
+                setenv("PCSCLITE_CSOCK_NAME", pcscd.clientSocket, 1)
+                try pcscd.start()
+                defer { pcscd.stop() }
+                let vpcd = try pcscd.networkNamespacePath.flatMap { VPCDBench.installed ? try VPCDBench.start(namespace: $0, backend: backend, logger: logger) : nil }
+                defer { vpcd?.stop() }
+
+                let client = PCSCBackend(logger: logger)
+                var names: [String] = []
+                let expected = vpcd == nil ? 2 : 4  // vpcd shows two slots
+                for _ in 0..<500 {
+                    names = (try? await client.readerNames()) ?? []
+                    var vpcdReady = vpcd == nil
+                    if !vpcdReady, case .present = (try? await client.state(of: "Virtual PCD 00 00")) ?? .empty { vpcdReady = true }
+                    if names.count >= expected && vpcdReady { break }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                func reader(_ prefix: String) throws -> String {
+                    guard let name = names.first(where: { $0.hasPrefix(prefix) }) else {
+                        throw CLIError(kind: "bench", message: "pcscd does not show \(prefix) (readers: \(names)); see \(pcscd.logPath)", exitCode: CarteExit.cardOrReader)
+                    }
+                    return name
+                }
+                var targets: [(label: String, reader: String)] = [
+                    ("pcscd floor (libifdnull.so)", try reader("CarteKit Null Reference")),
+                    ("CarteKit (libifdcarte.so + daemon)", try reader("CarteKit Virtual Mono-fente")),
+                ]
+                if vpcd != nil { targets.append(("stock vpcd (vsmartcard-vpcd + daemon)", try reader("Virtual PCD"))) }
+
+                // Rounds alternate between readers so drift (CPU frequency, other load) hits all alike.
+                var samples: [[Double]] = Array(repeating: [], count: targets.count)
+                let select: [UInt8] = [0x00, 0xA4, 0x00, 0x0C]
+                var connections: [PCSCConnection] = []
+                for t in targets { connections.append(try await client.open(t.reader, share: .exclusive)) }
+                for c in connections { for _ in 0..<200 { _ = try await c.transmit(select) } }
+                let rounds = 10
+                let clock = ContinuousClock()
+                for _ in 0..<rounds {
+                    for (i, c) in connections.enumerated() {
+                        for _ in 0..<(count / rounds) {
+                            let start = clock.now
+                            _ = try await c.transmit(select)
+                            samples[i].append((clock.now - start).microseconds)
+                        }
+                    }
+                }
+                for c in connections { try? await c.disconnect(.leave) }
+
+                let floor = percentile(samples[0], 0.5)
+                let rows = targets.enumerated().map { (i, t) in
+                    BenchPCSCReport.Row(name: t.label, reader: t.reader, medianMicroseconds: percentile(samples[i], 0.5),
+                                        p99Microseconds: percentile(samples[i], 0.99), ratioToFloor: percentile(samples[i], 0.5) / floor,
+                                        samples: samples[i].count)
+                }
+                let report = BenchPCSCReport(rows: rows, vpcd: vpcd == nil ? "not installed (apt-get install vsmartcard-vpcd)" : "measured",
+                                             goalRatio: 1.2, goalMet: rows[1].ratioToFloor <= 1.2, build: BuildMode.current)
+                if global.json { Output.printJSON(report) } else { print(report.text) }
+            }
+        }
+    }
+}
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    guard !values.isEmpty else { return 0 }
+    let sorted = values.sorted()
+    let index = min(sorted.count - 1, max(0, Int((Double(sorted.count) * p).rounded(.up)) - 1))
+    return sorted[index]
+}
+
+extension Duration {
+    var microseconds: Double { seconds * 1e6 }
+}
+
+/// `carte bench pcsc --json`, schema `carte.bench-pcsc/1` (docs/json.md).
+struct BenchPCSCReport: Encodable {
+    var schema = "carte.bench-pcsc/1"
+    let rows: [Row]
+    let vpcd: String
+    let goalRatio: Double
+    let goalMet: Bool
+    let build: String
+
+    struct Row: Encodable {
+        let name: String
+        let reader: String
+        let medianMicroseconds: Double
+        let p99Microseconds: Double
+        /// Median relative to the first row's (pcscd's floor).
+        let ratioToFloor: Double
+        let samples: Int
+    }
+
+    var text: String {
+        var lines = ["carte bench pcsc (\(build) build): SELECT round trips through a private pcscd", ""]
+        let width = rows.map(\.name.count).max() ?? 0
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        for r in rows {
+            lines.append("\(r.name)\(String(repeating: " ", count: width - r.name.count))  median \(f(r.medianMicroseconds)) µs  p99 \(f(r.p99Microseconds)) µs  x\(String(format: "%.2f", r.ratioToFloor)) of the floor  (\(r.samples) samples)")
+        }
+        if rows.count < 3 { lines.append("stock vpcd: \(vpcd)") }
+        lines.append("")
+        lines.append("Goal: CarteKit <= \(goalRatio) x the floor: \(goalMet ? "met" : "NOT met") (x\(String(format: "%.2f", rows[1].ratioToFloor)))")
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Debian's vpcd, when installed, measured as sites use it: vpcd listens (on every interface, so pcscd
+/// runs in a network namespace of its own with only a loopback) and the daemon's vpcd card side dials it
+/// from inside that namespace.
+enum VPCDBench {
+    static let driver = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
+    static let port: UInt16 = 35963
+
+    static var installed: Bool { FileManager.default.fileExists(atPath: driver) }
+
+    /// Writes vpcd's reader.conf entry (listening mode, as Debian installs it).
+    static func writeEntry(configuration: String) throws {
+        try """
+            # Stock vpcd for `carte bench pcsc`, in its default listening mode (port \(port) + slot).
+            FRIENDLYNAME "Virtual PCD"
+            DEVICENAME   /dev/null:0x\(String(port, radix: 16, uppercase: true))
+            LIBPATH      \(driver)
+            CHANNELID    0x\(String(port, radix: 16, uppercase: true))
+
+            """.write(toFile: URL(fileURLWithPath: configuration).appendingPathComponent("vpcd").path, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts the card side in pcscd's network namespace.
+    static func start(namespace: String, backend: SimulatorBackend, logger: Logger) throws -> VPCDCardSide? {
+        guard let slot = backend.physicalReaders.first?.slots.first else { return nil }
+        let side = try VPCDCardSide(slot: slot, host: "127.0.0.1", port: port, mode: .connect, networkNamespace: namespace, logger: logger)
+        try side.start()
+        return side
+    }
+}
