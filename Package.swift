@@ -79,7 +79,20 @@ let package = Package(
         /// In-memory card emulators, virtual readers and the card-image format.
         .target(
             name: "CarteSimulator",
-            dependencies: ["CarteCore", "CarteSimProtocol", logging, .product(name: "Yams", package: "Yams")],
+            dependencies: ["CarteCore", "CarteSimProtocol", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The reader profiles of `Firmware/virtual/`, embedded in the binary.
+        .target(
+            name: "CarteBundledProfiles",
+            path: "Firmware",
+            exclude: ["README.md"],
+            sources: ["BundledProfiles.swift"],
+            resources: [
+                .embedInCode("virtual/mono-fente.yaml"),
+                .embedInCode("virtual/bi-fente.yaml"),
+                .embedInCode("virtual/contactless.yaml"),
+            ],
             swiftSettings: strictSwiftSettings
         ),
         /// The card images bundled with CarteKit, embedded in the binary so the CLI works from anywhere.

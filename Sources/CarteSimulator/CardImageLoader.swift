@@ -112,11 +112,11 @@ public enum CardImageLoader {
         } catch {
             throw CardImageError(file: source, field: "", problem: .syntax("\(error)"))
         }
-        var reader = Reader(source: source)
+        var reader = YAMLDocumentReader(source: source)
         return try reader.image(root)
     }
 
-    private static func syntaxError(_ error: YamlError, source: String) -> CardImageError {
+    static func syntaxError(_ error: YamlError, source: String) -> CardImageError {
         switch error {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
             return CardImageError(file: source, line: mark.line, column: mark.column, field: "", problem: .syntax(problem))
@@ -130,7 +130,8 @@ public enum CardImageLoader {
 
 // MARK: - The reader
 
-private struct Reader {
+/// Reads YAML nodes into values, with errors that name the file, line and field.
+struct YAMLDocumentReader {
     let source: String
     /// PIN references defined in `pins` (checked when an EF says `read: pin:XX`).
     var pinReferences: Set<UInt8> = []

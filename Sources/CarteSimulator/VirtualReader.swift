@@ -67,21 +67,15 @@ public struct VirtualReaderProfile: Sendable, Hashable, Codable {
         self.synthetic = synthetic
     }
 
-    /// One contact slot.
-    public static let monoFente = VirtualReaderProfile(
-        id: "mono-fente", name: "CarteKit Virtual Mono-fente", vendor: "CarteKit (synthetic)", firmwareVersion: "1.00",
-        serialNumber: "CKV-M-0001", slots: [Slot(role: "any")], features: ["extended-apdu"])
-    /// Two contact slots: slot 0 for the Vitale card, slot 1 for the CPx card.
-    public static let biFente = VirtualReaderProfile(
-        id: "bi-fente", name: "CarteKit Virtual Bi-fente", vendor: "CarteKit (synthetic)", firmwareVersion: "1.00",
-        serialNumber: "CKV-B-0001", slots: [Slot(role: "vitale"), Slot(role: "cpx")], features: ["extended-apdu"])
-    /// One contactless slot (ISO 14443: phones with the appli carte Vitale, contactless CPS).
-    public static let contactless = VirtualReaderProfile(
-        id: "contactless", name: "CarteKit Virtual Contactless", vendor: "CarteKit (synthetic)", firmwareVersion: "1.00",
-        serialNumber: "CKV-C-0001", slots: [Slot(role: "any", contactless: true)], features: [])
+    /// One contact slot (`Firmware/virtual/mono-fente.yaml`).
+    public static var monoFente: VirtualReaderProfile { builtIn.first { $0.id == "mono-fente" }! }
+    /// Two contact slots: slot 0 for the Vitale card, slot 1 for the CPx card (`Firmware/virtual/bi-fente.yaml`).
+    public static var biFente: VirtualReaderProfile { builtIn.first { $0.id == "bi-fente" }! }
+    /// One contactless slot (`Firmware/virtual/contactless.yaml`).
+    public static var contactless: VirtualReaderProfile { builtIn.first { $0.id == "contactless" }! }
 
-    /// The built-in profiles.
-    public static let builtIn: [VirtualReaderProfile] = [.monoFente, .biFente, .contactless]
+    /// The built-in profiles: the files of `Firmware/virtual/`, embedded in the binary.
+    public static var builtIn: [VirtualReaderProfile] { ReaderProfileLoader.bundled }
 }
 
 /// One slot of a virtual reader: holds at most one ``SimulatedCard`` and serialises access to it.

@@ -33,6 +33,12 @@ struct SimCommand: AsyncParsableCommand {
         @OptionGroup var simulator: SimulatorOptions
         @Flag(help: "Stop when the process that started the daemon ends (for test harnesses: no daemon is ever left behind).")
         var exitWithParent = false
+        @Option(help: ArgumentHelp("Also play the card of the first slot (or --vpcd-slot) for a stock vsmartcard vpcd listening at HOST:PORT (vpcd's default: 127.0.0.1:35963).", valueName: "HOST:PORT"))
+        var vpcd: String?
+        @Option(help: ArgumentHelp("The slot --vpcd plays: a slot name or unique prefix.", valueName: "SLOT"))
+        var vpcdSlot: String?
+        @Flag(help: "Let --vpcd reach a non-loopback address (off by default: card images stay on this machine).")
+        var vpcdAllowRemote = false
 
         func run() async throws {
             var logger = global.makeLogger()
@@ -47,6 +53,26 @@ struct SimCommand: AsyncParsableCommand {
                 }
                 for reader in backend.physicalReaders {
                     Output.stderr("serving \(reader.profile.name) (\(reader.slots.count) slot\(reader.slots.count == 1 ? "" : "s"))")
+                }
+                var vpcdSide: VPCDCardSide? = nil
+                if let vpcd {
+                    let parts = vpcd.split(separator: ":")
+                    guard parts.count == 2, let port = UInt16(parts[1]) else {
+                        throw CLIError(kind: "usage", message: "--vpcd takes HOST:PORT (for example 127.0.0.1:35963)", exitCode: ExitCode.validationFailure.rawValue)
+                    }
+                    let slots = backend.physicalReaders.flatMap(\.slots)
+                    let candidates = vpcdSlot.map { name in slots.filter { $0.info.name == name || $0.info.name.hasPrefix(name) } } ?? Array(slots.prefix(1))
+                    guard candidates.count == 1, let slot = candidates.first else {
+                        throw CLIError(kind: "usage", message: "--vpcd-slot must name one slot: \(slots.map(\.info.name).joined(separator: ", "))", exitCode: ExitCode.validationFailure.rawValue)
+                    }
+                    do {
+                        let side = try VPCDCardSide(slot: slot, host: String(parts[0]), port: port, mode: .connect, allowRemote: vpcdAllowRemote, logger: logger)
+                        try side.start()
+                        vpcdSide = side
+                    } catch {
+                        throw CLIError(kind: "socket", message: "\(error)", exitCode: CarteExit.cardOrReader)
+                    }
+                    Output.stderr("playing \(slot.info.name) for vpcd at \(vpcd)")
                 }
                 if exitWithParent {
                     let parent = getppid()
@@ -71,6 +97,7 @@ struct SimCommand: AsyncParsableCommand {
                         source.resume()
                     }
                 }
+                vpcdSide?.stop()
                 server.stop()
                 Output.stderr("simulator daemon stopped")
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CarteBundledImages
 import CarteCore
+import Foundation
 import CartePCSC
 import CarteSimulator
 import Logging
@@ -21,8 +22,8 @@ struct SimulatorOptions: ParsableArguments {
     @Option(
         name: .customLong("profile"),
         help: ArgumentHelp(
-            "Virtual reader profile to plug in (repeatable): \(VirtualReaderProfile.builtIn.map(\.id).joined(separator: ", ")).",
-            valueName: "NAME"))
+            "Virtual reader profile to plug in (repeatable): a built-in one (\(VirtualReaderProfile.builtIn.map(\.id).joined(separator: ", ")), from Firmware/virtual/) or a profile file (carte-reader/1 YAML).",
+            valueName: "NAME|FILE"))
     var profiles: [String] = []
 
     @Option(
@@ -53,10 +54,17 @@ struct SimulatorOptions: ParsableArguments {
         let backend = SimulatorBackend()
         let chosen = profiles.isEmpty ? ["bi-fente"] : profiles
         for id in chosen {
-            guard let profile = VirtualReaderProfile.builtIn.first(where: { $0.id == id }) else {
-                throw ValidationError("unknown reader profile \"\(id)\"; available: \(VirtualReaderProfile.builtIn.map(\.id).joined(separator: ", "))")
+            if let profile = VirtualReaderProfile.builtIn.first(where: { $0.id == id }) {
+                backend.addReader(profile)
+            } else if FileManager.default.fileExists(atPath: id) {
+                do {
+                    backend.addReader(try ReaderProfileLoader.load(path: id))
+                } catch {
+                    throw CLIError(kind: "profile", message: error.description, exitCode: CarteExit.invalidInput)
+                }
+            } else {
+                throw ValidationError("unknown reader profile \"\(id)\": neither a built-in one (\(VirtualReaderProfile.builtIn.map(\.id).joined(separator: ", "))) nor a file")
             }
-            backend.addReader(profile)
         }
         if noCard { return backend }
         let specs = images.isEmpty ? ["bundled:" + BundledImages.defaultImage.path] : images
