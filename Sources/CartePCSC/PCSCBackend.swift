@@ -26,6 +26,9 @@ public struct PCSCReaderAttributes: Hashable, Sendable {
     /// See ``usbVendorID``.
     public var usbProductID: UInt16?
 
+    /// Attributes with only a feature list (the rest filled in as they are read).
+    public init(features: [UInt8: UInt32]) { self.features = features }
+
     /// The firmware version as `major.minor` (`0x01080000` → `1.08`), when the reader reports one.
     public var firmwareVersion: String? {
         guard let v = ifdVersion else { return nil }
