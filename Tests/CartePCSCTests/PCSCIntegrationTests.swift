@@ -221,3 +221,65 @@ final class Counter: @unchecked Sendable {
     private(set) var value = 0
     func increment() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
 }
+
+/// Stock vpcd in its own pcscd (with a network namespace: vpcd listens on every interface), played by
+/// `carte sim serve --vpcd` started inside that namespace, seen by opensc-tool.
+@Suite("Stock vpcd played by the daemon", .serialized, .enabled(if: PCSCSandbox.enabled), .timeLimit(.minutes(2)))
+struct VPCDIntegrationTests {
+    @Test func opensctoolTalksToACardImageThroughVpcd() throws {
+        let s = try sandbox()
+        let vpcdDriver = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
+        try #require(FileManager.default.fileExists(atPath: vpcdDriver), "vsmartcard-vpcd is not installed (scripts/bootstrap.sh installs it)")
+        let dir = s.directory.appendingPathComponent("vpcd")
+        let conf = dir.appendingPathComponent("conf")
+        try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
+        try """
+            FRIENDLYNAME "Virtual PCD"
+            DEVICENAME   /dev/null:0x8C7B
+            LIBPATH      \(vpcdDriver)
+            CHANNELID    0x8C7B
+
+            """.write(to: conf.appendingPathComponent("vpcd"), atomically: true, encoding: .utf8)
+        let pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: dir.path, isolateNetwork: true)
+        try pcscd.start()
+        defer { pcscd.stop() }
+        let namespace = try #require(pcscd.networkNamespacePath)
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        serve.arguments = ["--net=\(namespace)", PCSCSandbox.carteBinary.path, "sim", "serve", "--exit-with-parent",
+                           "--socket", dir.appendingPathComponent("sim.sock").path, "--profile", "mono-fente",
+                           "--image", "bundled:demo/iso-generic.yaml", "--vpcd", "127.0.0.1:35963"]
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer {
+            serve.terminate()
+            serve.waitUntilExit()
+        }
+        func opensc(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/opensc-tool")
+            p.arguments = arguments
+            var environment = ProcessInfo.processInfo.environment
+            environment["PCSCLITE_CSOCK_NAME"] = pcscd.clientSocket
+            p.environment = environment
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self), "")
+        }
+        var atr = ""
+        for _ in 0..<100 {
+            atr = try opensc(["-r", "0", "-a"]).stdout
+            if atr.lowercased().contains("3b:8a:81") { break }
+            usleep(100_000)
+        }
+        #expect(atr.lowercased().contains("3b:8a:81:31:fe:45:80:31:c1:73:c8:40:00:82:90:00:18"), "\(atr)")
+        let list = try opensc(["-l"])
+        #expect(list.stdout.contains("Virtual PCD 00 00"))
+        let send = try opensc(["-r", "0", "-s", "00 A4 02 0C 02 01 01", "-s", "00 B0 00 00 04"])
+        #expect(send.stdout.contains("00 01 02 03"), "\(send.stdout)")
+    }
+}

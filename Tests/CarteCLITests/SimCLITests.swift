@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+@Suite("carte sim", .serialized)
+struct SimCLITests {
+    @Test func aMissingDaemonIsExit3WithARemedy() throws {
+        let r = try Carte.run(["sim", "status", "--socket", "/nonexistent/sim.sock"])
+        #expect(r.status == 3)
+        #expect(r.stderr.contains("cannot reach the simulator daemon"))
+        #expect(r.stderr.contains("carte sim serve --socket /nonexistent/sim.sock"))
+    }
+
+    @Test func serveDriveAndWriteReaderConf() throws {
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("ck-cli-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let socket = dir.appendingPathComponent("sim.sock").path
+        let serve = Process()
+        serve.executableURL = Carte.binary
+        serve.arguments = ["sim", "serve", "--exit-with-parent", "--no-card", "--socket", socket, "--profile", "bi-fente", "--profile", "contactless"]
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer {
+            if serve.isRunning { serve.terminate() }
+            serve.waitUntilExit()
+        }
+        var ready = false
+        for _ in 0..<500 where !ready {
+            ready = (try? Carte.run(["sim", "status", "--socket", socket]))?.status == 0
+            if !ready { usleep(20_000) }
+        }
+        #expect(ready)
+        let mode = try FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+
+        #expect(try Carte.run(["sim", "insert", "--socket", socket, "0", "1", "bundled:demo/iso-generic.yaml"]).status == 0)
+        #expect(try Carte.run(["sim", "insert", "--socket", socket, "--mute", "CarteKit Virtual Contactless", "0", "bundled:demo/iso-generic.yaml"]).status == 0)
+        let status = try Carte.run(["sim", "status", "--json", "--socket", socket])
+        #expect(status.json["schema"] as? String == "carte.sim/1")
+        let readers = status.json["readers"] as? [[String: Any]] ?? []
+        #expect(readers.count == 2)
+        let slots = readers.first?["slots"] as? [[String: Any]] ?? []
+        #expect(slots.map { $0["state"] as? String } == ["empty", "card"])
+        #expect((readers.last?["slots"] as? [[String: Any]])?.first?["state"] as? String == "mute")
+        #expect(try Carte.run(["sim", "remove", "--socket", socket, "0", "1"]).status == 0)
+        let bad = try Carte.run(["sim", "insert", "--socket", socket, "0", "9", "bundled:demo/iso-generic.yaml"])
+        #expect(bad.status == 3 && bad.stderr.contains("no slot 9"))
+
+        let conf = dir.appendingPathComponent("conf").path
+        let driver = dir.appendingPathComponent("fake-driver.so").path
+        FileManager.default.createFile(atPath: driver, contents: Data())
+        let written = try Carte.run(["sim", "reader-conf", "--json", "--socket", socket, "--out", conf, "--driver", driver])
+        #expect(written.status == 0, "\(written.stderr)")
+        #expect((written.json["files"] as? [String])?.count == 2)
+        let entry = try String(contentsOfFile: conf + "/cartekit-00", encoding: .utf8)
+        #expect(entry.contains("FRIENDLYNAME \"CarteKit Virtual Bi-fente\""))
+        #expect(entry.contains("DEVICENAME   \(socket):reader=0:slots=2:timeout=30000"))
+        #expect(entry.contains("LIBPATH      \(driver)"))
+        #expect(!entry.contains("#reader"))  // '#' would start a comment in reader.conf
+        #expect(try Carte.run(["sim", "reader-conf", "--socket", socket, "--out", conf, "--driver", "/nonexistent.so"]).status == 2)
+
+        // SIGTERM: the daemon stops and removes its socket.
+        serve.terminate()
+        serve.waitUntilExit()
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+}
