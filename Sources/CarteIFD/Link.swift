@@ -139,34 +139,11 @@ final class SlotLink: @unchecked Sendable {
     /// Writes a frame and reads the answer; `nil` on any I/O failure (including a timeout).
     private func exchange(_ frame: Frame) -> Frame? {
         let bytes = frame.encoded()
-        guard writeAll(bytes) else { return nil }
-        guard let header = readExactly(4), let length = try? Frame.length(fromHeader: header),
-            let body = readExactly(length), let reply = try? Frame(body: body)
+        guard SocketIO.sendAll(fd, bytes) else { return nil }
+        guard let header = SocketIO.receiveExactly(fd, 4), let length = try? Frame.length(fromHeader: header),
+            let body = SocketIO.receiveExactly(fd, length), let reply = try? Frame(body: body)
         else { return nil }
         return reply
-    }
-
-    private func writeAll(_ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
-            offset += n
-        }
-        return true
-    }
-
-    private func readExactly(_ count: Int) -> [UInt8]? {
-        var out = [UInt8](repeating: 0, count: count)
-        var offset = 0
-        while offset < count {
-            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return nil }
-            offset += n
-        }
-        return out
     }
 }
 

@@ -4,7 +4,8 @@
 /// Every message is a frame: a 4-byte big-endian length `L` (1 ≤ L ≤ ``maximumFrame``), then `L` bytes:
 /// one type byte and the payload. A connection starts with ``MessageType/hello`` carrying the role
 /// (driver or control) and the protocol version; every request gets exactly one reply,
-/// ``MessageType/ok`` or ``MessageType/error``. Pure Swift (no Foundation, no C) so the driver can embed it.
+/// ``MessageType/ok`` or ``MessageType/error``. No Foundation (only Glibc for ``SocketIO``), so the
+/// driver can embed it.
 public enum Wire {
     /// The protocol version a hello carries.
     public static let version: UInt16 = 1

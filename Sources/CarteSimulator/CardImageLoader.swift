@@ -99,12 +99,18 @@ public enum CardImageLoader {
 
     /// Loads an image from its text; `source` names it in errors.
     public static func load(text: String, source: String) throws(CardImageError) -> CardImage {
-        let root: Node
+        let root = try compose(text, source: source)
+        var reader = YAMLDocumentReader(source: source)
+        return try reader.image(root)
+    }
+
+    /// Parses YAML text into a node tree, turning every YAML error into a ``CardImageError`` with its line.
+    static func compose(_ text: String, source: String) throws(CardImageError) -> Node {
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw CardImageError(file: source, line: 1, field: "", problem: .syntax("the document is empty"))
             }
-            root = node
+            return node
         } catch let error as CardImageError {
             throw error
         } catch let error as YamlError {
@@ -112,8 +118,6 @@ public enum CardImageLoader {
         } catch {
             throw CardImageError(file: source, field: "", problem: .syntax("\(error)"))
         }
-        var reader = YAMLDocumentReader(source: source)
-        return try reader.image(root)
     }
 
     static func syntaxError(_ error: YamlError, source: String) -> CardImageError {

@@ -7,19 +7,7 @@ import Yams
 public enum ReaderProfileLoader {
     /// Loads a profile from its text; `source` names it in errors.
     public static func load(text: String, source: String) throws(CardImageError) -> VirtualReaderProfile {
-        let root: Node
-        do {
-            guard let node = try Yams.compose(yaml: text) else {
-                throw CardImageError(file: source, line: 1, field: "", problem: .syntax("the document is empty"))
-            }
-            root = node
-        } catch let error as CardImageError {
-            throw error
-        } catch let error as YamlError {
-            throw CardImageLoader.syntaxError(error, source: source)
-        } catch {
-            throw CardImageError(file: source, field: "", problem: .syntax("\(error)"))
-        }
+        let root = try CardImageLoader.compose(text, source: source)
         let r = YAMLDocumentReader(source: source)
         let f = try r.fields(root, "", allowed: ["format", "id", "name", "vendor", "model", "firmware", "serial", "synthetic", "features", "slots", "usb"])
         func required(_ key: String) throws(CardImageError) -> Node {

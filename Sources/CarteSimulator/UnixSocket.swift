@@ -71,28 +71,9 @@ final class FramedSocket: @unchecked Sendable {
         return try Frame(body: body)
     }
 
-    func writeAll(_ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
-            offset += n
-        }
-        return true
-    }
+    func writeAll(_ bytes: [UInt8]) -> Bool { SocketIO.sendAll(fd, bytes) }
 
-    func readExactly(_ count: Int) -> [UInt8]? {
-        var out = [UInt8](repeating: 0, count: count)
-        var offset = 0
-        while offset < count {
-            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return nil }
-            offset += n
-        }
-        return out
-    }
+    func readExactly(_ count: Int) -> [UInt8]? { SocketIO.receiveExactly(fd, count) }
 }
 
 func socketAddress(_ path: String) throws(SocketError) -> sockaddr_un {

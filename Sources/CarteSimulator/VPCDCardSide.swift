@@ -1,4 +1,5 @@
 import CarteCore
+import CarteSimProtocol
 import Foundation
 public import Logging
 import Synchronization
@@ -155,10 +156,10 @@ public final class VPCDCardSide: Sendable {
         logger.info("vpcd connected for \(slot.info.name)")
         while !isStopped {
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &one, socklen_t(MemoryLayout<Int32>.size))
-            guard let header = read(fd, 2) else { return }
+            guard let header = SocketIO.receiveExactly(fd, 2) else { return }
             let length = Int(header[0]) << 8 | Int(header[1])
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &one, socklen_t(MemoryLayout<Int32>.size))
-            guard let body = length == 0 ? [] : read(fd, length) else { return }
+            guard let body = length == 0 ? [] : SocketIO.receiveExactly(fd, length) else { return }
             if body.count == 1 {
                 switch body[0] {
                 case 0x00: continue  // power off
@@ -181,28 +182,9 @@ public final class VPCDCardSide: Sendable {
         }
     }
 
-    private func read(_ fd: Int32, _ count: Int) -> [UInt8]? {
-        var out = [UInt8](repeating: 0, count: count)
-        var offset = 0
-        while offset < count {
-            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + offset, count - offset, 0) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return nil }
-            offset += n
-        }
-        return out
-    }
-
     private func write(_ fd: Int32, _ body: [UInt8]) -> Bool {
-        let frame = [UInt8(body.count >> 8 & 0xFF), UInt8(body.count & 0xFF)] + body  // one write: length and body together
-        var offset = 0
-        while offset < frame.count {
-            let n = frame.withUnsafeBytes { send(fd, $0.baseAddress! + offset, frame.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
-            offset += n
-        }
-        return true
+        // One write: length and body together (two writes are what stalls vpcd on delayed ACKs).
+        SocketIO.sendAll(fd, [UInt8(body.count >> 8 & 0xFF), UInt8(body.count & 0xFF)] + body)
     }
 }
 
