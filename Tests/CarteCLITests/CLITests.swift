@@ -27,10 +27,13 @@ enum Carte {
 
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    static func run(_ arguments: [String], stdin: String? = nil) throws -> CarteRun {
+    static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> CarteRun {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out
@@ -222,6 +225,17 @@ struct CLITests {
         #expect(bad.stderr.contains("filesystem.files[1].files[0].data"))
         let list = try Carte.run(["image", "list"])
         #expect(list.stdout.contains("bundled:demo/vitale2-demo.yaml"))
+    }
+
+    @Test func pcscBackendWithoutPCSCDSaysWhatToDo() throws {
+        let r = try Carte.run(["readers", "--backend", "pcsc"], environment: ["PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"])
+        #expect(r.status == 3)
+        #expect(r.stderr.contains("SCARD_E_NO_SERVICE"))
+        #expect(r.stderr.contains("pcscd is not running"))
+        let j = try Carte.run(["apdu", "--json", "--backend", "pcsc", "00 A4 00 0C"], environment: ["PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"])
+        #expect(j.status == 3)
+        #expect((j.json["error"] as? [String: Any])?["kind"] as? String == "card")
+        #expect(try Carte.run(["readers", "--backend", "pcsc", "--profile", "bi-fente"]).status == 64)
     }
 
     @Test func benchRunsAndReportsRatios() throws {

@@ -175,6 +175,17 @@ struct PCSCIntegrationTests {
         #expect(python.stdout.contains(biFente1) && python.stdout.contains("000102 9000"), "\(python.stdout)\(python.stderr)")
     }
 
+    @Test func theCLISeesTheVirtualReadersThroughPCSCD() throws {
+        let s = try sandbox()
+        let readers = try s.run(PCSCSandbox.carteBinary.path, ["readers", "--backend", "pcsc", "--json"])
+        #expect(readers.status == 0, "\(readers.stderr)")
+        #expect(readers.stdout.contains("\"backend\" : \"pcsc\""))
+        #expect(readers.stdout.contains("\"serialNumber\" : \"CKV-B-0001\""))
+        let apdu = try s.run(PCSCSandbox.carteBinary.path, ["apdu", "--backend", "pcsc", "-r", "CarteKit Virtual Mono", "00 A4 02 0C 02 01 01", "00 B0 00 00 02"])
+        #expect(apdu.status == 0, "\(apdu.stderr)")
+        #expect(apdu.stdout.contains("< 00 01 90 00"))
+    }
+
     @Test func aKilledDaemonLeavesPCSCDHealthyAndCardsAbsent() async throws {
         let s = try sandbox()
         let backend = PCSCBackend()
