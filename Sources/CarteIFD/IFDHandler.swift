@@ -13,13 +13,24 @@ private let controlTimeout = 5_000
 
 private func ok() -> RESPONSECODE { RESPONSECODE(IFD_SUCCESS) }
 
-/// Copies `bytes` into a C buffer of `capacity` bytes; false when it does not fit.
+/// Copies `bytes` into a C buffer of `capacity` bytes; false (and a length of 0) when it does not fit.
 private func copy(_ bytes: [UInt8], to buffer: UnsafeMutablePointer<UCHAR>?, capacity: Int, length: UnsafeMutablePointer<DWORD>?) -> Bool {
-    guard bytes.count <= capacity, let buffer else { return false }
+    if bytes.isEmpty {
+        length?.pointee = 0
+        return true
+    }
+    guard bytes.count <= capacity, let buffer else {
+        length?.pointee = 0
+        return false
+    }
     for (i, b) in bytes.enumerated() { buffer[i] = b }
     length?.pointee = DWORD(bytes.count)
     return true
 }
+
+/// The reader attributes the driver answers (`SCardGetAttrib`); other tags are refused locally,
+/// without asking the daemon (pcscd probes several while it sets a reader up).
+private let attributeTags: Set<UInt32> = [0x0001_0100, 0x0001_0101, 0x0001_0102, 0x0001_0103, 0x0002_0110, 0x0007_A007]
 
 @_cdecl("IFDHCreateChannelByName")
 public func IFDHCreateChannelByName(_ lun: DWORD, _ deviceName: LPSTR?) -> RESPONSECODE {
@@ -69,7 +80,7 @@ public func IFDHGetCapabilities(_ lun: DWORD, _ tag: DWORD, _ length: PDWORD?, _
         break
     }
     // Reader attributes (SCardGetAttrib), from the profile the daemon described.
-    guard let link = link(for: lun) else { return RESPONSECODE(IFD_ERROR_TAG) }
+    guard attributeTags.contains(UInt32(truncatingIfNeeded: tag)), let link = link(for: lun) else { return RESPONSECODE(IFD_ERROR_TAG) }
     if link.cachedDescription == nil { _ = link.request(.presence, timeout: presenceTimeout) }
     guard let d = link.cachedDescription else { return RESPONSECODE(IFD_ERROR_TAG) }
     switch UInt32(tag) {
@@ -104,6 +115,8 @@ public func IFDHPowerICC(_ lun: DWORD, _ action: DWORD, _ atr: PUCHAR?, _ atrLen
     case IFD_RESET: code = 2
     default: return RESPONSECODE(IFD_NOT_SUPPORTED)
     }
+    // The ATR buffer holds MAX_ATR_SIZE bytes (pcscd passes its size in *AtrLength).
+    let capacity = min(Int(atrLength?.pointee ?? DWORD(MAX_ATR_SIZE)), Int(MAX_ATR_SIZE))
     switch link.request(.power, [code], timeout: link.config.timeoutMilliseconds) {
     case .success(let bytes):
         if code == 0 {
@@ -111,8 +124,13 @@ public func IFDHPowerICC(_ lun: DWORD, _ action: DWORD, _ atr: PUCHAR?, _ atrLen
             atrLength?.pointee = 0
             return ok()
         }
+        guard !bytes.isEmpty, bytes.count <= capacity else {
+            link.cachedATR = []
+            atrLength?.pointee = 0
+            return RESPONSECODE(IFD_ERROR_POWER_ACTION)
+        }
         link.cachedATR = bytes
-        return copy(bytes, to: atr, capacity: Int(MAX_ATR_SIZE), length: atrLength) ? ok() : RESPONSECODE(IFD_ERROR_POWER_ACTION)
+        return copy(bytes, to: atr, capacity: capacity, length: atrLength) ? ok() : RESPONSECODE(IFD_ERROR_POWER_ACTION)
     case .failure(.failed(.noCard, _)):
         atrLength?.pointee = 0
         return code == 0 ? ok() : RESPONSECODE(IFD_ERROR_POWER_ACTION)
@@ -164,11 +182,11 @@ public func IFDHControl(
 @_cdecl("IFDHICCPresence")
 public func IFDHICCPresence(_ lun: DWORD) -> RESPONSECODE {
     guard let link = link(for: lun) else { return RESPONSECODE(IFD_ICC_NOT_PRESENT) }
-    switch link.request(.presence, timeout: presenceTimeout) {
-    case .success(let bytes):
+    switch link.presence(timeout: presenceTimeout) {
+    case .present, .mute:
         // A mute card is present (pcscd then fails to power it and reports it unresponsive).
-        return bytes.first == SlotPresence.absent.rawValue ? RESPONSECODE(IFD_ICC_NOT_PRESENT) : RESPONSECODE(IFD_ICC_PRESENT)
-    case .failure:
+        return RESPONSECODE(IFD_ICC_PRESENT)
+    case .absent, nil:
         return RESPONSECODE(IFD_ICC_NOT_PRESENT)
     }
 }

@@ -11,6 +11,8 @@ struct DeviceConfig: Sendable {
     var slots: Int
     /// Receive timeout for card commands (a slow card may take this long).
     var timeoutMilliseconds: Int
+    /// The uid the daemon must run as (checked with `SO_PEERCRED`), when the entry says.
+    var daemonUID: UInt32?
 
     init?(parsing device: String) {
         // The last ":reader=" separates the path from the options (no Foundation in the driver).
@@ -31,6 +33,7 @@ struct DeviceConfig: Sendable {
             case "reader": reader = UInt16(clamping: value)
             case "slots": slots = min(max(value, 1), 16)
             case "timeout": timeoutMilliseconds = min(max(value, 100), 600_000)
+            case "uid": daemonUID = UInt32(clamping: value)
             default: return nil
             }
         }
@@ -47,6 +50,12 @@ final class SlotLink: @unchecked Sendable {
     private var fd: Int32 = -1
     private var description: ReaderDescription?
     private var atr: [UInt8] = []
+    private var lastInsertion: UInt32?
+    /// Until when presence reports "absent" after a card swap was seen.
+    private var absentUntil: ContinuousClock.Instant?
+    /// Longer than pcscd's presence poll (400 ms), so pcscd's own poll is sure to see the removal even
+    /// if pcscd also asks for presence elsewhere (and ignores the answer) in between.
+    static let swapAbsence: Duration = .milliseconds(600)
 
     /// The reader description from the last attach (kept when the daemon goes away).
     var cachedDescription: ReaderDescription? { lock.withLock { _ in description } }
@@ -69,6 +78,11 @@ final class SlotLink: @unchecked Sendable {
     }
 
     /// Sends one request and returns the payload of the `ok` answer. `timeout` in milliseconds.
+    ///
+    /// A request is sent again on a fresh connection only when it certainly did not run: the
+    /// connection broke before the request was written (a restarted daemon), or the daemon did not
+    /// know the connection. After a receive failure or timeout a command may have reached the card,
+    /// so it is never repeated (a VERIFY or a signature must not run twice).
     func request(_ type: MessageType, _ payload: [UInt8] = [], timeout: Int) -> Result<[UInt8], Failure> {
         lock.withLock { _ in
             for attempt in 0..<2 {
@@ -76,18 +90,46 @@ final class SlotLink: @unchecked Sendable {
                     guard open() else { return .failure(.unreachable) }
                 }
                 setTimeout(timeout)
-                if let reply = exchange(Frame(type, payload)) {
+                switch exchange(Frame(type, payload)) {
+                case .reply(let reply):
                     if reply.type == .ok { return .success(reply.payload) }
                     if let f = reply.failure {
                         if f.code == .notAttached && attempt == 0 { closeLink(); continue }
                         return .failure(.failed(f.code, f.message))
                     }
                     return .failure(.failed(.other, "unexpected reply"))
+                case .notSent:
+                    closeLink()
+                    if attempt == 0 { continue }
+                    return .failure(.unreachable)
+                case .noReply:
+                    closeLink()
+                    return .failure(.unreachable)
                 }
-                // The daemon went away or restarted: try a fresh connection once.
-                closeLink()
             }
             return .failure(.unreachable)
+        }
+    }
+
+    /// Presence. When the daemon's insertion counter moved since the last call while a card is present
+    /// (a card swapped, possibly within one 400 ms poll), the slot reads "absent" for ``swapAbsence``,
+    /// so pcscd reports a removal and then an insertion of the new card.
+    func presence(timeout: Int) -> SlotPresence? {
+        guard case .success(let bytes) = request(.presence, timeout: timeout), let first = bytes.first,
+            let state = SlotPresence(rawValue: first)
+        else { return nil }
+        guard let insertion = readU32(bytes, 1) else { return state }
+        let now = ContinuousClock.now
+        return lock.withLock { _ -> SlotPresence in
+            if let last = lastInsertion, last != insertion, state != .absent {
+                absentUntil = now + SlotLink.swapAbsence
+            }
+            lastInsertion = insertion
+            if let until = absentUntil {
+                if now < until { return .absent }
+                absentUntil = nil
+            }
+            return state
         }
     }
 
@@ -108,16 +150,26 @@ final class SlotLink: @unchecked Sendable {
             close(s)
             return false
         }
+        if let expected = config.daemonUID {
+            // Only a daemon running as the expected user may play cards to pcscd.
+            // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (declared only under _GNU_SOURCE).
+            var credentials: (Int32, UInt32, UInt32) = (0, 0, 0)
+            var length = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
+            guard getsockopt(s, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0, credentials.1 == expected else {
+                close(s)
+                return false
+            }
+        }
         fd = s
         setTimeout(2_000)
         var hello: [UInt8] = [1]
         hello += [UInt8(Wire.version >> 8), UInt8(Wire.version & 0xFF)]
-        guard let h = exchange(Frame(.hello, hello)), h.type == .ok else {
+        guard case .reply(let h) = exchange(Frame(.hello, hello)), h.type == .ok else {
             closeLink()
             return false
         }
         let attach: [UInt8] = [UInt8(config.reader >> 8), UInt8(config.reader & 0xFF), UInt8(slot >> 8), UInt8(slot & 0xFF)]
-        guard let a = exchange(Frame(.attach, attach)), a.type == .ok, let d = try? ReaderDescription(decoding: a.payload) else {
+        guard case .reply(let a) = exchange(Frame(.attach, attach)), a.type == .ok, let d = try? ReaderDescription(decoding: a.payload) else {
             closeLink()
             return false
         }
@@ -136,14 +188,21 @@ final class SlotLink: @unchecked Sendable {
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// Writes a frame and reads the answer; `nil` on any I/O failure (including a timeout).
-    private func exchange(_ frame: Frame) -> Frame? {
-        let bytes = frame.encoded()
-        guard SocketIO.sendAll(fd, bytes) else { return nil }
+    private enum Exchange {
+        case reply(Frame)
+        /// The request was not (completely) written: it did not run.
+        case notSent
+        /// Written, but no valid answer came (timeout, closed): it may have run.
+        case noReply
+    }
+
+    /// Writes a frame and reads the answer.
+    private func exchange(_ frame: Frame) -> Exchange {
+        guard SocketIO.sendAll(fd, frame.encoded()) else { return .notSent }
         guard let header = SocketIO.receiveExactly(fd, 4), let length = try? Frame.length(fromHeader: header),
             let body = SocketIO.receiveExactly(fd, length), let reply = try? Frame(body: body)
-        else { return nil }
-        return reply
+        else { return .noReply }
+        return .reply(reply)
     }
 }
 

@@ -163,6 +163,8 @@ public final class PCSCBackend: ReaderBackend {
 
     public func readers() async throws(CardError) -> [ReaderInfo] {
         let names = try await readerNames()
+        // A reader that went away may come back under the same name as another model: read again.
+        attributeCache.withLock { cache in cache = cache.filter { names.contains($0.key) } }
         var out: [ReaderInfo] = []
         for name in names {
             let attributes = await self.attributes(of: name)
@@ -237,7 +239,7 @@ public final class PCSCBackend: ReaderBackend {
     }
 
     /// Forgets cached attributes (after a reader was unplugged and another plugged in under its name).
-    func forgetAttributes(of reader: String) {
+    public func forgetAttributes(of reader: String) {
         attributeCache.withLock { _ = $0.removeValue(forKey: reader) }
     }
 }
@@ -251,6 +253,16 @@ extension String {
 }
 
 func listReaders(_ ctx: SCARDCONTEXT) -> Result<[String], PCSCError> {
+    // A reader plugged in between the two calls makes the buffer too small: ask again.
+    for _ in 0..<3 {
+        let result = listReadersOnce(ctx)
+        if case .failure(.insufficientBuffer) = result { continue }
+        return result
+    }
+    return listReadersOnce(ctx)
+}
+
+private func listReadersOnce(_ ctx: SCARDCONTEXT) -> Result<[String], PCSCError> {
     var length: DWORD = 0
     let rv = SCardListReaders(ctx, nil, nil, &length)
     if PCSCError(code: rv) == .noReadersAvailable { return .success([]) }

@@ -95,12 +95,19 @@ public final class PCSCConnection: CardConnection {
         switch result {
         case .success(let bytes): return bytes
         case .failure(let e):
+            markDeadIfServiceGone(e)
             if e == .resetCard {
                 // Keep the connection usable, then tell the caller the card lost its state.
                 try? await reconnect(share: currentShare, initialization: .leave)
             }
             throw e.cardError(reader: readerName)
         }
+    }
+
+    /// When pcscd went away, the context (and the card handle with it) is gone: the connection is
+    /// closed for good, and later calls say ``CardError/notConnected`` instead of failing on a stale handle.
+    private func markDeadIfServiceGone(_ e: PCSCError) {
+        if e.meansServiceGone { state.withLock { $0.open = false } }
     }
 
     private var currentShare: ShareMode {
@@ -116,7 +123,9 @@ public final class PCSCConnection: CardConnection {
         let result = await context.call(retry: false) { _ in pcscControl(card, code: code, data: data) }
         switch result {
         case .success(let bytes): return bytes
-        case .failure(let e): throw e.cardError(reader: readerName)
+        case .failure(let e):
+            markDeadIfServiceGone(e)
+            throw e.cardError(reader: readerName)
         }
     }
 
@@ -127,7 +136,9 @@ public final class PCSCConnection: CardConnection {
         let result = await context.call(retry: false) { _ in readAttribute(card, id) }
         switch result {
         case .success(let bytes): return bytes
-        case .failure(let e): throw e.cardError(reader: readerName)
+        case .failure(let e):
+            markDeadIfServiceGone(e)
+            throw e.cardError(reader: readerName)
         }
     }
 

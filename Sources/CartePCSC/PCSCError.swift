@@ -162,7 +162,9 @@ public struct PCSCError: Error, RawRepresentable, Hashable, Sendable, CustomStri
     public static let securityViolation = PCSCError(rawValue: 0x8010_006A)
 
     /// Whether the code means the resource manager is gone (the context must be re-established).
-    public var meansServiceGone: Bool { self == .noService || self == .serviceStopped || self == .invalidHandle || self == .commError }
+    /// A passing communication error (`SCARD_F_COMM_ERROR`) does not: it must not tear a live
+    /// connection down.
+    public var meansServiceGone: Bool { self == .noService || self == .serviceStopped || self == .invalidHandle }
 
     /// Every code the table knows (for documentation and tests).
     public static var allKnown: [PCSCError] { table.keys.sorted().map(PCSCError.init(rawValue:)) }

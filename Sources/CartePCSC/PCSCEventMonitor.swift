@@ -15,7 +15,7 @@ import Synchronization
 enum PCSCEventMonitor {
     static func stream(logger: Logger, backend: PCSCBackend) -> AsyncStream<ReaderEvent> {
         let (stream, continuation) = AsyncStream<ReaderEvent>.makeStream(bufferingPolicy: .bufferingNewest(4096))
-        let monitor = Monitor(continuation: continuation, logger: logger)
+        let monitor = Monitor(continuation: continuation, logger: logger, backend: backend)
         continuation.onTermination = { _ in monitor.stop() }
         monitor.context.worker.enqueue { monitor.run() }
         return stream
@@ -25,11 +25,14 @@ enum PCSCEventMonitor {
         let context = PCSCContext(name: "cartekit.pcsc.events")
         let continuation: AsyncStream<ReaderEvent>.Continuation
         let logger: Logger
+        /// Told when a reader goes away, so its cached attributes are read again if it comes back.
+        weak let backend: PCSCBackend?
         private let stopped = Mutex(false)
 
-        init(continuation: AsyncStream<ReaderEvent>.Continuation, logger: Logger) {
+        init(continuation: AsyncStream<ReaderEvent>.Continuation, logger: Logger, backend: PCSCBackend) {
             self.continuation = continuation
             self.logger = logger
+            self.backend = backend
         }
 
         func stop() {
@@ -80,6 +83,7 @@ enum PCSCEventMonitor {
                     continue
                 }
                 for gone in names where !current.contains(gone) {
+                    backend?.forgetAttributes(of: gone)
                     if let k = known.removeValue(forKey: gone), k.state & DWORD(SCARD_STATE_PRESENT) != 0 {
                         continuation.yield(.cardRemoved(reader: gone))
                     }
@@ -102,7 +106,9 @@ enum PCSCEventMonitor {
                     states[i].szReader = UnsafePointer(cNames[i])
                     states[i].dwCurrentState = i == 0 ? pnpState : known[all[i]]?.state ?? DWORD(SCARD_STATE_UNAWARE)
                 }
-                let rv = SCardGetStatusChange(ctx, first ? 0 : DWORD(INFINITE), &states, DWORD(states.count))
+                // A bounded wait: SCardCancel only interrupts a wait already in progress, so a stop
+                // requested just before this call is seen within a second.
+                let rv = SCardGetStatusChange(ctx, first ? 0 : 1_000, &states, DWORD(states.count))
                 let error = check(rv)
                 if let error {
                     if error == .cancelled || error == .timeout {

@@ -29,6 +29,15 @@ public final class PrivatePCSCD: @unchecked Sendable {
     private let maximumLifetime: Int
     private let isolateNetwork: Bool
     private let process = Mutex<Process?>(nil)
+    private let log = Mutex<FileHandle?>(nil)
+
+    /// Creates a new private directory (mode 0700, unpredictable name) under the temporary directory.
+    public static func makeWorkDirectory(prefix: String) throws -> String {
+        var template = Array((NSTemporaryDirectory() + "/" + prefix + "-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        guard made != nil else { throw PrivatePCSCDError("mkdtemp failed: \(String(cString: strerror(errno)))") }
+        return String(cString: template)
+    }
 
     /// Describes a private pcscd; nothing starts until ``start()``.
     /// - Parameters:
@@ -61,11 +70,18 @@ public final class PrivatePCSCD: @unchecked Sendable {
         let quoted = "'" + configurationDirectory.replacingOccurrences(of: "'", with: "'\\''") + "'"
         p.arguments = ["--mount"] + (isolateNetwork ? ["--net"] : []) + ["--propagation", "private", "sh", "-c",
                        (isolateNetwork ? "ip link set lo up && " : "")
+                       // USB reader drivers (bundles) are hidden in the namespace: this pcscd must not
+                       // claim the machine's real readers from the system's pcscd.
+                       + "for b in /usr/lib/pcsc/drivers/*.bundle; do [ -d \"$b\" ] && mount -t tmpfs -o ro tmpfs \"$b\"; done; "
                        + "mkdir -p /run/pcscd && mount -t tmpfs -o mode=0755 tmpfs /run/pcscd && exec timeout --kill-after=5 \(maximumLifetime) pcscd --foreground \(debug ? "--debug --apdu " : "")-c \(quoted)"]
         FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath)
-        p.standardOutput = log
-        p.standardError = log
+        let handle = FileHandle(forWritingAtPath: logPath)
+        p.standardOutput = handle
+        p.standardError = handle
+        log.withLock { old in
+            try? old?.close()
+            old = handle
+        }
         p.standardInput = FileHandle.nullDevice
         try p.run()
         process.withLock { $0 = p }
@@ -92,12 +108,29 @@ public final class PrivatePCSCD: @unchecked Sendable {
             return p
         }) else { return }
         if p.isRunning {
+            // `timeout` passes SIGTERM on to pcscd; if that is not enough, pcscd is killed by PID too
+            // (killing only `timeout` would leave pcscd behind).
+            let children = PrivatePCSCD.children(of: p.processIdentifier)
             p.terminate()
             let deadline = Date().addingTimeInterval(6)
             while p.isRunning && Date() < deadline { usleep(10_000) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            if p.isRunning {
+                for child in children { kill(child, SIGKILL) }
+                kill(p.processIdentifier, SIGKILL)
+            }
         }
         p.waitUntilExit()
+        log.withLock { handle in
+            try? handle?.close()
+            handle = nil
+        }
+    }
+
+    /// The direct children of `pid` (from /proc).
+    static func children(of pid: Int32) -> [Int32] {
+        let path = "/proc/\(pid)/task/\(pid)/children"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }
 
     /// Stops and starts pcscd again (clients following ``clientSocket`` reach the new one).

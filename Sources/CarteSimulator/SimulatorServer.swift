@@ -22,6 +22,12 @@ public final class SimulatorServer: Sendable {
     private let logger: Logger
     private let listener = Mutex<Int32>(-1)
     private let stopped = Mutex(false)
+    private let clients = Mutex<Set<Int32>>([])
+
+    /// The most connections served at once (pcscd needs one per slot; control clients are short-lived).
+    public static let maximumConnections = 256
+    /// How long a new connection may take to say hello.
+    public static let helloDeadlineMilliseconds = 10_000
 
     /// Creates a server; call ``start()`` to listen.
     /// - Parameter loadImage: turns an image argument of a control request (a path, `bundled:…`) into an image.
@@ -50,14 +56,19 @@ public final class SimulatorServer: Sendable {
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw .errno("socket", path) }
-        let oldMask = umask(0o177)  // the socket is created 0600: only this user talks to the daemon
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        umask(oldMask)
         guard rc == 0 else {
             let e = SocketError.errno("bind", path)
             close(fd)
+            throw e
+        }
+        // 0600 before listen: nobody can connect in between, and no process-wide umask is touched.
+        guard chmod(path, 0o600) == 0 else {
+            let e = SocketError.errno("chmod", path)
+            close(fd)
+            unlink(path)
             throw e
         }
         guard listen(fd, 64) == 0 else {
@@ -84,6 +95,8 @@ public final class SimulatorServer: Sendable {
             close(fd)
             unlink(path)
         }
+        // Connections end too: a stopped daemon serves nobody (their threads see the shutdown and exit).
+        for client in clients.withLock({ $0 }) { shutdown(client, Int32(SHUT_RDWR)) }
     }
 
     private func acceptLoop(_ fd: Int32) {
@@ -96,8 +109,22 @@ public final class SimulatorServer: Sendable {
                 usleep(10_000)
                 continue
             }
+            let admitted = clients.withLock { c -> Bool in
+                guard c.count < SimulatorServer.maximumConnections else { return false }
+                c.insert(client)
+                return true
+            }
+            guard admitted else {
+                logger.warning("refusing a connection on \(path): \(SimulatorServer.maximumConnections) already open")
+                close(client)
+                continue
+            }
             let connection = FramedSocket(fd: client)
-            let thread = Thread { [self] in serve(connection) }
+            connection.setTimeout(SimulatorServer.helloDeadlineMilliseconds)
+            let thread = Thread { [self] in
+                serve(connection)
+                clients.withLock { _ = $0.remove(client) }
+            }
             thread.name = "cartekit.sim.connection"
             thread.start()
         }
@@ -143,6 +170,7 @@ public final class SimulatorServer: Sendable {
                     return
                 }
                 reply = Frame(.ok)
+                socket.setTimeout(0)  // said hello: no deadline (pcscd's connections idle between polls)
             case (.hello, _):
                 reply = .failure(.badRequest, "hello was already received")
             case (_, .unknown):
@@ -204,7 +232,8 @@ public final class SimulatorServer: Sendable {
             case .present: state = .present
             case .mute: state = .mute
             }
-            return Frame(.ok, [state.rawValue])
+            // The insertion counter lets the driver see a card swapped between two polls.
+            return Frame(.ok, [state.rawValue] + bigEndian(UInt32(truncatingIfNeeded: slot.insertionCount)))
         case .power:
             guard let action = frame.payload.first, action <= 2 else { return .failure(.badRequest, "power needs an action byte 0, 1 or 2") }
             if action == 0 { return Frame(.ok) }
@@ -258,7 +287,7 @@ public final class SimulatorServer: Sendable {
         else { return fail("a control request is a JSON object with an \"op\" field") }
         switch op {
         case "status":
-            return answer(["ok": true, "socket": path, "readers": statusReaders()])
+            return answer(["ok": true, "socket": path, "uid": Int(getuid()), "readers": statusReaders()])
         case "insert", "remove":
             let slot: VirtualSlot
             switch findSlot(request) {

@@ -53,6 +53,7 @@ final class FramedSocket: @unchecked Sendable {
         return s
     }
 
+    /// Send and receive timeout; 0 means none.
     func setTimeout(_ milliseconds: Int) {
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

@@ -37,7 +37,7 @@ public final class VPCDCardSide: Sendable {
     public let networkNamespace: String?
     private let logger: Logger
     private let stopped = Mutex(false)
-    private let sockets = Mutex<[Int32]>([])
+    private let sockets = Mutex<Set<Int32>>([])
     private let bound = Mutex<UInt16?>(nil)
 
     /// In listen mode, the port actually bound (useful with port 0: the system picks a free one).
@@ -46,7 +46,7 @@ public final class VPCDCardSide: Sendable {
     /// Validates the address (loopback only unless `allowRemote`).
     public init(slot: VirtualSlot, host: String, port: UInt16, mode: Mode, allowRemote: Bool = false, networkNamespace: String? = nil, logger: Logger) throws(SocketError) {
         self.networkNamespace = networkNamespace
-        guard allowRemote || ["127.0.0.1", "localhost", "::1"].contains(host) || host.hasPrefix("127.") else {
+        guard allowRemote || host == "localhost" || host.hasPrefix("127.") else {
             throw SocketError(operation: "vpcd", path: "\(host):\(port)", reason: "only loopback addresses are allowed (pass --vpcd-allow-remote to override)")
         }
         self.slot = slot
@@ -62,11 +62,13 @@ public final class VPCDCardSide: Sendable {
             let fd = try listenSocket()
             track(fd)
             let t = Thread { [self] in
+                defer { release(fd) }
                 while !isStopped {
                     let client = accept(fd, nil, nil)
                     if client < 0 { if isStopped { return }; usleep(50_000); continue }
                     track(client)
                     serve(client)
+                    release(client)
                 }
             }
             t.name = "cartekit.vpcd"
@@ -76,16 +78,18 @@ public final class VPCDCardSide: Sendable {
                 if let networkNamespace {
                     // Only this thread moves into the namespace (setns on a network namespace is per thread).
                     let ns = open(networkNamespace, O_RDONLY)
-                    guard ns >= 0, enterNetworkNamespace(ns) else {
+                    let entered = ns >= 0 && enterNetworkNamespace(ns)
+                    if ns >= 0 { close(ns) }
+                    guard entered else {
                         logger.error("vpcd: cannot enter the network namespace \(networkNamespace): \(String(cString: strerror(errno)))")
                         return
                     }
-                    close(ns)
                 }
                 while !isStopped {
                     if let fd = try? dial() {
                         track(fd)
                         serve(fd)
+                        release(fd)
                     }
                     if !isStopped { usleep(500_000) }
                 }
@@ -104,7 +108,14 @@ public final class VPCDCardSide: Sendable {
     }
 
     private var isStopped: Bool { stopped.withLock { $0 } }
-    private func track(_ fd: Int32) { sockets.withLock { $0.append(fd) } }
+    private func track(_ fd: Int32) { sockets.withLock { _ = $0.insert(fd) } }
+    /// Closes a socket and forgets it (so `stop()` never touches a number reused by another socket).
+    private func release(_ fd: Int32) {
+        sockets.withLock { s in
+            s.remove(fd)
+            close(fd)
+        }
+    }
 
     private func address() throws(SocketError) -> sockaddr_in {
         var a = sockaddr_in()
@@ -148,9 +159,8 @@ public final class VPCDCardSide: Sendable {
         return fd
     }
 
-    /// Answers vpcd until it closes the connection.
+    /// Answers vpcd until it closes the connection (the caller closes the socket).
     private func serve(_ fd: Int32) {
-        defer { close(fd) }
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         logger.info("vpcd connected for \(slot.info.name)")
@@ -173,11 +183,13 @@ public final class VPCDCardSide: Sendable {
                 }
                 continue
             }
-            let response: [UInt8]
+            var response: [UInt8]
             switch slot.transmitRaw(body) {
             case .success(let r): response = r
             case .failure: response = []  // no card: an empty answer
             }
+            // vpcd frames carry at most 65535 bytes: a longer answer cannot be sent; say so as a card would.
+            if response.count > 0xFFFF { response = [0x6F, 0x00] }
             guard write(fd, response) else { return }
         }
     }

@@ -122,6 +122,9 @@ public final class VirtualSlot: Sendable {
         }
     }
 
+    /// How many times a card was inserted or removed (lets a driver notice a swap between two polls).
+    public var insertionCount: Int { state.withLock { $0.insertion } }
+
     /// The image played by the card in the slot, if any.
     public var image: CardImage? { state.withLock { $0.card?.image } }
 

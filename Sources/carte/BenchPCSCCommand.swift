@@ -41,8 +41,8 @@ extension BenchCommand {
                 for driver in [carteDriver, nullDriver] where !FileManager.default.fileExists(atPath: driver) {
                     throw CLIError(kind: "bench", message: "\(driver) is not built (swift build -c release)", exitCode: CarteExit.invalidInput)
                 }
-                let work = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cartekit-bench-\(getpid())")
-                try? FileManager.default.removeItem(at: work)
+                // A fresh private directory (mkdtemp, 0700): pcscd runs as root and loads what it declares.
+                let work = URL(fileURLWithPath: try PrivatePCSCD.makeWorkDirectory(prefix: "cartekit-bench"))
                 let conf = work.appendingPathComponent("reader.conf.d")
                 try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
                 defer { try? FileManager.default.removeItem(at: work) }
@@ -56,7 +56,7 @@ extension BenchCommand {
                 try server.start()
                 defer { server.stop() }
 
-                try SimCommand.ReaderConf.entry(name: "CarteKit Virtual Mono-fente", socket: socket, reader: 0, slots: 1, timeout: 30_000, driver: carteDriver)
+                try SimCommand.ReaderConf.entry(name: "CarteKit Virtual Mono-fente", socket: socket, reader: 0, slots: 1, timeout: 30_000, driver: carteDriver, uid: Int(getuid()))
                     .write(toFile: conf.appendingPathComponent("cartekit-00").path, atomically: true, encoding: .utf8)
                 try """
                     # Do-nothing reference driver for `carte bench pcsc` (pcscd's floor).

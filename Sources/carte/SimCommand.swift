@@ -184,12 +184,17 @@ struct SimCommand: AsyncParsableCommand {
                 }
                 let status = try await askDaemon(socketPath, ["op": "status"])
                 let readers = status["readers"] as? [[String: Any]] ?? []
+                let uid = status["uid"] as? Int
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                // Entries of an earlier run (another set of readers) would declare readers that no longer exist.
+                for old in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where old.hasPrefix("cartekit-") {
+                    try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: out).appendingPathComponent(old).path)
+                }
                 var written: [String] = []
                 for reader in readers {
                     guard let index = reader["index"] as? Int, let name = reader["name"] as? String, let slots = reader["slots"] as? [Any] else { continue }
                     let file = URL(fileURLWithPath: out).appendingPathComponent(String(format: "cartekit-%02d", index)).path
-                    let text = ReaderConf.entry(name: name, socket: socketPath, reader: index, slots: slots.count, timeout: timeout, driver: driverPath)
+                    let text = try ReaderConf.entry(name: name, socket: socketPath, reader: index, slots: slots.count, timeout: timeout, driver: driverPath, uid: uid)
                     try text.write(toFile: file, atomically: true, encoding: .utf8)
                     written.append(file)
                 }
@@ -201,17 +206,27 @@ struct SimCommand: AsyncParsableCommand {
             }
         }
 
-        /// One reader.conf entry.
-        static func entry(name: String, socket: String, reader: Int, slots: Int, timeout: Int, driver: String) -> String {
-            """
-            # CarteKit virtual reader \(reader) (synthetic), served by `carte sim serve --socket \(socket)`.
-            # Written by `carte sim reader-conf`; remove this file and restart pcscd to undo.
-            FRIENDLYNAME "\(name)"
-            DEVICENAME   \(socket):reader=\(reader):slots=\(slots):timeout=\(timeout)
-            LIBPATH      \(driver)
-            CHANNELID    0
+        /// One reader.conf entry. pcscd's configuration lexer takes only letters, digits and `=/-._@:`
+        /// in a value, so paths with other characters are refused here rather than misread by pcscd.
+        /// `uid` makes the driver talk only to a daemon running as that user (`SO_PEERCRED`).
+        static func entry(name: String, socket: String, reader: Int, slots: Int, timeout: Int, driver: String, uid: Int?) throws -> String {
+            func check(_ value: String, _ what: String) throws {
+                let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=/-._@:")
+                guard value.allSatisfy({ allowed.contains($0) }) else {
+                    throw CLIError(kind: "usage", message: "\(what) \(value) has characters pcscd's reader.conf cannot hold (use letters, digits and =/-._@:)", exitCode: CarteExit.invalidInput)
+                }
+            }
+            try check(socket, "the socket path")
+            try check(driver, "the driver path")
+            return """
+                # CarteKit virtual reader \(reader) (synthetic), served by `carte sim serve --socket \(socket)`.
+                # Written by `carte sim reader-conf`; remove this file and restart pcscd to undo.
+                FRIENDLYNAME "\(name)"
+                DEVICENAME   \(socket):reader=\(reader):slots=\(slots):timeout=\(timeout)\(uid.map { ":uid=\($0)" } ?? "")
+                LIBPATH      \(driver)
+                CHANNELID    0
 
-            """
+                """
         }
     }
 }

@@ -55,7 +55,7 @@ struct SimCLITests {
         #expect((written.json["files"] as? [String])?.count == 2)
         let entry = try String(contentsOfFile: conf + "/cartekit-00", encoding: .utf8)
         #expect(entry.contains("FRIENDLYNAME \"CarteKit Virtual Bi-fente\""))
-        #expect(entry.contains("DEVICENAME   \(socket):reader=0:slots=2:timeout=30000"))
+        #expect(entry.contains("DEVICENAME   \(socket):reader=0:slots=2:timeout=30000:uid=\(getuid())"))
         #expect(entry.contains("LIBPATH      \(driver)"))
         #expect(!entry.contains("#reader"))  // '#' would start a comment in reader.conf
         #expect(try Carte.run(["sim", "reader-conf", "--socket", socket, "--out", conf, "--driver", "/nonexistent.so"]).status == 2)

@@ -8,20 +8,43 @@ let biFente1 = "CarteKit Virtual Bi-fente 00 01"
 let monoFente = "CarteKit Virtual Mono-fente 01 00"
 let vitaleAID: [UInt8] = [0xD2, 0x50, 0x00, 0x00, 0x02, 0x56, 0x49, 0x54, 0x41, 0x4C, 0x45]
 
-/// Waits for `event` on `iterator`, failing after `seconds`.
-func next(_ events: AsyncStream<ReaderEvent>, where match: @escaping @Sendable (ReaderEvent) -> Bool, seconds: Double = 10) async -> ReaderEvent? {
-    await withTaskGroup(of: ReaderEvent?.self) { group in
-        group.addTask {
-            for await e in events where match(e) { return e }
-            return nil
+/// Collects a stream's events with one iterator for the stream's whole life (an `AsyncStream` ends
+/// when its iterator goes away), and hands them to tests in order.
+final class EventCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [ReaderEvent] = []
+    private var consumed = 0
+    private var pump: Task<Void, Never>?
+
+    init(_ stream: AsyncStream<ReaderEvent>) {
+        pump = Task { [weak self] in
+            for await event in stream { self?.append(event) }
         }
-        group.addTask {
-            try? await Task.sleep(for: .seconds(seconds))
-            return nil
+    }
+
+    deinit { pump?.cancel() }
+
+    private func append(_ event: ReaderEvent) {
+        lock.lock()
+        events.append(event)
+        lock.unlock()
+    }
+
+    /// The next event (after those already returned) matching `match`, waiting up to `seconds`.
+    func next(seconds: Double = 10, where match: (ReaderEvent) -> Bool) async -> ReaderEvent? {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            let found: ReaderEvent? = {
+                lock.lock()
+                defer { lock.unlock() }
+                guard let index = events[consumed...].firstIndex(where: match) else { return nil }
+                consumed = index + 1
+                return events[index]
+            }()
+            if let found { return found }
+            try? await Task.sleep(for: .milliseconds(20))
         }
-        let first = await group.next() ?? nil
-        group.cancelAll()
-        return first
+        return nil
     }
 }
 
@@ -109,15 +132,25 @@ struct PCSCIntegrationTests {
     @Test func insertRemoveAndMuteEvents() async throws {
         let s = try sandbox()
         let backend = PCSCBackend()
-        let events = backend.events()
+        let events = EventCollector(backend.events())
         try await Task.sleep(for: .milliseconds(300))  // the monitor takes its first snapshot
         try s.control(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:demo/iso-generic.yaml"])
-        let inserted = await next(events) { if case .cardInserted(biFente1, _) = $0 { return true } else { return false } }
+        let inserted = await events.next { if case .cardInserted(biFente1, _) = $0 { return true } else { return false } }
         #expect(inserted == .cardInserted(reader: biFente1, atr: try [UInt8](hex: "3B 8A 81 31 FE 45 80 31 C1 73 C8 40 00 82 90 00 18")))
         try s.control(["op": "remove", "reader": 0, "slot": 1])
-        #expect(await next(events) { $0 == .cardRemoved(reader: biFente1) } != nil)
+        #expect(await events.next { $0 == .cardRemoved(reader: biFente1) } != nil)
+        // A card swapped faster than pcscd's 400 ms poll is still seen as a removal and an insertion.
+        try s.control(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:demo/iso-generic.yaml"])
+        #expect(await events.next { if case .cardInserted(biFente1, _) = $0 { return true } else { return false } } != nil)
+        // Two swaps 100 ms apart end with the same kind of card: only the insertion counter shows pcscd
+        // that the card changed.
+        try s.control(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:demo/vitale2-demo.yaml"])
+        try await Task.sleep(for: .milliseconds(100))
+        try s.control(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:demo/iso-generic.yaml"])
+        #expect(await events.next { $0 == .cardRemoved(reader: biFente1) } != nil)
+        #expect(await events.next { if case .cardInserted(biFente1, _) = $0 { return true } else { return false } } != nil)
         try s.control(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:demo/iso-generic.yaml", "mute": true])
-        #expect(await next(events) { $0 == .cardMute(reader: biFente1) } != nil)
+        #expect(await events.next { $0 == .cardMute(reader: biFente1) } != nil)
         #expect(try await backend.state(of: biFente1) == .mute)
         await #expect(throws: CardError.self) { try await backend.open(biFente1) }
         try s.control(["op": "remove", "reader": 0, "slot": 1])
@@ -204,14 +237,14 @@ struct PCSCIntegrationTests {
     @Test func pcscdRestartIsRecoveredWithoutANewBackend() async throws {
         let s = try sandbox()
         let backend = PCSCBackend()
-        let events = backend.events()
+        let events = EventCollector(backend.events())
         #expect(try await backend.readerNames().count == 3)
         try await Task.sleep(for: .milliseconds(300))
         s.stopPCSCD()
-        #expect(await next(events) { $0 == .readerRemoved(name: monoFente) } != nil)
+        #expect(await events.next { $0 == .readerRemoved(name: monoFente) } != nil)
         await #expect(throws: CardError.self) { try await backend.readerNames() }
         try s.startPCSCD()
-        let back = await next(events, where: { if case .readerAdded(let info) = $0 { return info.name == monoFente } else { return false } }, seconds: 15)
+        let back = await events.next(seconds: 15, where: { if case .readerAdded(let info) = $0 { return info.name == monoFente } else { return false } })
         #expect(back != nil)
         #expect(try await backend.readerNames() == [biFente0, biFente1, monoFente])
     }

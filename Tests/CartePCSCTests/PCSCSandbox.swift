@@ -62,9 +62,8 @@ final class PCSCSandbox: @unchecked Sendable {
     nonisolated(unsafe) private static var processes: [Process] = []
 
     private init() throws {
-        directory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("cartekit-pcsc-\(getpid())")
-        try? FileManager.default.removeItem(at: directory)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // A fresh private directory (mkdtemp, 0700): pcscd runs as root and loads what reader.conf.d declares.
+        directory = URL(fileURLWithPath: try PrivatePCSCD.makeWorkDirectory(prefix: "cartekit-pcsc"))
         socket = directory.appendingPathComponent("sim.sock").path
         pcscd = PrivatePCSCD(configurationDirectory: directory.appendingPathComponent("reader.conf.d").path, workDirectory: directory.path)
         clientSocket = pcscd.clientSocket

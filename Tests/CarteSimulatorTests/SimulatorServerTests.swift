@@ -67,7 +67,7 @@ struct SimulatorServerTests {
         let attach = try #require(c.request(Frame(.attach, [0, 0, 0, 0])))
         let description = try ReaderDescription(decoding: attach.payload)
         #expect(description.name == "CarteKit Virtual Mono-fente" && description.ifdVersion == 0x0100_0000 && description.slotCount == 1)
-        #expect(c.request(Frame(.presence))?.payload == [SlotPresence.present.rawValue])
+        #expect(c.request(Frame(.presence))?.payload.first == SlotPresence.present.rawValue)  // + insertion counter
         #expect(c.request(Frame(.power, [1]))?.payload.first == 0x3B)
         #expect(c.request(Frame(.transmit, [0x00, 0xA4, 0x00, 0x0C]))?.payload == [0x90, 0x00])
         #expect(c.request(Frame(.control, bigEndian(0x4200_0D48)))?.payload == [0x12, 0x04, 0x42, 0x33, 0x00, 0x12])

@@ -1,0 +1,60 @@
+import ArgumentParser
+import CarteCore
+import Foundation
+
+struct WatchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch",
+        abstract: "Print reader and card events as they happen (Ctrl-C to stop).",
+        discussion: "With --json, one JSON object per line (schema carte.event/1): time, event, reader, atr."
+    )
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var simulator: SimulatorOptions
+
+    @Option(help: "Stop after this many seconds (default: run until interrupted).")
+    var seconds: Double?
+
+    func run() async throws {
+        let logger = global.makeLogger()
+        try await reporting(json: global.json) {
+            let backend = try simulator.makeAnyBackend(logger: logger)
+            let events = backend.events()
+            let json = global.json
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    let formatter = ISO8601DateFormatter()
+                    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                    for await event in events {
+                        let time = formatter.string(from: Date())
+                        let (kind, reader, atr): (String, String, [UInt8]?) = {
+                            switch event {
+                            case .readerAdded(let info): return ("reader-added", info.name, nil)
+                            case .readerRemoved(let name): return ("reader-removed", name, nil)
+                            case .cardInserted(let name, let atr): return ("card-inserted", name, atr)
+                            case .cardRemoved(let name): return ("card-removed", name, nil)
+                            case .cardMute(let name): return ("card-mute", name, nil)
+                            }
+                        }()
+                        if json {
+                            var object: [String: String] = ["schema": "carte.event/1", "time": time, "event": kind, "reader": reader]
+                            if let atr { object["atr"] = atr.hexString() }
+                            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                            print(String(decoding: data, as: UTF8.self))
+                        } else {
+                            print("\(time)  \(kind)  \(reader)\(atr.map { "  " + $0.hexString() } ?? "")")
+                        }
+                        FileHandle.standardOutput.synchronizeFile()
+                    }
+                }
+                if let seconds {
+                    group.addTask { try await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
+                    try await group.next()
+                    group.cancelAll()
+                } else {
+                    try await group.waitForAll()
+                }
+            }
+        }
+    }
+}
