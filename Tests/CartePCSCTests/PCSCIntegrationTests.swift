@@ -219,6 +219,20 @@ struct PCSCIntegrationTests {
         #expect(apdu.stdout.contains("< 00 01 90 00"))
     }
 
+    @Test func carteWatchPrintsPCSCEvents() async throws {
+        let s = try sandbox()
+        let watch = Task.detached { try s.run(PCSCSandbox.carteBinary.path, ["watch", "--backend", "pcsc", "--json", "--seconds", "3"]) }
+        try await Task.sleep(for: .milliseconds(700))
+        try s.control(["op": "insert", "reader": 0, "slot": 0, "image": "bundled:demo/vitale2-demo.yaml"])
+        try await Task.sleep(for: .milliseconds(900))
+        try s.control(["op": "remove", "reader": 0, "slot": 0])
+        let output = try await watch.value
+        #expect(output.status == 0, "\(output.stderr)")
+        let lines = output.stdout.split(separator: "\n")
+        #expect(lines.contains { $0.contains("\"event\":\"card-inserted\"") && $0.contains("3B 75 13 00 00 45 09 EA 90 00") && $0.contains("carte.event/1") }, "\(output.stdout)")
+        #expect(lines.contains { $0.contains("\"event\":\"card-removed\"") && $0.contains(biFente0) }, "\(output.stdout)")
+    }
+
     @Test func aKilledDaemonLeavesPCSCDHealthyAndCardsAbsent() async throws {
         let s = try sandbox()
         let backend = PCSCBackend()
