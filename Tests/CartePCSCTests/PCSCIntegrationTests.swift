@@ -221,10 +221,12 @@ struct PCSCIntegrationTests {
 
     @Test func carteWatchPrintsPCSCEvents() async throws {
         let s = try sandbox()
-        let watch = Task.detached { try s.run(PCSCSandbox.carteBinary.path, ["watch", "--backend", "pcsc", "--json", "--seconds", "3"]) }
-        try await Task.sleep(for: .milliseconds(700))
+        // Generous margins: `carte watch` reports changes after its first snapshot, and a loaded
+        // 2-core machine may take a while to start it.
+        let watch = Task.detached { try s.run(PCSCSandbox.carteBinary.path, ["watch", "--backend", "pcsc", "--json", "--seconds", "8"]) }
+        try await Task.sleep(for: .milliseconds(2500))
         try s.control(["op": "insert", "reader": 0, "slot": 0, "image": "bundled:demo/vitale2-demo.yaml"])
-        try await Task.sleep(for: .milliseconds(900))
+        try await Task.sleep(for: .milliseconds(1500))
         try s.control(["op": "remove", "reader": 0, "slot": 0])
         let output = try await watch.value
         #expect(output.status == 0, "\(output.stderr)")
