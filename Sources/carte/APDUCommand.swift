@@ -17,6 +17,7 @@ struct APDUCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var backendChoice: BackendOptions
     @OptionGroup var simulator: SimulatorOptions
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Reader (slot) to use: its name or a unique prefix. Default: the first slot holding a card.", valueName: "NAME"))
@@ -43,7 +44,7 @@ struct APDUCommand: AsyncParsableCommand {
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
             let steps = try await loadSteps()
-            let backend = try simulator.makeAnyBackend(logger: logger)
+            let backend = try simulator.makeAnyBackend(backendChoice.backend, logger: logger)
             let name = try await chooseReader(backend, requested: reader)
             let connection = try await backend.connect(to: name, share: .shared, protocols: [.t0, .t1])
             let trace = Trace()

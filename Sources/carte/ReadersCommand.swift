@@ -10,13 +10,14 @@ struct ReadersCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var backendChoice: BackendOptions
     @OptionGroup var simulator: SimulatorOptions
 
     func run() async throws {
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
-            let backend = try simulator.makeAnyBackend(logger: logger)
-            var report = ReadersReport(backend: simulator.backend.rawValue, readers: [])
+            let backend = try simulator.makeAnyBackend(backendChoice.backend, logger: logger)
+            var report = ReadersReport(backend: backendChoice.backend.rawValue, readers: [])
             for info in try await backend.readers() {
                 let state = try await backend.state(of: info.name)
                 var entry = ReadersReport.Reader(info: info, state: "empty", atr: nil, card: nil, image: nil, synthetic: nil)

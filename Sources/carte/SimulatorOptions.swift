@@ -14,11 +14,14 @@ enum BackendKind: String, ExpressibleByArgument, CaseIterable {
     case pcsc
 }
 
-/// Options that choose the backend, and set up the in-memory virtual readers when it is the simulator.
-struct SimulatorOptions: ParsableArguments {
+/// The option that chooses the backend (commands that can talk to pcscd).
+struct BackendOptions: ParsableArguments {
     @Option(help: "Readers to use: simulator (in-memory virtual readers, the default) or pcsc (the readers pcscd knows).")
     var backend: BackendKind = .simulator
+}
 
+/// Options that set up the in-memory virtual readers.
+struct SimulatorOptions: ParsableArguments {
     @Option(
         name: .customLong("profile"),
         help: ArgumentHelp(
@@ -39,7 +42,7 @@ struct SimulatorOptions: ParsableArguments {
     var noCard = false
 
     /// The backend the options ask for: pcscd, or the in-memory simulator set up by ``makeBackend()``.
-    func makeAnyBackend(logger: Logger) throws -> any ReaderBackend {
+    func makeAnyBackend(_ backend: BackendKind, logger: Logger) throws -> any ReaderBackend {
         if backend == .pcsc {
             guard profiles.isEmpty, images.isEmpty, !noCard else {
                 throw ValidationError("--profile, --image and --no-card set up the simulator; with --backend pcsc, use carte sim to drive virtual readers")

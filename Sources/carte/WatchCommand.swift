@@ -10,6 +10,7 @@ struct WatchCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var global: GlobalOptions
+    @OptionGroup var backendChoice: BackendOptions
     @OptionGroup var simulator: SimulatorOptions
 
     @Option(help: "Stop after this many seconds (default: run until interrupted).")
@@ -18,7 +19,7 @@ struct WatchCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
-            let backend = try simulator.makeAnyBackend(logger: logger)
+            let backend = try simulator.makeAnyBackend(backendChoice.backend, logger: logger)
             let events = backend.events()
             let json = global.json
             try await withThrowingTaskGroup(of: Void.self) { group in
