@@ -42,7 +42,7 @@ struct BenchCommand: AsyncParsableCommand {
                 var rows: [BenchReport.Row] = []
                 var reference = 0.0
                 /// Measures `body` (which sends `perIteration` APDUs per call) and adds a row.
-                func row(_ name: String, perIteration: Int = 2, _ body: () async throws -> Void) async throws -> Double {
+                func row(_ name: String, perIteration: Int = 2, _ body: (Int) async throws -> Void) async throws -> Double {
                     let rate = try await measure(duration, perIteration: perIteration, body)
                     if rows.isEmpty { reference = rate }
                     rows.append(.init(name: name, apduPerSecond: rate, ratio: rate / reference))
@@ -51,22 +51,28 @@ struct BenchCommand: AsyncParsableCommand {
 
                 // Reference: a null card (answers 90 00), called directly.
                 let nullCard = NullCard()
-                _ = try await row("reference: null card, direct call") {
-                    blackHole(nullCard.process(select))
-                    blackHole(nullCard.process(read))
+                _ = try await row("reference: null card, direct call") { n in
+                    for _ in 0..<n {
+                        blackHole(nullCard.process(select))
+                        blackHole(nullCard.process(read))
+                    }
                 }
                 let card = SimulatedCard(image: generic)
-                let direct = try await row("simulator card, direct call (goal >= 1,000,000/s)") {
-                    blackHole(card.process(select))
-                    blackHole(card.process(read))
+                let direct = try await row("simulator card, direct call (goal >= 1,000,000/s)") { n in
+                    for _ in 0..<n {
+                        blackHole(card.process(select))
+                        blackHole(card.process(read))
+                    }
                 }
                 let backend = SimulatorBackend(profiles: [.monoFente])
                 let slot = backend.readerNames[0]
                 try backend.insert(generic, into: slot)
                 let connection = try backend.connectNow(to: slot)
-                _ = try await row("simulator via connection (slot lock)") {
-                    blackHole(try connection.transmitNow(select))
-                    blackHole(try connection.transmitNow(read))
+                _ = try await row("simulator via connection (slot lock)") { n in
+                    for _ in 0..<n {
+                        blackHole(try connection.transmitNow(select))
+                        blackHole(try connection.transmitNow(read))
+                    }
                 }
                 let selectAPDU = try CommandAPDU(bytes: select)
                 let readAPDU = try CommandAPDU(bytes: read)
@@ -75,9 +81,11 @@ struct BenchCommand: AsyncParsableCommand {
                     ("simulator via CardChannel (async, policy)", CardChannel(transport: connection)),
                     ("simulator via CardChannel + Trace", CardChannel(transport: connection, trace: Trace(capacity: 4096))),
                 ] {
-                    _ = try await row(name) {
-                        blackHole(try await channel.transmit(selectAPDU))
-                        blackHole(try await channel.transmit(readAPDU))
+                    _ = try await row(name) { n in
+                        for _ in 0..<n {
+                            blackHole(try await channel.transmit(selectAPDU))
+                            blackHole(try await channel.transmit(readAPDU))
+                        }
                     }
                 }
                 // T=0 Vitale: SELECT AID (61xx -> GET RESPONSE) + READ SFI 2 (6Cxx -> resend): 4 APDUs per iteration.
@@ -85,9 +93,11 @@ struct BenchCommand: AsyncParsableCommand {
                 let vChannel = CardChannel(transport: try backend.connectNow(to: slot))
                 let selectVitale = try CommandAPDU.select(aid: [0xD2, 0x50, 0x00, 0x00, 0x02, 0x56, 0x49, 0x54, 0x41, 0x4C, 0x45])
                 let readSFI = try CommandAPDU.readBinary(sfi: 2)
-                _ = try await row("Vitale 2 T=0 via CardChannel (automatic 61xx/6Cxx exchanges counted)", perIteration: 4) {
-                    blackHole(try await vChannel.transmit(selectVitale))
-                    blackHole(try await vChannel.transmit(readSFI))
+                _ = try await row("Vitale 2 T=0 via CardChannel (automatic 61xx/6Cxx exchanges counted)", perIteration: 4) { n in
+                    for _ in 0..<n {
+                        blackHole(try await vChannel.transmit(selectVitale))
+                        blackHole(try await vChannel.transmit(readSFI))
+                    }
                 }
 
                 let report = BenchReport(rows: rows, goalAPDUPerSecond: 1_000_000, goalMet: direct >= 1_000_000, seconds: seconds, build: BuildMode.current)
@@ -122,16 +132,17 @@ struct NullTransport: CardTransport {
 
 @inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
 
-/// Runs `body` in growing batches until `duration` has passed (after a warm-up); returns APDUs per
-/// second, counting `perIteration` APDUs per call.
-func measure(_ duration: Duration, perIteration: Int, _ body: () async throws -> Void) async throws -> Double {
-    for _ in 0..<1000 { try await body() }
+/// Runs `body(batch)` (which loops `batch` times itself, so the harness costs nothing per APDU) in
+/// growing batches until `duration` has passed, after a warm-up; returns APDUs per second, counting
+/// `perIteration` APDUs per loop turn.
+func measure(_ duration: Duration, perIteration: Int, _ body: (Int) async throws -> Void) async throws -> Double {
+    try await body(1000)
     var calls = 0
     var batch = 1000
     let clock = ContinuousClock()
     let start = clock.now
     while true {
-        for _ in 0..<batch { try await body() }
+        try await body(batch)
         calls += batch
         let elapsed = clock.now - start
         if elapsed >= duration { return Double(calls * perIteration) / elapsed.seconds }
