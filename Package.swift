@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "CarteCore", targets: ["CarteCore"]),
         .library(name: "CarteSimulator", targets: ["CarteSimulator"]),
         .library(name: "CartePCSC", targets: ["CartePCSC"]),
+        .library(name: "CarteVitale", targets: ["CarteVitale"]),
         /// The pcscd driver for the virtual readers: `libifdcarte.so` (static Swift runtime, no libpcsclite).
         .library(name: "ifdcarte", type: .dynamic, targets: ["CarteIFD"]),
         /// A do-nothing pcscd driver in C: the floor `carte bench pcsc` measures libifdcarte.so against.
@@ -50,6 +51,12 @@ let package = Package(
         .target(
             name: "CarteCore",
             dependencies: [logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// Carte Vitale: reads the card through any CardChannel into a typed model.
+        .target(
+            name: "CarteVitale",
+            dependencies: ["CarteCore", logging],
             swiftSettings: strictSwiftSettings
         ),
         /// The PC/SC backend over libpcsclite: contexts on dedicated threads, readers, attributes, events.
@@ -143,6 +150,11 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             resources: [.copy("Fixtures")],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "CarteVitaleTests",
+            dependencies: ["CarteVitale", "CarteCore", "CarteSimulator", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

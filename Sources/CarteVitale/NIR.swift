@@ -1,0 +1,97 @@
+/// A French social-security number (NIR, "numéro d'inscription au répertoire") as a Carte Vitale
+/// stores it: 13 characters and a 2-digit key (domain-facts §3.4, [C]).
+///
+/// Layout: sex (1), year (2), month (2), département (2), commune (3), order (3), key (2).
+/// The key is 97 − (the 13 first characters as a number, mod 97). For people born in Corsica the
+/// département is `2A` or `2B`, replaced by `19` and `18` before the computation (the INSEE rule;
+/// [P] in domain-facts, not re-sourced: marked as such here). Born abroad: département `99`.
+public struct NIR: Hashable, Sendable, CustomStringConvertible {
+    /// The 13 characters before the key.
+    public let body: String
+    /// The 2-digit key as written on the card.
+    public let key: Int
+
+    /// What is wrong with a NIR.
+    public enum Problem: Error, Hashable, Sendable, CustomStringConvertible {
+        /// Not 15 characters.
+        case wrongLength(Int)
+        /// A character that cannot be there, at `position` (1-based).
+        case invalidCharacter(position: Int)
+        /// The key is not 2 digits.
+        case invalidKey
+
+        public var description: String {
+            switch self {
+            case .wrongLength(let n): return "a NIR has 15 characters (13 + a 2-digit key), not \(n)"
+            case .invalidCharacter(let p): return "character \(p) of the NIR is not valid there"
+            case .invalidKey: return "the NIR key is not 2 digits"
+            }
+        }
+    }
+
+    /// Parses the 15 characters of a NIR (spaces ignored). The key is read, not checked: see ``isKeyValid``.
+    public init(_ text: String) throws(Problem) {
+        let chars = Array(text.filter { $0 != " " }.uppercased())
+        guard chars.count == 15 else { throw .wrongLength(chars.count) }
+        for (i, c) in chars.enumerated() {
+            let ok: Bool
+            switch i {
+            case 5: ok = c.isASCII && (c.isNumber || c == "2")  // first département character
+            case 6: ok = c.isASCII && (c.isNumber || c == "A" || c == "B")  // 2A / 2B for Corsica
+            default: ok = c.isASCII && c.isNumber
+            }
+            guard ok else { throw .invalidCharacter(position: i + 1) }
+        }
+        guard let key = Int(String(chars[13...])) else { throw .invalidKey }
+        self.body = String(chars[..<13])
+        self.key = key
+    }
+
+    /// The 15 characters.
+    public var description: String { body + (key < 10 ? "0" : "") + String(key) }
+
+    /// 1 male, 2 female (7 and 8 are provisional numbers).
+    public var sex: Int { Int(String(body.prefix(1)))! }
+    /// The two last digits of the birth year.
+    public var birthYear: String { String(body.dropFirst(1).prefix(2)) }
+    /// The birth month (`01`–`12`, or other values for unknown months).
+    public var birthMonth: String { String(body.dropFirst(3).prefix(2)) }
+    /// The birth département (`75`, `2A`, `99` for abroad…).
+    public var department: String { String(body.dropFirst(5).prefix(2)) }
+    /// The commune code, or the country code for people born abroad.
+    public var commune: String { String(body.dropFirst(7).prefix(3)) }
+    /// The order number of the birth in that commune and month.
+    public var order: String { String(body.dropFirst(10).prefix(3)) }
+
+    /// Born abroad (département 99).
+    public var bornAbroad: Bool { department == "99" }
+    /// Born in Corsica (2A or 2B).
+    public var bornInCorsica: Bool { department == "2A" || department == "2B" }
+
+    /// The key the body calls for: 97 − (body mod 97), with 2A → 19 and 2B → 18 ([P], INSEE rule).
+    public var expectedKey: Int {
+        let numeric = body.replacingCorsica()
+        var remainder = 0
+        for c in numeric { remainder = (remainder * 10 + Int(String(c))!) % 97 }
+        return 97 - remainder
+    }
+
+    /// Whether the written key is the expected one.
+    public var isKeyValid: Bool { key == expectedKey }
+
+    /// Builds a NIR from its 13 characters, computing the key.
+    public static func withComputedKey(_ body: String) throws(Problem) -> NIR {
+        let probe = try NIR(body + "00")
+        let key = probe.expectedKey
+        return try NIR(body + (key < 10 ? "0" : "") + String(key))
+    }
+}
+
+extension String {
+    fileprivate func replacingCorsica() -> String {
+        var chars = Array(self)
+        if chars.count > 6, chars[5] == "2", chars[6] == "A" { chars[5] = "1"; chars[6] = "9" }
+        if chars.count > 6, chars[5] == "2", chars[6] == "B" { chars[5] = "1"; chars[6] = "8" }
+        return String(chars)
+    }
+}

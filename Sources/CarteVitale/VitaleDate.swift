@@ -1,0 +1,42 @@
+/// A date as a Carte Vitale writes it, `YYYYMMDD` in ASCII.
+///
+/// Birth dates may be "lunar" (date lunaire): a day or a month that no calendar has (00, 31 February,
+/// month 13…), used when the real date is unknown. They are kept exactly as written, never "corrected".
+public struct VitaleDate: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// The 8 digits as written.
+    public let raw: String
+    public let year: Int
+    public let month: Int
+    public let day: Int
+
+    /// Parses 8 ASCII digits; `nil` for anything else.
+    public init?(_ text: String) {
+        guard text.count == 8, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        raw = text
+        year = Int(text.prefix(4))!
+        month = Int(text.dropFirst(4).prefix(2))!
+        day = Int(text.suffix(2))!
+    }
+
+    /// Whether the date does not exist in the Gregorian calendar (a lunar birth date).
+    public var isLunar: Bool {
+        guard (1...12).contains(month), day >= 1 else { return true }
+        return day > VitaleDate.daysIn(month: month, year: year)
+    }
+
+    static func daysIn(month: Int, year: Int) -> Int {
+        switch month {
+        case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
+        case 4, 6, 9, 11: return 30
+        default: return 31
+        }
+    }
+
+    /// `DD/MM/YYYY`, as French forms print dates.
+    public var description: String { "\(raw.suffix(2))/\(raw.dropFirst(4).prefix(2))/\(raw.prefix(4))" }
+
+    /// `YYYY-MM-DD`.
+    public var iso: String { "\(raw.prefix(4))-\(raw.dropFirst(4).prefix(2))-\(raw.suffix(2))" }
+
+    public static func < (a: VitaleDate, b: VitaleDate) -> Bool { a.raw < b.raw }
+}
