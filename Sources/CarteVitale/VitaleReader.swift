@@ -16,7 +16,99 @@ public struct Beneficiary: Hashable, Sendable {
     /// The NIR (tag `93`), when it parses; check ``NIR/isKeyValid``.
     public var nir: NIR?
 
+    // Synthetic rights file (SyntheticLayout; groups 104–106, 109). Absent on cards without it.
+    /// Usual name (104/1), when the rights file has it.
+    public var usualName: String?
+    /// Birth name, "nom patronymique" (104/2).
+    public var birthName: String?
+    /// Birth rank (104/13): 1 and 2 for twins born the same day.
+    public var birthRank: Int?
+    /// Quality code (104/14), as written.
+    public var quality: String?
+    /// AMO service (104/15–17): `01`, `02`, `03` are C2S managed by the AMO, AMC+AMO or AMC; `10` leaving.
+    public var service: ServicePeriod?
+    /// AMO rights periods (105).
+    public var rights: [Period] = []
+    /// Coverage periods (106) with ALD and situation codes.
+    public var coverage: [Coverage] = []
+    /// Complementary insurance (109).
+    public var amc: AMC?
+
     public init(index: Int) { self.index = index }
+
+    /// Whether AMO rights are open on `date`: `nil` when the card holds no rights data.
+    public func rightsOpen(on date: VitaleDate) -> Bool? {
+        guard !rights.isEmpty else { return nil }
+        return rights.contains { $0.contains(date) }
+    }
+
+    /// Whether C2S (complémentaire santé solidaire, service codes 01–03) applies on `date`.
+    public func c2s(on date: VitaleDate) -> Bool {
+        guard let service, ["01", "02", "03"].contains(service.code) else { return false }
+        return service.period.contains(date)
+    }
+
+    /// The ALD codes of the coverage periods open on `date`.
+    public func ald(on date: VitaleDate) -> [String] {
+        coverage.filter { $0.period.contains(date) && !$0.ald.isEmpty && $0.ald.allSatisfy({ $0 == "0" }) == false }.map(\.ald)
+    }
+}
+
+/// A period between two dates, both included; an absent bound is open.
+public struct Period: Hashable, Sendable {
+    public var from: VitaleDate?
+    public var to: VitaleDate?
+    public init(from: VitaleDate?, to: VitaleDate?) {
+        self.from = from
+        self.to = to
+    }
+    /// Whether `date` falls within the period.
+    public func contains(_ date: VitaleDate) -> Bool {
+        (from.map { $0 <= date } ?? true) && (to.map { date <= $0 } ?? true)
+    }
+}
+
+/// An AMO service (C2S and others) with its period.
+public struct ServicePeriod: Hashable, Sendable {
+    public var code: String
+    public var period: Period
+}
+
+/// A coverage period (106).
+public struct Coverage: Hashable, Sendable {
+    public var period: Period
+    /// ALD code (`0` or empty: none).
+    public var ald: String
+    /// Situation code.
+    public var situation: String
+}
+
+/// Complementary insurance (AMC, group 109).
+public struct AMC: Hashable, Sendable {
+    public var numberB2: String?
+    public var numberEDI: String?
+    public var member: String?
+    public var indicator: String?
+    public var period: Period
+    public var routing: String?
+    public var host: String?
+    public var domain: String?
+}
+
+/// AMO identification of the card (group 101).
+public struct AMO: Hashable, Sendable {
+    public var regime: String
+    public var caisse: String
+    public var centre: String
+    public var codeGestion: String
+}
+
+/// Mutuelle data (groups 107, 108).
+public struct Mutuelle: Hashable, Sendable {
+    public var identification: String
+    public var guarantees: String?
+    public var indicator: String?
+    public var periods: [Period]
 }
 
 /// A problem found in the card's data that does not stop the reading: the field is reported invalid
@@ -43,6 +135,20 @@ public struct VitaleCard: Hashable, Sendable {
         case vitale1, vitale2
     }
     public var generation: Generation
+    /// Card type (101/1), from the synthetic card file.
+    public var cardType: String?
+    /// Serial number (101/2), from the synthetic card file.
+    public var serialNumber: String?
+    /// End of validity (101/3), from the synthetic card file.
+    public var validUntil: VitaleDate?
+    /// AMO identification (101/10–13), from the synthetic card file.
+    public var amo: AMO?
+    /// Family AMO service (102).
+    public var familyService: ServicePeriod?
+    /// Mutuelle (107, 108).
+    public var mutuelle: Mutuelle?
+    /// Whether the data came partly from CarteKit's synthetic files (see ``SyntheticLayout``).
+    public var usesSyntheticLayout: Bool = false
     /// The people on the card, in card order.
     public var beneficiaries: [Beneficiary]
     /// Data problems found (invalid NIR key, unpaired templates…).
@@ -97,14 +203,23 @@ public struct VitaleReader: Sendable {
     /// Reads the card.
     public func read() async throws(VitaleError) -> VitaleCard {
         let before = channel.trace?.nextSequence
-        let result = try await channelExclusive { held throws(VitaleError) -> ([TLV], [TLV]) in
+        let result = try await channelExclusive { held throws(VitaleError) -> Files in
             try await select(Self.mfVitaleAID, held, notFound: true)
-            let identities = try await readTemplates(sfi: 2, file: "MF_VITALE SFI 2", held)
+            var files = Files()
+            files.identities = try await readTemplates(sfi: 2, file: "MF_VITALE SFI 2", held, optional: false, &files.issues) ?? []
             try await select(Self.vitaleAID, held, notFound: false)
-            let numbers = try await readTemplates(sfi: 2, file: "VITALE SFI 2", held)
-            return (identities, numbers)
+            files.numbers = try await readTemplates(sfi: 2, file: "VITALE SFI 2", held, optional: false, &files.issues) ?? []
+            // CarteKit's synthetic files (absent on real cards: 6A82 is not an error).
+            files.card = try await readTemplates(sfi: SyntheticLayout.cardSFI, file: "VITALE SFI 3 (synthetic)", held, optional: true, &files.issues)
+            if files.card != nil {
+                files.rights = try await readTemplates(sfi: SyntheticLayout.rightsSFI, file: "VITALE SFI 4 (synthetic)", held, optional: true, &files.issues)
+                files.mutuelle = try await readTemplates(sfi: SyntheticLayout.mutuelleSFI, file: "VITALE SFI 5 (synthetic)", held, optional: true, &files.issues)
+            }
+            return files
         }
-        var card = VitaleReader.decode(identities: result.0, numbers: result.1)
+        var card = VitaleReader.decode(identities: result.identities, numbers: result.numbers)
+        VitaleReader.decodeSynthetic(result, into: &card)
+        card.issues += result.issues
         if let before, let trace = channel.trace {
             card.apduCount = trace.events(from: before).filter { $0.direction == .toCard }.count
         }
@@ -160,18 +275,39 @@ public struct VitaleReader: Sendable {
             if sw == .wrongP1P2 || sw == .endOfFileReached, !data.isEmpty { break }
             guard sw.isSuccess || sw == .endOfFileReached else { throw .unreadable(file: file, sw) }
             data += response.data
-            if response.data.count < 256 || sw == .endOfFileReached || data.count > 0x7F00 { break }
+            // Vitale files are zero padded: a chunk ending in padding holds the end of the content,
+            // so no further read is needed (saves one APDU per file).
+            if response.data.count < 256 || sw == .endOfFileReached || data.last == 0x00 || data.count > 0x7F00 { break }
             command = try! CommandAPDU.readBinary(offset: data.count)  // the SFI read made the file current
         }
         return data
     }
 
-    private func readTemplates(sfi: UInt8, file: String, _ held: CardChannel.ExclusiveChannel) async throws(VitaleError) -> [TLV] {
-        let bytes = try await readFile(sfi: sfi, file: file, held)
+    /// The files read, before decoding.
+    struct Files: Sendable {
+        var identities: [TLV] = []
+        var numbers: [TLV] = []
+        var card: [TLV]?
+        var rights: [TLV]?
+        var mutuelle: [TLV]?
+        var issues: [VitaleIssue] = []
+    }
+
+    private func readTemplates(sfi: UInt8, file: String, _ held: CardChannel.ExclusiveChannel, optional: Bool, _ issues: inout [VitaleIssue]) async throws(VitaleError) -> [TLV]? {
+        let bytes: [UInt8]
+        do {
+            bytes = try await readFile(sfi: sfi, file: file, held)
+        } catch .unreadable(_, let sw) where optional && sw == .fileNotFound {
+            return nil
+        }
         do {
             return try TLV.decode(bytes, allowPadding: true)
         } catch {
-            throw .malformed(file: file, error)
+            // The identity files are what a Vitale reading is: they must be sound. A damaged optional
+            // file is reported and left out; its data is then absent, never half-read.
+            guard optional else { throw .malformed(file: file, error) }
+            issues.append(VitaleIssue(file: file, message: "not valid BER-TLV, ignored: \(error)"))
+            return nil
         }
     }
 
@@ -221,6 +357,75 @@ public struct VitaleReader: Sendable {
             people.append(b)
         }
         return VitaleCard(generation: .vitale2, beneficiaries: people, issues: issues, apduCount: 0)
+    }
+}
+
+extension VitaleReader {
+    /// Decodes CarteKit's synthetic files into `card` (see ``SyntheticLayout``).
+    static func decodeSynthetic(_ files: Files, into card: inout VitaleCard) {
+        func text(_ t: TLV?, _ tag: TLVTag) -> String? { t?[tag].map { latin1($0.value) } }
+        func date(_ t: TLV?, _ tag: TLVTag, _ file: String, _ person: Int?, _ field: String) -> VitaleDate? {
+            guard let raw = text(t, tag), !raw.isEmpty else { return nil }
+            if let d = VitaleDate(raw) { return d }
+            card.issues.append(VitaleIssue(file: file, beneficiary: person, field: field, message: "\"\(raw)\" is not YYYYMMDD"))
+            return nil
+        }
+        func period(_ t: TLV, _ file: String, _ person: Int?, _ field: String) -> Period {
+            Period(from: date(t, 0x80, file, person, field + " start"), to: date(t, 0x81, file, person, field + " end"))
+        }
+        if let cardFile = files.card {
+            card.usesSyntheticLayout = true
+            let f = "VITALE SFI 3 (synthetic)"
+            let c = cardFile.first { $0.tag == SyntheticLayout.cardTemplate }
+            card.cardType = text(c, SyntheticLayout.Card.type)
+            card.serialNumber = text(c, SyntheticLayout.Card.serial)
+            card.validUntil = date(c, SyntheticLayout.Card.validUntil, f, nil, "end of validity")
+            if let regime = text(c, SyntheticLayout.Card.regime) {
+                card.amo = AMO(regime: regime, caisse: text(c, SyntheticLayout.Card.caisse) ?? "", centre: text(c, SyntheticLayout.Card.centre) ?? "",
+                               codeGestion: text(c, SyntheticLayout.Card.codeGestion) ?? "")
+            }
+            if let s = c?[SyntheticLayout.Card.familyService] {
+                card.familyService = ServicePeriod(code: text(s, 0x80) ?? "", period: Period(from: date(s, 0x81, f, nil, "family service start"), to: date(s, 0x82, f, nil, "family service end")))
+            }
+        }
+        if let rightsFile = files.rights {
+            let f = "VITALE SFI 4 (synthetic)"
+            let people = rightsFile.filter { $0.tag == SyntheticLayout.personTemplate }
+            if people.count != card.beneficiaries.count {
+                card.issues.append(VitaleIssue(file: f, message: "\(people.count) rights template(s) for \(card.beneficiaries.count) person(s)"))
+            }
+            for (i, p) in people.enumerated() where i < card.beneficiaries.count {
+                var b = card.beneficiaries[i]
+                b.usualName = text(p, SyntheticLayout.Person.usualName)
+                b.birthName = text(p, SyntheticLayout.Person.birthName)
+                if let rank = text(p, SyntheticLayout.Person.birthRank) {
+                    if let r = Int(rank), (1...9).contains(r) { b.birthRank = r } else {
+                        card.issues.append(VitaleIssue(file: f, beneficiary: i, field: "birth rank", message: "\"\(rank)\" is not a rank 1 to 9"))
+                    }
+                }
+                b.quality = text(p, SyntheticLayout.Person.quality)
+                if let code = text(p, SyntheticLayout.Person.serviceCode) {
+                    b.service = ServicePeriod(code: code, period: Period(from: date(p, SyntheticLayout.Person.serviceFrom, f, i, "service start"),
+                                                                       to: date(p, SyntheticLayout.Person.serviceTo, f, i, "service end")))
+                }
+                b.rights = p.all(SyntheticLayout.Person.rights).map { period($0, f, i, "rights") }
+                b.coverage = p.all(SyntheticLayout.Person.coverage).map {
+                    Coverage(period: period($0, f, i, "coverage"), ald: text($0, 0x82) ?? "", situation: text($0, 0x83) ?? "")
+                }
+                if let a = p[SyntheticLayout.Person.amc] {
+                    b.amc = AMC(numberB2: text(a, 0x80), numberEDI: text(a, 0x81), member: text(a, 0x82), indicator: text(a, 0x83),
+                                period: Period(from: date(a, 0x84, f, i, "AMC start"), to: date(a, 0x85, f, i, "AMC end")),
+                                routing: text(a, 0x86), host: text(a, 0x87), domain: text(a, 0x88))
+                }
+                card.beneficiaries[i] = b
+            }
+        }
+        if let mutuelleFile = files.mutuelle, let m = mutuelleFile.first(where: { $0.tag == SyntheticLayout.mutuelleTemplate }) {
+            let f = "VITALE SFI 5 (synthetic)"
+            card.mutuelle = Mutuelle(identification: text(m, SyntheticLayout.Mutuelle.identification) ?? "",
+                                     guarantees: text(m, SyntheticLayout.Mutuelle.guarantees), indicator: text(m, SyntheticLayout.Mutuelle.indicator),
+                                     periods: m.all(SyntheticLayout.Mutuelle.period).map { period($0, f, nil, "mutuelle") })
+        }
     }
 }
 
