@@ -86,7 +86,7 @@ let package = Package(
         /// In-memory card emulators, virtual readers and the card-image format.
         .target(
             name: "CarteSimulator",
-            dependencies: ["CarteCore", "CarteSimProtocol", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
+            dependencies: ["CarteCore", "CarteVitale", "CarteSimProtocol", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwiftSettings
         ),
         /// The reader profiles of `Firmware/virtual/`, embedded in the binary.
@@ -107,11 +107,21 @@ let package = Package(
         .target(
             name: "CarteBundledImages",
             path: "CardImages",
-            exclude: ["README.md"],
+            exclude: ["README.md", "vitale/README.md"],
             sources: ["BundledImages.swift"],
             resources: [
                 .embedInCode("demo/vitale2-demo.yaml"),
                 .embedInCode("demo/iso-generic.yaml"),
+                .embedInCode("vitale/single-insured.yaml"),
+                .embedInCode("vitale/family-five.yaml"),
+                .embedInCode("vitale/twins.yaml"),
+                .embedInCode("vitale/born-abroad.yaml"),
+                .embedInCode("vitale/corsica.yaml"),
+                .embedInCode("vitale/rights-expired.yaml"),
+                .embedInCode("vitale/ald.yaml"),
+                .embedInCode("vitale/c2s.yaml"),
+                .embedInCode("vitale/amc-mutuelle.yaml"),
+                .embedInCode("vitale/corrupt.yaml"),
             ],
             swiftSettings: strictSwiftSettings
         ),
@@ -122,6 +132,7 @@ let package = Package(
                 "CarteCore",
                 "CarteSimulator",
                 "CartePCSC",
+                "CarteVitale",
                 "CarteBundledImages",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

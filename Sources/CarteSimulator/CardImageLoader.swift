@@ -98,7 +98,11 @@ public enum CardImageLoader {
     public static let maximumNodes = 200_000
 
     /// Loads an image from its text; `source` names it in errors.
+    /// A persona (`format: carte-persona/1`) is compiled to its image.
     public static func load(text: String, source: String) throws(CardImageError) -> CardImage {
+        if PersonaCompiler.isPersona(text) {
+            return PersonaCompiler.compile(try PersonaCompiler.load(text: text, source: source), source: source)
+        }
         let root = try compose(text, source: source)
         var reader = YAMLDocumentReader(source: source)
         return try reader.image(root)

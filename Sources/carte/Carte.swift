@@ -24,7 +24,7 @@ struct Carte: AsyncParsableCommand {
               64  invalid command line (unknown option, missing argument)
             """,
         version: CarteVersion.string,
-        subcommands: [ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
+        subcommands: [ReadCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
     )
 }
 

@@ -1,0 +1,82 @@
+import CarteCore
+
+/// Writes a ``CardImage`` in the `carte-image/1` text format (what `carte image build` produces).
+/// Loading the text gives the same image back.
+public enum CardImageWriter {
+    /// The YAML text of `image`.
+    public static func yaml(_ image: CardImage) -> String {
+        var out: [String] = []
+        func quote(_ s: String) -> String {
+            "\"" + s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
+        }
+        func hex(_ b: [UInt8]) -> String { b.isEmpty ? "\"\"" : b.hexString() }
+        out.append("# Written by `carte image build`\(image.source.map { " from \($0)" } ?? "")\(image.synthetic ? " — SYNTHETIC" : "").")
+        out.append("format: carte-image/\(CardImage.currentFormat)")
+        out.append("name: \(quote(image.name))")
+        out.append("synthetic: \(image.synthetic)")
+        if let s = image.summary { out.append("description: \(quote(s))") }
+        out.append("card:")
+        out.append("  atr: \(image.atr.hexString())")
+        out.append("  protocol: \(image.cardProtocol)")
+        out.append("  t0-responses: \(image.behaviour.t0Responses)")
+        out.append("  classes: [\(image.behaviour.classes.sorted().map { quote($0.hex) }.joined(separator: ", "))]")
+        if !image.behaviour.selectRejectedP2.isEmpty {
+            out.append("  select-rejected-p2: [\(image.behaviour.selectRejectedP2.sorted().map { quote($0.hex) }.joined(separator: ", "))]")
+        }
+        out.append("  challenge-seed: \(image.behaviour.challengeSeed)")
+        if !image.pins.isEmpty {
+            out.append("pins:")
+            for p in image.pins {
+                out.append("  - ref: \(quote(p.reference.hex))")
+                out.append("    value: \(hex(p.value))")
+                out.append("    tries: \(p.maxTries)")
+                out.append("    remaining: \(p.remainingTries)")
+                if let l = p.label { out.append("    label: \(quote(l))") }
+            }
+        }
+        func dedicated(_ df: CardImage.DedicatedFile, _ indent: String, root: Bool) {
+            if root {
+                out.append("filesystem:")
+                if let fid = df.fid { out.append("\(indent)fid: \(quote(fid.hex))") }
+            } else {
+                out.append("\(indent.dropLast(2))- df: \(df.fid.map { quote($0.hex) } ?? "~")")
+            }
+            if let aid = df.aid { out.append("\(indent)aid: \(aid.hexString())") }
+            if let l = df.label { out.append("\(indent)label: \(quote(l))") }
+            if let fci = df.fci { out.append("\(indent)fci: \(hex(fci))") }
+            guard !df.children.isEmpty else { return }
+            out.append("\(indent)files:")
+            for child in df.children {
+                switch child {
+                case .dedicated(let sub): dedicated(sub, indent + "    ", root: false)
+                case .elementary(let ef):
+                    out.append("\(indent)  - ef: \(ef.fid.map { quote($0.hex) } ?? "~")")
+                    let i = indent + "    "
+                    if let sfi = ef.sfi { out.append("\(i)sfi: \(sfi)") }
+                    if let l = ef.label { out.append("\(i)label: \(quote(l))") }
+                    if ef.read != .always { out.append("\(i)read: \(ef.read)") }
+                    if ef.synthetic { out.append("\(i)synthetic: true") }
+                    if let fci = ef.fci { out.append("\(i)fci: \(hex(fci))") }
+                    switch ef.content {
+                    case .transparent(let bytes): out.append("\(i)data: \(hex(bytes))")
+                    case .records(let records):
+                        out.append("\(i)records:")
+                        for r in records { out.append("\(i)  - \(hex(r))") }
+                    }
+                }
+            }
+        }
+        dedicated(image.root, "  ", root: true)
+        if !image.overrides.isEmpty {
+            out.append("overrides:")
+            for o in image.overrides { out.append("  - { command: \(hex(o.command)), response: \(hex(o.response)) }") }
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
+        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
