@@ -170,7 +170,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CartePCSCTests",
-            dependencies: ["CartePCSC", "CarteCore", "CarteSimulator", "carte"],
+            dependencies: ["CartePCSC", "CarteCore", "CarteSimulator", "CarteVitale", "CarteBundledImages", "carte"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

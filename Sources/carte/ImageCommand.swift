@@ -2,12 +2,13 @@ import ArgumentParser
 import CarteBundledImages
 import CarteCore
 import CarteSimulator
+import Foundation
 
 struct ImageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
         abstract: "Work with card images (the simulator's card format).",
-        subcommands: [Check.self, List.self]
+        subcommands: [Check.self, List.self, Build.self]
     )
 
     struct Check: AsyncParsableCommand {
@@ -40,6 +41,41 @@ struct ImageCommand: AsyncParsableCommand {
             }
             if global.json { Output.printJSON(ImageCheckReport(results: results)) }
             if failed { throw ExitCode(CarteExit.invalidInput) }
+        }
+    }
+
+    struct Build: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "build",
+            abstract: "Compile a persona (carte-persona/1) into a card image file (carte-image/1).",
+            discussion: "PERSONA may be bundled:PATH (for example bundled:vitale/twins.yaml). The image is written with hex file contents, every synthetic part labelled."
+        )
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The persona file.")
+        var persona: String
+
+        @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the image ('-' for standard output).", valueName: "IMAGE"))
+        var output: String
+
+        func run() async throws {
+            _ = global.makeLogger()
+            try await reporting(json: global.json) {
+                let image = try SimulatorOptions.loadImage(persona)
+                let text = CardImageWriter.yaml(image)
+                if output == "-" {
+                    print(text, terminator: "")
+                } else {
+                    do {
+                        try text.write(toFile: output, atomically: true, encoding: .utf8)
+                    } catch {
+                        throw CLIError(kind: "image", message: "cannot write \(output): \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput)
+                    }
+                    if !global.json { Output.stderr("wrote \(output): \(image.name)") }
+                }
+                if global.json && output != "-" { Output.printJSON(ImageCheckReport(results: [.init(file: output, valid: true, error: nil, summary: ImageSummary(image))])) }
+            }
         }
     }
 

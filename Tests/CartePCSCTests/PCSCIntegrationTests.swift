@@ -1,5 +1,8 @@
+import CarteBundledImages
 import CarteCore
 import CartePCSC
+import CarteSimulator
+import CarteVitale
 import Foundation
 import Testing
 
@@ -233,6 +236,44 @@ struct PCSCIntegrationTests {
         let lines = output.stdout.split(separator: "\n")
         #expect(lines.contains { $0.contains("\"event\":\"card-inserted\"") && $0.contains("3B 75 13 00 00 45 09 EA 90 00") && $0.contains("carte.event/1") }, "\(output.stdout)")
         #expect(lines.contains { $0.contains("\"event\":\"card-removed\"") && $0.contains(biFente0) }, "\(output.stdout)")
+    }
+
+    @Test func everyVitalePersonaReadsBackThroughPCSCD() async throws {
+        let s = try sandbox()
+        let backend = PCSCBackend()
+        defer { _ = try? s.control(["op": "remove", "reader": 0, "slot": 0]) }
+        for bundled in BundledImages.vitalePersonas {
+            let persona = try PersonaCompiler.load(text: bundled.text, source: bundled.path)
+            // Remove, see it gone, then insert: each persona is a new card for pcscd.
+            try s.control(["op": "remove", "reader": 0, "slot": 0])
+            try await waitUntil("slot 0 empty") { try await backend.state(of: biFente0) == .empty }
+            try s.control(["op": "insert", "reader": 0, "slot": 0, "image": "bundled:" + bundled.path])
+            let atr = persona.atr
+            try await waitUntil("\(bundled.path) in slot 0") { try await backend.state(of: biFente0) == .present(atr: atr) }
+            let r = try s.run(PCSCSandbox.carteBinary.path, ["read", "--backend", "pcsc", "-r", biFente0, "--json", "--date", "2026-06-15"])
+            #expect(r.status == 0, "\(bundled.path): \(r.stdout) \(r.stderr)")
+            let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
+            #expect(json["schema"] as? String == "carte.vitale/1")
+            let people = json["people"] as? [[String: Any]] ?? []
+            #expect(people.count == persona.people.count, "\(bundled.path)")
+            #expect(people.map { $0["nir"] as? String } == persona.people.map(\.nir), "\(bundled.path)")
+            #expect(people.map { $0["firstName"] as? String } == persona.people.map(\.firstName), "\(bundled.path)")
+            #expect(people.map { $0["birthDate"] as? String } == persona.people.map(\.birthDate), "\(bundled.path)")
+            #expect((json["apduCount"] as? Int ?? 99) <= 12, "\(bundled.path)")
+            switch bundled.path {
+            case "vitale/rights-expired.yaml": #expect(people.first?["rights"] as? String == "closed")
+            case "vitale/single-insured.yaml": #expect(people.first?["rights"] as? String == "open")
+            case "vitale/twins.yaml": #expect(people.map { $0["birthRank"] as? Int } == [1, 1, 2])
+            case "vitale/corsica.yaml": #expect(people.allSatisfy { $0["bornInCorsica"] as? Bool == true && $0["nirKeyValid"] as? Bool == true })
+            case "vitale/born-abroad.yaml": #expect(people.first?["bornAbroad"] as? Bool == true && people.first?["birthDateLunar"] as? Bool == true)
+            case "vitale/c2s.yaml": #expect(people.first?["c2s"] as? Bool == true)
+            case "vitale/ald.yaml": #expect(people.first?["ald"] as? [String] == ["08"])
+            case "vitale/corrupt.yaml":
+                #expect((json["issues"] as? [String])?.first == "VITALE SFI 2, person 2, NIR: key 99 is wrong: the number calls for 10")
+                #expect((json["issues"] as? [String])?.count == 2)
+            default: break
+            }
+        }
     }
 
     @Test func aKilledDaemonLeavesPCSCDHealthyAndCardsAbsent() async throws {
