@@ -212,6 +212,32 @@ struct CLITests {
         #expect(j.json["synthetic"] as? Bool == true)
     }
 
+    @Test func readAVitale() throws {
+        let r = try Carte.run(["read", "--image", "bundled:vitale/rights-expired.yaml", "--date", "2026-06-15"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("1. JEAN PERIME, born 27/01/1958"))
+        #expect(r.stdout.contains("Rights: CLOSED (ended 31/12/2023)"))
+        let j = try Carte.run(["read", "--json", "--image", "bundled:vitale/twins.yaml", "--date", "2026-06-15"])
+        #expect(j.json["schema"] as? String == "carte.vitale/1")
+        #expect((j.json["people"] as? [[String: Any]])?.map { $0["birthRank"] as? Int } == [1, 1, 2])
+        #expect(try Carte.run(["read", "--date", "2026-02-30"]).status == 64)
+        let notVitale = try Carte.run(["read", "--image", "bundled:demo/iso-generic.yaml"])
+        #expect(notVitale.status == 3 && notVitale.stderr.contains("not a Carte Vitale 2"))
+    }
+
+    @Test func imageBuildWritesALoadableImage() throws {
+        let out = NSTemporaryDirectory() + "ck-build-\(getpid()).yaml"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let b = try Carte.run(["image", "build", "bundled:vitale/c2s.yaml", "-o", out])
+        #expect(b.status == 0, "\(b.stderr)")
+        let check = try Carte.run(["image", "check", out])
+        #expect(check.status == 0 && check.stdout.contains("C2S (synthetic, SOLIDAIRE) — synthetic"))
+        let r = try Carte.run(["read", "--image", out, "--date", "2026-06-15"])
+        #expect(r.stdout.contains("C2S (complémentaire santé solidaire)"))
+        let bad = try Carte.run(["image", "build", Carte.repository.appendingPathComponent("CardImages/README.md").path, "-o", out])
+        #expect(bad.status == 2)
+    }
+
     @Test func imageCheck() throws {
         let good = try Carte.run(["image", "check", "bundled:demo/vitale2-demo.yaml", Carte.repository.appendingPathComponent("CardImages/demo/iso-generic.yaml").path])
         #expect(good.status == 0, "\(good.stderr)")
