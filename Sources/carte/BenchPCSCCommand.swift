@@ -35,43 +35,25 @@ extension BenchCommand {
                 if let reason = PrivatePCSCD.unavailableReason {
                     throw CLIError(kind: "bench", message: "cannot run a private pcscd: \(reason)", exitCode: CarteExit.cardOrReader)
                 }
-                let bin = URL(fileURLWithPath: defaultDriverPath()).deletingLastPathComponent()
-                let carteDriver = bin.appendingPathComponent("libifdcarte.so").path
-                let nullDriver = bin.appendingPathComponent("libifdnull.so").path
-                for driver in [carteDriver, nullDriver] where !FileManager.default.fileExists(atPath: driver) {
-                    throw CLIError(kind: "bench", message: "\(driver) is not built (swift build -c release)", exitCode: CarteExit.invalidInput)
+                let nullDriver = URL(fileURLWithPath: defaultDriverPath()).deletingLastPathComponent().appendingPathComponent("libifdnull.so").path
+                guard FileManager.default.fileExists(atPath: nullDriver) else {
+                    throw CLIError(kind: "bench", message: "\(nullDriver) is not built (swift build -c release)", exitCode: CarteExit.invalidInput)
                 }
-                // A fresh private directory (mkdtemp, 0700): pcscd runs as root and loads what it declares.
-                let work = URL(fileURLWithPath: try PrivatePCSCD.makeWorkDirectory(prefix: "cartekit-bench"))
-                let conf = work.appendingPathComponent("reader.conf.d")
-                try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(at: work) }
+                let setup = try PrivateVirtualReader.start(image: try SimulatorOptions.loadImage("bundled:demo/iso-generic.yaml"), logger: logger,
+                                                           isolateNetwork: VPCDBench.installed) { conf in
+                    try """
+                        # Do-nothing reference driver for `carte bench pcsc` (pcscd's floor).
+                        FRIENDLYNAME "CarteKit Null Reference"
+                        DEVICENAME   /dev/null
+                        LIBPATH      \(nullDriver)
+                        CHANNELID    0
 
-                // The simulator daemon, in this process: one mono-fente reader with the generic card.
-                let image = try SimulatorOptions.loadImage("bundled:demo/iso-generic.yaml")
-                let backend = SimulatorBackend(profiles: [.monoFente])
-                try backend.insert(image, into: backend.readerNames[0])
-                let socket = work.appendingPathComponent("sim.sock").path
-                let server = SimulatorServer(backend: backend, path: socket, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) })
-                try server.start()
-                defer { server.stop() }
-
-                try SimCommand.ReaderConf.entry(name: "CarteKit Virtual Mono-fente", socket: socket, reader: 0, slots: 1, timeout: 30_000, driver: carteDriver, uid: Int(getuid()))
-                    .write(toFile: conf.appendingPathComponent("cartekit-00").path, atomically: true, encoding: .utf8)
-                try """
-                    # Do-nothing reference driver for `carte bench pcsc` (pcscd's floor).
-                    FRIENDLYNAME "CarteKit Null Reference"
-                    DEVICENAME   /dev/null
-                    LIBPATH      \(nullDriver)
-                    CHANNELID    0
-
-                    """.write(toFile: conf.appendingPathComponent("null-reference").path, atomically: true, encoding: .utf8)
-                if VPCDBench.installed { try VPCDBench.writeEntry(configuration: conf.path) }
-
-                let pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: work.path, isolateNetwork: VPCDBench.installed)
-                setenv("PCSCLITE_CSOCK_NAME", pcscd.clientSocket, 1)
-                try pcscd.start()
-                defer { pcscd.stop() }
+                        """.write(toFile: conf.appendingPathComponent("null-reference").path, atomically: true, encoding: .utf8)
+                    if VPCDBench.installed { try VPCDBench.writeEntry(configuration: conf.path) }
+                }
+                defer { setup.stop() }
+                let backend = setup.backend
+                let pcscd = setup.pcscd
                 let vpcd = try pcscd.networkNamespacePath.flatMap { VPCDBench.installed ? try VPCDBench.start(namespace: $0, backend: backend, logger: logger) : nil }
                 defer { vpcd?.stop() }
 
@@ -201,5 +183,52 @@ enum VPCDBench {
         let side = try VPCDCardSide(slot: slot, host: "127.0.0.1", port: port, mode: .connect, networkNamespace: namespace, logger: logger)
         try side.start()
         return side
+    }
+}
+
+/// A private pcscd loading CarteKit's driver for one in-process virtual mono-fente reader holding
+/// `image` (plus whatever `extraEntries` declares), for benchmarks. Root only.
+struct PrivateVirtualReader {
+    let work: URL
+    let backend: SimulatorBackend
+    let server: SimulatorServer
+    let pcscd: PrivatePCSCD
+
+    static func start(image: CardImage, logger: Logger, isolateNetwork: Bool = false, extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
+        if let reason = PrivatePCSCD.unavailableReason {
+            throw CLIError(kind: "bench", message: "cannot run a private pcscd: \(reason)", exitCode: CarteExit.cardOrReader)
+        }
+        let carteDriver = URL(fileURLWithPath: defaultDriverPath()).deletingLastPathComponent().appendingPathComponent("libifdcarte.so").path
+        guard FileManager.default.fileExists(atPath: carteDriver) else {
+            throw CLIError(kind: "bench", message: "\(carteDriver) is not built (swift build -c release)", exitCode: CarteExit.invalidInput)
+        }
+        // A fresh private directory (mkdtemp, 0700): pcscd runs as root and loads what it declares.
+        let work = URL(fileURLWithPath: try PrivatePCSCD.makeWorkDirectory(prefix: "cartekit-bench"))
+        let conf = work.appendingPathComponent("reader.conf.d")
+        try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
+        let backend = SimulatorBackend(profiles: [.monoFente])
+        try backend.insert(image, into: backend.readerNames[0])
+        let socket = work.appendingPathComponent("sim.sock").path
+        let server = SimulatorServer(backend: backend, path: socket, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) })
+        try server.start()
+        try SimCommand.ReaderConf.entry(name: "CarteKit Virtual Mono-fente", socket: socket, reader: 0, slots: 1, timeout: 30_000, driver: carteDriver, uid: Int(getuid()))
+            .write(toFile: conf.appendingPathComponent("cartekit-00").path, atomically: true, encoding: .utf8)
+        try extraEntries(conf)
+        let pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: work.path, isolateNetwork: isolateNetwork)
+        setenv("PCSCLITE_CSOCK_NAME", pcscd.clientSocket, 1)
+        do {
+            try pcscd.start()
+        } catch {
+            server.stop()
+            try? FileManager.default.removeItem(at: work)
+            throw error
+        }
+        return PrivateVirtualReader(work: work, backend: backend, server: server, pcscd: pcscd)
+    }
+
+    func stop() {
+        pcscd.stop()
+        server.stop()
+        try? FileManager.default.removeItem(at: work)
     }
 }

@@ -264,6 +264,15 @@ struct CLITests {
         #expect(try Carte.run(["readers", "--backend", "pcsc", "--profile", "bi-fente"]).status == 64)
     }
 
+    @Test func benchVitaleCountsAPDUs() throws {
+        let r = try Carte.run(["bench", "vitale", "--reads", "10", "--json"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.json["schema"] as? String == "carte.bench-vitale/1")
+        let rows = r.json["rows"] as? [[String: Any]] ?? []
+        #expect(rows.count == (getuid() == 0 ? 2 : 1))
+        #expect(rows.allSatisfy { ($0["apdus"] as? Int ?? 99) <= 12 && ($0["selectRoundTripMilliseconds"] as? Double ?? 0) > 0 })
+    }
+
     @Test func benchRunsAndReportsRatios() throws {
         let r = try Carte.run(["bench", "core", "--seconds", "0.02", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
