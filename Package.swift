@@ -122,6 +122,7 @@ let package = Package(
                 .embedInCode("vitale/c2s.yaml"),
                 .embedInCode("vitale/amc-mutuelle.yaml"),
                 .embedInCode("vitale/corrupt.yaml"),
+                .embedInCode("vitale/vitale1.yaml"),
             ],
             swiftSettings: strictSwiftSettings
         ),

@@ -23,6 +23,7 @@ public enum BundledImages {
         Image(path: "vitale/c2s.yaml", text: String(decoding: PackageResources.c2s_yaml, as: UTF8.self)),
         Image(path: "vitale/amc-mutuelle.yaml", text: String(decoding: PackageResources.amc_mutuelle_yaml, as: UTF8.self)),
         Image(path: "vitale/corrupt.yaml", text: String(decoding: PackageResources.corrupt_yaml, as: UTF8.self)),
+        Image(path: "vitale/vitale1.yaml", text: String(decoding: PackageResources.vitale1_yaml, as: UTF8.self)),
     ]
 
     /// The Carte Vitale personas (`vitale/*.yaml`, format carte-persona/1).

@@ -51,6 +51,7 @@ final class SlotLink: @unchecked Sendable {
     private var description: ReaderDescription?
     private var atr: [UInt8] = []
     private var lastInsertion: UInt32?
+    private var lastReported: SlotPresence?
     /// Until when presence reports "absent" after a card swap was seen.
     private var absentUntil: ContinuousClock.Instant?
     /// Longer than pcscd's presence poll (400 ms), so pcscd's own poll is sure to see the removal even
@@ -121,15 +122,18 @@ final class SlotLink: @unchecked Sendable {
         guard let insertion = readU32(bytes, 1) else { return state }
         let now = ContinuousClock.now
         return lock.withLock { _ -> SlotPresence in
-            if let last = lastInsertion, last != insertion, state != .absent {
+            // Only a swap under a card pcscd believes present needs the absence: after an absence
+            // pcscd sees the new card as an insertion anyway.
+            if let last = lastInsertion, last != insertion, state != .absent, lastReported != .absent {
                 absentUntil = now + SlotLink.swapAbsence
             }
             lastInsertion = insertion
+            var reported = state
             if let until = absentUntil {
-                if now < until { return .absent }
-                absentUntil = nil
+                if now < until { reported = .absent } else { absentUntil = nil }
             }
-            return state
+            lastReported = reported
+            return reported
         }
     }
 

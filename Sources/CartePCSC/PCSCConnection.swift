@@ -36,10 +36,9 @@ public final class PCSCConnection: CardConnection {
     }
 
     deinit {
+        // Synchronous, for the same reason as PCSCContext's release: nothing may be left queued at exit.
         let (card, open) = state.withLock { ($0.card, $0.open) }
-        if open {
-            context.worker.enqueue { _ = SCardDisconnect(card, DWORD(SCARD_LEAVE_CARD)) }
-        }
+        if open { _ = SCardDisconnect(card, DWORD(SCARD_LEAVE_CARD)) }
     }
 
     /// Connects to `reader`. Runs the blocking call on a new dedicated thread.

@@ -17,9 +17,10 @@ final class PCSCContext: Sendable {
     }
 
     deinit {
-        if let h = handle.withLock({ $0 }) {
-            worker.enqueue { _ = SCardReleaseContext(h) }
-        }
+        // Released here, synchronously: no job can be pending (each holds the context), and a release
+        // left queued on the worker could run while the process exits and libpcsclite tears itself
+        // down (a crash seen at exit).
+        if let h = handle.withLock({ $0 }) { _ = SCardReleaseContext(h) }
         worker.stop()
     }
 

@@ -29,6 +29,32 @@ public struct CardImage: Sendable, Hashable {
     public var pins: [PIN]
     /// Exact command → response pairs answered before any other processing.
     public var overrides: [Override]
+    /// A word-addressed memory answering a proprietary class (a Vitale 1 B0' card), if any.
+    public var memory: Memory? = nil
+
+    /// A memory card's contents and addressing. The B0' commands are [C] (domain-facts §2); the exact
+    /// address units and data encoding are not public, so this model is **synthetic**: addresses count
+    /// `wordSize`-byte words from `firstAddress`, and `BC C0` answers the first and last addresses.
+    public struct Memory: Sendable, Hashable {
+        /// The class byte of the memory commands (`BC` for B0').
+        public var cla: UInt8
+        /// The first address (`0200` on a Vitale 1).
+        public var firstAddress: UInt16
+        /// Bytes per address unit.
+        public var wordSize: Int
+        /// The contents, from the first address on.
+        public var data: [UInt8]
+
+        public init(cla: UInt8 = 0xBC, firstAddress: UInt16 = 0x0200, wordSize: Int = 4, data: [UInt8]) {
+            self.cla = cla
+            self.firstAddress = firstAddress
+            self.wordSize = wordSize
+            self.data = data
+        }
+
+        /// The last address (ADMAX).
+        public var lastAddress: UInt16 { firstAddress &+ UInt16(clamping: max(0, (data.count + wordSize - 1) / wordSize - 1)) }
+    }
 
     /// Creates an image; see the properties for each parameter.
     public init(

@@ -257,7 +257,7 @@ struct YAMLDocumentReader {
         let summary = try f["description"].map { n throws(CardImageError) in try scalar(n, "description") }
 
         guard let cardNode = f["card"] else { throw fail(root, "card", .missingField) }
-        let c = try fields(cardNode, "card", allowed: ["atr", "protocol", "t0-responses", "classes", "select-rejected-p2", "challenge-seed"])
+        let c = try fields(cardNode, "card", allowed: ["atr", "protocol", "t0-responses", "classes", "select-rejected-p2", "challenge-seed", "memory"])
         guard let atrNode = c["atr"] else { throw fail(cardNode, "card.atr", .missingField) }
         let atr = try hex(atrNode, "card.atr")
         let parsedATR: ATR
@@ -319,8 +319,25 @@ struct YAMLDocumentReader {
             }
         }
 
-        return CardImage(name: name, summary: summary, synthetic: synthetic, source: source, atr: atr, cardProtocol: proto,
-                         behaviour: behaviour, root: mf, pins: pins, overrides: overrides)
+        var image = CardImage(name: name, summary: summary, synthetic: synthetic, source: source, atr: atr, cardProtocol: proto,
+                              behaviour: behaviour, root: mf, pins: pins, overrides: overrides)
+        if let n = c["memory"] {
+            let m = try fields(n, "card.memory", allowed: ["class", "first-address", "word-size", "data"])
+            var memory = CardImage.Memory(data: [])
+            if let v = m["class"] { memory.cla = try byte(v, "card.memory.class") }
+            if let v = m["first-address"] {
+                guard let a = try fid(v, "card.memory.first-address") else { throw fail(v, "card.memory.first-address", .missingField) }
+                memory.firstAddress = a
+            }
+            if let v = m["word-size"] { memory.wordSize = try int(v, "card.memory.word-size", in: 1...16) }
+            guard let d = m["data"] else { throw fail(n, "card.memory.data", .missingField) }
+            memory.data = try hex(d, "card.memory.data")
+            guard memory.data.count / memory.wordSize < 0xFFFF - Int(memory.firstAddress) else {
+                throw fail(d, "card.memory.data", .invalidValue("more data than the address space holds"))
+            }
+            image.memory = memory
+        }
+        return image
     }
 
     func pin(_ node: Node, _ path: String) throws(CardImageError) -> CardImage.PIN {

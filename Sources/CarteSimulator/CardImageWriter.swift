@@ -24,6 +24,13 @@ public enum CardImageWriter {
             out.append("  select-rejected-p2: [\(image.behaviour.selectRejectedP2.sorted().map { quote($0.hex) }.joined(separator: ", "))]")
         }
         out.append("  challenge-seed: \(image.behaviour.challengeSeed)")
+        if let m = image.memory {
+            out.append("  memory:")
+            out.append("    class: \(quote(m.cla.hex))")
+            out.append("    first-address: \(quote(m.firstAddress.hex))")
+            out.append("    word-size: \(m.wordSize)")
+            out.append("    data: \(hex(m.data))")
+        }
         if !image.pins.isEmpty {
             out.append("pins:")
             for p in image.pins {

@@ -36,6 +36,8 @@ public struct Persona: Hashable, Sendable {
     public var summary: String?
     public var atr: [UInt8]
     public var t0Responses: Bool
+    /// `vitale2` (default) or `vitale1`.
+    public var generation: String = "vitale2"
     public var cardFields: [TLVTag: String] = [:]
     public var familyService: (code: String, from: String?, to: String?)?
     public var people: [Person]
@@ -88,7 +90,13 @@ public enum PersonaCompiler {
         }
 
         if let cardNode = f["card"] {
-            let c = try r.fields(cardNode, "card", allowed: ["atr", "t0-responses", "type", "serial", "valid-until", "amo", "family-service"])
+            let c = try r.fields(cardNode, "card", allowed: ["generation", "atr", "t0-responses", "type", "serial", "valid-until", "amo", "family-service"])
+            if let n = c["generation"] {
+                let g = try r.scalar(n, "card.generation")
+                guard g == "vitale1" || g == "vitale2" else { throw r.fail(n, "card.generation", .invalidValue("vitale1 or vitale2")) }
+                persona.generation = g
+                if g == "vitale1" { persona.atr = [0x3F, 0x65, 0x25, 0x00, 0x22, 0x09, 0xF9, 0x90, 0x00] }  // [C] a Vitale 1 ATR
+            }
             if let n = c["atr"] {
                 let atr = try r.hex(n, "card.atr")
                 do { _ = try ATR(bytes: atr) } catch { throw r.fail(n, "card.atr", .invalidValue("not a valid ATR: \(error)")) }
@@ -188,8 +196,9 @@ public enum PersonaCompiler {
         return persona
     }
 
-    /// Compiles a persona to a Carte Vitale 2 image.
+    /// Compiles a persona to a Carte Vitale image (generation 2, or 1).
     public static func compile(_ persona: Persona, source: String? = nil) -> CardImage {
+        if persona.generation == "vitale1" { return compileVitale1(persona, source: source) }
         func text(_ s: String) -> [UInt8] { s.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) } }
         func padded(_ bytes: [UInt8], minimum: Int) -> [UInt8] {
             // At least one padding byte: a reader stops on it (a real card's files are zero padded too).
@@ -261,6 +270,22 @@ public enum PersonaCompiler {
         ])
         return CardImage(name: persona.name, summary: persona.summary, synthetic: true, source: source, atr: persona.atr, cardProtocol: .t0,
                          behaviour: CardImage.Behaviour(t0Responses: persona.t0Responses), root: root)
+    }
+
+    /// A Vitale 1 (B0' memory card, [C] commands `BC C0` / `BC B0` and ATR). Its memory layout is not
+    /// public: this one is **synthetic** — one `65` template per person with `80` surname, `81` first
+    /// name, `82` birth date and `93` NIR, BER-TLV from the first address, zero padded.
+    static func compileVitale1(_ persona: Persona, source: String?) -> CardImage {
+        func text(_ s: String) -> [UInt8] { s.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) } }
+        var data = persona.people.flatMap { p in
+            TLV(tag: 0x65, children: [TLV(tag: 0x80, value: text(p.surname)), TLV(tag: 0x81, value: text(p.firstName)),
+                                      TLV(tag: 0x82, value: text(p.birthDate)), TLV(tag: 0x93, value: text(p.nir))]).encoded()
+        }
+        data += [UInt8](repeating: 0, count: max(1, 512 - data.count))
+        var image = CardImage(name: persona.name, summary: persona.summary, synthetic: true, source: source, atr: persona.atr, cardProtocol: .t0,
+                              behaviour: CardImage.Behaviour(t0Responses: true, classes: []), root: CardImage.DedicatedFile(fid: 0x3F00, label: "no ISO file system (B0' card)"))
+        image.memory = CardImage.Memory(data: data)
+        return image
     }
 
     /// The EF 2001 map ([C] structure `E0 { A0 { 82 … } 80 … }`; [U]/synthetic names and FIDs).

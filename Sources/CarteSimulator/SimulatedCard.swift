@@ -108,6 +108,7 @@ public final class SimulatedCard {
 
     /// Processes one decoded command APDU.
     public func process(_ c: CommandAPDU) -> [UInt8] {
+        if let memory = image.memory, c.cla == memory.cla { return processMemory(c, memory) }
         // Class checks.
         let cla = c.cla
         if cla == 0xFF { return sw(.claNotSupported) }
@@ -181,6 +182,31 @@ public final class SimulatedCard {
         pending.removeFirst(chunk.count)
         if !pending.isEmpty { return respond(chunk, .bytesAvailable(min(pending.count, 256))) }
         return respond(chunk, .success)
+    }
+
+    // MARK: Memory cards (B0')
+
+    /// `C0`: the first and last addresses (4 bytes each, big-endian; synthetic layout). `B0`: read Le
+    /// bytes from the address in P1-P2.
+    private func processMemory(_ c: CommandAPDU, _ m: CardImage.Memory) -> [UInt8] {
+        switch c.ins {
+        case 0xC0:
+            guard let le = c.le, c.data.isEmpty else { return sw(.wrongLength) }
+            let info: [UInt8] = [0, 0, UInt8(m.firstAddress >> 8), UInt8(m.firstAddress & 0xFF), 0, 0, UInt8(m.lastAddress >> 8), UInt8(m.lastAddress & 0xFF)]
+            guard le == info.count else { return sw(.wrongLe(exact: info.count)) }
+            return respond(info, .success)
+        case 0xB0:
+            guard let le = c.le, c.data.isEmpty else { return sw(.wrongLength) }
+            let address = UInt16(c.p1) << 8 | UInt16(c.p2)
+            guard address >= m.firstAddress, address <= m.lastAddress else { return sw(.wrongP1P2) }
+            let start = Int(address - m.firstAddress) * m.wordSize
+            let end = min(start + le, m.data.count)
+            var chunk = Array(m.data[start..<end])
+            chunk += [UInt8](repeating: 0, count: le - chunk.count)  // past the data: blank memory
+            return respond(chunk, .success)
+        default:
+            return sw(.insNotSupported)
+        }
     }
 
     // MARK: SELECT

@@ -200,6 +200,54 @@ public struct VitaleReader: Sendable {
         self.logger = logger
     }
 
+    /// Reads the card whose ATR is `atr`: a Vitale 1 (inverse convention, `3F 65 25 …`) through its
+    /// B0' memory, anything else as a Vitale 2.
+    public func read(atr: [UInt8]) async throws(VitaleError) -> VitaleCard {
+        if KnownATR.identify(atr).first?.family == .vitale1 { return try await readVitale1() }
+        return try await read()
+    }
+
+    /// Reads a Vitale 1: `BC C0` for the address range, then `BC B0` reads of 248 bytes ([C] commands,
+    /// domain-facts §2) until the zero padding. The memory layout decoded is CarteKit's **synthetic**
+    /// one (the real one is not public): `65` templates with `80`, `81`, `82` and `93`.
+    public func readVitale1() async throws(VitaleError) -> VitaleCard {
+        let before = channel.trace?.nextSequence
+        let bytes = try await channelExclusive { held throws(VitaleError) -> [UInt8] in
+            func send(_ c: CommandAPDU) async throws(VitaleError) -> ResponseAPDU {
+                do { return try await held.transmit(c) } catch { throw .card(error) }
+            }
+            let info = try await send(try! CommandAPDU(cla: 0xBC, ins: 0xC0, p1: 0, p2: 0, le: 8))
+            guard info.isSuccess, info.data.count == 8 else { throw .unreadable(file: "B0' address range (BC C0)", info.statusWord) }
+            let first = Int(info.data[2]) << 8 | Int(info.data[3])
+            let last = Int(info.data[6]) << 8 | Int(info.data[7])
+            var data: [UInt8] = []
+            var address = first
+            let wordSize = 4  // [P] 32-bit words
+            while address <= last {
+                let r = try await send(try! CommandAPDU(cla: 0xBC, ins: 0xB0, p1: UInt8(address >> 8), p2: UInt8(address & 0xFF), le: 0xF8))
+                guard r.isSuccess else { throw .unreadable(file: "B0' memory at \(UInt16(address).hex)", r.statusWord) }
+                data += r.data
+                if r.data.last == 0x00 || r.data.isEmpty { break }
+                address += r.data.count / wordSize
+            }
+            return data
+        }
+        let templates: [TLV]
+        do {
+            templates = try TLV.decode(bytes, allowPadding: true)
+        } catch {
+            throw .malformed(file: "B0' memory (synthetic layout)", error)
+        }
+        var card = VitaleReader.decode(identities: templates, numbers: templates)
+        card.generation = .vitale1
+        card.usesSyntheticLayout = true
+        card.issues = card.issues.map { var i = $0; i.file = "B0' memory (synthetic layout)"; return i }
+        if let before, let trace = channel.trace {
+            card.apduCount = trace.events(from: before).filter { $0.direction == .toCard }.count
+        }
+        return card
+    }
+
     /// Reads the card.
     public func read() async throws(VitaleError) -> VitaleCard {
         let before = channel.trace?.nextSequence

@@ -35,7 +35,7 @@ struct ReadCommand: AsyncParsableCommand {
             let channel = CardChannel(transport: connection, trace: Trace(), logger: logger)
             let card: VitaleCard
             do throws(VitaleError) {
-                card = try await VitaleReader(channel: channel, logger: logger).read()
+                card = try await VitaleReader(channel: channel, logger: logger).read(atr: await connection.atrBytes)
             } catch {
                 try? await connection.disconnect(.leave)
                 throw CLIError(kind: "vitale", message: error.description, exitCode: error.isCardProblem ? CarteExit.cardOrReader : CarteExit.invalidInput)
