@@ -40,6 +40,8 @@ public struct Persona: Hashable, Sendable {
     public var generation: String = "vitale2"
     public var cardFields: [TLVTag: String] = [:]
     public var familyService: (code: String, from: String?, to: String?)?
+    /// Group 103 (organisme, code BGDH, identifiant).
+    public var workAccident: (organisme: String, code: String?, identifier: String?)?
     public var people: [Person]
     public var mutuelle: (identification: String, guarantees: String?, indicator: String?, periods: [(from: String?, to: String?)])?
     /// `rights-file-truncated`: the synthetic rights file announces more bytes than it holds.
@@ -90,7 +92,15 @@ public enum PersonaCompiler {
         }
 
         if let cardNode = f["card"] {
-            let c = try r.fields(cardNode, "card", allowed: ["generation", "atr", "t0-responses", "type", "serial", "valid-until", "amo", "family-service"])
+            let c = try r.fields(cardNode, "card", allowed: ["generation", "atr", "t0-responses", "type", "serial", "valid-until", "amo", "family-service", "work-accident", "common-zone"])
+            if let n = c["work-accident"] {
+                let w = try r.fields(n, "card.work-accident", allowed: ["organisme", "code", "id"])
+                guard let o = w["organisme"] else { throw r.fail(n, "card.work-accident.organisme", .missingField) }
+                persona.workAccident = (try r.scalar(o, "card.work-accident.organisme"),
+                                        try w["code"].map { v throws(CardImageError) in try r.scalar(v, "card.work-accident.code") },
+                                        try w["id"].map { v throws(CardImageError) in try r.scalar(v, "card.work-accident.id") })
+            }
+            if let n = c["common-zone"] { persona.cardFields[SyntheticLayout.Card.commonZone] = try r.scalar(n, "card.common-zone") }
             if let n = c["generation"] {
                 let g = try r.scalar(n, "card.generation")
                 guard g == "vitale1" || g == "vitale2" else { throw r.fail(n, "card.generation", .invalidValue("vitale1 or vitale2")) }
@@ -220,6 +230,10 @@ public enum PersonaCompiler {
         if let s = persona.familyService {
             cardChildren.append(TLV(tag: SyntheticLayout.Card.familyService, children: [TLV(tag: 0x80, value: text(s.code))]
                 + [s.from.map { TLV(tag: 0x81, value: text($0)) }, s.to.map { TLV(tag: 0x82, value: text($0)) }].compactMap { $0 }))
+        }
+        if let w = persona.workAccident {
+            cardChildren.append(TLV(tag: SyntheticLayout.Card.workAccident, children: [TLV(tag: 0x80, value: text(w.organisme))]
+                + [w.code.map { TLV(tag: 0x81, value: text($0)) }, w.identifier.map { TLV(tag: 0x82, value: text($0)) }].compactMap { $0 }))
         }
         let cardFile = TLV(tag: SyntheticLayout.cardTemplate, children: cardChildren).encoded()
 

@@ -31,6 +31,8 @@ public enum SyntheticLayout {
         public static let centre: TLVTag = 0x85        // 101/12 centre gestionnaire
         public static let codeGestion: TLVTag = 0x86   // 101/13 code gestion
         public static let familyService: TLVTag = 0xA2 // 102 service AMO famille: 80 code, 81 from, 82 to
+        public static let workAccident: TLVTag = 0xA3  // 103 accident du travail: 80 organisme, 81 code BGDH, 82 identifiant
+        public static let commonZone: TLVTag = 0x8B    // 111/1 zone commune complémentaire
     }
 
     /// Person fields in the rights file.

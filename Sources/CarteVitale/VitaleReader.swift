@@ -95,6 +95,22 @@ public struct AMC: Hashable, Sendable {
     public var domain: String?
 }
 
+/// A work accident (group 103, first occurrence).
+public struct WorkAccident: Hashable, Sendable {
+    /// Organisme gestionnaire AT (103/1).
+    public var organisme: String
+    /// Code AT BGDH (103/2).
+    public var code: String?
+    /// Identifiant AT (103/3).
+    public var identifier: String?
+
+    public init(organisme: String, code: String?, identifier: String?) {
+        self.organisme = organisme
+        self.code = code
+        self.identifier = identifier
+    }
+}
+
 /// AMO identification of the card (group 101).
 public struct AMO: Hashable, Sendable {
     public var regime: String
@@ -147,6 +163,10 @@ public struct VitaleCard: Hashable, Sendable {
     public var familyService: ServicePeriod?
     /// Mutuelle (107, 108).
     public var mutuelle: Mutuelle?
+    /// Work accident (103): organisme gestionnaire, code BGDH, identifiant.
+    public var workAccident: WorkAccident?
+    /// Zone commune complémentaire (111/1).
+    public var commonZone: String?
     /// Whether the data came partly from CarteKit's synthetic files (see ``SyntheticLayout``).
     public var usesSyntheticLayout: Bool = false
     /// The people on the card, in card order.
@@ -432,6 +452,10 @@ extension VitaleReader {
                 card.amo = AMO(regime: regime, caisse: text(c, SyntheticLayout.Card.caisse) ?? "", centre: text(c, SyntheticLayout.Card.centre) ?? "",
                                codeGestion: text(c, SyntheticLayout.Card.codeGestion) ?? "")
             }
+            if let a = c?[SyntheticLayout.Card.workAccident] {
+                card.workAccident = WorkAccident(organisme: text(a, 0x80) ?? "", code: text(a, 0x81), identifier: text(a, 0x82))
+            }
+            card.commonZone = text(c, SyntheticLayout.Card.commonZone)
             if let s = c?[SyntheticLayout.Card.familyService] {
                 card.familyService = ServicePeriod(code: text(s, 0x80) ?? "", period: Period(from: date(s, 0x81, f, nil, "family service start"), to: date(s, 0x82, f, nil, "family service end")))
             }

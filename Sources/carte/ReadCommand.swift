@@ -89,6 +89,13 @@ struct VitaleReport: Encodable {
         let validUntil: String?
         let amo: AMOPart?
         let mutuelle: MutuellePart?
+        let workAccident: WorkAccidentPart?
+        let commonZone: String?
+    }
+    struct WorkAccidentPart: Encodable {
+        let organisme: String
+        let code: String?
+        let identifier: String?
     }
     struct AMOPart: Encodable {
         let regime: String
@@ -145,7 +152,9 @@ struct VitaleReport: Encodable {
         syntheticLayout = c.usesSyntheticLayout
         card = CardPart(type: c.cardType, serialNumber: c.serialNumber, validUntil: c.validUntil?.iso,
                         amo: c.amo.map { AMOPart(regime: $0.regime, caisse: $0.caisse, centre: $0.centre, codeGestion: $0.codeGestion) },
-                        mutuelle: c.mutuelle.map { m in MutuellePart(identification: m.identification, guarantees: m.guarantees, open: m.periods.contains { $0.contains(day) }) })
+                        mutuelle: c.mutuelle.map { m in MutuellePart(identification: m.identification, guarantees: m.guarantees, open: m.periods.contains { $0.contains(day) }) },
+                        workAccident: c.workAccident.map { WorkAccidentPart(organisme: $0.organisme, code: $0.code, identifier: $0.identifier) },
+                        commonZone: c.commonZone)
         people = c.beneficiaries.map { b in
             let open = b.rightsOpen(on: day)
             return Person(

@@ -113,6 +113,8 @@ struct PersonaTests {
         #expect(amc.beneficiaries[0].amc?.period.contains(evaluationDay) == true)
         #expect(amc.mutuelle?.identification == "02400000" && amc.mutuelle?.guarantees == "OOOOONON")
         #expect(amc.mutuelle?.periods.first?.contains(evaluationDay) == true)
+        #expect(amc.workAccident == WorkAccident(organisme: "751", code: "0001", identifier: "AT2025000123"))
+        #expect(amc.commonZone == "Z0001")
         // The demo card (the published layout only) has no rights data: unknown, not guessed.
         let demo = try await VitaleReader(channel: try channel(try image("demo/vitale2-demo.yaml"))).read()
         #expect(demo.beneficiaries[0].rightsOpen(on: evaluationDay) == nil)
