@@ -32,6 +32,7 @@ private func copy(_ bytes: [UInt8], to buffer: UnsafeMutablePointer<UCHAR>?, cap
 /// without asking the daemon (pcscd probes several while it sets a reader up).
 private let attributeTags: Set<UInt32> = [0x0001_0100, 0x0001_0101, 0x0001_0102, 0x0001_0103, 0x0002_0110, 0x0007_A007]
 
+/// pcscd opens a reader: `deviceName` is the DEVICENAME of its reader.conf entry.
 @_cdecl("IFDHCreateChannelByName")
 public func IFDHCreateChannelByName(_ lun: DWORD, _ deviceName: LPSTR?) -> RESPONSECODE {
     guard let deviceName, let config = DeviceConfig(parsing: String(cString: deviceName)) else {
@@ -44,12 +45,14 @@ public func IFDHCreateChannelByName(_ lun: DWORD, _ deviceName: LPSTR?) -> RESPO
     return ok()
 }
 
+/// Legacy open without DEVICENAME: refused (the daemon cannot be found without it).
 @_cdecl("IFDHCreateChannel")
 public func IFDHCreateChannel(_ lun: DWORD, _ channel: DWORD) -> RESPONSECODE {
     // Without DEVICENAME there is no way to know where the daemon is.
     RESPONSECODE(IFD_COMMUNICATION_ERROR)
 }
 
+/// pcscd closes a reader: its links are dropped.
 @_cdecl("IFDHCloseChannel")
 public func IFDHCloseChannel(_ lun: DWORD) -> RESPONSECODE {
     let reader = lun >> 16
@@ -58,6 +61,7 @@ public func IFDHCloseChannel(_ lun: DWORD) -> RESPONSECODE {
     return ok()
 }
 
+/// Capabilities and reader attributes (`SCardGetAttrib`), from the profile the daemon described.
 @_cdecl("IFDHGetCapabilities")
 public func IFDHGetCapabilities(_ lun: DWORD, _ tag: DWORD, _ length: PDWORD?, _ value: PUCHAR?) -> RESPONSECODE {
     guard let length else { return RESPONSECODE(IFD_ERROR_TAG) }
@@ -94,17 +98,20 @@ public func IFDHGetCapabilities(_ lun: DWORD, _ tag: DWORD, _ length: PDWORD?, _
     }
 }
 
+/// Nothing can be set.
 @_cdecl("IFDHSetCapabilities")
 public func IFDHSetCapabilities(_ lun: DWORD, _ tag: DWORD, _ length: DWORD, _ value: PUCHAR?) -> RESPONSECODE {
     RESPONSECODE(IFD_ERROR_TAG)
 }
 
+/// PPS: accepted for T=0 and T=1.
 @_cdecl("IFDHSetProtocolParameters")
 public func IFDHSetProtocolParameters(_ lun: DWORD, _ protocolNumber: DWORD, _ flags: UCHAR, _ pts1: UCHAR, _ pts2: UCHAR, _ pts3: UCHAR) -> RESPONSECODE {
     // A virtual card needs no PPS: accept T=0 and T=1 as pcscd chose them from the ATR.
     protocolNumber == DWORD(SCARD_PROTOCOL_T0) || protocolNumber == DWORD(SCARD_PROTOCOL_T1) ? ok() : RESPONSECODE(IFD_PROTOCOL_NOT_SUPPORTED)
 }
 
+/// Power up, down or warm reset; the ATR comes from the daemon.
 @_cdecl("IFDHPowerICC")
 public func IFDHPowerICC(_ lun: DWORD, _ action: DWORD, _ atr: PUCHAR?, _ atrLength: PDWORD?) -> RESPONSECODE {
     guard let link = link(for: lun) else { return RESPONSECODE(IFD_NO_SUCH_DEVICE) }
@@ -140,6 +147,7 @@ public func IFDHPowerICC(_ lun: DWORD, _ action: DWORD, _ atr: PUCHAR?, _ atrLen
     }
 }
 
+/// One APDU to the card and its response (never resent once it may have run).
 @_cdecl("IFDHTransmitToICC")
 public func IFDHTransmitToICC(
     _ lun: DWORD, _ sendPci: SCARD_IO_HEADER, _ tx: PUCHAR?, _ txLength: DWORD,
@@ -160,6 +168,7 @@ public func IFDHTransmitToICC(
     }
 }
 
+/// `SCardControl`: the feature list and TLV properties.
 @_cdecl("IFDHControl")
 public func IFDHControl(
     _ lun: DWORD, _ controlCode: DWORD, _ tx: PUCHAR?, _ txLength: DWORD,
@@ -179,6 +188,7 @@ public func IFDHControl(
     }
 }
 
+/// Presence, polled by pcscd every 400 ms.
 @_cdecl("IFDHICCPresence")
 public func IFDHICCPresence(_ lun: DWORD) -> RESPONSECODE {
     guard let link = link(for: lun) else { return RESPONSECODE(IFD_ICC_NOT_PRESENT) }

@@ -161,6 +161,7 @@ public final class PCSCBackend: ReaderBackend {
         }
     }
 
+    /// Every reader pcscd knows, with its attributes (read once per reader and cached).
     public func readers() async throws(CardError) -> [ReaderInfo] {
         let names = try await readerNames()
         // A reader that went away may come back under the same name as another model: read again.
@@ -208,6 +209,7 @@ public final class PCSCBackend: ReaderBackend {
         return attributes
     }
 
+    /// What is in `reader` now (an immediate `SCardGetStatusChange`).
     public func state(of reader: String) async throws(CardError) -> SlotState {
         let result = await context.call { ctx -> Result<(DWORD, [UInt8]), PCSCError> in
             readerState(ctx, reader)
@@ -222,6 +224,7 @@ public final class PCSCBackend: ReaderBackend {
         }
     }
 
+    /// Connects to the card in `reader` (see ``open(_:share:protocols:)`` for the concrete connection).
     public func connect(to reader: String, share: ShareMode = .shared, protocols: Set<TransmissionProtocol> = [.t0, .t1]) async throws(CardError) -> any CardConnection {
         try await open(reader, share: share, protocols: protocols)
     }
@@ -234,6 +237,7 @@ public final class PCSCBackend: ReaderBackend {
         return try await PCSCConnection.connect(reader: reader, share: share, protocols: protocols, capabilities: capabilities)
     }
 
+    /// Reader and card events from now on (see ``PCSCEventMonitor``); ending the stream stops its thread.
     public func events() -> AsyncStream<ReaderEvent> {
         PCSCEventMonitor.stream(logger: logger, backend: self)
     }

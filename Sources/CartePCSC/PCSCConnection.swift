@@ -71,8 +71,10 @@ public final class PCSCConnection: CardConnection {
         }
     }
 
+    /// The ATR of the card, as pcscd reported it at connection (or the last reconnection).
     public var atrBytes: [UInt8] { state.withLock { $0.atr } }
 
+    /// The protocol pcscd negotiated (T=0 or T=1).
     public var activeProtocol: TransmissionProtocol {
         state.withLock { $0.proto == DWORD(SCARD_PROTOCOL_T0) ? .t0 : .t1 }
     }
@@ -141,6 +143,7 @@ public final class PCSCConnection: CardConnection {
         }
     }
 
+    /// `SCardReconnect`: changes the share mode and resets the card as `initialization` says.
     public func reconnect(share: ShareMode = .shared, initialization: Disposition = .leave) async throws(CardError) {
         let (card, open, proto) = state.withLock { ($0.card, $0.open, $0.proto) }
         guard open else { throw .notConnected }
@@ -164,6 +167,7 @@ public final class PCSCConnection: CardConnection {
         }
     }
 
+    /// `SCardDisconnect` with `disposition`; later calls fail with ``CardError/notConnected``.
     public func disconnect(_ disposition: Disposition = .leave) async throws(CardError) {
         let (card, wasOpen) = state.withLock { s -> (SCARDHANDLE, Bool) in
             defer { s.open = false }

@@ -95,9 +95,12 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
 
 /// One frame.
 public struct Frame: Hashable, Sendable {
+    /// The frame type.
     public var type: MessageType
+    /// The payload after the type byte.
     public var payload: [UInt8]
 
+    /// A frame of `type` carrying `payload`.
     public init(_ type: MessageType, _ payload: [UInt8] = []) {
         self.type = type
         self.payload = payload
@@ -142,19 +145,28 @@ public struct Frame: Hashable, Sendable {
 
 /// A reader as the daemon describes it to the driver (so pcscd reports real-looking attributes).
 public struct ReaderDescription: Hashable, Sendable {
+    /// The reader name (pcscd appends ` NN SS`).
     public var name: String
+    /// `SCARD_ATTR_VENDOR_NAME`.
     public var vendor: String
+    /// `SCARD_ATTR_VENDOR_IFD_TYPE`.
     public var model: String
     /// `SCARD_ATTR_VENDOR_IFD_VERSION` (`0xMMmm0000`).
     public var ifdVersion: UInt32
+    /// `SCARD_ATTR_VENDOR_IFD_SERIAL_NO`.
     public var serialNumber: String
+    /// How many slots the reader has.
     public var slotCount: Int
+    /// Whether the described slot is contactless.
     public var contactless: Bool
     /// 0 for short APDUs only, 0x10000 for extended.
     public var maxAPDUDataSize: UInt32
+    /// `wIdVendor` (0 when the profile has none).
     public var usbVendorID: UInt16
+    /// `wIdProduct` (0 when the profile has none).
     public var usbProductID: UInt16
 
+    /// Describes a reader; see the properties.
     public init(name: String, vendor: String, model: String, ifdVersion: UInt32, serialNumber: String, slotCount: Int, contactless: Bool, maxAPDUDataSize: UInt32, usbVendorID: UInt16, usbProductID: UInt16) {
         self.name = name
         self.vendor = vendor

@@ -45,6 +45,7 @@ public struct CardImage: Sendable, Hashable {
         /// The contents, from the first address on.
         public var data: [UInt8]
 
+        /// A memory card image (B0' by default).
         public init(cla: UInt8 = 0xBC, firstAddress: UInt16 = 0x0200, wordSize: Int = 4, data: [UInt8]) {
             self.cla = cla
             self.firstAddress = firstAddress

@@ -12,37 +12,58 @@ import Yams
 /// EF `2001` pointer map. What is synthetic: every person and number, the FIDs, the names in EF 2001,
 /// DIR and PAN, and the files of ``SyntheticLayout`` holding the non-public data (groups 101–109).
 public struct Persona: Hashable, Sendable {
+    /// One person of a persona, as the file says.
     public struct Person: Hashable, Sendable {
+        /// Surname (`65/80`).
         public var surname: String
+        /// First name (`65/81`).
         public var firstName: String
+        /// Birth date `YYYYMMDD` (`65/82`), lunar dates allowed.
         public var birthDate: String
+        /// Nationality (`65/90`), if given.
         public var nationality: String?
         /// 15 characters as written on the card (key computed from a 13-character `nir:` unless given).
         public var nir: String
+        /// Usual name (104/1).
         public var usualName: String?
+        /// Birth name (104/2).
         public var birthName: String?
+        /// Birth rank (104/13).
         public var birthRank: Int?
+        /// Quality code (104/14).
         public var quality: String?
+        /// AMO service with its dates (104/15-17).
         public var service: (code: String, from: String?, to: String?)?
+        /// Rights periods (105).
         public var rights: [(from: String?, to: String?)] = []
+        /// Coverage periods (106).
         public var coverage: [(from: String?, to: String?, ald: String, situation: String)] = []
+        /// AMC fields (109) by their synthetic tag.
         public var amc: [TLVTag: String] = [:]
 
         public static func == (a: Person, b: Person) -> Bool { a.nir == b.nir && a.surname == b.surname && a.firstName == b.firstName && a.birthDate == b.birthDate }
         public func hash(into h: inout Hasher) { h.combine(nir) }
     }
 
+    /// The persona's name (also the image name).
     public var name: String
+    /// Free text.
     public var summary: String?
+    /// The ATR of the card.
     public var atr: [UInt8]
+    /// Whether the card answers like a T=0 card (61xx, 6Cxx).
     public var t0Responses: Bool
     /// `vitale2` (default) or `vitale1`.
     public var generation: String = "vitale2"
+    /// Card file fields (101, 111) by their synthetic tag.
     public var cardFields: [TLVTag: String] = [:]
+    /// Family AMO service (102).
     public var familyService: (code: String, from: String?, to: String?)?
     /// Group 103 (organisme, code BGDH, identifiant).
     public var workAccident: (organisme: String, code: String?, identifier: String?)?
+    /// The people, in card order.
     public var people: [Person]
+    /// Mutuelle (107, 108).
     public var mutuelle: (identification: String, guarantees: String?, indicator: String?, periods: [(from: String?, to: String?)])?
     /// `rights-file-truncated`: the synthetic rights file announces more bytes than it holds.
     public var corruptions: Set<String>

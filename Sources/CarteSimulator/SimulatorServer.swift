@@ -377,6 +377,7 @@ public struct SimulatorControlClient: Sendable {
     /// The daemon's socket.
     public let path: String
 
+    /// A client of the daemon listening on `path`.
     public init(path: String) { self.path = path }
 
     /// Sends one JSON request and returns the JSON answer (blocking; call from a thread of your own).

@@ -13,6 +13,7 @@ public struct SocketError: Error, Hashable, Sendable, CustomStringConvertible {
     /// `strerror(errno)`, or a protocol message.
     public var reason: String
 
+    /// Describes a failed socket operation.
     public init(operation: String, path: String, reason: String) {
         self.operation = operation
         self.path = path

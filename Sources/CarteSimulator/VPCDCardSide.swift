@@ -30,8 +30,11 @@ public final class VPCDCardSide: Sendable {
 
     /// The slot whose card is played.
     public let slot: VirtualSlot
+    /// The vpcd host (IPv4; loopback unless allowed).
     public let host: String
+    /// The vpcd port (35963 + slot for a stock vpcd).
     public let port: UInt16
+    /// Whether the card side dials vpcd or waits for it.
     public let mode: Mode
     /// A network namespace (`/proc/<pid>/ns/net`) to dial or listen in, instead of the daemon's own.
     public let networkNamespace: String?

@@ -23,37 +23,61 @@ public enum SyntheticLayout {
 
     /// Card file fields (group 101 field numbers in the comments).
     public enum Card {
-        public static let type: TLVTag = 0x80          // 101/1 type de carte Vitale
-        public static let serial: TLVTag = 0x81        // 101/2 n° de série
-        public static let validUntil: TLVTag = 0x82    // 101/3 date de fin de validité (YYYYMMDD)
-        public static let regime: TLVTag = 0x83        // 101/10 code régime
-        public static let caisse: TLVTag = 0x84        // 101/11 caisse gestionnaire
-        public static let centre: TLVTag = 0x85        // 101/12 centre gestionnaire
-        public static let codeGestion: TLVTag = 0x86   // 101/13 code gestion
-        public static let familyService: TLVTag = 0xA2 // 102 service AMO famille: 80 code, 81 from, 82 to
-        public static let workAccident: TLVTag = 0xA3  // 103 accident du travail: 80 organisme, 81 code BGDH, 82 identifiant
-        public static let commonZone: TLVTag = 0x8B    // 111/1 zone commune complémentaire
+        /// 101/1 type de carte Vitale
+        public static let type: TLVTag = 0x80
+        /// 101/2 n° de série
+        public static let serial: TLVTag = 0x81
+        /// 101/3 date de fin de validité (YYYYMMDD)
+        public static let validUntil: TLVTag = 0x82
+        /// 101/10 code régime
+        public static let regime: TLVTag = 0x83
+        /// 101/11 caisse gestionnaire
+        public static let caisse: TLVTag = 0x84
+        /// 101/12 centre gestionnaire
+        public static let centre: TLVTag = 0x85
+        /// 101/13 code gestion
+        public static let codeGestion: TLVTag = 0x86
+        /// 102 service AMO famille: 80 code, 81 from, 82 to
+        public static let familyService: TLVTag = 0xA2
+        /// 103 accident du travail: 80 organisme, 81 code BGDH, 82 identifiant
+        public static let workAccident: TLVTag = 0xA3
+        /// 111/1 zone commune complémentaire
+        public static let commonZone: TLVTag = 0x8B
     }
 
     /// Person fields in the rights file.
     public enum Person {
-        public static let usualName: TLVTag = 0x80     // 104/1 nom usuel
-        public static let birthName: TLVTag = 0x81     // 104/2 nom patronymique
-        public static let birthRank: TLVTag = 0x82     // 104/13 rang de naissance
-        public static let quality: TLVTag = 0x83       // 104/14 qualité
-        public static let serviceCode: TLVTag = 0x84   // 104/15 code service AMO bénéficiaire (C2S…)
-        public static let serviceFrom: TLVTag = 0x85   // 104/16
-        public static let serviceTo: TLVTag = 0x86     // 104/17
-        public static let rights: TLVTag = 0xA5        // 105: 80 from, 81 to
-        public static let coverage: TLVTag = 0xA6      // 106: 80 from, 81 to, 82 ALD, 83 situation
-        public static let amc: TLVTag = 0xA9           // 109: 80 n° B2, 81 EDI, 82 adhérent, 83 indicateur, 84 from, 85 to, 86 routage, 87 hôte, 88 domaine
+        /// 104/1 nom usuel
+        public static let usualName: TLVTag = 0x80
+        /// 104/2 nom patronymique
+        public static let birthName: TLVTag = 0x81
+        /// 104/13 rang de naissance
+        public static let birthRank: TLVTag = 0x82
+        /// 104/14 qualité
+        public static let quality: TLVTag = 0x83
+        /// 104/15 code service AMO bénéficiaire (C2S…)
+        public static let serviceCode: TLVTag = 0x84
+        /// 104/16
+        public static let serviceFrom: TLVTag = 0x85
+        /// 104/17
+        public static let serviceTo: TLVTag = 0x86
+        /// 105: 80 from, 81 to
+        public static let rights: TLVTag = 0xA5
+        /// 106: 80 from, 81 to, 82 ALD, 83 situation
+        public static let coverage: TLVTag = 0xA6
+        /// 109: 80 n° B2, 81 EDI, 82 adhérent, 83 indicateur, 84 from, 85 to, 86 routage, 87 hôte, 88 domaine
+        public static let amc: TLVTag = 0xA9
     }
 
     /// Mutuelle file fields.
     public enum Mutuelle {
-        public static let identification: TLVTag = 0x80 // 107/1
-        public static let guarantees: TLVTag = 0x81     // 107/2 garanties effectives
-        public static let indicator: TLVTag = 0x82      // 107/3 indicateur de traitement
-        public static let period: TLVTag = 0xA8         // 108: 80 from, 81 to
+        /// 107/1
+        public static let identification: TLVTag = 0x80
+        /// 107/2 garanties effectives
+        public static let guarantees: TLVTag = 0x81
+        /// 107/3 indicateur de traitement
+        public static let indicator: TLVTag = 0x82
+        /// 108: 80 from, 81 to
+        public static let period: TLVTag = 0xA8
     }
 }

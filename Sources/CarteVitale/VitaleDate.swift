@@ -5,8 +5,11 @@
 public struct VitaleDate: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// The 8 digits as written.
     public let raw: String
+    /// The year as written.
     public let year: Int
+    /// The month as written (0 or above 12 in a lunar date).
     public let month: Int
+    /// The day as written (0, or past the month's end, in a lunar date).
     public let day: Int
 
     /// Parses 8 ASCII digits; `nil` for anything else.

@@ -34,6 +34,7 @@ public struct Beneficiary: Hashable, Sendable {
     /// Complementary insurance (109).
     public var amc: AMC?
 
+    /// A person at `index` with no field read yet.
     public init(index: Int) { self.index = index }
 
     /// Whether AMO rights are open on `date`: `nil` when the card holds no rights data.
@@ -56,8 +57,11 @@ public struct Beneficiary: Hashable, Sendable {
 
 /// A period between two dates, both included; an absent bound is open.
 public struct Period: Hashable, Sendable {
+    /// First day, included (`nil`: open).
     public var from: VitaleDate?
+    /// Last day, included (`nil`: open).
     public var to: VitaleDate?
+    /// A period between two dates, both included.
     public init(from: VitaleDate?, to: VitaleDate?) {
         self.from = from
         self.to = to
@@ -70,6 +74,7 @@ public struct Period: Hashable, Sendable {
 
 /// An AMO service (C2S and others) with its period.
 public struct ServicePeriod: Hashable, Sendable {
+    /// The service code.
     public var code: String
     public var period: Period
 }
@@ -85,13 +90,19 @@ public struct Coverage: Hashable, Sendable {
 
 /// Complementary insurance (AMC, group 109).
 public struct AMC: Hashable, Sendable {
+    /// N° complémentaire B2 (109/1).
     public var numberB2: String?
+    /// N° complémentaire EDI (109/2).
     public var numberEDI: String?
+    /// N° adhérent AMC (109/3).
     public var member: String?
     public var indicator: String?
     public var period: Period
+    /// Code routage AMC (109/7).
     public var routing: String?
+    /// Identifiant d'hôte (109/8).
     public var host: String?
+    /// Nom de domaine AMC (109/9).
     public var domain: String?
 }
 
@@ -113,17 +124,24 @@ public struct WorkAccident: Hashable, Sendable {
 
 /// AMO identification of the card (group 101).
 public struct AMO: Hashable, Sendable {
+    /// Code régime (101/10).
     public var regime: String
+    /// Caisse gestionnaire (101/11).
     public var caisse: String
+    /// Centre gestionnaire (101/12).
     public var centre: String
+    /// Code gestion (101/13).
     public var codeGestion: String
 }
 
 /// Mutuelle data (groups 107, 108).
 public struct Mutuelle: Hashable, Sendable {
+    /// Identification mutuelle (107/1).
     public var identification: String
+    /// Garanties effectives (107/2).
     public var guarantees: String?
     public var indicator: String?
+    /// Rights periods (108).
     public var periods: [Period]
 }
 
@@ -150,6 +168,7 @@ public struct VitaleCard: Hashable, Sendable {
     public enum Generation: String, Hashable, Sendable {
         case vitale1, vitale2
     }
+    /// The card generation.
     public var generation: Generation
     /// Card type (101/1), from the synthetic card file.
     public var cardType: String?
