@@ -65,7 +65,7 @@ public struct Persona: Hashable, Sendable {
     public var people: [Person]
     /// Mutuelle (107, 108).
     public var mutuelle: (identification: String, guarantees: String?, indicator: String?, periods: [(from: String?, to: String?)])?
-    /// `rights-file-truncated`: the synthetic rights file announces more bytes than it holds.
+    /// `data-file-truncated`: the synthetic data file's person templates announce more bytes than it holds.
     public var corruptions: Set<String>
 
     public static func == (a: Persona, b: Persona) -> Bool { a.name == b.name && a.people == b.people }
@@ -220,7 +220,7 @@ public enum PersonaCompiler {
         if let n = f["corruptions"] {
             for (i, item) in try r.list(n, "corruptions").enumerated() {
                 let c = try r.scalar(item, "corruptions[\(i)]")
-                guard c == "rights-file-truncated" else { throw r.fail(item, "corruptions[\(i)]", .invalidValue("known corruptions: rights-file-truncated")) }
+                guard c == "data-file-truncated" else { throw r.fail(item, "corruptions[\(i)]", .invalidValue("known corruptions: data-file-truncated")) }
                 persona.corruptions.insert(c)
             }
         }
@@ -258,7 +258,7 @@ public enum PersonaCompiler {
         }
         let cardFile = TLV(tag: SyntheticLayout.cardTemplate, children: cardChildren).encoded()
 
-        var rightsFile = persona.people.flatMap { p -> [UInt8] in
+        let rightsFile = persona.people.flatMap { p -> [UInt8] in
             var c: [TLV] = []
             if let v = p.usualName { c.append(TLV(tag: SyntheticLayout.Person.usualName, value: text(v))) }
             if let v = p.birthName { c.append(TLV(tag: SyntheticLayout.Person.birthName, value: text(v))) }
@@ -279,25 +279,24 @@ public enum PersonaCompiler {
             }
             return TLV(tag: SyntheticLayout.personTemplate, children: c).encoded()
         }
-        if persona.corruptions.contains("rights-file-truncated") {
-            // A template announcing 32 767 bytes in a file of a few dozen: malformed BER-TLV.
-            rightsFile = [0xE1, 0x82, 0x7F, 0xFF] + Array(rightsFile.prefix(24))
-        }
-
-        var vitaleFiles: [CardImage.Node] = [
-            .elementary(.init(fid: 0x2001, label: "POINTERS", content: .transparent(pointerMap(hasMutuelle: persona.mutuelle != nil)), synthetic: true)),
-            .elementary(.init(fid: 0x0002, sfi: 2, label: "NIR", content: .transparent(padded(numbers, minimum: 128)), synthetic: true)),
-            .elementary(.init(fid: 0x0003, sfi: SyntheticLayout.cardSFI, label: "CARTE (synthetic layout)", content: .transparent(padded(cardFile, minimum: 64)), synthetic: true)),
-            .elementary(.init(fid: 0x0004, sfi: SyntheticLayout.rightsSFI, label: "DROITS (synthetic layout)", content: .transparent(padded(rightsFile, minimum: 64)), synthetic: true)),
-        ]
+        var mutuelleFile: [UInt8] = []
         if let m = persona.mutuelle {
             var children = [TLV(tag: SyntheticLayout.Mutuelle.identification, value: text(m.identification))]
             if let g = m.guarantees { children.append(TLV(tag: SyntheticLayout.Mutuelle.guarantees, value: text(g))) }
             if let i = m.indicator { children.append(TLV(tag: SyntheticLayout.Mutuelle.indicator, value: text(i))) }
             children += m.periods.map { periodTLV(SyntheticLayout.Mutuelle.period, $0) }
-            let file = TLV(tag: SyntheticLayout.mutuelleTemplate, children: children).encoded()
-            vitaleFiles.append(.elementary(.init(fid: 0x0005, sfi: SyntheticLayout.mutuelleSFI, label: "MUTUELLE (synthetic layout)", content: .transparent(padded(file, minimum: 64)), synthetic: true)))
+            mutuelleFile = TLV(tag: SyntheticLayout.mutuelleTemplate, children: children).encoded()
         }
+        var dataFile = cardFile + rightsFile + mutuelleFile
+        if persona.corruptions.contains("data-file-truncated") {
+            // The person templates announce 32 767 bytes in a file of a few hundred: malformed BER-TLV.
+            dataFile = cardFile + [0xE1, 0x82, 0x7F, 0xFF] + Array(rightsFile.prefix(24))
+        }
+        let vitaleFiles: [CardImage.Node] = [
+            .elementary(.init(fid: 0x2001, label: "POINTERS", content: .transparent(pointerMap()), synthetic: true)),
+            .elementary(.init(fid: 0x0002, sfi: 2, label: "NIR", content: .transparent(padded(numbers, minimum: 128)), synthetic: true)),
+            .elementary(.init(fid: 0x0003, sfi: SyntheticLayout.dataSFI, label: "DONNEES (synthetic layout)", content: .transparent(padded(dataFile, minimum: 64)), synthetic: true)),
+        ]
         let root = CardImage.DedicatedFile(fid: 0x3F00, aid: VitaleReader.mfVitaleAID, label: "MF_VITALE", children: [
             .elementary(.init(fid: 0x2F00, label: "DIR", content: .transparent(TLV(tag: 0x61, children: [TLV(tag: 0x4F, value: VitaleReader.vitaleAID), TLV(tag: 0x50, value: Array("VITALE".utf8))]).encoded()), synthetic: true)),
             .elementary(.init(fid: 0x0002, sfi: 2, label: "IDENTITES", content: .transparent(padded(identities, minimum: 256)), synthetic: true)),
@@ -324,9 +323,8 @@ public enum PersonaCompiler {
     }
 
     /// The EF 2001 map ([C] structure `E0 { A0 { 82 … } 80 … }`; [U]/synthetic names and FIDs).
-    static func pointerMap(hasMutuelle: Bool) -> [UInt8] {
-        var names: [(String, UInt16)] = [("NIR     ", 0x0002), ("CARTE   ", 0x0003), ("DROITS  ", 0x0004)]
-        if hasMutuelle { names.append(("MUTUELLE", 0x0005)) }
+    static func pointerMap() -> [UInt8] {
+        let names: [(String, UInt16)] = [("NIR     ", 0x0002), ("DONNEES ", 0x0003)]
         let entry = TLV(tag: 0x82, value: [0x00, 0x01, 0x00, 0x00] + VitaleReader.vitaleAID)
         return TLV(tag: 0xE0, children: [TLV(tag: 0xA0, children: [entry])] + names.map { name, fid in
             TLV(tag: 0x80, value: Array(name.utf8) + [0x00, 0x01, UInt8(fid >> 8), UInt8(fid & 0xFF)])

@@ -4,24 +4,23 @@ public import CarteCore
 /// domain-facts §3.4): card serial and validity, AMO (régime, caisse, centre, code gestion), rights
 /// periods, coverage periods with ALD and situation codes, C2S, AMC and mutuelle. Where a real card
 /// keeps them is not public; the fields mirror the SESAM-Vitale groups 101–111 (§4, [C]) and live in
-/// BER-TLV files of the VITALE application that only CarteKit's images have. A real card without these
-/// files is read all the same: these parts are then absent, not guessed.
+/// BER-TLV file of the VITALE application that only CarteKit's images have. A real card without this
+/// file is read all the same: these parts are then absent, not guessed.
+///
+/// One file holds everything (one read, two APDUs on a T=0 card): the card template, then one person
+/// template per person in card order, then the mutuelle template when there is one.
 public enum SyntheticLayout {
-    /// SFI of the card file (group 101 card fields + group 102).
-    public static let cardSFI: UInt8 = 3
-    /// SFI of the per-person rights file (groups 104, 105, 106, 109), one template per person in card order.
-    public static let rightsSFI: UInt8 = 4
-    /// SFI of the mutuelle file (groups 107, 108), optional.
-    public static let mutuelleSFI: UInt8 = 5
+    /// SFI of the synthetic data file (groups 101–111).
+    public static let dataSFI: UInt8 = 3
 
-    /// Template of the card file.
+    /// Template of the card data (groups 101, 102, 103, 111).
     public static let cardTemplate: TLVTag = 0xE0
-    /// Template of one person in the rights file.
+    /// Template of one person's data (groups 104, 105, 106, 109), in card order.
     public static let personTemplate: TLVTag = 0xE1
-    /// Template of the mutuelle file.
+    /// Template of the mutuelle data (groups 107, 108).
     public static let mutuelleTemplate: TLVTag = 0xE2
 
-    /// Card file fields (group 101 field numbers in the comments).
+    /// Card template fields (group 101 field numbers in the comments).
     public enum Card {
         /// 101/1 type de carte Vitale
         public static let type: TLVTag = 0x80
@@ -45,7 +44,7 @@ public enum SyntheticLayout {
         public static let commonZone: TLVTag = 0x8B
     }
 
-    /// Person fields in the rights file.
+    /// Person template fields.
     public enum Person {
         /// 104/1 nom usuel
         public static let usualName: TLVTag = 0x80
@@ -69,7 +68,7 @@ public enum SyntheticLayout {
         public static let amc: TLVTag = 0xA9
     }
 
-    /// Mutuelle file fields.
+    /// Mutuelle template fields.
     public enum Mutuelle {
         /// 107/1
         public static let identification: TLVTag = 0x80

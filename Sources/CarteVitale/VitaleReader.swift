@@ -296,12 +296,8 @@ public struct VitaleReader: Sendable {
             files.identities = try await readTemplates(sfi: 2, file: "MF_VITALE SFI 2", held, optional: false, &files.issues) ?? []
             try await select(Self.vitaleAID, held, notFound: false)
             files.numbers = try await readTemplates(sfi: 2, file: "VITALE SFI 2", held, optional: false, &files.issues) ?? []
-            // CarteKit's synthetic files (absent on real cards: 6A82 is not an error).
-            files.card = try await readTemplates(sfi: SyntheticLayout.cardSFI, file: "VITALE SFI 3 (synthetic)", held, optional: true, &files.issues)
-            if files.card != nil {
-                files.rights = try await readTemplates(sfi: SyntheticLayout.rightsSFI, file: "VITALE SFI 4 (synthetic)", held, optional: true, &files.issues)
-                files.mutuelle = try await readTemplates(sfi: SyntheticLayout.mutuelleSFI, file: "VITALE SFI 5 (synthetic)", held, optional: true, &files.issues)
-            }
+            // CarteKit's synthetic data file (absent on real cards: 6A82 is not an error).
+            files.synthetic = try await readTemplates(sfi: SyntheticLayout.dataSFI, file: syntheticFile, held, optional: true, &files.issues)
             return files
         }
         var card = VitaleReader.decode(identities: result.identities, numbers: result.numbers)
@@ -374,9 +370,7 @@ public struct VitaleReader: Sendable {
     struct Files: Sendable {
         var identities: [TLV] = []
         var numbers: [TLV] = []
-        var card: [TLV]?
-        var rights: [TLV]?
-        var mutuelle: [TLV]?
+        var synthetic: [TLV]?
         var issues: [VitaleIssue] = []
     }
 
@@ -460,10 +454,11 @@ extension VitaleReader {
         func period(_ t: TLV, _ file: String, _ person: Int?, _ field: String) -> Period {
             Period(from: date(t, 0x80, file, person, field + " start"), to: date(t, 0x81, file, person, field + " end"))
         }
-        if let cardFile = files.card {
+        guard let data = files.synthetic else { return }
+        let f = syntheticFile
+        do {
             card.usesSyntheticLayout = true
-            let f = "VITALE SFI 3 (synthetic)"
-            let c = cardFile.first { $0.tag == SyntheticLayout.cardTemplate }
+            let c = data.first { $0.tag == SyntheticLayout.cardTemplate }
             card.cardType = text(c, SyntheticLayout.Card.type)
             card.serialNumber = text(c, SyntheticLayout.Card.serial)
             card.validUntil = date(c, SyntheticLayout.Card.validUntil, f, nil, "end of validity")
@@ -479,11 +474,10 @@ extension VitaleReader {
                 card.familyService = ServicePeriod(code: text(s, 0x80) ?? "", period: Period(from: date(s, 0x81, f, nil, "family service start"), to: date(s, 0x82, f, nil, "family service end")))
             }
         }
-        if let rightsFile = files.rights {
-            let f = "VITALE SFI 4 (synthetic)"
-            let people = rightsFile.filter { $0.tag == SyntheticLayout.personTemplate }
+        do {
+            let people = data.filter { $0.tag == SyntheticLayout.personTemplate }
             if people.count != card.beneficiaries.count {
-                card.issues.append(VitaleIssue(file: f, message: "\(people.count) rights template(s) for \(card.beneficiaries.count) person(s)"))
+                card.issues.append(VitaleIssue(file: f, message: "\(people.count) person template(s) for \(card.beneficiaries.count) person(s)"))
             }
             for (i, p) in people.enumerated() where i < card.beneficiaries.count {
                 var b = card.beneficiaries[i]
@@ -511,14 +505,16 @@ extension VitaleReader {
                 card.beneficiaries[i] = b
             }
         }
-        if let mutuelleFile = files.mutuelle, let m = mutuelleFile.first(where: { $0.tag == SyntheticLayout.mutuelleTemplate }) {
-            let f = "VITALE SFI 5 (synthetic)"
+        if let m = data.first(where: { $0.tag == SyntheticLayout.mutuelleTemplate }) {
             card.mutuelle = Mutuelle(identification: text(m, SyntheticLayout.Mutuelle.identification) ?? "",
                                      guarantees: text(m, SyntheticLayout.Mutuelle.guarantees), indicator: text(m, SyntheticLayout.Mutuelle.indicator),
                                      periods: m.all(SyntheticLayout.Mutuelle.period).map { period($0, f, nil, "mutuelle") })
         }
     }
 }
+
+/// How issues name the synthetic data file.
+let syntheticFile = "VITALE SFI 3 (synthetic)"
 
 /// ISO-8859-1 text with trailing spaces and NULs removed (names are space padded).
 func latin1(_ bytes: [UInt8]) -> String {

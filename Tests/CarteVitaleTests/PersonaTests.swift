@@ -47,18 +47,20 @@ struct PersonaTests {
         let p = try persona(bundled.path)
         let card = try await readPersona(bundled.path)
         #expect(card.generation == (p.generation == "vitale1" ? .vitale1 : .vitale2))
-        #expect(card.usesSyntheticLayout)
+        #expect(card.usesSyntheticLayout == (p.corruptions.isEmpty || p.generation == "vitale1"))
         #expect(card.apduCount <= 12, "\(card.apduCount) APDUs")
         #expect(card.beneficiaries.count == p.people.count)
-        #expect(card.amo?.regime == p.cardFields[SyntheticLayout.Card.regime])
-        #expect(card.serialNumber == p.cardFields[SyntheticLayout.Card.serial])
+        if p.corruptions.isEmpty {
+            #expect(card.amo?.regime == p.cardFields[SyntheticLayout.Card.regime])
+            #expect(card.serialNumber == p.cardFields[SyntheticLayout.Card.serial])
+        }
         for (b, person) in zip(card.beneficiaries, p.people) {
             #expect(b.surname == person.surname)
             #expect(b.firstName == person.firstName)
             #expect(b.birthDate?.raw == person.birthDate)
             #expect(b.nationality == person.nationality)
             #expect(b.nir?.description == person.nir)
-            if !p.corruptions.contains("rights-file-truncated") {
+            if p.corruptions.isEmpty {
                 #expect(b.birthRank == person.birthRank)
                 #expect(b.quality == person.quality)
                 #expect(b.usualName == person.usualName)
@@ -125,7 +127,7 @@ struct PersonaTests {
         let card = try await readPersona("vitale/corrupt.yaml")
         #expect(card.issues.map(\.description) == [
             "VITALE SFI 2, person 2, NIR: key 99 is wrong: the number calls for 10",
-            "VITALE SFI 4 (synthetic): not valid BER-TLV, ignored: TLV value at offset 1 needs 32767 byte(s) but only 60 remain",
+            "VITALE SFI 3 (synthetic): not valid BER-TLV, ignored: TLV value at offset 47 needs 32767 byte(s) but only 46 remain",
         ])
         #expect(card.beneficiaries[1].nir?.isKeyValid == false)
         #expect(card.beneficiaries[2].birthDate?.isLunar == true)
