@@ -160,7 +160,13 @@ public enum PersonaCompiler {
                     if required { throw r.fail(item, "\(path).\(key)", .missingField) }
                     return nil
                 }
-                return try r.scalar(n, "\(path).\(key)")
+                let value = try r.scalar(n, "\(path).\(key)")
+                // The card stores ISO-8859-1 with one-byte lengths ([C] RUF observations): keep values short.
+                guard value.unicodeScalars.allSatisfy({ $0.value <= 0xFF }) else {
+                    throw r.fail(n, "\(path).\(key)", .invalidValue("only ISO-8859-1 characters can be stored on the card"))
+                }
+                guard value.count <= 40 else { throw r.fail(n, "\(path).\(key)", .invalidValue("at most 40 characters")) }
+                return value
             }
             guard let birth = p["birth-date"] else { throw r.fail(item, "\(path).birth-date", .missingField) }
             let birthText = try r.scalar(birth, "\(path).birth-date")
@@ -247,7 +253,8 @@ public enum PersonaCompiler {
         }
         let numbers = persona.people.flatMap { TLV(tag: 0x65, children: [TLV(tag: 0x93, value: text($0.nir))]).encoded() }
 
-        var cardChildren: [TLV] = persona.cardFields.keys.sorted().map { TLV(tag: $0, value: text(persona.cardFields[$0]!)) }
+        var cardChildren: [TLV] = [TLV(tag: SyntheticLayout.marker, value: text(SyntheticLayout.markerValue))]
+            + persona.cardFields.keys.sorted().map { TLV(tag: $0, value: text(persona.cardFields[$0]!)) }
         if let s = persona.familyService {
             cardChildren.append(TLV(tag: SyntheticLayout.Card.familyService, children: [TLV(tag: 0x80, value: text(s.code))]
                 + [s.from.map { TLV(tag: 0x81, value: text($0)) }, s.to.map { TLV(tag: 0x82, value: text($0)) }].compactMap { $0 }))
@@ -309,6 +316,8 @@ public enum PersonaCompiler {
     /// A Vitale 1 (B0' memory card, [C] commands `BC C0` / `BC B0` and ATR). Its memory layout is not
     /// public: this one is **synthetic** — one `65` template per person with `80` surname, `81` first
     /// name, `82` birth date and `93` NIR, BER-TLV from the first address, zero padded.
+    /// Only the identities are kept: the card, rights and nationality fields of the persona have no
+    /// place on a Vitale 1 (which predates them).
     static func compileVitale1(_ persona: Persona, source: String?) -> CardImage {
         func text(_ s: String) -> [UInt8] { s.unicodeScalars.map { UInt8(truncatingIfNeeded: $0.value) } }
         var data = persona.people.flatMap { p in

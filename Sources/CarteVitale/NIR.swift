@@ -37,7 +37,7 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
             let ok: Bool
             switch i {
             case 5: ok = c.isASCII && (c.isNumber || c == "2")  // first département character
-            case 6: ok = c.isASCII && (c.isNumber || c == "A" || c == "B")  // 2A / 2B for Corsica
+            case 6: ok = c.isASCII && (c.isNumber || ((c == "A" || c == "B") && chars[5] == "2"))  // 2A / 2B for Corsica
             default: ok = c.isASCII && c.isNumber
             }
             guard ok else { throw .invalidCharacter(position: i + 1) }
@@ -51,7 +51,7 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
     public var description: String { body + (key < 10 ? "0" : "") + String(key) }
 
     /// 1 male, 2 female (7 and 8 are provisional numbers).
-    public var sex: Int { Int(String(body.prefix(1)))! }
+    public var sex: Int { body.first?.wholeNumberValue ?? 0 }
     /// The two last digits of the birth year.
     public var birthYear: String { String(body.dropFirst(1).prefix(2)) }
     /// The birth month (`01`–`12`, or other values for unknown months).
@@ -72,7 +72,7 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
     public var expectedKey: Int {
         let numeric = body.replacingCorsica()
         var remainder = 0
-        for c in numeric { remainder = (remainder * 10 + Int(String(c))!) % 97 }
+        for c in numeric { remainder = (remainder * 10 + (c.wholeNumberValue ?? 0)) % 97 }  // validated digits
         return 97 - remainder
     }
 

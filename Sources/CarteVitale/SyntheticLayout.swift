@@ -13,6 +13,11 @@ public enum SyntheticLayout {
     /// SFI of the synthetic data file (groups 101–111).
     public static let dataSFI: UInt8 = 3
 
+    /// First field of the card template: marks CarteKit's layout (another card's SFI 3 is ignored).
+    public static let marker: TLVTag = 0xDF01
+    /// The marker's value.
+    public static let markerValue = "CARTEKIT-SYNTHETIC/1"
+
     /// Template of the card data (groups 101, 102, 103, 111).
     public static let cardTemplate: TLVTag = 0xE0
     /// Template of one person's data (groups 104, 105, 106, 109), in card order.

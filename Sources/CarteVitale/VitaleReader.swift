@@ -40,7 +40,9 @@ public struct Beneficiary: Hashable, Sendable {
     /// Whether AMO rights are open on `date`: `nil` when the card holds no rights data.
     public func rightsOpen(on date: VitaleDate) -> Bool? {
         guard !rights.isEmpty else { return nil }
-        return rights.contains { $0.contains(date) }
+        if rights.contains(where: { $0.contains(date) }) { return true }
+        if rights.contains(where: { !$0.isValid }) { return nil }  // a damaged period: unknown, not closed
+        return false
     }
 
     /// Whether C2S (complémentaire santé solidaire, service codes 01–03) applies on `date`.
@@ -61,6 +63,9 @@ public struct Period: Hashable, Sendable {
     public var from: VitaleDate?
     /// Last day, included (`nil`: open).
     public var to: VitaleDate?
+    /// False when a bound was written but is not a date: the period then contains no date (an issue
+    /// reports it), rather than becoming open-ended.
+    public var isValid = true
     /// A period between two dates, both included.
     public init(from: VitaleDate?, to: VitaleDate?) {
         self.from = from
@@ -68,7 +73,7 @@ public struct Period: Hashable, Sendable {
     }
     /// Whether `date` falls within the period.
     public func contains(_ date: VitaleDate) -> Bool {
-        (from.map { $0 <= date } ?? true) && (to.map { date <= $0 } ?? true)
+        isValid && (from.map { $0 <= date } ?? true) && (to.map { date <= $0 } ?? true)
     }
 }
 
@@ -257,6 +262,8 @@ public struct VitaleReader: Sendable {
             }
             let info = try await send(try! CommandAPDU(cla: 0xBC, ins: 0xC0, p1: 0, p2: 0, le: 8))
             guard info.isSuccess, info.data.count == 8 else { throw .unreadable(file: "B0' address range (BC C0)", info.statusWord) }
+            // [U] The layout of this answer is not public; CarteKit's synthetic one: first address in
+            // bytes 2-3, last address (ADMAX) in bytes 6-7.
             let first = Int(info.data[2]) << 8 | Int(info.data[3])
             let last = Int(info.data[6]) << 8 | Int(info.data[7])
             var data: [UInt8] = []
@@ -266,7 +273,8 @@ public struct VitaleReader: Sendable {
                 let r = try await send(try! CommandAPDU(cla: 0xBC, ins: 0xB0, p1: UInt8(address >> 8), p2: UInt8(address & 0xFF), le: 0xF8))
                 guard r.isSuccess else { throw .unreadable(file: "B0' memory at \(UInt16(address).hex)", r.statusWord) }
                 data += r.data
-                if r.data.last == 0x00 || r.data.isEmpty { break }
+                guard r.data.count >= wordSize, r.data.count % wordSize == 0 else { break }  // cannot advance safely
+                if VitaleReader.endsInPadding(data) { break }
                 address += r.data.count / wordSize
             }
             return data
@@ -275,7 +283,7 @@ public struct VitaleReader: Sendable {
         do {
             templates = try TLV.decode(bytes, allowPadding: true)
         } catch {
-            throw .malformed(file: "B0' memory (synthetic layout)", error)
+            throw .malformed(file: "B0' memory (CarteKit's synthetic Vitale 1 layout; the real one is not public)", error)
         }
         var card = VitaleReader.decode(identities: templates, numbers: templates)
         card.generation = .vitale1
@@ -329,15 +337,17 @@ public struct VitaleReader: Sendable {
         return value!
     }
 
+    /// SELECT by AID in the form RUF sends (`00 A4 04 00 Lc AID`, [C]). A T=0 card answers `61xx`
+    /// (FCI available): that is success, and the FCI is not fetched (it is not needed).
     private func select(_ aid: [UInt8], _ held: CardChannel.ExclusiveChannel, notFound: Bool) async throws(VitaleError) {
-        let command = try! CommandAPDU.select(aid: aid, p2: 0x0C, le: nil)
+        let command = try! CommandAPDU.select(aid: aid, p2: 0x00, le: nil)
         let response: ResponseAPDU
         do {
-            response = try await held.transmit(command)
+            response = try await held.transmit(command, policy: .raw)
         } catch {
             throw .card(error)
         }
-        guard response.statusWord.isSuccess else {
+        guard response.statusWord.isSuccess || response.statusWord.sw1 == 0x61 else {
             if notFound { throw .notAVitale(response.statusWord) }
             throw .unreadable(file: aid == Self.vitaleAID ? "VITALE" : "MF_VITALE", response.statusWord)
         }
@@ -355,15 +365,23 @@ public struct VitaleReader: Sendable {
                 throw .card(error)
             }
             let sw = response.statusWord
-            if sw == .wrongP1P2 || sw == .endOfFileReached, !data.isEmpty { break }
+            if sw == .wrongP1P2, !data.isEmpty { break }  // past the end after full chunks
             guard sw.isSuccess || sw == .endOfFileReached else { throw .unreadable(file: file, sw) }
             data += response.data
-            // Vitale files are zero padded: a chunk ending in padding holds the end of the content,
-            // so no further read is needed (saves one APDU per file).
-            if response.data.count < 256 || sw == .endOfFileReached || data.last == 0x00 || data.count > 0x7F00 { break }
+            if response.data.count < 256 || sw == .endOfFileReached { break }
+            // Vitale files are zero padded after their last object: when the objects decoded so far end
+            // before the data does, the rest is padding and the content is complete (saves an APDU).
+            if VitaleReader.endsInPadding(data) { break }
+            guard data.count < 0x7F00 else { throw .unreadable(file: file + " (larger than 32 KiB)", sw) }
             command = try! CommandAPDU.readBinary(offset: data.count)  // the SFI read made the file current
         }
         return data
+    }
+
+    /// Whether `data` holds complete BER-TLV objects followed by at least one padding byte.
+    public static func endsInPadding(_ data: [UInt8]) -> Bool {
+        guard let objects = try? TLV.decode(data, allowPadding: true), let last = objects.last else { return false }
+        return last.offset + last.encoded().count < data.count
     }
 
     /// The files read, before decoding.
@@ -378,7 +396,9 @@ public struct VitaleReader: Sendable {
         let bytes: [UInt8]
         do {
             bytes = try await readFile(sfi: sfi, file: file, held)
-        } catch .unreadable(_, let sw) where optional && sw == .fileNotFound {
+        } catch .unreadable(_, let sw) where optional {
+            // Not there (6A82), or a card that keeps something else under this SFI: absent.
+            if sw != .fileNotFound { issues.append(VitaleIssue(file: file, message: "not readable (\(sw)), ignored")) }
             return nil
         }
         do {
@@ -451,11 +471,18 @@ extension VitaleReader {
             card.issues.append(VitaleIssue(file: file, beneficiary: person, field: field, message: "\"\(raw)\" is not YYYYMMDD"))
             return nil
         }
-        func period(_ t: TLV, _ file: String, _ person: Int?, _ field: String) -> Period {
-            Period(from: date(t, 0x80, file, person, field + " start"), to: date(t, 0x81, file, person, field + " end"))
+        func period(_ t: TLV, _ file: String, _ person: Int?, _ field: String, fromTag: TLVTag = 0x80, toTag: TLVTag = 0x81) -> Period {
+            var p = Period(from: date(t, fromTag, file, person, field + " start"), to: date(t, toTag, file, person, field + " end"))
+            // A bound that is written but is not a date makes the period invalid, never open-ended.
+            p.isValid = (text(t, fromTag).map { $0.isEmpty || p.from != nil } ?? true) && (text(t, toTag).map { $0.isEmpty || p.to != nil } ?? true)
+            return p
         }
         guard let data = files.synthetic else { return }
         let f = syntheticFile
+        // Decoded only when it carries CarteKit's marker: another card's SFI 3 is not our layout.
+        guard let marker = data.first(where: { $0.tag == SyntheticLayout.cardTemplate })?[SyntheticLayout.marker],
+            latin1(marker.value) == SyntheticLayout.markerValue
+        else { return }
         do {
             card.usesSyntheticLayout = true
             let c = data.first { $0.tag == SyntheticLayout.cardTemplate }
@@ -471,7 +498,7 @@ extension VitaleReader {
             }
             card.commonZone = text(c, SyntheticLayout.Card.commonZone)
             if let s = c?[SyntheticLayout.Card.familyService] {
-                card.familyService = ServicePeriod(code: text(s, 0x80) ?? "", period: Period(from: date(s, 0x81, f, nil, "family service start"), to: date(s, 0x82, f, nil, "family service end")))
+                card.familyService = ServicePeriod(code: text(s, 0x80) ?? "", period: period(s, f, nil, "family service", fromTag: 0x81, toTag: 0x82))
             }
         }
         do {
@@ -490,8 +517,7 @@ extension VitaleReader {
                 }
                 b.quality = text(p, SyntheticLayout.Person.quality)
                 if let code = text(p, SyntheticLayout.Person.serviceCode) {
-                    b.service = ServicePeriod(code: code, period: Period(from: date(p, SyntheticLayout.Person.serviceFrom, f, i, "service start"),
-                                                                       to: date(p, SyntheticLayout.Person.serviceTo, f, i, "service end")))
+                    b.service = ServicePeriod(code: code, period: period(p, f, i, "service", fromTag: SyntheticLayout.Person.serviceFrom, toTag: SyntheticLayout.Person.serviceTo))
                 }
                 b.rights = p.all(SyntheticLayout.Person.rights).map { period($0, f, i, "rights") }
                 b.coverage = p.all(SyntheticLayout.Person.coverage).map {
@@ -499,7 +525,7 @@ extension VitaleReader {
                 }
                 if let a = p[SyntheticLayout.Person.amc] {
                     b.amc = AMC(numberB2: text(a, 0x80), numberEDI: text(a, 0x81), member: text(a, 0x82), indicator: text(a, 0x83),
-                                period: Period(from: date(a, 0x84, f, i, "AMC start"), to: date(a, 0x85, f, i, "AMC end")),
+                                period: period(a, f, i, "AMC", fromTag: 0x84, toTag: 0x85),
                                 routing: text(a, 0x86), host: text(a, 0x87), domain: text(a, 0x88))
                 }
                 card.beneficiaries[i] = b

@@ -55,9 +55,14 @@ struct ReadCommand: AsyncParsableCommand {
             return d
         }
         let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.calendar = Calendar(identifier: .gregorian)
         f.dateFormat = "yyyyMMdd"
         f.timeZone = TimeZone(identifier: "Europe/Paris")
-        return VitaleDate(f.string(from: Date()))!
+        guard let today = VitaleDate(f.string(from: Date())) else {
+            throw CLIError(kind: "internal", message: "cannot form today's date", exitCode: CarteExit.unexpected)
+        }
+        return today
     }
 }
 
@@ -130,6 +135,8 @@ struct VitaleReport: Encodable {
         /// `open`, `closed`, or `unknown` when the card holds no rights data.
         let rights: String
         let rightsPeriods: [PeriodPart]
+        /// The end of the period open on the date, when rights are open.
+        let rightsOpenUntil: String?
         let c2s: Bool
         let ald: [String]
         let amc: AMCPart?
@@ -162,7 +169,8 @@ struct VitaleReport: Encodable {
                 birthDate: b.birthDate?.raw, birthDateLunar: b.birthDate?.isLunar, birthRank: b.birthRank, quality: b.quality,
                 nationality: b.nationality, nir: b.nir?.description, nirKeyValid: b.nir?.isKeyValid, bornAbroad: b.nir?.bornAbroad,
                 bornInCorsica: b.nir?.bornInCorsica, rights: open.map { $0 ? "open" : "closed" } ?? "unknown",
-                rightsPeriods: b.rights.map { PeriodPart(from: $0.from?.iso, to: $0.to?.iso) }, c2s: b.c2s(on: day), ald: b.ald(on: day),
+                rightsPeriods: b.rights.map { PeriodPart(from: $0.from?.iso, to: $0.to?.iso) },
+                rightsOpenUntil: b.rights.filter { $0.contains(day) }.compactMap(\.to).max()?.iso, c2s: b.c2s(on: day), ald: b.ald(on: day),
                 amc: b.amc.map { a in AMCPart(numberB2: a.numberB2, member: a.member, from: a.period.from?.iso, to: a.period.to?.iso, open: a.period.contains(day),
                                               routing: a.routing, host: a.host, domain: a.domain) })
         }
@@ -172,7 +180,11 @@ struct VitaleReport: Encodable {
 
     var text: String {
         var lines = ["Carte Vitale \(generation == "vitale2" ? "2" : "1") in \(reader) — rights evaluated on \(date.split(separator: "-").reversed().joined(separator: "/"))"]
-        if syntheticLayout { lines.append("(test card: rights and AMO data come from CarteKit's synthetic layout)") }
+        if syntheticLayout {
+            lines.append(generation == "vitale1"
+                ? "(test card: names and NIRs come from CarteKit's synthetic Vitale 1 memory layout; the real one is not public)"
+                : "(test card: rights and AMO data come from CarteKit's synthetic layout)")
+        }
         if let amo = card.amo { lines.append("AMO: régime \(amo.regime), caisse \(amo.caisse), centre \(amo.centre), code gestion \(amo.codeGestion)") }
         lines.append("")
         for p in people {
@@ -187,10 +199,10 @@ struct VitaleReport: Encodable {
             var nir = "   NIR \(p.nir ?? "unreadable")"
             if p.nirKeyValid == false { nir += "  (WRONG KEY)" }
             if p.bornAbroad == true { nir += "  born abroad" }
-            if p.bornInCorsica == true { nir += "  born in Corsica" }
+            if p.bornInCorsica == true { nir += "  born in Corsica (key with 2A=19, 2B=18: INSEE rule, [P])" }
             lines.append(nir)
             switch p.rights {
-            case "open": lines.append("   Rights: OPEN" + (p.rightsPeriods.last?.to.map { " until \($0.split(separator: "-").reversed().joined(separator: "/"))" } ?? ""))
+            case "open": lines.append("   Rights: OPEN" + (p.rightsOpenUntil.map { " until \($0.split(separator: "-").reversed().joined(separator: "/"))" } ?? ""))
             case "closed":
                 let ended = p.rightsPeriods.compactMap(\.to).max()
                 lines.append("   Rights: CLOSED" + (ended.map { " (ended \($0.split(separator: "-").reversed().joined(separator: "/")))" } ?? ""))

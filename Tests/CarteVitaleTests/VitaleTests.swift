@@ -118,3 +118,36 @@ struct VitaleReaderTests {
         }
     }
 }
+
+@Suite("Review regressions")
+struct VitaleRegressionTests {
+    @Test func corsicaLettersOnlyAfterA2() {
+        #expect(throws: NIR.Problem.invalidCharacter(position: 7)) { try NIR("175081A00407758") }
+        #expect(throws: NIR.Problem.invalidCharacter(position: 7)) { try NIR("175083B00407758") }
+    }
+
+    @Test func aDamagedPeriodIsNeitherOpenNorClosed() {
+        var b = Beneficiary(index: 0)
+        var damaged = Period(from: VitaleDate("20240101"), to: nil)
+        damaged.isValid = false
+        b.rights = [damaged]
+        #expect(b.rightsOpen(on: VitaleDate("20260615")!) == nil)
+        #expect(!damaged.contains(VitaleDate("20260615")!))
+    }
+
+    @Test func paddingDetection() {
+        #expect(VitaleReader.endsInPadding([0x65, 0x02, 0x80, 0x00, 0x00]))
+        #expect(!VitaleReader.endsInPadding([0x65, 0x02, 0x80, 0x00]))  // ends exactly: there may be more
+        #expect(!VitaleReader.endsInPadding([0x65, 0x05, 0x80, 0x00]))  // incomplete
+    }
+
+    @Test func anotherCardsSFI3IsNotReadAsCarteKitData() async throws {
+        // A Vitale image whose VITALE SFI 3 holds E0/E1 templates without CarteKit's marker.
+        var img = try image("demo/vitale2-demo.yaml")
+        guard case .dedicated(var vitale) = img.root.children[3] else { Issue.record("layout"); return }
+        vitale.children.append(.elementary(.init(fid: 0x0003, sfi: 3, content: .transparent([0xE0, 0x04, 0x83, 0x02, 0x30, 0x31, 0x00]))))
+        img.root.children[3] = .dedicated(vitale)
+        let card = try await VitaleReader(channel: try channel(img)).read()
+        #expect(card.amo == nil && !card.usesSyntheticLayout)
+    }
+}
