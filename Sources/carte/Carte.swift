@@ -10,8 +10,9 @@ struct Carte: AsyncParsableCommand {
         commandName: "carte",
         abstract: "Read and test French health smart cards (Carte Vitale, CPx) and their readers.",
         discussion: """
-            Until the PC/SC backend lands, commands that talk to cards use CarteKit's in-memory \
-            virtual readers, loaded with the bundled synthetic demo Vitale 2 unless --image says otherwise.
+            Commands that talk to cards use CarteKit's in-memory virtual readers by default, loaded with \
+            the bundled synthetic demo Vitale 2 unless --image says otherwise; --backend pcsc uses the \
+            readers pcscd knows (real ones, or virtual ones served by carte sim serve).
 
             JSON output (--json) is versioned by its "schema" field; see docs/json.md.
 
