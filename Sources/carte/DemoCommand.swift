@@ -1,6 +1,8 @@
 import ArgumentParser
 import CarteCore
 import CarteSimulator
+import CarteVitale
+import Foundation
 
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,7 +12,8 @@ struct DemoCommand: AsyncParsableCommand {
             Plugs in a virtual bi-fente reader, inserts the synthetic demo Vitale 2 (or --image), and \
             sends the APDUs a Vitale reader sends (SELECT MF, READ SFI 2, SELECT VITALE, READ EF 2001, \
             READ SFI 2), showing every exchange — automatic GET RESPONSE and Le resends included — and \
-            the BER-TLV content of each file. No hardware, no pcscd needed.
+            the BER-TLV content of each file; then reads the card with CarteVitale and prints who is on \
+            it, as carte read does. No hardware, no pcscd needed.
             """
     )
 
@@ -21,6 +24,16 @@ struct DemoCommand: AsyncParsableCommand {
         let title: String
         let command: CommandAPDU
         let showsFile: Bool
+    }
+
+    /// Today in Europe/Paris (Gregorian, ASCII digits).
+    static func today() -> VitaleDate {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.calendar = Calendar(identifier: .gregorian)
+        f.timeZone = TimeZone(identifier: "Europe/Paris")
+        f.dateFormat = "yyyyMMdd"
+        return VitaleDate(f.string(from: Date())) ?? VitaleDate("20000101")!
     }
 
     static func steps() throws -> [Step] {
@@ -80,8 +93,21 @@ struct DemoCommand: AsyncParsableCommand {
                     if let tlvError { print("     (content is not BER-TLV: \(tlvError))") }
                 }
             }
+            // The same card read by CarteVitale: the typed model a health application gets.
+            let vitale: VitaleCard?
+            do throws(VitaleError) {
+                vitale = try await VitaleReader(channel: channel, logger: logger).read(atr: atrBytes)
+            } catch {
+                vitale = nil
+                if !global.json { print("\nNot a Carte Vitale this reader can decode: \(error)") }
+            }
             try await connection.disconnect(.reset)
             report.trace = trace.events.map(\.line)
+            if let vitale {
+                let summary = VitaleReport(vitale, reader: readerName, on: DemoCommand.today())
+                report.vitale = summary
+                if !global.json { print("\n" + summary.text) }
+            }
             let automatic = trace.events.filter { $0.marker != nil && $0.direction == .toCard }.count
             if global.json {
                 Output.printJSON(report)
@@ -102,6 +128,8 @@ struct DemoReport: Encodable {
     let synthetic: Bool
     var steps: [Step]
     var trace: [String]
+    /// The card read by CarteVitale (schema carte.vitale/1 inside), when it is a Vitale.
+    var vitale: VitaleReport?
 
     struct Step: Encodable {
         let title: String

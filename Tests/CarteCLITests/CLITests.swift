@@ -206,10 +206,14 @@ struct CLITests {
         #expect(r.stdout.contains("SYNTHETIC"))
         #expect(r.stdout.contains("\"CLAIRE\""))
         #expect(r.stdout.contains("\"285037505612306\""))
+        #expect(r.stdout.contains("1. CLAIRE EXEMPLE, born 14/03/1985"))
+        #expect(r.stdout.contains("Rights: not on the card"))
         let j = try Carte.run(["demo", "--json"])
         #expect(j.json["schema"] as? String == "carte.demo/1")
         #expect((j.json["steps"] as? [Any])?.count == 7)
         #expect(j.json["synthetic"] as? Bool == true)
+        #expect((j.json["vitale"] as? [String: Any])?["schema"] as? String == "carte.vitale/1")
+        #expect(((j.json["vitale"] as? [String: Any])?["people"] as? [Any])?.count == 3)
     }
 
     @Test func readAVitale() throws {
