@@ -48,6 +48,7 @@ final class SlotLink: @unchecked Sendable {
     let slot: UInt16
     private let lock = Mutex(())
     private var fd: Int32 = -1
+    private var reader = FrameReader()
     private var description: ReaderDescription?
     private var atr: [UInt8] = []
     private var lastInsertion: UInt32?
@@ -184,6 +185,7 @@ final class SlotLink: @unchecked Sendable {
     private func closeLink() {
         if fd >= 0 { close(fd) }
         fd = -1
+        reader = FrameReader()
     }
 
     private func setTimeout(_ milliseconds: Int) {
@@ -203,9 +205,7 @@ final class SlotLink: @unchecked Sendable {
     /// Writes a frame and reads the answer.
     private func exchange(_ frame: Frame) -> Exchange {
         guard SocketIO.sendAll(fd, frame.encoded()) else { return .notSent }
-        guard let header = SocketIO.receiveExactly(fd, 4), let length = try? Frame.length(fromHeader: header),
-            let body = SocketIO.receiveExactly(fd, length), let reply = try? Frame(body: body)
-        else { return .noReply }
+        guard let reply = reader.next(fd).frame else { return .noReply }
         return .reply(reply)
     }
 }

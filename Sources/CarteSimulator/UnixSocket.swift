@@ -31,6 +31,7 @@ public struct SocketError: Error, Hashable, Sendable, CustomStringConvertible {
 /// threads of its own, never from Swift's cooperative pool).
 final class FramedSocket: @unchecked Sendable {
     let fd: Int32
+    private var reader = FrameReader()
 
     init(fd: Int32) { self.fd = fd }
 
@@ -65,12 +66,11 @@ final class FramedSocket: @unchecked Sendable {
     @discardableResult
     func send(_ frame: Frame) -> Bool { writeAll(frame.encoded()) }
 
-    /// Reads a frame.
+    /// Reads a frame (one thread at a time: the connection's own).
     func receive() throws(WireError) -> Frame {
-        guard let header = readExactly(4) else { throw .closed(midFrame: false) }
-        let length = try Frame.length(fromHeader: header)
-        guard let body = readExactly(length) else { throw .closed(midFrame: true) }
-        return try Frame(body: body)
+        let (frame, error) = reader.next(fd)
+        if let frame { return frame }
+        throw error ?? .closed(midFrame: false)
     }
 
     func writeAll(_ bytes: [UInt8]) -> Bool { SocketIO.sendAll(fd, bytes) }
