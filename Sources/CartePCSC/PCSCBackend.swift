@@ -90,30 +90,29 @@ public enum PCSCFeature {
     /// Decodes a `FEATURE_GET_TLV_PROPERTIES` answer: TLVs of tag (1), length (1), little-endian value.
     public static func decodeTLVProperties(_ bytes: [UInt8]) -> [UInt8: [UInt8]] {
         var out: [UInt8: [UInt8]] = [:]
-        var i = 0
-        while i + 2 <= bytes.count {
-            let length = Int(bytes[i + 1])
-            guard i + 2 + length <= bytes.count else { break }
-            out[bytes[i]] = Array(bytes[(i + 2)..<(i + 2 + length)])
-            i += 2 + length
-        }
+        forEachShortTLV(bytes) { tag, value in out[tag] = Array(value) }
         return out
     }
 
     /// Decodes a `CM_IOCTL_GET_FEATURE_REQUEST` answer: TLVs of tag (1), length (1) = 4, big-endian code (4).
     public static func decodeFeatureList(_ bytes: [UInt8]) -> [UInt8: UInt32] {
         var out: [UInt8: UInt32] = [:]
-        var i = 0
-        while i + 2 <= bytes.count {
-            let tag = bytes[i]
-            let length = Int(bytes[i + 1])
-            guard i + 2 + length <= bytes.count else { break }
-            if length == 4 {
-                out[tag] = bytes[(i + 2)..<(i + 6)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
-            }
-            i += 2 + length
+        forEachShortTLV(bytes) { tag, value in
+            if value.count == 4 { out[tag] = value.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
         }
         return out
+    }
+
+    /// Walks the TLVs with a 1-byte tag and a 1-byte length that PC/SC part 10 answers use; stops at
+    /// the first truncated one.
+    private static func forEachShortTLV(_ bytes: [UInt8], _ body: (UInt8, ArraySlice<UInt8>) -> Void) {
+        var i = 0
+        while i + 2 <= bytes.count {
+            let length = Int(bytes[i + 1])
+            guard i + 2 + length <= bytes.count else { return }
+            body(bytes[i], bytes[(i + 2)..<(i + 2 + length)])
+            i += 2 + length
+        }
     }
 }
 

@@ -26,16 +26,6 @@ struct DemoCommand: AsyncParsableCommand {
         let showsFile: Bool
     }
 
-    /// Today in Europe/Paris (Gregorian, ASCII digits).
-    static func today() -> VitaleDate {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.calendar = Calendar(identifier: .gregorian)
-        f.timeZone = TimeZone(identifier: "Europe/Paris")
-        f.dateFormat = "yyyyMMdd"
-        return VitaleDate(f.string(from: Date())) ?? VitaleDate("20000101")!
-    }
-
     static func steps() throws -> [Step] {
         let mfVitale: [UInt8] = [0xD2, 0x50, 0x00, 0x00, 0x02, 0x4D, 0x46, 0x5F, 0x56, 0x49, 0x54, 0x41, 0x4C, 0x45]
         let vitale: [UInt8] = [0xD2, 0x50, 0x00, 0x00, 0x02, 0x56, 0x49, 0x54, 0x41, 0x4C, 0x45]
@@ -104,7 +94,7 @@ struct DemoCommand: AsyncParsableCommand {
             try await connection.disconnect(.reset)
             report.trace = trace.events.map(\.line)
             if let vitale {
-                let summary = VitaleReport(vitale, reader: readerName, on: DemoCommand.today())
+                let summary = VitaleReport(vitale, reader: readerName, on: try VitaleDate.todayInParis())
                 report.vitale = summary
                 if !global.json { print("\n" + summary.text) }
             }

@@ -54,6 +54,13 @@ struct ReadCommand: AsyncParsableCommand {
             }
             return d
         }
+        return try VitaleDate.todayInParis()
+    }
+}
+
+extension VitaleDate {
+    /// Today in Europe/Paris (Gregorian, ASCII digits): the day rights are evaluated on by default.
+    static func todayInParis() throws -> VitaleDate {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.calendar = Calendar(identifier: .gregorian)
