@@ -98,7 +98,7 @@ public final class CardChannel: Sendable {
 
     private func exchange(_ command: CommandAPDU, marker: TraceEvent.Marker?) async throws(CardError) -> ResponseAPDU {
         let bytes = command.encoded()
-        trace?.recordCommand(command, marker: marker)
+        trace?.recordCommand(command, encoded: bytes, marker: marker)
         if logger.logLevel <= .trace {
             logger.trace("> \(command.redactedHex)\(marker.map { "  [\($0.rawValue)]" } ?? "")")
         }

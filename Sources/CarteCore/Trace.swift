@@ -76,8 +76,9 @@ public final class Trace: Sendable {
         self.start = ContinuousClock.now
     }
 
-    /// Records a command, redacting secrets.
-    public func recordCommand(_ command: CommandAPDU, marker: TraceEvent.Marker? = nil) {
+    /// Records a command, redacting secrets. `encoded` is `command.encoded()` when the caller has it
+    /// already (it is not encoded a second time).
+    public func recordCommand(_ command: CommandAPDU, encoded: [UInt8]? = nil, marker: TraceEvent.Marker? = nil) {
         if command.carriesSecret && !command.data.isEmpty {
             var head: [UInt8] = [command.cla, command.ins, command.p1, command.p2]
             if command.isExtended {
@@ -90,7 +91,7 @@ public final class Trace: Sendable {
             }
             append(.toCard, head, redacted: command.data.count, marker: marker)
         } else {
-            append(.toCard, command.encoded(), redacted: nil, marker: marker)
+            append(.toCard, encoded ?? command.encoded(), redacted: nil, marker: marker)
         }
     }
 

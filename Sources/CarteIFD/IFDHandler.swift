@@ -23,7 +23,7 @@ private func copy(_ bytes: [UInt8], to buffer: UnsafeMutablePointer<UCHAR>?, cap
         length?.pointee = 0
         return false
     }
-    for (i, b) in bytes.enumerated() { buffer[i] = b }
+    bytes.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress!, count: $0.count) }
     length?.pointee = DWORD(bytes.count)
     return true
 }
@@ -138,9 +138,6 @@ public func IFDHPowerICC(_ lun: DWORD, _ action: DWORD, _ atr: PUCHAR?, _ atrLen
         }
         link.cachedATR = bytes
         return copy(bytes, to: atr, capacity: capacity, length: atrLength) ? ok() : RESPONSECODE(IFD_ERROR_POWER_ACTION)
-    case .failure(.failed(.noCard, _)):
-        atrLength?.pointee = 0
-        return code == 0 ? ok() : RESPONSECODE(IFD_ERROR_POWER_ACTION)
     case .failure:
         atrLength?.pointee = 0
         return code == 0 ? ok() : RESPONSECODE(IFD_ERROR_POWER_ACTION)

@@ -19,7 +19,7 @@ struct DeviceConfig: Sendable {
         let bytes = Array(device.utf8)
         let marker = Array(":reader=".utf8)
         guard bytes.count > marker.count,
-            let cut = stride(from: bytes.count - marker.count, through: 0, by: -1).first(where: { Array(bytes[$0..<($0 + marker.count)]) == marker })
+            let cut = stride(from: bytes.count - marker.count, through: 0, by: -1).first(where: { bytes[$0..<($0 + marker.count)].elementsEqual(marker) })
         else { return nil }
         socketPath = String(decoding: bytes[..<cut], as: UTF8.self)
         let options = String(decoding: bytes[(cut + 1)...], as: UTF8.self)
@@ -48,6 +48,8 @@ final class SlotLink: @unchecked Sendable {
     let slot: UInt16
     private let lock = Mutex(())
     private var fd: Int32 = -1
+    /// The timeout the socket has, to skip setting it again.
+    private var appliedTimeout: Int?
     private var reader = FrameReader()
     private var description: ReaderDescription?
     private var atr: [UInt8] = []
@@ -140,21 +142,7 @@ final class SlotLink: @unchecked Sendable {
 
     /// Opens, says hello and attaches to the slot. Called with the lock held.
     private func open() -> Bool {
-        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { return false }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(config.socketPath.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (i, b) in path.enumerated() where i < buffer.count - 1 { buffer[i] = b }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            close(s)
-            return false
-        }
+        guard case .success(let s) = SocketIO.connect(to: config.socketPath) else { return false }
         if let expected = config.daemonUID {
             // Only a daemon running as the expected user may play cards to pcscd.
             // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (declared only under _GNU_SOURCE).
@@ -167,13 +155,11 @@ final class SlotLink: @unchecked Sendable {
         }
         fd = s
         setTimeout(2_000)
-        var hello: [UInt8] = [1]
-        hello += [UInt8(Wire.version >> 8), UInt8(Wire.version & 0xFF)]
-        guard case .reply(let h) = exchange(Frame(.hello, hello)), h.type == .ok else {
+        guard case .reply(let h) = exchange(.hello(.driver)), h.type == .ok else {
             closeLink()
             return false
         }
-        let attach: [UInt8] = [UInt8(config.reader >> 8), UInt8(config.reader & 0xFF), UInt8(slot >> 8), UInt8(slot & 0xFF)]
+        let attach = bigEndianU16(config.reader) + bigEndianU16(slot)
         guard case .reply(let a) = exchange(Frame(.attach, attach)), a.type == .ok, let d = try? ReaderDescription(decoding: a.payload) else {
             closeLink()
             return false
@@ -185,13 +171,15 @@ final class SlotLink: @unchecked Sendable {
     private func closeLink() {
         if fd >= 0 { close(fd) }
         fd = -1
+        appliedTimeout = nil
         reader = FrameReader()
     }
 
+    /// Sets the socket's timeouts, unless they already have this value (two system calls saved per request).
     private func setTimeout(_ milliseconds: Int) {
-        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        guard appliedTimeout != milliseconds else { return }
+        SocketIO.setTimeout(fd, milliseconds: milliseconds)
+        appliedTimeout = milliseconds
     }
 
     private enum Exchange {

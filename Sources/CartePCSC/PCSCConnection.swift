@@ -25,6 +25,8 @@ public final class PCSCConnection: CardConnection {
         var open = true
     }
     private let state: Mutex<State>
+    /// The receive buffer of ``transmit(_:)``, allocated once rather than per APDU.
+    private let receive = ReceiveBuffer()
     /// Whether the reader takes extended APDUs (from its `dwMaxAPDUDataSize`, when known).
     public let capabilities: TransportCapabilities
 
@@ -83,12 +85,13 @@ public final class PCSCConnection: CardConnection {
     public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
         let (card, proto, open) = state.withLock { ($0.card, $0.proto, $0.open) }
         guard open else { throw .notConnected }
+        let receive = self.receive
         let result = await context.call(retry: false) { _ -> Result<[UInt8], PCSCError> in
             var pci = SCARD_IO_REQUEST(dwProtocol: proto, cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
-            var response = [UInt8](repeating: 0, count: maxBufferSizeExtended)
+            let response = receive.bytes
             var length = DWORD(response.count)
             let rv = command.withUnsafeBufferPointer { tx in
-                SCardTransmit(card, &pci, tx.baseAddress, DWORD(tx.count), nil, &response, &length)
+                SCardTransmit(card, &pci, tx.baseAddress, DWORD(tx.count), nil, response.baseAddress, &length)
             }
             if let e = check(rv) { return .failure(e) }
             return .success(Array(response[..<Int(length)]))
@@ -256,8 +259,18 @@ func dispositionValue(_ d: Disposition) -> DWORD {
     }
 }
 
-/// `SCARD_ATTR_ATR_STRING`, written by hand: the C macro is function-like and does not import.
-let attrATRString: UInt32 = 0x0009 << 16 | 0x0303
+/// A `maxBufferSizeExtended`-byte receive buffer, allocated and zeroed once. Only the owning
+/// connection's worker thread (one ``PCSCContext``, one call at a time) touches it.
+final class ReceiveBuffer: @unchecked Sendable {
+    let bytes: UnsafeMutableBufferPointer<UInt8>
+
+    init() {
+        bytes = .allocate(capacity: maxBufferSizeExtended)
+        bytes.initialize(repeating: 0)
+    }
+
+    deinit { bytes.deallocate() }
+}
 
 func readATR(_ card: SCARDHANDLE) -> [UInt8]? {
     var atr = [UInt8](repeating: 0, count: Int(MAX_ATR_SIZE))

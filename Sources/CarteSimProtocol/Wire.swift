@@ -35,6 +35,14 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case error = 0x81
 }
 
+/// Who opens a connection: the first byte of a ``MessageType/hello``.
+public enum ConnectionRole: UInt8, Sendable {
+    /// The pcscd driver (one connection per slot).
+    case driver = 1
+    /// A control client (`carte sim insert|remove|status`).
+    case control = 2
+}
+
 /// What a slot holds, as the driver needs it.
 public enum SlotPresence: UInt8, Sendable {
     case absent = 0
@@ -108,27 +116,43 @@ public struct Frame: Hashable, Sendable {
 
     /// Length prefix, type and payload.
     public func encoded() -> [UInt8] {
-        let length = payload.count + 1
-        var out: [UInt8] = [UInt8(length >> 24 & 0xFF), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type.rawValue]
-        out.reserveCapacity(length + 4)
+        var out: [UInt8] = []
+        out.reserveCapacity(payload.count + 5)
+        out += bigEndian(UInt32(payload.count + 1))
+        out.append(type.rawValue)
         out += payload
         return out
     }
 
     /// Reads the length prefix: the number of bytes that follow it.
     public static func length(fromHeader header: [UInt8]) throws(WireError) -> Int {
+        try length(fromHeader: header[...])
+    }
+
+    /// Reads the length prefix from a slice (of a receive buffer) of exactly 4 bytes.
+    public static func length(fromHeader header: ArraySlice<UInt8>) throws(WireError) -> Int {
         precondition(header.count == 4)
-        let n = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        let n = header.reduce(0) { $0 << 8 | Int($1) }
         guard n >= 1, n <= Wire.maximumFrame else { throw .invalidLength(n) }
         return n
     }
 
     /// Decodes the bytes that follow the length prefix.
     public init(body: [UInt8]) throws(WireError) {
+        try self.init(body: body[...])
+    }
+
+    /// Decodes the bytes that follow the length prefix, from a slice (of a receive buffer).
+    public init(body: ArraySlice<UInt8>) throws(WireError) {
         guard let first = body.first else { throw .invalidLength(0) }
         guard let type = MessageType(rawValue: first) else { throw .unknownType(first) }
         self.type = type
         self.payload = Array(body.dropFirst())
+    }
+
+    /// The first frame of a connection: `role`, then ``Wire/version``.
+    public static func hello(_ role: ConnectionRole) -> Frame {
+        Frame(.hello, [role.rawValue] + bigEndianU16(Wire.version))
     }
 
     /// An error frame.
@@ -224,6 +248,11 @@ public struct ReaderDescription: Hashable, Sendable {
 /// The 4 big-endian bytes of `v`.
 public func bigEndian(_ v: UInt32) -> [UInt8] {
     [UInt8(v >> 24 & 0xFF), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)]
+}
+
+/// The 2 big-endian bytes of `v`.
+public func bigEndianU16(_ v: UInt16) -> [UInt8] {
+    [UInt8(v >> 8), UInt8(v & 0xFF)]
 }
 
 /// Reads a big-endian `u16` at `offset`.

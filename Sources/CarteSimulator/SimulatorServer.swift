@@ -1,4 +1,4 @@
-public import CarteCore
+import CarteCore
 import CarteSimProtocol
 import Foundation
 public import Logging
@@ -41,7 +41,7 @@ public final class SimulatorServer: Sendable {
     /// Binds the socket (mode 0600; a stale socket file is replaced, a live one is an error) and starts
     /// accepting connections on a thread of its own.
     public func start() throws(SocketError) {
-        var address = try socketAddress(path)
+        do { try SocketIO.checkPath(path) } catch { throw SocketError(error, path: path) }
         // A socket file left by a daemon that died is replaced; one that answers belongs to a live daemon.
         if FileManager.default.fileExists(atPath: path) {
             if (try? FramedSocket.connect(to: path, timeoutMilliseconds: 500)) != nil {
@@ -56,13 +56,11 @@ public final class SimulatorServer: Sendable {
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw .errno("socket", path) }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else {
-            let e = SocketError.errno("bind", path)
+        do {
+            try SocketIO.bind(fd, to: path)
+        } catch {
             close(fd)
-            throw e
+            throw SocketError(error, path: path)
         }
         // 0600 before listen: nobody can connect in between, and no process-wide umask is touched.
         guard chmod(path, 0o600) == 0 else {
@@ -161,10 +159,10 @@ public final class SimulatorServer: Sendable {
                     reply = .failure(.badRequest, "protocol version \(version) is not supported (this daemon speaks \(Wire.version))")
                     break
                 }
-                switch frame.payload[0] {
-                case 1: role = .driver
-                case 2: role = .control
-                default:
+                switch ConnectionRole(rawValue: frame.payload[0]) {
+                case .driver: role = .driver
+                case .control: role = .control
+                case nil:
                     reply = .failure(.badRequest, "unknown role \(frame.payload[0])")
                     _ = socket.send(reply)
                     return
@@ -383,9 +381,7 @@ public struct SimulatorControlClient: Sendable {
     /// Sends one JSON request and returns the JSON answer (blocking; call from a thread of your own).
     public func send(_ request: [String: any Sendable]) throws -> [String: Any] {
         let socket = try FramedSocket.connect(to: path)
-        var hello: [UInt8] = [2]
-        hello += [UInt8(Wire.version >> 8), UInt8(Wire.version & 0xFF)]
-        guard socket.send(Frame(.hello, hello)) else { throw SocketError(operation: "send", path: path, reason: "the daemon closed the connection") }
+        guard socket.send(.hello(.control)) else { throw SocketError(operation: "send", path: path, reason: "the daemon closed the connection") }
         let greeting = try socket.receive()
         if let f = greeting.failure { throw SocketError(operation: "hello", path: path, reason: f.message) }
         let body = try JSONSerialization.data(withJSONObject: request, options: [.sortedKeys])

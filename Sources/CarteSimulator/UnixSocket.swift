@@ -39,32 +39,22 @@ final class FramedSocket: @unchecked Sendable {
 
     /// Connects to `path`, with send/receive timeouts.
     static func connect(to path: String, timeoutMilliseconds: Int = 5_000) throws(SocketError) -> FramedSocket {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw .errno("socket", path) }
-        var address = try socketAddress(path)
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        switch SocketIO.connect(to: path) {
+        case .success(let fd):
+            let s = FramedSocket(fd: fd)
+            s.setTimeout(timeoutMilliseconds)
+            return s
+        case .failure(let f):
+            throw SocketError(f, path: path)
         }
-        guard rc == 0 else {
-            let e = SocketError.errno("connect", path)
-            close(fd)
-            throw e
-        }
-        let s = FramedSocket(fd: fd)
-        s.setTimeout(timeoutMilliseconds)
-        return s
     }
 
     /// Send and receive timeout; 0 means none.
-    func setTimeout(_ milliseconds: Int) {
-        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
+    func setTimeout(_ milliseconds: Int) { SocketIO.setTimeout(fd, milliseconds: milliseconds) }
 
     /// Writes a frame. Returns false when the peer is gone.
     @discardableResult
-    func send(_ frame: Frame) -> Bool { writeAll(frame.encoded()) }
+    func send(_ frame: Frame) -> Bool { SocketIO.sendAll(fd, frame.encoded()) }
 
     /// Reads a frame (one thread at a time: the connection's own).
     func receive() throws(WireError) -> Frame {
@@ -72,22 +62,15 @@ final class FramedSocket: @unchecked Sendable {
         if let frame { return frame }
         throw error ?? .closed(midFrame: false)
     }
-
-    func writeAll(_ bytes: [UInt8]) -> Bool { SocketIO.sendAll(fd, bytes) }
-
-    func readExactly(_ count: Int) -> [UInt8]? { SocketIO.receiveExactly(fd, count) }
 }
 
-func socketAddress(_ path: String) throws(SocketError) -> sockaddr_un {
-    var address = sockaddr_un()
-    address.sun_family = sa_family_t(AF_UNIX)
-    let bytes = Array(path.utf8)
-    let capacity = MemoryLayout.size(ofValue: address.sun_path)
-    guard !bytes.isEmpty, bytes.count < capacity else {
-        throw SocketError(operation: "socket", path: path, reason: "a Unix socket path must be 1 to \(capacity - 1) bytes long")
+extension SocketError {
+    init(_ failure: UnixSocketFailure, path: String) {
+        switch failure {
+        case .pathLength(let capacity):
+            self.init(operation: "socket", path: path, reason: "a Unix socket path must be 1 to \(capacity - 1) bytes long")
+        case .system(let call, let code):
+            self.init(operation: call, path: path, reason: String(cString: strerror(code)))
+        }
     }
-    withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-        for (i, b) in bytes.enumerated() { buffer[i] = b }
-    }
-    return address
 }
