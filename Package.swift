@@ -26,6 +26,8 @@ let package = Package(
         .library(name: "CarteSimulator", targets: ["CarteSimulator"]),
         .library(name: "CartePCSC", targets: ["CartePCSC"]),
         .library(name: "CarteVitale", targets: ["CarteVitale"]),
+        .library(name: "CarteCrypto", targets: ["CarteCrypto"]),
+        .library(name: "CarteCPS", targets: ["CarteCPS"]),
         /// The pcscd driver for the virtual readers: `libifdcarte.so` (static Swift runtime, no libpcsclite).
         .library(name: "ifdcarte", type: .dynamic, targets: ["CarteIFD"]),
         /// A do-nothing pcscd driver in C: the floor `carte bench pcsc` measures libifdcarte.so against.
@@ -44,6 +46,8 @@ let package = Package(
         .systemLibrary(name: "CPCSCLite", pkgConfig: "libpcsclite", providers: [.apt(["libpcsclite-dev"])]),
         /// The IFD handler (driver) headers; no pkgConfig, so the driver does not link libpcsclite.
         .systemLibrary(name: "CIFDHandler"),
+        /// The system OpenSSL 3 (libssl-dev): RSA, X.509 and the test PKI.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
         // MARK: - Targets
 
@@ -57,6 +61,18 @@ let package = Package(
         .target(
             name: "CarteVitale",
             dependencies: ["CarteCore", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// RSA keys, X.509 certificates, SHA-256 and the test PKI, over the system OpenSSL.
+        .target(
+            name: "CarteCrypto",
+            dependencies: ["COpenSSL"],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// CPx cards (CPS3, CPS3 contactless, CPS4): holder, situations, PIN, certificates, signatures.
+        .target(
+            name: "CarteCPS",
+            dependencies: ["CarteCore", "CarteCrypto", logging],
             swiftSettings: strictSwiftSettings
         ),
         /// The PC/SC backend over libpcsclite: contexts on dedicated threads, readers, attributes, events.
@@ -86,7 +102,7 @@ let package = Package(
         /// In-memory card emulators, virtual readers and the card-image format.
         .target(
             name: "CarteSimulator",
-            dependencies: ["CarteCore", "CarteVitale", "CarteSimProtocol", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
+            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteSimProtocol", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwiftSettings
         ),
         /// The reader profiles of `Firmware/virtual/`, embedded in the binary.
@@ -107,7 +123,7 @@ let package = Package(
         .target(
             name: "CarteBundledImages",
             path: "CardImages",
-            exclude: ["README.md", "vitale/README.md"],
+            exclude: ["README.md", "vitale/README.md", "cps/README.md"],
             sources: ["BundledImages.swift"],
             resources: [
                 .embedInCode("demo/vitale2-demo.yaml"),
@@ -123,6 +139,28 @@ let package = Package(
                 .embedInCode("vitale/amc-mutuelle.yaml"),
                 .embedInCode("vitale/corrupt.yaml"),
                 .embedInCode("vitale/vitale1.yaml"),
+                .embedInCode("cps/cpa.yaml"),
+                .embedInCode("cps/cpe-etablissement.yaml"),
+                .embedInCode("cps/cpf-etudiant.yaml"),
+                .embedInCode("cps/cps3-sans-contact.yaml"),
+                .embedInCode("cps/cps4-medecin.yaml"),
+                .embedInCode("cps/expiree.yaml"),
+                .embedInCode("cps/medecin-liberal.yaml"),
+                .embedInCode("cps/pharmacien-titulaire.yaml"),
+                .embedInCode("cps/pin-bloque.yaml"),
+                .embedInCode("cps/personas/cpa.persona.yaml"),
+                .embedInCode("cps/personas/cpe-etablissement.persona.yaml"),
+                .embedInCode("cps/personas/cpf-etudiant.persona.yaml"),
+                .embedInCode("cps/personas/cps3-sans-contact.persona.yaml"),
+                .embedInCode("cps/personas/cps4-medecin.persona.yaml"),
+                .embedInCode("cps/personas/expiree.persona.yaml"),
+                .embedInCode("cps/personas/medecin-liberal.persona.yaml"),
+                .embedInCode("cps/personas/pharmacien-titulaire.persona.yaml"),
+                .embedInCode("cps/personas/pin-bloque.persona.yaml"),
+                .embedInCode("cps/pki/test-cpx-ca.key.pem"),
+                .embedInCode("cps/pki/test-cpx-ca.pem"),
+                .embedInCode("cps/pki/test-root-ca.key.pem"),
+                .embedInCode("cps/pki/test-root-ca.pem"),
             ],
             swiftSettings: strictSwiftSettings
         ),
@@ -134,6 +172,8 @@ let package = Package(
                 "CarteSimulator",
                 "CartePCSC",
                 "CarteVitale",
+                "CarteCPS",
+                "CarteCrypto",
                 "CarteBundledImages",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -170,8 +210,16 @@ let package = Package(
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
+            name: "CarteCPSTests",
+            dependencies: [
+                "CarteCPS", "CarteCrypto", "CarteCore", "CarteSimulator", "CarteBundledImages", logging,
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
             name: "CartePCSCTests",
-            dependencies: ["CartePCSC", "CarteCore", "CarteSimulator", "CarteVitale", "CarteBundledImages", "carte"],
+            dependencies: ["CartePCSC", "CarteCore", "CarteSimulator", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteBundledImages", "carte"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

@@ -24,7 +24,38 @@ public enum BundledImages {
         Image(path: "vitale/amc-mutuelle.yaml", text: String(decoding: PackageResources.amc_mutuelle_yaml, as: UTF8.self)),
         Image(path: "vitale/corrupt.yaml", text: String(decoding: PackageResources.corrupt_yaml, as: UTF8.self)),
         Image(path: "vitale/vitale1.yaml", text: String(decoding: PackageResources.vitale1_yaml, as: UTF8.self)),
+        Image(path: "cps/cpa.yaml", text: String(decoding: PackageResources.cpa_yaml, as: UTF8.self)),
+        Image(path: "cps/cpe-etablissement.yaml", text: String(decoding: PackageResources.cpe_etablissement_yaml, as: UTF8.self)),
+        Image(path: "cps/cpf-etudiant.yaml", text: String(decoding: PackageResources.cpf_etudiant_yaml, as: UTF8.self)),
+        Image(path: "cps/cps3-sans-contact.yaml", text: String(decoding: PackageResources.cps3_sans_contact_yaml, as: UTF8.self)),
+        Image(path: "cps/cps4-medecin.yaml", text: String(decoding: PackageResources.cps4_medecin_yaml, as: UTF8.self)),
+        Image(path: "cps/expiree.yaml", text: String(decoding: PackageResources.expiree_yaml, as: UTF8.self)),
+        Image(path: "cps/medecin-liberal.yaml", text: String(decoding: PackageResources.medecin_liberal_yaml, as: UTF8.self)),
+        Image(path: "cps/pharmacien-titulaire.yaml", text: String(decoding: PackageResources.pharmacien_titulaire_yaml, as: UTF8.self)),
+        Image(path: "cps/pin-bloque.yaml", text: String(decoding: PackageResources.pin_bloque_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/cpa.persona.yaml", text: String(decoding: PackageResources.cpa_persona_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/cpe-etablissement.persona.yaml", text: String(decoding: PackageResources.cpe_etablissement_persona_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/cpf-etudiant.persona.yaml", text: String(decoding: PackageResources.cpf_etudiant_persona_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/cps3-sans-contact.persona.yaml", text: String(decoding: PackageResources.cps3_sans_contact_persona_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/cps4-medecin.persona.yaml", text: String(decoding: PackageResources.cps4_medecin_persona_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/expiree.persona.yaml", text: String(decoding: PackageResources.expiree_persona_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/medecin-liberal.persona.yaml", text: String(decoding: PackageResources.medecin_liberal_persona_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/pharmacien-titulaire.persona.yaml", text: String(decoding: PackageResources.pharmacien_titulaire_persona_yaml, as: UTF8.self)),
+        Image(path: "cps/personas/pin-bloque.persona.yaml", text: String(decoding: PackageResources.pin_bloque_persona_yaml, as: UTF8.self)),
     ]
+
+    /// The PEM texts of the test PKI that signed the bundled CPx images (`cps/pki/`): TEST authorities,
+    /// never the ANS PKI. The keys are test keys, shipped so anyone can build more test cards.
+    public static let testPKI = (root: String(decoding: PackageResources.test_root_ca_pem, as: UTF8.self),
+                                 rootKey: String(decoding: PackageResources.test_root_ca_key_pem, as: UTF8.self),
+                                 intermediate: String(decoding: PackageResources.test_cpx_ca_pem, as: UTF8.self),
+                                 intermediateKey: String(decoding: PackageResources.test_cpx_ca_key_pem, as: UTF8.self))
+
+    /// The CPx card images (`cps/*.yaml`, built from `cps/personas/*.persona.yaml`).
+    public static var cpsImages: [Image] { all.filter { $0.path.hasPrefix("cps/") && !$0.path.hasPrefix("cps/personas/") } }
+
+    /// The CPx personas (`cps/personas/*.persona.yaml`, format carte-cps-persona/1).
+    public static var cpsPersonas: [Image] { all.filter { $0.path.hasPrefix("cps/personas/") } }
 
     /// The Carte Vitale personas (`vitale/*.yaml`, format carte-persona/1).
     public static var vitalePersonas: [Image] { all.filter { $0.path.hasPrefix("vitale/") } }

@@ -82,6 +82,28 @@ public final class CardChannel: Sendable {
         }
     }
 
+    /// ``withExclusiveAccess(_:)`` for a card application with its own typed error: `body` throws `E`,
+    /// and a failure of the channel itself becomes `wrap(error)`.
+    public func withExclusiveAccess<T: Sendable, E: Error>(wrapping wrap: (CardError) -> E, _ body: (ExclusiveChannel) async throws(E) -> T) async throws(E) -> T {
+        // E travels out of the CardError-typed closure through `failure`.
+        var failure: E? = nil
+        let value: T?
+        do throws(CardError) {
+            value = try await withExclusiveAccess { held throws(CardError) -> T? in
+                do throws(E) {
+                    return try await body(held)
+                } catch {
+                    failure = error
+                    return nil
+                }
+            }
+        } catch {
+            throw wrap(error)
+        }
+        if let failure { throw failure }
+        return value!
+    }
+
     /// A view of a channel held by ``CardChannel/withExclusiveAccess(_:)``, valid only inside it.
     public final class ExclusiveChannel: Sendable {
         let channel: CardChannel

@@ -67,7 +67,9 @@ public final class PCSCConnection: CardConnection {
         }
         switch result {
         case .success(let (card, active, atr)):
-            return PCSCConnection(readerName: reader, context: context, card: card, proto: active, share: shareValue, atr: atr, capabilities: capabilities)
+            // T=0 carries no extended APDU (ISO 7816-3 §12.2): long data then goes by command chaining.
+            let usable = active == DWORD(SCARD_PROTOCOL_T0) ? TransportCapabilities.short : capabilities
+            return PCSCConnection(readerName: reader, context: context, card: card, proto: active, share: shareValue, atr: atr, capabilities: usable)
         case .failure(let e):
             throw e.cardError(reader: reader)
         }

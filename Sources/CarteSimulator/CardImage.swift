@@ -31,6 +31,47 @@ public struct CardImage: Sendable, Hashable {
     public var overrides: [Override]
     /// A word-addressed memory answering a proprietary class (a Vitale 1 B0' card), if any.
     public var memory: Memory? = nil
+    /// The card's private keys (signature, authentication, deciphering), used by MSE SET, PSO and
+    /// INTERNAL AUTHENTICATE.
+    public var keys: [Key] = []
+
+    /// A private key on the card. Test keys only: the text forms never show the key material.
+    public struct Key: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+        /// What a key may be used for.
+        public enum Usage: String, Sendable, Hashable, CaseIterable {
+            /// PSO COMPUTE DIGITAL SIGNATURE (MSE template `B6`).
+            case sign
+            /// INTERNAL AUTHENTICATE (MSE template `A4`).
+            case authenticate
+            /// PSO DECIPHER (MSE template `B8`).
+            case decipher
+        }
+        /// The key reference MSE SET names (tag `83` or `84`, or the second byte of tag `91`).
+        public var reference: UInt8
+        /// A label for people.
+        public var label: String?
+        /// The operations the key may perform.
+        public var usages: Set<Usage>
+        /// The condition to use the key (`pin:01`: after VERIFY of PIN 01; `always`).
+        public var use: AccessRule
+        /// The private key in PEM (PKCS#8). Secret: never printed.
+        public var privateKeyPEM: String
+
+        /// Creates a key.
+        public init(reference: UInt8, label: String? = nil, usages: Set<Usage>, use: AccessRule, privateKeyPEM: String) {
+            self.reference = reference
+            self.label = label
+            self.usages = usages
+            self.use = use
+            self.privateKeyPEM = privateKeyPEM
+        }
+
+        public var description: String {
+            "key \(reference.hex)\(label.map { " \"\($0)\"" } ?? ""): \(Usage.allCases.filter(usages.contains).map(\.rawValue).joined(separator: ", ")), use \(use), <private key redacted>"
+        }
+        public var debugDescription: String { description }
+        public var customMirror: Mirror { Mirror(self, children: ["key": description], displayStyle: .struct) }
+    }
 
     /// A memory card's contents and addressing. The B0' commands are [C] (domain-facts §2); the exact
     /// address units and data encoding are not public, so this model is **synthetic**: addresses count
@@ -94,13 +135,26 @@ public struct CardImage: Sendable, Hashable {
         public var selectRejectedP2: Set<UInt8>
         /// Seed of the deterministic generator behind GET CHALLENGE.
         public var challengeSeed: UInt64
+        /// Answer class `A0` like the CPS2ter volet (GSM 11.11 style: `9Fxx`, FCI tag `85`, `94xx`/`98xx`
+        /// status words; domain-facts §5.4) rather than rejecting it.
+        public var cps2terVolet: Bool
+        /// How many logical channels the card opens (1 = only the basic channel). A SELECT on a closed
+        /// channel below this number opens it, as the CPS4 ChipDoc selection on channel 1 expects.
+        public var logicalChannels: Int
+        /// Put IAS-ECC security attributes in every FCP (`A1 { 8C 02 01 <read condition> }`: `00` for a
+        /// free read, `12` behind a PIN), as OpenSC's IAS-ECC driver requires of a SELECT answer.
+        public var securityAttributesInFCP: Bool
 
-        /// Creates behaviour switches (defaults: T=0 answers, class 00 only, no SELECT quirk).
-        public init(t0Responses: Bool = true, classes: Set<UInt8> = [0x00], selectRejectedP2: Set<UInt8> = [], challengeSeed: UInt64 = 0x5EED) {
+        /// Creates behaviour switches (defaults: T=0 answers, class 00 only, no SELECT quirk, no
+        /// CPS2ter volet, the basic channel only, no security attributes in FCPs).
+        public init(t0Responses: Bool = true, classes: Set<UInt8> = [0x00], selectRejectedP2: Set<UInt8> = [], challengeSeed: UInt64 = 0x5EED, cps2terVolet: Bool = false, logicalChannels: Int = 1, securityAttributesInFCP: Bool = false) {
+            self.securityAttributesInFCP = securityAttributesInFCP
             self.t0Responses = t0Responses
             self.classes = classes
             self.selectRejectedP2 = selectRejectedP2
             self.challengeSeed = challengeSeed
+            self.cps2terVolet = cps2terVolet
+            self.logicalChannels = logicalChannels
         }
     }
 
@@ -201,6 +255,10 @@ public struct CardImage: Sendable, Hashable {
         public var remainingTries: Int
         /// A label for people ("PIN porteur").
         public var label: String?
+        /// The reference of the unblocking code (PUK) whose RESET RETRY COUNTER resets this PIN, if any.
+        public var unblockedBy: UInt8?
+        /// The usage counter reported in GET DATA tag `9D` (uses left), if the card keeps one.
+        public var usageCounter: Int?
 
         public var description: String {
             "PIN \(reference.hex)\(label.map { " \"\($0)\"" } ?? ""): \(remainingTries)/\(maxTries) tries, value <redacted \(value.count) bytes>"
@@ -209,12 +267,14 @@ public struct CardImage: Sendable, Hashable {
         public var customMirror: Mirror { Mirror(self, children: ["pin": description], displayStyle: .struct) }
 
         /// Creates a PIN; `remainingTries` defaults to `maxTries`.
-        public init(reference: UInt8, value: [UInt8], maxTries: Int = 3, remainingTries: Int? = nil, label: String? = nil) {
+        public init(reference: UInt8, value: [UInt8], maxTries: Int = 3, remainingTries: Int? = nil, label: String? = nil, unblockedBy: UInt8? = nil, usageCounter: Int? = nil) {
             self.reference = reference
             self.value = value
             self.maxTries = maxTries
             self.remainingTries = remainingTries ?? maxTries
             self.label = label
+            self.unblockedBy = unblockedBy
+            self.usageCounter = usageCounter
         }
     }
 

@@ -1,4 +1,5 @@
 import CarteCore
+import CarteCrypto
 import Foundation
 import Yams
 
@@ -100,6 +101,10 @@ public enum CardImageLoader {
     /// Loads an image from its text; `source` names it in errors.
     /// A persona (`format: carte-persona/1`) is compiled to its image.
     public static func load(text: String, source: String) throws(CardImageError) -> CardImage {
+        if CPSPersonaCompiler.isPersona(text) {
+            throw CardImageError(file: source, line: 1, field: "format", problem: .invalidValue(
+                "a CPx persona (carte-cps-persona/1) needs keys and certificates: build it into an image first with `carte image build \(source) -o IMAGE`"))
+        }
         if PersonaCompiler.isPersona(text) {
             return PersonaCompiler.compile(try PersonaCompiler.load(text: text, source: source), source: source)
         }
@@ -244,7 +249,7 @@ struct YAMLDocumentReader {
     // MARK: Document
 
     mutating func image(_ root: Node) throws(CardImageError) -> CardImage {
-        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "filesystem", "overrides"])
+        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides"])
         guard let formatNode = f["format"] else { throw fail(root, "format", .missingField) }
         let format = try scalar(formatNode, "format")
         guard format == "carte-image/\(CardImage.currentFormat)" || format == "\(CardImage.currentFormat)" else {
@@ -257,7 +262,7 @@ struct YAMLDocumentReader {
         let summary = try f["description"].map { n throws(CardImageError) in try scalar(n, "description") }
 
         guard let cardNode = f["card"] else { throw fail(root, "card", .missingField) }
-        let c = try fields(cardNode, "card", allowed: ["atr", "protocol", "t0-responses", "classes", "select-rejected-p2", "challenge-seed", "memory"])
+        let c = try fields(cardNode, "card", allowed: ["atr", "protocol", "t0-responses", "classes", "select-rejected-p2", "challenge-seed", "memory", "cps2ter-volet", "logical-channels", "security-attributes-in-fcp"])
         guard let atrNode = c["atr"] else { throw fail(cardNode, "card.atr", .missingField) }
         let atr = try hex(atrNode, "card.atr")
         let parsedATR: ATR
@@ -290,6 +295,12 @@ struct YAMLDocumentReader {
             behaviour.selectRejectedP2 = set
         }
         if let n = c["challenge-seed"] { behaviour.challengeSeed = UInt64(try int(n, "card.challenge-seed", in: 0...Int.max)) }
+        if let n = c["cps2ter-volet"] {
+            behaviour.cps2terVolet = try bool(n, "card.cps2ter-volet")
+            if behaviour.cps2terVolet { behaviour.classes.insert(0xA0) }
+        }
+        if let n = c["security-attributes-in-fcp"] { behaviour.securityAttributesInFCP = try bool(n, "card.security-attributes-in-fcp") }
+        if let n = c["logical-channels"] { behaviour.logicalChannels = try int(n, "card.logical-channels", in: 1...4) }
 
         var pins: [CardImage.PIN] = []
         if let n = f["pins"] {
@@ -300,6 +311,22 @@ struct YAMLDocumentReader {
                 }
                 pins.append(pin)
                 pinReferences.insert(pin.reference)
+            }
+        }
+
+        for (i, pin) in pins.enumerated() {
+            if let puk = pin.unblockedBy, !pinReferences.contains(puk) {
+                throw fail(f["pins"], "pins[\(i)].unblocked-by", .invalidValue("PIN \(puk.hex) is not defined in `pins`"))
+            }
+        }
+        var keys: [CardImage.Key] = []
+        if let n = f["keys"] {
+            for (i, item) in try list(n, "keys").enumerated() {
+                let key = try self.key(item, "keys[\(i)]")
+                guard !keys.contains(where: { $0.reference == key.reference }) else {
+                    throw fail(item, "keys[\(i)].ref", .duplicate("key reference \(key.reference.hex)"))
+                }
+                keys.append(key)
             }
         }
 
@@ -321,6 +348,7 @@ struct YAMLDocumentReader {
 
         var image = CardImage(name: name, summary: summary, synthetic: synthetic, source: source, atr: atr, cardProtocol: proto,
                               behaviour: behaviour, root: mf, pins: pins, overrides: overrides)
+        image.keys = keys
         if let n = c["memory"] {
             let m = try fields(n, "card.memory", allowed: ["class", "first-address", "word-size", "data"])
             var memory = CardImage.Memory(data: [])
@@ -341,7 +369,7 @@ struct YAMLDocumentReader {
     }
 
     func pin(_ node: Node, _ path: String) throws(CardImageError) -> CardImage.PIN {
-        let p = try fields(node, path, allowed: ["ref", "value", "ascii", "pad-to", "pad-byte", "tries", "remaining", "label"])
+        let p = try fields(node, path, allowed: ["ref", "value", "ascii", "pad-to", "pad-byte", "tries", "remaining", "label", "unblocked-by", "usage-counter"])
         guard let refNode = p["ref"] else { throw fail(node, path + ".ref", .missingField) }
         let ref = try byte(refNode, path + ".ref")
         var value: [UInt8]
@@ -366,7 +394,53 @@ struct YAMLDocumentReader {
         let tries = try p["tries"].map { n throws(CardImageError) in try int(n, path + ".tries", in: 1...15) } ?? 3
         let remaining = try p["remaining"].map { n throws(CardImageError) in try int(n, path + ".remaining", in: 0...tries) } ?? tries
         let label = try p["label"].map { n throws(CardImageError) in try scalar(n, path + ".label") }
-        return CardImage.PIN(reference: ref, value: value, maxTries: tries, remainingTries: remaining, label: label)
+        let puk = try p["unblocked-by"].map { n throws(CardImageError) in try byte(n, path + ".unblocked-by") }
+        let usage = try p["usage-counter"].map { n throws(CardImageError) in try int(n, path + ".usage-counter", in: 0...0xFFFF) }
+        return CardImage.PIN(reference: ref, value: value, maxTries: tries, remainingTries: remaining, label: label, unblockedBy: puk, usageCounter: usage)
+    }
+
+    /// An access rule: `always`, `never` or `pin:XX` (a PIN defined in `pins`).
+    func accessRule(_ n: Node, _ path: String) throws(CardImageError) -> CardImage.AccessRule {
+        let text = try scalar(n, path)
+        switch text {
+        case "always": return .always
+        case "never": return .never
+        default:
+            guard text.hasPrefix("pin:"), let ref = try? [UInt8](hex: text.dropFirst(4)), ref.count == 1 else {
+                throw fail(n, path, .invalidValue("expected always, never or pin:XX (a PIN reference in hexadecimal)"))
+            }
+            guard pinReferences.contains(ref[0]) else {
+                throw fail(n, path, .invalidValue("PIN \(ref[0].hex) is not defined in `pins`"))
+            }
+            return .pin(ref[0])
+        }
+    }
+
+    /// A private key: reference, usages, use condition and the PEM (checked here; never quoted in errors).
+    func key(_ node: Node, _ path: String) throws(CardImageError) -> CardImage.Key {
+        let k = try fields(node, path, allowed: ["ref", "label", "usage", "use", "private-key"])
+        guard let refNode = k["ref"] else { throw fail(node, path + ".ref", .missingField) }
+        guard let usageNode = k["usage"] else { throw fail(node, path + ".usage", .missingField) }
+        guard let pemNode = k["private-key"] else { throw fail(node, path + ".private-key", .missingField) }
+        var usages: Set<CardImage.Key.Usage> = []
+        for (i, item) in try list(usageNode, path + ".usage").enumerated() {
+            let text = try scalar(item, "\(path).usage[\(i)]")
+            guard let usage = CardImage.Key.Usage(rawValue: text) else {
+                throw fail(item, "\(path).usage[\(i)]", .invalidValue("expected sign, authenticate or decipher"))
+            }
+            usages.insert(usage)
+        }
+        let pem = try scalar(pemNode, path + ".private-key")
+        do {
+            _ = try RSAPrivateKey(pem: pem)
+        } catch {
+            throw fail(pemNode, path + ".private-key", .invalidValue("not an unencrypted RSA private key in PEM (\(error.kind.rawValue))"))
+        }
+        return CardImage.Key(reference: try byte(refNode, path + ".ref"),
+                             label: try k["label"].map { n throws(CardImageError) in try scalar(n, path + ".label") },
+                             usages: usages,
+                             use: try k["use"].map { n throws(CardImageError) in try accessRule(n, path + ".use") } ?? .always,
+                             privateKeyPEM: pem)
     }
 
     // MARK: Files
@@ -423,21 +497,7 @@ struct YAMLDocumentReader {
         if let n = e["sfi"] { ef.sfi = UInt8(try int(n, path + ".sfi", in: 1...30)) }
         guard ef.fid != nil || ef.sfi != nil else { throw fail(node, path + ".ef", .invalidValue("an EF needs a file identifier, a short file identifier (sfi), or both")) }
         if let n = e["label"] { ef.label = try scalar(n, path + ".label") }
-        if let n = e["read"] {
-            let text = try scalar(n, path + ".read")
-            switch text {
-            case "always": ef.read = .always
-            case "never": ef.read = .never
-            default:
-                guard text.hasPrefix("pin:"), let ref = try? [UInt8](hex: text.dropFirst(4)), ref.count == 1 else {
-                    throw fail(n, path + ".read", .invalidValue("expected always, never or pin:XX (a PIN reference in hexadecimal)"))
-                }
-                guard pinReferences.contains(ref[0]) else {
-                    throw fail(n, path + ".read", .invalidValue("PIN \(ref[0].hex) is not defined in `pins`"))
-                }
-                ef.read = .pin(ref[0])
-            }
-        }
+        if let n = e["read"] { ef.read = try accessRule(n, path + ".read") }
         if let n = e["fci"] { ef.fci = try hex(n, path + ".fci") }
         if let n = e["synthetic"] { ef.synthetic = try bool(n, path + ".synthetic") }
         let contentKeys = ["data", "text", "tlv", "records"].filter { e[$0] != nil }

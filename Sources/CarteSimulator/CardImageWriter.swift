@@ -24,6 +24,9 @@ public enum CardImageWriter {
             out.append("  select-rejected-p2: [\(image.behaviour.selectRejectedP2.sorted().map { quote($0.hex) }.joined(separator: ", "))]")
         }
         out.append("  challenge-seed: \(image.behaviour.challengeSeed)")
+        if image.behaviour.cps2terVolet { out.append("  cps2ter-volet: true") }
+        if image.behaviour.securityAttributesInFCP { out.append("  security-attributes-in-fcp: true") }
+        if image.behaviour.logicalChannels != 1 { out.append("  logical-channels: \(image.behaviour.logicalChannels)") }
         if let m = image.memory {
             out.append("  memory:")
             out.append("    class: \(quote(m.cla.hex))")
@@ -39,6 +42,19 @@ public enum CardImageWriter {
                 out.append("    tries: \(p.maxTries)")
                 out.append("    remaining: \(p.remainingTries)")
                 if let l = p.label { out.append("    label: \(quote(l))") }
+                if let u = p.unblockedBy { out.append("    unblocked-by: \(quote(u.hex))") }
+                if let u = p.usageCounter { out.append("    usage-counter: \(u)") }
+            }
+        }
+        if !image.keys.isEmpty {
+            out.append("keys:")
+            for k in image.keys {
+                out.append("  - ref: \(quote(k.reference.hex))")
+                if let l = k.label { out.append("    label: \(quote(l))") }
+                out.append("    usage: [\(CardImage.Key.Usage.allCases.filter(k.usages.contains).map(\.rawValue).joined(separator: ", "))]")
+                out.append("    use: \(quote(k.use.description))")
+                out.append("    private-key: |")
+                for line in k.privateKeyPEM.split(separator: "\n") { out.append("      \(line)") }
             }
         }
         func dedicated(_ df: CardImage.DedicatedFile, _ indent: String, root: Bool) {

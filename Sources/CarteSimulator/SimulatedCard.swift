@@ -1,4 +1,5 @@
 public import CarteCore
+import CarteCrypto
 
 /// A generic ISO/IEC 7816-4 card played from a ``CardImage``.
 ///
@@ -28,18 +29,45 @@ public final class SimulatedCard {
     }
 
     var files: [FileEntry] = []
-    private var pins: [UInt8: PINState] = [:]
+    var pins: [UInt8: PINState] = [:]
     struct PINState {
         var value: [UInt8]
         var maxTries: Int
         var remaining: Int
+        var unblockedBy: UInt8?
+        var usageCounter: Int?
         var verified = false
     }
 
-    private var currentDF = 0
-    private var currentEF: Int? = nil
-    private var currentRecord: Int? = nil
-    private var pending: [UInt8] = []
+    // The state of the channel being served; other open channels wait in `parkedChannels`.
+    var currentDF = 0
+    var currentEF: Int? = nil
+    var currentRecord: Int? = nil
+    var pending: [UInt8] = []
+    var activeChannel = 0
+    var parkedChannels: [Int: ChannelState] = [:]
+    struct ChannelState {
+        var currentDF = 0
+        var currentEF: Int? = nil
+        var currentRecord: Int? = nil
+        var pending: [UInt8] = []
+        var environment = SecurityEnvironment()
+    }
+
+    /// The keys chosen by MSE SET and the hash PSO HASH left for the signature.
+    struct SecurityEnvironment {
+        var signKey: UInt8?
+        var authenticationKey: UInt8?
+        var decipherKey: UInt8?
+        var algorithm: UInt8?
+        var hash: [UInt8]?
+    }
+    var environment = SecurityEnvironment()
+    /// Data of a command chain (CLA b5 set) waiting for its last command.
+    var chained: (ins: UInt8, p1: UInt8, p2: UInt8, data: [UInt8])?
+    /// The image's keys, decoded once.
+    let privateKeys: [UInt8: (key: CardImage.Key, rsa: RSAPrivateKey?)]
+
     private var rng: SplitMix64
     private let overrides: [[UInt8]: [UInt8]]
 
@@ -50,6 +78,9 @@ public final class SimulatedCard {
         var o: [[UInt8]: [UInt8]] = [:]
         for override in image.overrides where o[override.command] == nil { o[override.command] = override.response }
         self.overrides = o
+        var keys: [UInt8: (key: CardImage.Key, rsa: RSAPrivateKey?)] = [:]
+        for key in image.keys { keys[key.reference] = (key, try? RSAPrivateKey(pem: key.privateKeyPEM)) }
+        self.privateKeys = keys
         flatten(.dedicated(image.root), parent: nil)
         reset()
     }
@@ -80,9 +111,13 @@ public final class SimulatedCard {
         currentEF = nil
         currentRecord = nil
         pending = []
+        activeChannel = 0
+        parkedChannels = [:]
+        environment = SecurityEnvironment()
+        chained = nil
         if pins.isEmpty {
             for pin in image.pins {
-                pins[pin.reference] = PINState(value: pin.value, maxTries: pin.maxTries, remaining: pin.remainingTries)
+                pins[pin.reference] = PINState(value: pin.value, maxTries: pin.maxTries, remaining: pin.remainingTries, unblockedBy: pin.unblockedBy, usageCounter: pin.usageCounter)
             }
         } else {
             for key in pins.keys { pins[key]!.verified = false }
@@ -109,6 +144,7 @@ public final class SimulatedCard {
     /// Processes one decoded command APDU.
     public func process(_ c: CommandAPDU) -> [UInt8] {
         if let memory = image.memory, c.cla == memory.cla { return processMemory(c, memory) }
+        if c.cla == 0xA0 && image.behaviour.cps2terVolet { return processCPS2ter(c) }
         // Class checks.
         let cla = c.cla
         if cla == 0xFF { return sw(.claNotSupported) }
@@ -117,10 +153,33 @@ public final class SimulatedCard {
         guard image.behaviour.classes.contains(base) || image.behaviour.classes.contains(cla) else {
             return sw(.claNotSupported)
         }
+        var c = c
         if isInterIndustry {
-            if (c.logicalChannel ?? 0) != 0 { return sw(.logicalChannelNotSupported) }
+            let channel = c.logicalChannel ?? 0
+            if channel != activeChannel {
+                guard channel < image.behaviour.logicalChannels else { return sw(.logicalChannelNotSupported) }
+                switchChannel(to: channel)
+            }
             if cla & 0x40 == 0 && cla & 0x0C != 0 { return sw(.secureMessagingNotSupported) }
-            if c.isChained { return sw(.commandChainingNotSupported) }
+            if c.isChained {
+                // Chaining is for the security operations (PSO DECIPHER of a 2048-bit cryptogram).
+                guard c.ins == 0x2A || c.ins == 0x88 else { return sw(.commandChainingNotSupported) }
+                if let previous = chained, (previous.ins, previous.p1, previous.p2) != (c.ins, c.p1, c.p2) {
+                    chained = nil
+                    return sw(.lastCommandOfChainExpected)
+                }
+                chained = (c.ins, c.p1, c.p2, (chained?.data ?? []) + c.data)
+                guard chained!.data.count <= 4096 else { chained = nil; return sw(.wrongLength) }
+                return sw(.success)
+            }
+            if let previous = chained {
+                chained = nil
+                guard (previous.ins, previous.p1, previous.p2) == (c.ins, c.p1, c.p2),
+                      let whole = try? CommandAPDU(cla: c.cla, ins: c.ins, p1: c.p1, p2: c.p2, data: previous.data + c.data, le: c.le) else {
+                    return sw(.lastCommandOfChainExpected)
+                }
+                c = whole
+            }
         }
         if c.ins != 0xC0 { pending = [] }
 
@@ -131,14 +190,53 @@ public final class SimulatedCard {
         case 0xB2: result = readRecord(c)
         case 0x84: result = getChallenge(c)
         case 0x20: result = verify(c)
+        case 0x24: result = changeReferenceData(c)
+        case 0x2C: result = resetRetryCounter(c)
+        case 0xCB: result = getData(c)
+        case 0x22: result = manageSecurityEnvironment(c)
+        case 0x2A: result = performSecurityOperation(c)
+        case 0x88: result = internalAuthenticate(c)
+        case 0x70: result = manageChannel(c)
         case 0xC0: return getResponse(c)
         default: return sw(.insNotSupported)
         }
         return shape(c, result.data, result.sw)
     }
 
+    /// Parks the state of the active channel and takes up `channel`'s (opening it at the MF if new).
+    private func switchChannel(to channel: Int) {
+        parkedChannels[activeChannel] = ChannelState(currentDF: currentDF, currentEF: currentEF, currentRecord: currentRecord, pending: pending, environment: environment)
+        let next = parkedChannels.removeValue(forKey: channel) ?? ChannelState()
+        currentDF = next.currentDF
+        currentEF = next.currentEF
+        currentRecord = next.currentRecord
+        pending = next.pending
+        environment = next.environment
+        activeChannel = channel
+    }
+
+    /// MANAGE CHANNEL: open (P1 `00`, the card picks the number) or close (P1 `80`, P2 the channel).
+    private func manageChannel(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
+        let limit = image.behaviour.logicalChannels
+        guard limit > 1 else { return ([], .insNotSupported) }
+        switch c.p1 {
+        case 0x00:
+            guard c.p2 == 0 else { return ([], .incorrectP1P2) }
+            guard let free = (1..<limit).first(where: { $0 != activeChannel && parkedChannels[$0] == nil }) else { return ([], .conditionsOfUseNotSatisfied) }
+            parkedChannels[free] = ChannelState()
+            return ([UInt8(free)], .success)
+        case 0x80:
+            let channel = c.p2 == 0 ? activeChannel : Int(c.p2)
+            guard channel != 0, channel < limit else { return ([], .incorrectP1P2) }
+            parkedChannels[channel] = nil
+            return ([], .success)
+        default:
+            return ([], .incorrectP1P2)
+        }
+    }
+
     /// Applies T=0 / T=1 response shaping to a command's natural answer.
-    private func shape(_ c: CommandAPDU, _ data: [UInt8], _ status: StatusWord) -> [UInt8] {
+    func shape(_ c: CommandAPDU, _ data: [UInt8], _ status: StatusWord) -> [UInt8] {
         if data.isEmpty { return sw(status) }
         if image.behaviour.t0Responses {
             if !c.data.isEmpty || c.le == nil {
@@ -161,10 +259,10 @@ public final class SimulatedCard {
     }
 
     @inline(__always)
-    private func sw(_ s: StatusWord) -> [UInt8] { [s.sw1, s.sw2] }
+    func sw(_ s: StatusWord) -> [UInt8] { [s.sw1, s.sw2] }
 
     @inline(__always)
-    private func respond(_ data: [UInt8], _ s: StatusWord) -> [UInt8] {
+    func respond(_ data: [UInt8], _ s: StatusWord) -> [UInt8] {
         var out = data
         out.append(s.sw1)
         out.append(s.sw2)
@@ -231,7 +329,11 @@ public final class SimulatedCard {
         case 0x02:
             guard c.data.count == 2 else { return ([], .ncInconsistentWithP1P2) }
             let fid = UInt16(c.data[0]) << 8 | UInt16(c.data[1])
-            target = files[currentDF].children.first { !files[$0].isDF && files[$0].fid == fid }
+            if fid == 0x3F00 && image.behaviour.securityAttributesInFCP {
+                target = 0  // IAS-ECC cards take the MF this way (OpenSC's iasecc_pin_get_policy sends it)
+            } else {
+                target = files[currentDF].children.first { !files[$0].isDF && files[$0].fid == fid }
+            }
         case 0x03:
             guard c.data.isEmpty else { return ([], .ncInconsistentWithP1P2) }
             target = files[currentDF].parent ?? (currentDF == 0 ? nil : 0)
@@ -275,7 +377,7 @@ public final class SimulatedCard {
     }
 
     /// ISO 7816-4 file search for P1 = 00: the current DF itself, its children, its parent, its siblings.
-    private func findByFID(_ fid: UInt16) -> Int? {
+    func findByFID(_ fid: UInt16) -> Int? {
         if files[currentDF].fid == fid { return currentDF }
         if let i = files[currentDF].children.first(where: { files[$0].fid == fid }) { return i }
         if let p = files[currentDF].parent {
@@ -285,7 +387,7 @@ public final class SimulatedCard {
         return nil
     }
 
-    private func fcpObjects(_ index: Int) -> [TLV] {
+    func fcpObjects(_ index: Int) -> [TLV] {
         let f = files[index]
         var objects: [TLV] = []
         if f.isDF {
@@ -300,17 +402,27 @@ public final class SimulatedCard {
         if let aid = f.aid { objects.append(TLV(tag: 0x84, value: aid)) }
         if let sfi = f.sfi { objects.append(TLV(tag: 0x88, value: [sfi << 3])) }
         objects.append(TLV(tag: 0x8A, value: [0x05]))
+        if image.behaviour.securityAttributesInFCP {
+            // Access mode byte 01 (READ) and its condition: 00 always, 12 behind a PIN, FF never.
+            let condition: UInt8
+            switch f.read {
+            case .always: condition = 0x00
+            case .pin: condition = 0x12
+            case .never: condition = 0xFF
+            }
+            objects.append(TLV(tag: 0xA1, children: [TLV(tag: 0x8C, value: [0x01, condition])]))
+        }
         return objects
     }
 
-    private func fcp(_ index: Int) -> [UInt8] {
+    func fcp(_ index: Int) -> [UInt8] {
         if let fci = files[index].fci { return fci }
         return TLV(tag: 0x62, children: fcpObjects(index)).encoded()
     }
 
     // MARK: READ BINARY / READ RECORD
 
-    private func canRead(_ index: Int) -> StatusWord? {
+    func canRead(_ index: Int) -> StatusWord? {
         switch files[index].read {
         case .always: return nil
         case .never: return .securityStatusNotSatisfied
@@ -319,7 +431,7 @@ public final class SimulatedCard {
     }
 
     /// The EF a READ command targets: by SFI (selecting it) or the current EF.
-    private func targetEF(sfi: UInt8?) -> (Int?, StatusWord?) {
+    func targetEF(sfi: UInt8?) -> (Int?, StatusWord?) {
         if let sfi, sfi != 0 {
             guard let i = files[currentDF].children.first(where: { !files[$0].isDF && files[$0].sfi == sfi }) else {
                 return (nil, .fileNotFound)
@@ -394,7 +506,10 @@ public final class SimulatedCard {
 
     private func verify(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
         guard c.p1 == 0x00 || c.p1 == 0xFF else { return ([], .incorrectP1P2) }
-        guard c.le == nil else { return ([], .wrongLength) }
+        // Under T=0 a case 1 command travels with P3 = 00, which also reads as "Le = 256": a status
+        // query (OpenSC's IAS-ECC driver sends `00 20 00 01 00`).
+        let t0CaseOne = image.behaviour.t0Responses && c.data.isEmpty && c.le == 256 && !c.isExtended
+        guard c.le == nil || t0CaseOne else { return ([], .wrongLength) }
         guard var pin = pins[c.p2] else { return ([], .referencedDataNotFound) }
         defer { pins[c.p2] = pin }
         if c.p1 == 0xFF {  // ISO 7816-4 (2013): reset the verification status
@@ -417,7 +532,7 @@ public final class SimulatedCard {
         return ([], .triesRemaining(pin.remaining))
     }
 
-    private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         var diff: UInt8 = 0
         for i in a.indices { diff |= a[i] ^ b[i] }

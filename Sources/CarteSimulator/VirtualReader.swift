@@ -362,8 +362,11 @@ public final class SimulatedConnection: CardConnection {
     public var atrBytes: [UInt8] { state.withLock { $0.atr } }
     /// The card's protocol.
     public var activeProtocol: TransmissionProtocol { state.withLock { $0.cardProtocol } }
-    /// Extended lengths when the reader profile lists `extended-apdu`.
-    public var capabilities: TransportCapabilities { slot.info.features.contains("extended-apdu") ? .extended : .short }
+    /// Extended lengths when the reader profile lists `extended-apdu` and the card runs T=1 (T=0 carries
+    /// no extended APDU, ISO 7816-3 §12.2).
+    public var capabilities: TransportCapabilities {
+        slot.info.features.contains("extended-apdu") && activeProtocol == .t1 ? .extended : .short
+    }
 
     /// Sends one APDU to the simulated card.
     public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {

@@ -318,23 +318,7 @@ public struct VitaleReader: Sendable {
     }
 
     private func channelExclusive<T: Sendable>(_ body: (CardChannel.ExclusiveChannel) async throws(VitaleError) -> T) async throws(VitaleError) -> T {
-        // Typed errors through the channel's lock: VitaleError travels inside a CardError-typed closure.
-        var failure: VitaleError? = nil
-        let value: T?
-        do throws(CardError) {
-            value = try await channel.withExclusiveAccess { held throws(CardError) -> T? in
-                do throws(VitaleError) {
-                    return try await body(held)
-                } catch {
-                    failure = error
-                    return nil
-                }
-            }
-        } catch {
-            throw .card(error)
-        }
-        if let failure { throw failure }
-        return value!
+        try await channel.withExclusiveAccess(wrapping: VitaleError.card, body)
     }
 
     /// SELECT by AID in the form RUF sends (`00 A4 04 00 Lc AID`, [C]). A T=0 card answers `61xx`

@@ -22,10 +22,11 @@ struct Carte: AsyncParsableCommand {
               2   invalid input: malformed hex, APDU, ATR, TLV, card image or script
               3   reader or card problem: no such reader, no card, card removed or mute
               4   the card answered with an error status word (only with --fail-on-status)
+              5   the card refused the PIN or PUK (wrong, blocked) or needs it first (carte cps)
               64  invalid command line (unknown option, missing argument)
             """,
         version: CarteVersion.string,
-        subcommands: [ReadCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
+        subcommands: [ReadCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
     )
 }
 
@@ -41,6 +42,7 @@ enum CarteExit {
     static let invalidInput: Int32 = 2
     static let cardOrReader: Int32 = 3
     static let statusWord: Int32 = 4
+    static let pinRefused: Int32 = 5
 }
 
 /// Options shared by every command.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CarteBundledImages
 import CarteCore
+import CarteCrypto
 import CarteSimulator
 import Foundation
 
@@ -47,8 +48,15 @@ struct ImageCommand: AsyncParsableCommand {
     struct Build: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "build",
-            abstract: "Compile a persona (carte-persona/1) into a card image file (carte-image/1).",
-            discussion: "PERSONA may be bundled:PATH (for example bundled:vitale/twins.yaml). The image is written with hex file contents, every synthetic part labelled."
+            abstract: "Compile a persona (carte-persona/1 or carte-cps-persona/1) into a card image file (carte-image/1).",
+            discussion: """
+            PERSONA may be bundled:PATH (for example bundled:vitale/twins.yaml or bundled:cps/personas/medecin-liberal.yaml). \
+            The image is written with hex file contents, every synthetic part labelled.
+
+            A CPx persona gets new RSA keys and certificates issued by a TEST PKI (never the ANS PKI): the one built \
+            into carte by default, or the one in --pki DIR (generated there with OpenSSL when DIR holds none). \
+            --reuse-keys IMAGE keeps the keys and certificates of an image built before, so a rebuild changes only the data.
+            """
         )
 
         @OptionGroup var global: GlobalOptions
@@ -59,10 +67,16 @@ struct ImageCommand: AsyncParsableCommand {
         @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the image ('-' for standard output).", valueName: "IMAGE"))
         var output: String
 
+        @Option(help: ArgumentHelp("CPx personas: the test PKI directory (created with a new test PKI when empty).", valueName: "DIR"))
+        var pki: String?
+
+        @Option(name: .customLong("reuse-keys"), help: ArgumentHelp("CPx personas: take the keys and certificates of this built image.", valueName: "IMAGE"))
+        var reuseKeys: String?
+
         func run() async throws {
             _ = global.makeLogger()
             try await reporting(json: global.json) {
-                let image = try SimulatorOptions.loadImage(persona)
+                let image = try buildImage()
                 let text = CardImageWriter.yaml(image)
                 if output == "-" {
                     print(text, terminator: "")
@@ -75,6 +89,59 @@ struct ImageCommand: AsyncParsableCommand {
                     if !global.json { Output.stderr("wrote \(output): \(image.name)") }
                 }
                 if global.json && output != "-" { Output.printJSON(ImageCheckReport(results: [.init(file: output, valid: true, error: nil, summary: ImageSummary(image))])) }
+            }
+        }
+
+        private func buildImage() throws -> CardImage {
+            let text: String
+            if persona.hasPrefix("bundled:") {
+                guard let b = BundledImages.image(at: String(persona.dropFirst("bundled:".count))) else {
+                    throw CLIError(kind: "image", message: "no bundled persona \"\(persona.dropFirst("bundled:".count))\"", exitCode: CarteExit.invalidInput)
+                }
+                text = b.text
+            } else {
+                guard let t = try? String(contentsOfFile: persona, encoding: .utf8) else {
+                    // Let the loader say precisely why (missing, directory, not UTF-8…).
+                    return try SimulatorOptions.loadImage(persona)
+                }
+                text = t
+            }
+            guard CPSPersonaCompiler.isPersona(text) else {
+                guard pki == nil, reuseKeys == nil else {
+                    throw CLIError(kind: "usage", message: "--pki and --reuse-keys apply to CPx personas (carte-cps-persona/1) only", exitCode: CarteExit.invalidInput)
+                }
+                return try SimulatorOptions.loadImage(persona)
+            }
+            let parsed: CPSPersona
+            do {
+                parsed = try CPSPersonaCompiler.load(text: text, source: persona)
+            } catch {
+                throw CLIError(kind: "image", message: error.description, exitCode: CarteExit.invalidInput)
+            }
+            let testPKI: TestPKI
+            do {
+                if let pki {
+                    let (loaded, generated) = try TestPKI.loadOrGenerate(directory: pki)
+                    if generated && !global.json { Output.stderr("generated a new TEST PKI in \(pki) (root and intermediate, RSA 2048; not the ANS PKI)") }
+                    testPKI = loaded
+                } else {
+                    testPKI = try BundledTestPKI.pki()
+                }
+            } catch {
+                throw CLIError(kind: "image", message: "test PKI: \(error.message)", exitCode: CarteExit.invalidInput)
+            }
+            var keys: CPSKeyMaterial? = nil
+            if let reuseKeys {
+                let previous = try SimulatorOptions.loadImage(reuseKeys)
+                guard let material = CPSKeyMaterial(image: previous) else {
+                    throw CLIError(kind: "image", message: "\(reuseKeys) holds no CPx keys and certificates to reuse", exitCode: CarteExit.invalidInput)
+                }
+                keys = material
+            }
+            do {
+                return try CPSPersonaCompiler.compile(parsed, pki: testPKI, keys: keys, source: persona)
+            } catch {
+                throw CLIError(kind: "image", message: "cannot build \(persona): \(error.message)", exitCode: CarteExit.invalidInput)
             }
         }
     }

@@ -42,18 +42,19 @@ struct SimulatorOptions: ParsableArguments {
     var noCard = false
 
     /// The backend the options ask for: pcscd, or the in-memory simulator set up by ``makeBackend()``.
-    func makeAnyBackend(_ backend: BackendKind, logger: Logger) throws -> any ReaderBackend {
+    func makeAnyBackend(_ backend: BackendKind, logger: Logger, defaultImages: [String]? = nil) throws -> any ReaderBackend {
         if backend == .pcsc {
             guard profiles.isEmpty, images.isEmpty, !noCard else {
                 throw ValidationError("--profile, --image and --no-card set up the simulator; with --backend pcsc, use carte sim to drive virtual readers")
             }
             return PCSCBackend(logger: logger)
         }
-        return try makeBackend()
+        return try makeBackend(defaultImages: defaultImages)
     }
 
     /// Builds the in-memory backend: readers plugged in, images inserted.
-    func makeBackend() throws -> SimulatorBackend {
+    /// `defaultImages` replaces the demo Vitale when no --image is given (`carte cps` inserts a Vitale and a CPS).
+    func makeBackend(defaultImages: [String]? = nil) throws -> SimulatorBackend {
         let backend = SimulatorBackend()
         let chosen = profiles.isEmpty ? ["bi-fente"] : profiles
         for id in chosen {
@@ -70,7 +71,7 @@ struct SimulatorOptions: ParsableArguments {
             }
         }
         if noCard { return backend }
-        let specs = images.isEmpty ? ["bundled:" + BundledImages.defaultImage.path] : images
+        let specs = images.isEmpty ? (defaultImages ?? ["bundled:" + BundledImages.defaultImage.path]) : images
         var free = backendSlots(backend)
         for spec in specs {
             var slotName: String? = nil

@@ -49,7 +49,7 @@ struct SimCLITests {
 
         let conf = dir.appendingPathComponent("conf").path
         let driver = dir.appendingPathComponent("fake-driver.so").path
-        FileManager.default.createFile(atPath: driver, contents: Data())
+        _ = FileManager.default.createFile(atPath: driver, contents: Data())
         let written = try Carte.run(["sim", "reader-conf", "--json", "--socket", socket, "--out", conf, "--driver", driver])
         #expect(written.status == 0, "\(written.stderr)")
         #expect((written.json["files"] as? [String])?.count == 2)

@@ -1,0 +1,110 @@
+import CarteCrypto
+import Testing
+
+@Suite("OpenSSL-backed crypto and the pure-Swift SHA-256")
+struct CryptoTests {
+    static func hex(_ b: [UInt8]) -> String { b.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() }
+
+    @Test("FIPS 180-4 test vectors", arguments: [
+        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+    ])
+    func sha256Vectors(input: String, digest: String) {
+        #expect(Self.hex(SHA256.digest(Array(input.utf8))) == digest)
+    }
+
+    @Test func sha256OfAMillionAs() {
+        var h = SHA256()
+        let chunk = [UInt8](repeating: 0x61, count: 1000)
+        for _ in 0..<1000 { h.update(chunk) }
+        #expect(Self.hex(h.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test("resuming from an intermediate state gives the same digest", arguments: [0, 1, 55, 56, 63, 64, 65, 127, 128, 129, 1000])
+    func resume(length: Int) throws {
+        let data = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        let split = length == 0 ? 0 : (length - 1) / 64 * 64
+        var head = SHA256()
+        head.update(data[0..<split])
+        var resumed = try #require(SHA256(state: head.state, byteCount: UInt64(split)))
+        resumed.update(data[split...])
+        #expect(resumed.finalize() == SHA256.digest(data))
+        #expect(SHA256(state: head.state, byteCount: 3) == nil)
+        #expect(SHA256(state: [1, 2], byteCount: 64) == nil)
+    }
+
+    @Test func rsaSignVerifyRecoverEncryptDecrypt() throws {
+        let key = try RSAPrivateKey.generate(bits: 1024)
+        #expect(key.modulusBytes == 128)
+        #expect(!key.description.contains("BEGIN"))
+        let digest = SHA256.digest(Array("hello".utf8))
+        let signature = try key.sign(digest: digest, algorithm: .sha256)
+        try key.publicKey.verify(signature: signature, digest: digest, algorithm: .sha256)
+        #expect(throws: CryptoError.self) { try key.publicKey.verify(signature: signature, digest: SHA256.digest(Array("hellO".utf8)), algorithm: .sha256) }
+        let challenge: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        #expect(try key.publicKey.recover(try key.signRaw(challenge)) == challenge)
+        let secret: [UInt8] = Array("a session key".utf8)
+        #expect(try key.decrypt(try key.publicKey.encrypt(secret)) == secret)
+        do {
+            _ = try key.decrypt([1, 2, 3])
+            Issue.record("a short cryptogram was accepted")
+        } catch {
+            #expect(error.kind == .invalidInput)
+        }
+        #expect(throws: CryptoError.self) { try key.signRaw([UInt8](repeating: 1, count: 118)) }
+        // PEM round trip.
+        let again = try RSAPrivateKey(pem: key.pem)
+        #expect(again.publicKey == key.publicKey)
+    }
+
+    @Test func badKeysAndCertificatesAreTypedErrors() {
+        do {
+            _ = try RSAPrivateKey(pem: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            Issue.record("garbage PEM accepted")
+        } catch {
+            #expect(error.kind == .invalidKey)
+        }
+        do {
+            _ = try X509Certificate(der: [0x30, 0x03, 0x02, 0x01, 0x00])
+            Issue.record("garbage DER accepted")
+        } catch {
+            #expect(error.kind == .invalidCertificate)
+        }
+        #expect(throws: CryptoError.self) { try RSAPublicKey(subjectPublicKeyInfo: [0x30, 0x00]) }
+    }
+
+    @Test func certificatesIssueParseAndVerify() throws {
+        let rootKey = try RSAPrivateKey.generate(bits: 1024)
+        let leafKey = try RSAPrivateKey.generate(bits: 1024)
+        let from: Int64 = 1_700_000_000, to: Int64 = 1_800_000_000
+        let root = try CertificateBuilder(subject: [("C", "FR"), ("CN", "Test Root")], serial: 1, notBefore: from, notAfter: to, keyUsage: [.keyCertSign], isCertificateAuthority: true)
+            .issue(publicKeyOf: rootKey, issuer: nil, issuerKey: rootKey)
+        let leaf = try CertificateBuilder(subject: [("C", "FR"), ("SN", "DURAND"), ("GN", "Éloïse"), ("CN", "Éloïse DURAND")], serial: 0x1234, notBefore: from, notAfter: to,
+                                          keyUsage: [.digitalSignature, .keyEncipherment], extendedKeyUsage: ["clientAuth"])
+            .issue(publicKeyOf: leafKey, issuer: root, issuerKey: rootKey)
+        #expect(root.isCertificateAuthority && !leaf.isCertificateAuthority)
+        #expect(leaf.subjectValue("GN") == "Éloïse")
+        #expect(leaf.issuerText == "C=FR, CN=Test Root")
+        #expect(leaf.serialNumber == "1234")
+        #expect(leaf.notBefore == from && leaf.notAfter == to)
+        #expect(leaf.keyUsage == [.digitalSignature, .keyEncipherment])
+        #expect(try leaf.publicKey() == leafKey.publicKey)
+        try leaf.verifyChain(intermediates: [], roots: [root], at: from + 10)
+        // DER padded the way a card file is: the padding is ignored.
+        #expect(try X509Certificate(der: leaf.der + [0, 0, 0, 0xFF]).der == leaf.der)
+        #expect(try X509Certificate(pem: leaf.pem) == leaf)
+        do {
+            try leaf.verifyChain(intermediates: [], roots: [root], at: to + 10)
+            Issue.record("an expired certificate verified")
+        } catch {
+            #expect(error.kind == .verificationFailed)
+            #expect(error.message == "certificate has expired")
+        }
+        let otherKey = try RSAPrivateKey.generate(bits: 1024)
+        let other = try CertificateBuilder(subject: [("CN", "Other Root")], serial: 9, notBefore: from, notAfter: to, keyUsage: [.keyCertSign], isCertificateAuthority: true)
+            .issue(publicKeyOf: otherKey, issuer: nil, issuerKey: otherKey)
+        #expect(throws: CryptoError.self) { try leaf.verifyChain(intermediates: [], roots: [other], at: from + 10) }
+        #expect(iso8601UTC(from) == "2023-11-14T22:13:20Z")
+    }
+}
