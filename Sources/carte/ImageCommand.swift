@@ -153,13 +153,18 @@ struct ImageCommand: AsyncParsableCommand {
         func run() async throws {
             _ = global.makeLogger()
             if global.json {
-                Output.printJSON(ImageCheckReport(results: BundledImages.all.map { b in
+                Output.printJSON(ImageCheckReport(results: BundledImages.all.filter { !CPSPersonaCompiler.isPersona($0.text) }.map { b in
                     let image = try? SimulatorOptions.loadImage("bundled:" + b.path)
                     return .init(file: "bundled:" + b.path, valid: image != nil, error: nil, summary: image.map(ImageSummary.init))
                 }))
                 return
             }
             for b in BundledImages.all {
+                if CPSPersonaCompiler.isPersona(b.text) {
+                    let name = (try? CPSPersonaCompiler.load(text: b.text, source: b.path))?.name ?? "(invalid)"
+                    print("bundled:\(b.path)  \(name) — CPx persona: carte image build bundled:\(b.path) -o IMAGE")
+                    continue
+                }
                 let image = try? SimulatorOptions.loadImage("bundled:" + b.path)
                 print("bundled:\(b.path)  \(image?.name ?? "(invalid)")\(image?.synthetic == true ? " — synthetic" : "")")
             }
@@ -177,6 +182,8 @@ struct ImageSummary: Encodable {
     let t0Responses: Bool
     let files: [String]
     let pins: [String]
+    /// The private keys: reference, usages and use condition (never the key itself).
+    let keys: [String]
 
     init(_ image: CardImage) {
         name = image.name
@@ -214,12 +221,17 @@ struct ImageSummary: Encodable {
         files = lines
         // PIN values are never shown: only reference, tries and label.
         pins = image.pins.map { "PIN \($0.reference.hex)\($0.label.map { " \"\($0)\"" } ?? ""): \($0.remainingTries)/\($0.maxTries) tries" }
+        keys = image.keys.map { k in
+            let bits = (try? RSAPrivateKey(pem: k.privateKeyPEM)).map { " RSA \($0.modulusBytes * 8)," } ?? ""
+            return "key \(k.reference.hex)\(k.label.map { " \"\($0)\"" } ?? ""):\(bits) \(CardImage.Key.Usage.allCases.filter(k.usages.contains).map(\.rawValue).joined(separator: "/")), use \(k.use)"
+        }
     }
 
     var text: String {
         var out = ["\(name)\(synthetic ? " — synthetic" : "")", "ATR \(atr) (\(card ?? "unknown card")), \(cardProtocol)\(t0Responses ? ", answers 61xx/6Cxx" : "")"]
         out += files
         out += pins
+        out += keys
         return out.joined(separator: "\n")
     }
 }

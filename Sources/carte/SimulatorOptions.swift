@@ -33,7 +33,7 @@ struct SimulatorOptions: ParsableArguments {
         name: .customLong("image"),
         help: ArgumentHelp(
             "Card image to insert (repeatable): FILE, or SLOT=FILE where SLOT is a reader name or its unique prefix. "
-                + "FILE may be bundled:PATH for an image built into carte (\(BundledImages.all.map { "bundled:" + $0.path }.joined(separator: ", "))). "
+                + "FILE may be bundled:PATH for an image built into carte (carte image list shows them, e.g. bundled:vitale/family-five.yaml, bundled:cps/medecin-liberal.yaml). "
                 + "Default: the synthetic demo Vitale 2 in the first slot.",
             valueName: "[SLOT=]FILE"))
     var images: [String] = []

@@ -126,7 +126,7 @@ final class PCSCSandbox: @unchecked Sendable {
     }
 
     /// Runs a program to completion with the sandbox's PC/SC socket; returns status and output.
-    func run(_ executable: String, _ arguments: [String], timeout: Double = 30) throws -> (status: Int32, stdout: String, stderr: String) {
+    func run(_ executable: String, _ arguments: [String], timeout: Double = 30, stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
@@ -137,8 +137,13 @@ final class PCSCSandbox: @unchecked Sendable {
         let err = Pipe()
         p.standardOutput = out
         p.standardError = err
-        p.standardInput = FileHandle.nullDevice
+        let input = Pipe()
+        p.standardInput = stdin == nil ? FileHandle.nullDevice : input
         try p.run()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try? input.fileHandleForWriting.close()
+        }
         let timer = DispatchWorkItem { if p.isRunning { p.terminate() } }
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: timer)
         let o = out.fileHandleForReading.readDataToEndOfFile()
