@@ -85,5 +85,14 @@ extension PCSCIntegrationTests {
         let read = try s.run("/usr/bin/pkcs15-tool", ["-r", "1", "--read-certificate", "02"])
         let pem = try X509Certificate(pem: read.stdout)
         #expect(pem.subjectValue("SN") == "DOCTEST")
+
+        // Leave the reader as the other tests expect it: both slots empty, as pcscd sees them.
+        try s.control(["op": "remove", "reader": 0, "slot": 0])
+        try s.control(["op": "remove", "reader": 0, "slot": 1])
+        try await waitUntil("both slots empty") {
+            let first = try await backend.state(of: biFente0)
+            let second = try await backend.state(of: biFente1)
+            return first == .empty && second == .empty
+        }
     }
 }
