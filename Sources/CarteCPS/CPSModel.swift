@@ -277,14 +277,15 @@ public struct ProfessionalCard: Hashable, Sendable {
     public var card: CPSCardInfo
     /// The holder, from CPS_NAME_PS and CPS_INFO_PS.
     public var holder: ProfessionalHolder?
-    /// Practice situations; `nil` when they are protected and the PIN was not verified.
+    /// Practice situations; `nil` when they are protected and the PIN was not verified, and over the
+    /// contactless interface (which does not give them).
     public var situations: [PracticeSituation]?
     /// Whether the situations need the PIN (the card answered `6982`).
     public var situationsNeedPIN: Bool
     /// The certificates read.
     public var certificates: [CPSCertificate]
-    /// Whether the holder and situation files use CarteKit's synthetic encoding (always, today:
-    /// the real encoding is not public).
+    /// Whether the holder data came from CarteKit's synthetic encoding (the real one is not public:
+    /// a real card's files are reported as issues, not guessed).
     public var usesSyntheticLayout: Bool
     /// How many APDUs the reading took (automatic GET RESPONSE and resends included).
     public var apduCount: Int

@@ -105,7 +105,10 @@ public struct CPSReader: Sendable {
             } else {
                 indexes = Array(1...16)  // a card without CarteKit's index: probe the 16 files
             }
-            (result.situations, result.situationsNeedPIN) = try await readSituations(held, indexes: indexes, &result.issues)
+            if generation != .cps3Contactless {  // not readable over the contactless interface (§5.3)
+                (result.situations, result.situationsNeedPIN) = try await readSituations(held, indexes: indexes, &result.issues)
+            }
+            result.usesSyntheticLayout = cardTLV != nil || holderTLV != nil || infoTLV != nil
             if certificates { result.certificates = try await readCertificates(held, &result.issues) }
             return result
         }

@@ -111,7 +111,6 @@ struct CPSCommand: AsyncParsableCommand {
             try await reporting(json: global.json) {
                 let pin = withPIN ? try SecretInput.read("PIN") : nil
                 let session = try await CPSCommand.open(common, logger: logger)
-                defer { Task { await session.close() } }
                 let card: ProfessionalCard
                 var pinStatus: PINStatus? = nil
                 do throws(CPSError) {

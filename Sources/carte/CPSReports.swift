@@ -131,6 +131,8 @@ struct CPSReport: Encodable {
         if let pin { out.append("PIN: " + (pin.blocked ? "BLOCKED — unblock it with the PUK (carte cps pin unblock)" : "\(pin.triesLeft)\(pin.maxTries.map { "/\($0)" } ?? "") tries left")) }
         if situationsNeedPIN {
             out.append("situations: protected by the PIN (carte cps info --with-pin)")
+        } else if situations == nil && generation == "cps3-contactless" {
+            out.append("situations: not given over the contactless interface")
         } else if let situations {
             for s in situations {
                 out.append("situation \(s.file): " + s.fields.keys.sorted().map { "\($0)=\(s.fields[$0]!)" }.joined(separator: ", "))

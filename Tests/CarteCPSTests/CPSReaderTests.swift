@@ -36,8 +36,9 @@ struct CPSReaderTests {
         #expect(card.card.issuer == "8025000001")
         #expect(card.card.validUntil?.digits == persona.validUntil)
         #expect(card.card.generation == persona.generation)
-        #expect(card.situationsNeedPIN)  // protected until the PIN is verified
+        #expect(card.situationsNeedPIN == (persona.generation != .cps3Contactless))  // protected until the PIN is verified
         #expect(card.situations == nil)
+        #expect(card.usesSyntheticLayout)
         #expect(card.certificates.count == (persona.generation == .cps3Contactless ? 1 : 2))
         #expect(card.issues.isEmpty, "\(card.issues)")
         let pki = try bundledPKI()
