@@ -65,14 +65,7 @@ extension BenchCommand {
                 if PrivatePCSCD.unavailableReason == nil {
                     let setup = try PrivateVirtualReader.start(image: card, logger: logger)
                     defer { setup.stop() }
-                    let client = PCSCBackend(logger: logger)
-                    var name: String? = nil
-                    for _ in 0..<500 where name == nil {
-                        name = (try? await client.readerNames())?.first
-                        if name == nil { try await Task.sleep(for: .milliseconds(20)) }
-                    }
-                    guard let name else { throw CLIError(kind: "bench", message: "pcscd shows no reader; see \(setup.pcscd.logPath)", exitCode: CarteExit.cardOrReader) }
-                    let connection = try await client.open(name, share: .exclusive)
+                    let connection = try await setup.connect(PCSCBackend(logger: logger))
                     rows.append(try await measure("through pcscd (libifdcarte.so)", CardChannel(transport: connection, trace: Trace(capacity: 256)), atr: card.atr, openssl: openssl))
                     try? await connection.disconnect(.reset)
                 } else {

@@ -226,6 +226,17 @@ struct PrivateVirtualReader {
         return PrivateVirtualReader(work: work, backend: backend, server: server, pcscd: pcscd)
     }
 
+    /// Waits (up to 10 s) for pcscd to show the virtual reader, then connects to its card exclusively.
+    func connect(_ client: PCSCBackend) async throws -> PCSCConnection {
+        var name: String? = nil
+        for _ in 0..<500 where name == nil {
+            name = (try? await client.readerNames())?.first
+            if name == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        guard let name else { throw CLIError(kind: "bench", message: "pcscd shows no reader; see \(pcscd.logPath)", exitCode: CarteExit.cardOrReader) }
+        return try await client.open(name, share: .exclusive)
+    }
+
     func stop() {
         pcscd.stop()
         server.stop()

@@ -1,5 +1,6 @@
 import CarteCPS
 import CarteCrypto
+import CarteVitale
 import Foundation
 
 /// A certificate as the cps reports show it.
@@ -92,7 +93,7 @@ struct CPSReport: Encodable {
         self.reader = reader
         generation = c.card.generation.rawValue
         syntheticLayout = c.usesSyntheticLayout
-        let today = CardDate(Self.todayUTC())!
+        let today = (try? VitaleDate.todayInParis()).flatMap { CardDate($0.raw) } ?? CardDate("19700101")!
         card = CardPart(type: c.holder?.cardType?.rawValue, serialNumber: c.card.serial, issuer: c.card.issuer,
                         validFrom: c.card.validFrom?.description, validUntil: c.card.validUntil?.description, expired: c.card.isExpired(on: today))
         holder = c.holder.map { h in
@@ -108,15 +109,6 @@ struct CPSReport: Encodable {
         self.pin = pin.map { PINPart(triesLeft: $0.triesLeft, maxTries: $0.maxTries, blocked: $0.blocked) }
         issues = c.issues
         apduCount = c.apduCount
-    }
-
-    static func todayUTC() -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.calendar = Calendar(identifier: .gregorian)
-        f.timeZone = TimeZone(identifier: "Europe/Paris")
-        f.dateFormat = "yyyyMMdd"
-        return f.string(from: Date())
     }
 
     var text: String {

@@ -59,7 +59,7 @@ struct ReadCommand: AsyncParsableCommand {
 }
 
 extension VitaleDate {
-    /// Today in Europe/Paris (Gregorian, ASCII digits): the day rights are evaluated on by default.
+    /// Today in Europe/Paris (Gregorian, ASCII digits): the day rights and card validity are evaluated on by default.
     static func todayInParis() throws -> VitaleDate {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
