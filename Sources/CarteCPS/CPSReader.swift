@@ -32,8 +32,12 @@ public struct CPSReader: Sendable {
         public var hashAlgorithm: UInt8 = 0x40
         /// MSE algorithm byte for RSA PKCS#1 v1.5 signature and authentication. **Synthetic** default `02`.
         public var rsaAlgorithm: UInt8 = 0x02
-        /// Bytes asked per READ BINARY (256 = Le `00`; the ANS driver uses up to `E7` = 231).
+        /// Bytes asked per READ BINARY (256 = Le `00`; the ANS driver uses up to `E7` = 231). Values
+        /// outside 1…65536 are brought back into that range.
         public var readChunk: Int = 256
+        /// The PIN's try counter maximum, reported by a CPS4 whose PIN is verified (its status query
+        /// then says only "verified"). **Synthetic** default 3 ([P] production cards, §5.6).
+        public var pinMaxTries: Int = 3
 
         /// The defaults described on each property.
         public init() {}
@@ -167,8 +171,9 @@ public struct CPSReader: Sendable {
         guard select.isSuccess else { throw .unreadable(file: name, select.statusWord) }
         var data: [UInt8] = []
         var expected: Int? = nil
+        let chunk = min(max(configuration.readChunk, 1), 65_536)
         while data.count < 0x7FFF {
-            let want = expected.map { min($0 - data.count, configuration.readChunk) } ?? configuration.readChunk
+            let want = expected.map { min($0 - data.count, chunk) } ?? chunk
             if want <= 0 { break }
             let r = try await send(held, apdu(0x00, 0xB0, UInt8(data.count >> 8), UInt8(data.count & 0xFF), le: want))
             let sw = r.statusWord
@@ -177,7 +182,7 @@ public struct CPSReader: Sendable {
             data += r.data
             if expected == nil { expected = Self.derLength(data) }
             if r.data.count < want || sw == .endOfFileReached { break }
-            if expected == nil && r.data.count < configuration.readChunk { break }
+            if expected == nil && r.data.count < chunk { break }
         }
         return data
     }
@@ -230,6 +235,9 @@ public struct CPSReader: Sendable {
             } catch .unreadable(_, let sw) where sw == .securityStatusNotSatisfied {
                 return (nil, true)  // protected: the PIN is needed
             } catch .unreadable(_, let sw) where sw == .fileNotFound {
+                continue
+            } catch .unreadable(let file, let sw) {
+                issues.append("\(file) (\(fid.hex)): not readable (\(sw)), ignored")
                 continue
             }
             guard let t = try? TLV.decodeSingle(bytes), t.tag == CPSLayout.situationTemplate, let fields = CPSLayout.numberedFields(t) else {
@@ -318,7 +326,7 @@ public struct CPSReader: Sendable {
                 try await selectChipDoc(held)
                 let r = try await send(held, apdu(0x01, 0x20, 0x00, configuration.pinReference), policy: .raw)
                 switch r.statusWord {
-                case .success: return PINStatus(maxTries: nil, triesLeft: 3, verified: true)  // [P] 3 tries when verified
+                case .success: return PINStatus(maxTries: nil, triesLeft: configuration.pinMaxTries, verified: true)  // verified: the counter is full
                 case .authenticationMethodBlocked: return PINStatus(maxTries: nil, triesLeft: 0, verified: false)
                 case let sw where sw.sw1 == 0x63 && sw.sw2 & 0xF0 == 0xC0: return PINStatus(maxTries: nil, triesLeft: Int(sw.sw2 & 0x0F), verified: false)
                 case let sw: throw .operationRefused("the PIN status query", sw)
@@ -496,6 +504,7 @@ public struct CPSReader: Sendable {
     /// (PSO DECIPHER `2A 80 86` with padding indicator `81`, command chaining when needed).
     public func decipher(_ cryptogram: [UInt8]) async throws(CPSError) -> [UInt8] {
         if generation == .cps3Contactless { throw .unsupported("deciphering over the contactless interface") }
+        guard !cryptogram.isEmpty, cryptogram.count <= 1024 else { throw .unsupported("a cryptogram of \(cryptogram.count) bytes (1 to 1024: an RSA key of at most 8192 bits)") }
         return try await exclusive { held throws(CPSError) -> [UInt8] in
             if generation == .cps4 { try await selectChipDoc(held) } else { try await selectApplication(held) }
             try await mse(held, template: 0xB8, key: configuration.authenticationKey, algorithm: configuration.rsaAlgorithm)

@@ -44,7 +44,8 @@ public final class RSAPrivateKey: @unchecked Sendable, CustomStringConvertible {
         let key: OpaquePointer? = bytes.withUnsafeBytes { raw in
             guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
             defer { BIO_free(bio) }
-            return PEM_read_bio_PrivateKey(bio, nil, nil, nil)
+            // A callback that refuses: an encrypted key is an error, never a passphrase prompt on the terminal.
+            return PEM_read_bio_PrivateKey(bio, nil, { _, _, _, _ in -1 }, nil)
         }
         guard let key else { throw .openSSL(.invalidKey, "not a PEM private key") }
         guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else {
@@ -110,6 +111,10 @@ public final class RSAPrivateKey: @unchecked Sendable, CustomStringConvertible {
         guard let ctx = EVP_PKEY_CTX_new(key, nil) else { throw .openSSL(.operationFailed, what) }
         defer { EVP_PKEY_CTX_free(ctx) }
         guard initialise(ctx) == 1, EVP_PKEY_CTX_set_rsa_padding(ctx, carte_rsa_pkcs1_padding) == 1 else { throw .openSSL(.operationFailed, what) }
+        // OpenSSL 3.2+ answers a bad PKCS#1 v1.5 cryptogram with random bytes ("implicit rejection");
+        // a card must refuse it instead. The parameter does not exist before 3.2: its failure is ignored.
+        _ = EVP_PKEY_CTX_ctrl_str(ctx, "rsa_pkcs1_implicit_rejection", "0")
+        ERR_clear_error()
         return try body(ctx)
     }
 }
@@ -121,18 +126,13 @@ public final class RSAPublicKey: @unchecked Sendable, Hashable {
     public let der: [UInt8]
 
     /// Decodes a DER `SubjectPublicKeyInfo` holding an RSA key.
-    public init(subjectPublicKeyInfo der: [UInt8]) throws(CryptoError) {
+    public convenience init(subjectPublicKeyInfo der: [UInt8]) throws(CryptoError) {
         let decoded: OpaquePointer? = der.withUnsafeBufferPointer { buffer in
             var p: UnsafePointer<UInt8>? = buffer.baseAddress
             return d2i_PUBKEY(nil, &p, buffer.count)
         }
         guard let decoded else { throw .openSSL(.invalidKey, "not a DER public key") }
-        guard EVP_PKEY_get_base_id(decoded) == EVP_PKEY_RSA else {
-            EVP_PKEY_free(decoded)
-            throw CryptoError(.invalidKey, "the public key is not an RSA key")
-        }
-        key = decoded
-        self.der = der
+        try self.init(owning: decoded)
     }
 
     /// Takes ownership of an `EVP_PKEY` (from a certificate).

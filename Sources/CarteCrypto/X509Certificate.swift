@@ -159,7 +159,8 @@ public final class X509Certificate: @unchecked Sendable, Hashable, CustomStringC
             if type.isEmpty {
                 var buffer = [CChar](repeating: 0, count: 128)
                 let n = OBJ_obj2txt(&buffer, Int32(buffer.count), object, 1)
-                type = n > 0 ? String(decoding: buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+                // OBJ_obj2txt returns the full length even when it had to truncate.
+                type = n > 0 ? String(decoding: buffer.prefix(min(Int(n), buffer.count - 1)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
             }
             var utf8: UnsafeMutablePointer<UInt8>? = nil
             let n = ASN1_STRING_to_UTF8(&utf8, data)

@@ -6,8 +6,8 @@ import Yams
 
 /// A readable description of a health professional's CPx card (format `carte-cps-persona/1`,
 /// documented in `CardImages/cps/README.md`), compiled by ``CPSPersonaCompiler`` into a card image
-/// with real RSA keys and certificates issued by a ``TestPKI``.
-public struct CPSPersona: Sendable {
+/// with real RSA keys and certificates issued by a ``TestPKI``. Its text forms never show the PIN or PUK.
+public struct CPSPersona: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     /// One practice situation: the SESAM-Vitale group 2 fields by number.
     public struct Situation: Sendable, Hashable {
         /// Situation file number (1…16: `D120`…`D12F`, `4010`…`401F`).
@@ -47,6 +47,10 @@ public struct CPSPersona: Sendable {
     public var pukMaxTries = 10
     public var pukTriesLeft = 10
     public var keyBits = 2048
+
+    public var description: String { "CPx persona \"\(name)\": \(type.rawValue) \(generation.rawValue), \(idType == "8" ? "RPPS" : idType == "0" ? "ADELI" : "id type \(idType)") \(id), PIN and PUK <redacted>" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: ["persona": description], displayStyle: .struct) }
 
     public init(name: String, serial: String, validFrom: String, validUntil: String, idType: String, id: String, surname: String, firstName: String) {
         self.name = name

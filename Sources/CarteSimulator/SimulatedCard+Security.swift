@@ -24,7 +24,7 @@ extension SimulatedCard {
         guard header.cls == Self.chvClass, let pin = pins[header.ref] else { return ([], .referencedDataNotFound) }
         var tries = pin.remaining
         if pin.usageCounter == 0 { tries = 0 }  // the CPS3 contact interface reports 0 then
-        var inner: [TLV] = [TLV(tag: 0x9A, value: [UInt8(pin.maxTries)]), TLV(tag: 0x9B, value: [UInt8(tries)])]
+        var inner: [TLV] = [TLV(tag: 0x9A, value: [UInt8(clamping: pin.maxTries)]), TLV(tag: 0x9B, value: [UInt8(clamping: tries)])]
         if let usage = pin.usageCounter {
             inner.append(TLV(tag: 0x9D, value: usage > 0xFF ? [UInt8(usage >> 8 & 0xFF), UInt8(usage & 0xFF)] : [UInt8(usage)]))
         }
@@ -75,7 +75,9 @@ extension SimulatedCard {
             guard pin.verified || pukVerified else { return ([], .securityStatusNotSatisfied) }
             pins[c.p2]!.value = c.data
             pins[c.p2]!.remaining = pin.maxTries
-            pins[c.p2]!.verified = true
+            // A PUK verification allows one change (the CPS4 unblocking), then must be presented again;
+            // the PIN itself is not verified by being set.
+            if !pin.verified, let puk = pin.unblockedBy { pins[puk]!.verified = false }
             return ([], .success)
         default:
             return ([], .incorrectP1P2)
@@ -111,6 +113,10 @@ extension SimulatedCard {
         pins[c.p2]!.remaining = pin.maxTries
         pins[c.p2]!.verified = false
         if let newValue { pins[c.p2]!.value = newValue }
+        // The PUK counts once: presented in the data (P1 00/01) it leaves no lasting verification, and a
+        // PUK verified before is used up by setting a new PIN (P1 02). After P1 03 it still allows the
+        // CHANGE P1 01 that sets the new PIN (CPS4 UNBLOCK, §5.5), which then uses it up.
+        if c.p1 != 0x03 { pins[pukRef]!.verified = false }
         return ([], .success)
     }
 

@@ -30,13 +30,15 @@ public final class SimulatedCard {
 
     var files: [FileEntry] = []
     var pins: [UInt8: PINState] = [:]
-    struct PINState {
+    struct PINState: CustomReflectable {
         var value: [UInt8]
         var maxTries: Int
         var remaining: Int
         var unblockedBy: UInt8?
         var usageCounter: Int?
         var verified = false
+        /// `dump` and debuggers never show the value.
+        var customMirror: Mirror { Mirror(self, children: ["remaining": remaining, "maxTries": maxTries, "verified": verified, "value": "<redacted>"], displayStyle: .struct) }
     }
 
     // The state of the channel being served; other open channels wait in `parkedChannels`.
@@ -45,6 +47,8 @@ public final class SimulatedCard {
     var currentRecord: Int? = nil
     var pending: [UInt8] = []
     var activeChannel = 0
+    /// The channels open besides the basic one (opened by SELECT or MANAGE CHANNEL).
+    var openChannels: Set<Int> = [0]
     var parkedChannels: [Int: ChannelState] = [:]
     struct ChannelState {
         var currentDF = 0
@@ -112,6 +116,7 @@ public final class SimulatedCard {
         currentRecord = nil
         pending = []
         activeChannel = 0
+        openChannels = [0]
         parkedChannels = [:]
         environment = SecurityEnvironment()
         chained = nil
@@ -156,8 +161,11 @@ public final class SimulatedCard {
         var c = c
         if isInterIndustry {
             let channel = c.logicalChannel ?? 0
-            if channel != activeChannel {
+            if channel != activeChannel || !openChannels.contains(channel) {
                 guard channel < image.behaviour.logicalChannels else { return sw(.logicalChannelNotSupported) }
+                // A closed channel opens with a SELECT (ISO 7816-4 §7.1.2); other commands are refused.
+                guard openChannels.contains(channel) || c.ins == 0xA4 else { return sw(.logicalChannelNotSupported) }
+                openChannels.insert(channel)
                 switchChannel(to: channel)
             }
             if cla & 0x40 == 0 && cla & 0x0C != 0 { return sw(.secureMessagingNotSupported) }
@@ -222,13 +230,19 @@ public final class SimulatedCard {
         switch c.p1 {
         case 0x00:
             guard c.p2 == 0 else { return ([], .incorrectP1P2) }
-            guard let free = (1..<limit).first(where: { $0 != activeChannel && parkedChannels[$0] == nil }) else { return ([], .conditionsOfUseNotSatisfied) }
+            guard let free = (1..<limit).first(where: { !openChannels.contains($0) }) else { return ([], .conditionsOfUseNotSatisfied) }
+            openChannels.insert(free)
             parkedChannels[free] = ChannelState()
             return ([UInt8(free)], .success)
         case 0x80:
             let channel = c.p2 == 0 ? activeChannel : Int(c.p2)
             guard channel != 0, channel < limit else { return ([], .incorrectP1P2) }
+            openChannels.remove(channel)
             parkedChannels[channel] = nil
+            if channel == activeChannel {  // closing the current channel forgets its state
+                let fresh = ChannelState()
+                (currentDF, currentEF, currentRecord, pending, environment) = (fresh.currentDF, fresh.currentEF, fresh.currentRecord, fresh.pending, fresh.environment)
+            }
             return ([], .success)
         default:
             return ([], .incorrectP1P2)

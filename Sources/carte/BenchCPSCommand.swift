@@ -82,7 +82,7 @@ extension BenchCommand {
             do {
                 try await reader.verifyPIN(try PINCode("1234"))
             } catch {
-                throw CLIError(kind: "bench", message: "the test PIN 1234 was refused: \(error.description)", exitCode: CarteExit.pinRefused)
+                throw CLIError(kind: "bench", message: "the test card's PIN was refused: \(error.description)", exitCode: CarteExit.pinRefused)
             }
             let clock = ContinuousClock()
             var apdus = 0

@@ -149,6 +149,23 @@ struct CPSCardTests {
         #expect(try await b.raw("00 70 00 00 01") == [0x69, 0x85])
         #expect(try await b.raw("00 70 80 01") == [0x90, 0x00])
         #expect(try await b.raw("00 70 00 00 01") == [0x01, 0x90, 0x00])
+        // A closed channel refuses everything but a SELECT, which opens it again.
+        #expect(try await b.raw("00 70 80 01") == [0x90, 0x00])
+        #expect(try await b.raw("01 20 00 01") == [0x68, 0x81])
+        #expect(try await b.raw("01 A4 04 0C 08 80 25 00 00 01 FF 01 00") == [0x90, 0x00])
+        #expect(try await b.raw("01 20 00 01") == [0x90, 0x00])  // the PIN state is the card's, not the channel's
+    }
+
+    @Test func aVerifiedPUKAllowsOneChangeOnly() async throws {
+        let b = try CPSBench("cps4-medecin")
+        #expect(try await b.raw("01 A4 04 0C 08 80 25 00 00 01 FF 01 00") == [0x90, 0x00])
+        #expect(try await b.raw("01 20 00 02 08 31 32 33 34 35 36 37 38") == [0x90, 0x00])  // the PUK
+        #expect(try await b.raw("01 2C 03 01") == [0x90, 0x00])
+        #expect(try await b.raw("01 24 01 01 08 35 35 35 35 FF FF FF FF") == [0x90, 0x00])
+        #expect(try await b.raw("01 24 01 01 08 36 36 36 36 FF FF FF FF") == [0x69, 0x82])  // used up
+        #expect(try await b.raw("01 2C 03 01") == [0x69, 0x82])
+        #expect(try await b.raw("01 20 00 01") == [0x63, 0xC3])  // setting the PIN did not verify it
+        #expect(try await b.raw("01 20 00 01 08 35 35 35 35 FF FF FF FF") == [0x90, 0x00])
     }
 
     @Test func theContactlessInterfaceHasNoPINAndNoSignature() async throws {

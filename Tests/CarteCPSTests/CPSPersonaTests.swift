@@ -52,6 +52,12 @@ struct CPSPersonaTests {
 
     @Test func personaErrorsNameTheLineAndNeverQuoteAPIN() throws {
         let base = try #require(BundledImages.image(at: "cps/personas/medecin-liberal.persona.yaml")).text
+        let secret = try CPSPersonaCompiler.load(text: base.replacingOccurrences(of: "  valid-until: \"20291231\"", with: "  valid-until: \"20291231\"\n  pin: \"8642\"\n  puk: \"97531864\""), source: "p.yaml")
+        var dumped = ""
+        dump(secret, to: &dumped)
+        for text in ["\(secret)", String(reflecting: secret), dumped] {
+            #expect(!text.contains("8642") && !text.contains("97531864"), "\(text)")
+        }
         func error(_ text: String) -> CardImageError? {
             do { _ = try CPSPersonaCompiler.load(text: text, source: "p.yaml"); return nil } catch { return error }
         }

@@ -72,6 +72,27 @@ struct CryptoTests {
             #expect(error.kind == .invalidCertificate)
         }
         #expect(throws: CryptoError.self) { try RSAPublicKey(subjectPublicKeyInfo: [0x30, 0x00]) }
+        // An encrypted key is refused at once: no passphrase prompt on the terminal (a test key, passphrase "test").
+        let encrypted = """
+            -----BEGIN ENCRYPTED PRIVATE KEY-----
+            MIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQIGsjLwyZTuxoCAggA
+            MAwGCCqGSIb3DQIJBQAwHQYJYIZIAWUDBAECBBBdVYTTYJxhIR8GYHSlSv3tBIIB
+            YO0eMxUGcjjU8qO6yeXvAlvD3KZUG9RvCjCfMOlbkQ9CxdSHXmLzuL41Y8HuVvzd
+            bD+hI1aVxnsldDARiTzzCdpZH5mDSQkeY2ArT6MdbXmv8sTr/mnDzQGE6+HX2oER
+            lOZ27/+RbiDL0iy4lmokGM84Mag1vd+1RoSd7cTTvZYdb2ekWl2tyOogIR3aYLAO
+            zclUe7kLwZbA6TCwcHBZ6nZDLigKxcJ3wTnGDESTC/OaVtANSVoXO+3nmDxyCWEq
+            ozN3PKgn68Z+/uK4HgEiyxJ2TgkfxkeJQDdZcoSZZYzlhMwCQ2PQ5+3/Q7r5VW8h
+            Vm9f/hhurQtYdiKMQfdC+L1d1jZTGiiKeQdVvy+GLA8Hk5D5rdes4BaA8js6zM7g
+            TUkPeI4bN7Z4yEGQtUFpY3Ls6d8h8/mxS/HpUyJR2Zg30KUi6GZlX19Y5cge8SwK
+            4Nw4UJsoinRLnNSbU2E8ea8=
+            -----END ENCRYPTED PRIVATE KEY-----
+            """
+        do {
+            _ = try RSAPrivateKey(pem: encrypted)
+            Issue.record("an encrypted key was accepted")
+        } catch {
+            #expect(error.kind == .invalidKey)
+        }
     }
 
     @Test func certificatesIssueParseAndVerify() throws {
