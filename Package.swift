@@ -28,6 +28,10 @@ let package = Package(
         .library(name: "CarteVitale", targets: ["CarteVitale"]),
         .library(name: "CarteCrypto", targets: ["CarteCrypto"]),
         .library(name: "CarteCPS", targets: ["CarteCPS"]),
+        /// The C API: libCarteC.so, installed as libcarte.so.1 with include/carte.h (scripts/install-capi.sh).
+        .library(name: "CarteC", type: .dynamic, targets: ["CarteC"]),
+        /// The editors' Swift API (ReaderManager, typed sessions).
+        .library(name: "CarteKit", targets: ["CarteKit"]),
         /// The pcscd driver for the virtual readers: `libifdcarte.so` (static Swift runtime, no libpcsclite).
         .library(name: "ifdcarte", type: .dynamic, targets: ["CarteIFD"]),
         /// A do-nothing pcscd driver in C: the floor `carte bench pcsc` measures libifdcarte.so against.
@@ -74,6 +78,27 @@ let package = Package(
             name: "CarteCPS",
             dependencies: ["CarteCore", "CarteCrypto", logging],
             swiftSettings: strictSwiftSettings
+        ),
+        /// The editors' API: one session API over every reader backend and card kind.
+        .target(
+            name: "CarteKit",
+            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The C API's header (include/carte.h) and its Swift-free parts (version, status names).
+        .target(name: "CCarteAPI", exclude: ["carte.symbols", "carte.map"]),
+        /// libcarte: the C API over CarteKit (opaque handles, status codes, UTF-8), with a static Swift runtime.
+        .target(
+            name: "CarteC",
+            dependencies: ["CCarteAPI", "CarteKit", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CartePCSC", "CarteSimulator", "CarteSimProtocol", "CarteBundledImages"],
+            swiftSettings: strictSwiftSettings,
+            // A static Swift runtime and Foundation (with what static Foundation needs), so libcarte.so needs
+            // only libc, libstdc++, libssl/libcrypto and libpcsclite on the editor's machine.
+            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libcarte.so.1",
+                                           "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/CCarteAPI/carte.map"]
+                + ["--start-group", "-lFoundation", "-lFoundationInternationalization", "-lFoundationEssentials", "-lCoreFoundation",
+                   "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization", "-lswiftDispatch",
+                   "-ldispatch", "-lBlocksRuntime", "--end-group"].flatMap { ["-Xlinker", $0] })]
         ),
         /// The PC/SC backend over libpcsclite: contexts on dedicated threads, readers, attributes, events.
         .target(
@@ -174,6 +199,7 @@ let package = Package(
                 "CarteVitale",
                 "CarteCPS",
                 "CarteCrypto",
+                "CarteKit",
                 "CarteBundledImages",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CarteCore
+import CarteKit
 import CartePCSC
 import CarteSimulator
 import CarteVitale

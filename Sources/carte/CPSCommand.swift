@@ -3,6 +3,7 @@ import CarteBundledImages
 import CarteCore
 import CarteCPS
 import CarteCrypto
+import CarteKit
 import CarteSimulator
 import Foundation
 import Logging
@@ -205,7 +206,7 @@ struct CPSCommand: AsyncParsableCommand {
         func run() async throws {
             let logger = global.makeLogger()
             try await reporting(json: global.json) {
-                let trust = try loadTrust()
+                let trust = try loadCertificateTrust()
                 let session = try await CPSCommand.open(common, logger: logger)
                 let certificates: [CPSCertificate]
                 do throws(CPSError) {
@@ -220,7 +221,7 @@ struct CPSCommand: AsyncParsableCommand {
             }
         }
 
-        private func loadTrust() throws -> Trust {
+        private func loadCertificateTrust() throws -> CertificateTrust {
             guard root != nil || intermediate != nil else { return try BundledTestPKI.trust() }
             func load(_ path: String?) throws -> [X509Certificate] {
                 guard let path else { return [] }
@@ -231,7 +232,7 @@ struct CPSCommand: AsyncParsableCommand {
                     throw CLIError(kind: "certificate", message: "\(path): \(error.message)", exitCode: CarteExit.invalidInput)
                 }
             }
-            return Trust(roots: try load(root), intermediates: try load(intermediate))
+            return CertificateTrust(roots: try load(root), intermediates: try load(intermediate))
         }
     }
 
@@ -294,18 +295,12 @@ struct CPSCommand: AsyncParsableCommand {
     }
 }
 
-/// Trust anchors for certificate checks.
-struct Trust {
-    let roots: [X509Certificate]
-    let intermediates: [X509Certificate]
-}
-
 extension BundledTestPKI {
     /// The bundled TEST root and intermediate as trust anchors.
-    static func trust() throws -> Trust {
+    static func trust() throws -> CertificateTrust {
         do {
             let pki = try pki()
-            return Trust(roots: [pki.root], intermediates: [pki.intermediate])
+            return CertificateTrust(roots: [pki.root], intermediates: [pki.intermediate])
         } catch {
             throw CLIError(kind: "internal", message: "the bundled test PKI cannot be loaded: \(error.message)", exitCode: CarteExit.unexpected)
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CarteCore
+import CarteKit
 import Foundation
 import Logging
 
@@ -83,13 +84,7 @@ enum LoggingBootstrap {
 // MARK: - Output helpers
 
 enum Output {
-    static func json<T: Encodable>(_ value: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        // Encoding our own value types cannot fail; a failure here is a bug worth a crash report.
-        let data = try! encoder.encode(value)
-        return String(decoding: data, as: UTF8.self)
-    }
+    static func json<T: Encodable>(_ value: T) -> String { jsonText(value) }
 
     static func printJSON<T: Encodable>(_ value: T) {
         print(json(value))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CarteCore
+import CarteKit
 import CarteSimulator
 import CarteVitale
 import Foundation

@@ -1,0 +1,143 @@
+/* misuse.c — libcarte used wrongly on purpose: every call must return its documented status, never
+ * crash. Built and run (also under valgrind) by CarteKit's tests. Exit status: the number of failures. */
+#include <carte.h>
+#include <stdio.h>
+#include <string.h>
+
+static int failures;
+#define EXPECT(call, status) do { carte_status got_ = (call); if (got_ != (status)) { \
+    fprintf(stderr, "FAIL line %d: %s -> %s, expected %s\n", __LINE__, #call, carte_status_name(got_), carte_status_name(status)); failures++; } } while (0)
+#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #cond); failures++; } } while (0)
+
+int main(void) {
+    char buf[4096];
+    size_t needed = 0, count = 0;
+    int32_t tries = -7, max = -7;
+    carte_reader readers[4];
+    carte_event event;
+
+    CHECK(strcmp(carte_version(), "0.1.0") == 0);
+    CHECK(carte_api_version() == CARTE_API_VERSION);
+    CHECK(strcmp(carte_status_name(CARTE_E_WRONG_PIN), "CARTE_E_WRONG_PIN") == 0);
+    CHECK(strcmp(carte_status_name((carte_status)999), "unknown") == 0);
+
+    /* NULL everywhere. */
+    EXPECT(carte_context_new(CARTE_BACKEND_SIMULATOR, NULL), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_list_readers(NULL, readers, 4, &count), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_wait_event(NULL, 0, &event), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_read_vitale(NULL, NULL, NULL), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_vitale_json(NULL, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_verify_pin(NULL, "1234", &tries), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_sign(NULL, (const uint8_t *)"x", 1, NULL, 0, &needed), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_last_error(NULL, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    carte_context_free(NULL);
+    carte_vitale_free(NULL);
+    carte_cpx_free(NULL);
+
+    /* A bad backend value. */
+    carte_context *ctx = (carte_context *)0x1;
+    EXPECT(carte_context_new((carte_backend)42, &ctx), CARTE_E_INVALID_ARGUMENT);
+    CHECK(ctx == NULL);
+
+    EXPECT(carte_context_new(CARTE_BACKEND_SIMULATOR, &ctx), CARTE_OK);
+    /* Too small: the count is still given. */
+    EXPECT(carte_list_readers(ctx, readers, 1, &count), CARTE_E_BUFFER_TOO_SMALL);
+    CHECK(count == 2);
+    EXPECT(carte_list_readers(ctx, NULL, 4, &count), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_list_readers(ctx, readers, 4, &count), CARTE_OK);
+    CHECK(readers[0].card == CARTE_CARD_NONE && readers[1].slot == 1);
+    CHECK(strcmp(readers[0].physical_reader, readers[1].physical_reader) == 0);
+    EXPECT(carte_wait_event(ctx, -1, &event), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_wait_event(ctx, 10, &event), CARTE_E_TIMEOUT);
+
+    /* No card yet. */
+    carte_vitale *v = NULL;
+    EXPECT(carte_read_vitale(ctx, NULL, &v), CARTE_E_NO_CARD);
+    CHECK(v == NULL);
+    EXPECT(carte_last_error(ctx, NULL, 0, &needed), CARTE_E_BUFFER_TOO_SMALL);
+    CHECK(needed > 1);
+    EXPECT(carte_read_vitale(ctx, "No Such Reader", &v), CARTE_E_NO_READER);
+
+    /* Bad images and readers for the simulator. */
+    EXPECT(carte_sim_insert(ctx, readers[0].name, "bundled:nope.yaml"), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_sim_insert(ctx, readers[0].name, "/nonexistent/card.yaml"), CARTE_E_DATA);
+    EXPECT(carte_sim_insert(ctx, "No Such Reader", "bundled:vitale/twins.yaml"), CARTE_E_NO_READER);
+    EXPECT(carte_sim_insert(ctx, readers[0].name, "bundled:vitale/twins.yaml"), CARTE_OK);
+    EXPECT(carte_sim_insert(ctx, readers[1].name, "bundled:cps/medecin-liberal.yaml"), CARTE_OK);
+    EXPECT(carte_wait_event(ctx, 2000, &event), CARTE_OK);
+    CHECK(event.type == CARTE_EVENT_CARD_INSERTED && event.card == CARTE_CARD_VITALE2 && event.slot == 0);
+    EXPECT(carte_wait_event(ctx, 2000, &event), CARTE_OK);
+    CHECK(event.type == CARTE_EVENT_CARD_INSERTED && event.card == CARTE_CARD_CPS3 && event.slot == 1);
+
+    /* The wrong kind of card. */
+    carte_cpx *cpx = NULL;
+    EXPECT(carte_cpx_open(ctx, readers[0].name, &cpx), CARTE_E_WRONG_CARD);
+    EXPECT(carte_read_vitale(ctx, readers[1].name, &v), CARTE_E_WRONG_CARD);
+
+    /* Buffers too small, then the struct walk out of range. */
+    EXPECT(carte_read_vitale(ctx, NULL, &v), CARTE_OK);
+    EXPECT(carte_vitale_json(v, buf, 4, &needed), CARTE_E_BUFFER_TOO_SMALL);
+    CHECK(needed > 100);
+    EXPECT(carte_vitale_json(v, buf, sizeof buf, NULL), CARTE_OK);
+    CHECK(strstr(buf, "\"schema\" : \"carte.vitale/1\"") != NULL);
+    EXPECT(carte_vitale_beneficiary_count(v, &count), CARTE_OK);
+    CHECK(count == 3);
+    EXPECT(carte_vitale_beneficiary_field(v, 3, CARTE_VITALE_NIR, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_vitale_beneficiary_field(v, 0, (carte_vitale_field)77, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_vitale_beneficiary_field(v, 0, CARTE_VITALE_NIR, buf, 15, &needed), CARTE_E_BUFFER_TOO_SMALL);
+    CHECK(needed == 16);
+    EXPECT(carte_vitale_beneficiary_field(v, 0, CARTE_VITALE_NIR, buf, 16, &needed), CARTE_OK);
+    CHECK(strlen(buf) == 15);
+
+    /* Double free and use after free are caught. */
+    carte_vitale_free(v);
+    carte_vitale_free(v);
+    EXPECT(carte_vitale_json(v, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    /* A handle of another kind is refused. */
+    EXPECT(carte_vitale_json((const carte_vitale *)ctx, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+
+    /* PIN misuse: bad format (nothing sent), wrong PIN (tries left), signature buffer too small (nothing signed). */
+    EXPECT(carte_cpx_open(ctx, NULL, &cpx), CARTE_OK);
+    EXPECT(carte_cpx_verify_pin(cpx, NULL, &tries), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_verify_pin(cpx, "12a4", &tries), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_pin_status(cpx, &tries, &max), CARTE_OK);
+    CHECK(tries == 3 && max == 3);
+    uint8_t sig[256];
+    size_t sig_len = 0;
+    EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, sizeof sig, &sig_len), CARTE_E_PIN_REQUIRED);
+    EXPECT(carte_cpx_verify_pin(cpx, "9999", &tries), CARTE_E_WRONG_PIN);
+    CHECK(tries == 2);
+    EXPECT(carte_cpx_verify_pin(cpx, "1234", &tries), CARTE_OK);
+    EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, 10, &sig_len), CARTE_E_BUFFER_TOO_SMALL);
+    CHECK(sig_len == 256);
+    EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, sizeof sig, &sig_len), CARTE_OK);
+    EXPECT(carte_cpx_sign(cpx, NULL, 3, sig, sizeof sig, &sig_len), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_info_json(cpx, NULL, 0, &needed), CARTE_E_BUFFER_TOO_SMALL);
+    CHECK(needed > 1000);
+    /* The card is held exclusively while the session is open. */
+    carte_cpx *second = NULL;
+    EXPECT(carte_cpx_open(ctx, NULL, &second), CARTE_E_CARD);
+    carte_cpx_free(cpx);
+    carte_cpx_free(cpx);
+    EXPECT(carte_cpx_pin_status(cpx, &tries, &max), CARTE_E_INVALID_ARGUMENT);
+
+    /* Removal, then the daemon functions without a daemon. */
+    EXPECT(carte_sim_remove(ctx, readers[1].name), CARTE_OK);
+    EXPECT(carte_cpx_open(ctx, NULL, &cpx), CARTE_E_NO_CARD);
+    EXPECT(carte_sim_daemon_insert("/nonexistent/sim.sock", 0, 0, "bundled:vitale/twins.yaml"), CARTE_E_NO_READER);
+    EXPECT(carte_sim_daemon_insert(NULL, 0, 0, "x"), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_sim_daemon_remove("/nonexistent/sim.sock", -1, 0), CARTE_E_INVALID_ARGUMENT);
+
+    carte_context_free(ctx);
+    carte_context_free(ctx);
+    EXPECT(carte_list_readers(ctx, readers, 4, &count), CARTE_E_INVALID_ARGUMENT);
+
+    /* A PC/SC context is refused the in-process simulator functions. */
+    carte_context *pcsc = NULL;
+    EXPECT(carte_context_new(CARTE_BACKEND_PCSC, &pcsc), CARTE_OK);
+    EXPECT(carte_sim_insert(pcsc, "x", "bundled:vitale/twins.yaml"), CARTE_E_UNSUPPORTED);
+    carte_context_free(pcsc);
+
+    if (failures == 0) printf("misuse: all checks passed\n");
+    return failures;
+}
