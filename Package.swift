@@ -236,6 +236,11 @@ let package = Package(
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
+            name: "CarteKitTests",
+            dependencies: ["CarteKit", "CarteCPS", "CarteCore", "CarteVitale", "CarteSimulator", "CarteBundledImages"],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
             name: "CarteCPSTests",
             dependencies: [
                 "CarteCPS", "CarteCrypto", "CarteCore", "CarteSimulator", "CarteBundledImages", logging,

@@ -12,6 +12,7 @@ PACKAGES=(
   opensc pcsc-tools python3-pyscard  # independent PC/SC clients the tests drive (opensc-tool, pcsc_scan, pyscard)
   util-linux procps iproute2      # unshare (private pcscd namespace), pgrep, ip (loopback in a private netns)
   vsmartcard-vpcd                 # stock vpcd, the second reference of `carte bench pcsc`
+  gcc libc6-dev binutils valgrind # the C API: the C example and misuse program, nm/strip, valgrind checks
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

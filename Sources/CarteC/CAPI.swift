@@ -148,6 +148,20 @@ final class Context: @unchecked Sendable {
         }
     }
 
+    /// Stops the event subscription and waits until it has ended, so nothing of it outlives the context.
+    func shutdown() {
+        guard let pump else { return }
+        pump.cancel()
+        // Bounded: a backend whose event source is slow to stop (a PC/SC status wait) cannot hold the caller.
+        let ended = DispatchSemaphore(value: 0)
+        Task.detached {
+            await pump.value
+            ended.signal()
+        }
+        _ = ended.wait(timeout: .now() + .seconds(2))
+        self.pump = nil
+    }
+
     deinit { pump?.cancel() }
 
     /// Records a failure and returns its status.
@@ -236,7 +250,9 @@ public func carte_context_new(_ backend: carte_backend, _ out: UnsafeMutablePoin
 
 @_cdecl("carte_context_free")
 public func carte_context_free(_ ctx: OpaquePointer?) {
-    unregister(ctx, .context)?.release()
+    guard let handle = unregister(ctx, .context) else { return }
+    (handle.takeUnretainedValue() as? Context)?.shutdown()
+    handle.release()
 }
 
 @_cdecl("carte_last_error")

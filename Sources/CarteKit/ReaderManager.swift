@@ -42,6 +42,13 @@ public struct ReaderPair: Hashable, Sendable {
     public var cpx: String
     /// Whether both slots belong to one physical (bi-fente) reader.
     public var sameReader: Bool
+
+    /// A pair of slots.
+    public init(vitale: String, cpx: String, sameReader: Bool) {
+        self.vitale = vitale
+        self.cpx = cpx
+        self.sameReader = sameReader
+    }
 }
 
 /// A Carte Vitale and a CPx card read in one call (see ``ReaderManager/readVitaleAndVerifyPIN(_:timeout:)``).
@@ -196,6 +203,7 @@ public final class ReaderManager: Sendable {
                     let session = CardSession.make(reader: reader, kind: kind, atr: atr, channel: channel, logger: logger)
                     let value = try await body(session)
                     try? await connection.disconnect(.leave)
+                    try Task.checkCancellation()  // a cancelled caller gets .cancelled, not a late value
                     return value
                 } catch {
                     try? await connection.disconnect(.leave)
