@@ -153,6 +153,11 @@ public final class SimulatorBackend: ReaderBackend {
     /// Creates a backend with no reader.
     public init() {}
 
+    /// Ends every event stream: their termination handlers run and are released with the backend.
+    deinit {
+        for listener in registry.withLock({ Array($0.listeners.values) }) { listener.finish() }
+    }
+
     /// Creates a backend with one reader per profile.
     public convenience init(profiles: [VirtualReaderProfile]) {
         self.init()
