@@ -105,14 +105,7 @@ extension BenchCommand {
                 signTimes.append((clock.now - start).microseconds / 1000)
                 signAPDUs = channel.trace!.events(from: before).filter { $0.direction == .toCard }.count
             }
-            let select = try CommandAPDU.select(aid: CPSLayout.iasAID, p2: 0x0C, le: nil)
-            var selects: [Double] = []
-            for _ in 0..<reads {
-                let start = clock.now
-                _ = try await channel.transmit(select)
-                selects.append((clock.now - start).microseconds / 1000)
-            }
-            let reference = percentile(selects, 0.5)
+            let reference = try await medianSelectRoundTrip(channel, aid: CPSLayout.iasAID, count: reads)
             let read = percentile(times, 0.5)
             let sign = percentile(signTimes, 0.5)
             return .init(name: name, readAPDUs: apdus, situations: situations, readMedianMilliseconds: read, readP99Milliseconds: percentile(times, 0.99),

@@ -112,6 +112,21 @@ extension BenchCommand {
     }
 }
 
+/// The reference of the card benchmarks: the median time (ms) of `count` SELECT-by-AID round trips
+/// (P2 `0C`, no answer data) on `channel`, measured in the same run as what it is compared with.
+func medianSelectRoundTrip(_ channel: CardChannel, aid: [UInt8], count: Int) async throws -> Double {
+    let select = try CommandAPDU.select(aid: aid, p2: 0x0C, le: nil)
+    let clock = ContinuousClock()
+    var times: [Double] = []
+    times.reserveCapacity(count)
+    for _ in 0..<count {
+        let start = clock.now
+        _ = try await channel.transmit(select)
+        times.append((clock.now - start).microseconds / 1000)
+    }
+    return percentile(times, 0.5)
+}
+
 func percentile(_ values: [Double], _ p: Double) -> Double {
     guard !values.isEmpty else { return 0 }
     let sorted = values.sorted()

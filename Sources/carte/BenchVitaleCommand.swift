@@ -76,15 +76,8 @@ extension BenchCommand {
                 times.append((clock.now - start).microseconds / 1000)
                 apdus = card.apduCount
             }
-            let select = try CommandAPDU.select(aid: VitaleReader.vitaleAID, p2: 0x0C, le: nil)
-            var selects: [Double] = []
-            for _ in 0..<reads {
-                let start = clock.now
-                _ = try await channel.transmit(select)
-                selects.append((clock.now - start).microseconds / 1000)
-            }
             let median = percentile(times, 0.5)
-            let reference = percentile(selects, 0.5)
+            let reference = try await medianSelectRoundTrip(channel, aid: VitaleReader.vitaleAID, count: reads)
             return .init(name: name, apdus: apdus, medianMilliseconds: median, p99Milliseconds: percentile(times, 0.99),
                          selectRoundTripMilliseconds: reference, readInRoundTrips: median / reference)
         }
