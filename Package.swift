@@ -207,6 +207,16 @@ let package = Package(
             swiftSettings: strictSwiftSettings
         ),
 
+        /// The code of the DocC article "Reading a patient's Vitale and signing with the professional's CPS
+        /// on a bi-fente reader": built with the package and run by the tests through pcscd (its code
+        /// blocks are checked against this source), so the article cannot rot.
+        .executableTarget(
+            name: "bifente-example",
+            dependencies: ["CarteKit", "CarteCPS", "CarteVitale", "CartePCSC"],
+            path: "examples/swift/bi-fente",
+            swiftSettings: strictSwiftSettings
+        ),
+
         // MARK: - Tests
 
         .testTarget(

@@ -182,8 +182,12 @@ public final class ReaderManager: Sendable {
     /// Opens the card in `reader` exclusively, tells its kind, and runs `body` with a typed session.
     /// The card is released when `body` ends, throws, times out or is cancelled.
     ///
-    /// - Parameter timeout: the whole session's limit. When it passes, ``CarteKitError/timeout(_:)``
-    ///   is thrown once the APDU in flight (bounded by the reader's own timeouts) has returned.
+    /// - Parameters:
+    ///   - reader: the slot's reader name (see ``slots()`` and ``pairs()``).
+    ///   - timeout: the whole session's limit. When it passes, ``CarteKitError/timeout(_:)`` is thrown
+    ///     once the APDU in flight (bounded by the reader's own timeouts) has returned.
+    ///   - body: what to do with the card; the session is valid only inside it.
+    /// - Returns: what `body` returns.
     public func withSession<T: Sendable>(on reader: String, timeout: Duration = .seconds(30),
                                          _ body: @escaping @Sendable (CardSession) async throws(CarteKitError) -> T) async throws(CarteKitError) -> T {
         let names: [String]

@@ -144,18 +144,41 @@ public final class SimulatorBackend: ReaderBackend {
     private struct Registry {
         var readers: [(profile: VirtualReaderProfile, slots: [VirtualSlot])] = []
         var nextIndex = 0
-        var listeners: [Int: AsyncStream<ReaderEvent>.Continuation] = [:]
-        var nextListener = 0
+    }
+
+    /// The event streams' continuations. A class of its own so a stream's termination handler can
+    /// unregister it by a strong reference to this registry alone (no weak reference to the backend:
+    /// a weak reference's side table could outlive a process exit racing the handler). The cycle
+    /// registry → continuation → handler → registry is broken when the stream ends, and `deinit`
+    /// ends every stream.
+    private final class Listeners: Sendable {
+        private let state = Mutex<(next: Int, continuations: [Int: AsyncStream<ReaderEvent>.Continuation])>((0, [:]))
+
+        func add(_ continuation: AsyncStream<ReaderEvent>.Continuation) -> Int {
+            state.withLock { s in
+                let id = s.next
+                s.next += 1
+                s.continuations[id] = continuation
+                return id
+            }
+        }
+
+        func remove(_ id: Int) {
+            _ = state.withLock { $0.continuations.removeValue(forKey: id) }
+        }
+
+        var all: [AsyncStream<ReaderEvent>.Continuation] { state.withLock { Array($0.continuations.values) } }
     }
 
     private let registry = Mutex(Registry())
+    private let listeners = Listeners()
 
     /// Creates a backend with no reader.
     public init() {}
 
     /// Ends every event stream: their termination handlers run and are released with the backend.
     deinit {
-        for listener in registry.withLock({ Array($0.listeners.values) }) { listener.finish() }
+        for listener in listeners.all { listener.finish() }
     }
 
     /// Creates a backend with one reader per profile.
@@ -320,20 +343,14 @@ public final class SimulatorBackend: ReaderBackend {
     /// Reader and card events from now on (buffering the newest 1024 if not consumed).
     public func events() -> AsyncStream<ReaderEvent> {
         let (stream, continuation) = AsyncStream<ReaderEvent>.makeStream(bufferingPolicy: .bufferingNewest(1024))
-        let id = registry.withLock { r -> Int in
-            let id = r.nextListener
-            r.nextListener += 1
-            r.listeners[id] = continuation
-            return id
-        }
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.registry.withLock { $0.listeners.removeValue(forKey: id) }
-        }
+        let listeners = self.listeners
+        let id = listeners.add(continuation)
+        continuation.onTermination = { _ in listeners.remove(id) }
         return stream
     }
 
     private func broadcast(_ events: [ReaderEvent]) {
-        let listeners = registry.withLock { Array($0.listeners.values) }
+        let listeners = self.listeners.all
         for event in events {
             for listener in listeners { listener.yield(event) }
         }

@@ -60,13 +60,7 @@ enum CAPI {
         let r = shell("/usr/bin/valgrind", ["--leak-check=full", "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=42", "--num-callers=30", program] + arguments,
                       stdin: stdin, environment: environment)
         let report = r.stderr
-        // Known, open: at most one 32-byte weak-reference side table of the in-process simulator's event
-        // stream may be reported lost when the process exits while that stream's termination is still
-        // running (a race at exit, simulator backend only; see the issue 9 note). Anything else fails.
-        let definite = report.components(separatedBy: "are definitely lost in loss record").dropFirst()
-        let knownRace = definite.count == 1 && definite.allSatisfy { $0.contains("formWeakReference") && $0.contains("CarteSimulator0B7BackendC6events") }
-            && report.contains("definitely lost: 32 bytes in 1 blocks") && report.contains("ERROR SUMMARY: 1 errors")
-        var ok = (r.status == 0 && report.contains("ERROR SUMMARY: 0 errors") && report.contains("definitely lost: 0 bytes") || knownRace)
+        var ok = r.status == 0 && report.contains("ERROR SUMMARY: 0 errors") && report.contains("definitely lost: 0 bytes")
             && report.contains("indirectly lost: 0 bytes")
         for block in report.components(separatedBy: "are possibly lost in loss record").dropFirst() {
             let stack = block.components(separatedBy: "\n==").prefix(31).joined()
