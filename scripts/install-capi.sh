@@ -11,7 +11,11 @@ build="${2:-}"
 if [ -z "$build" ]; then
     bash scripts/bootstrap.sh
     command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:/opt/swift/bin:$PATH"
-    swift build -c release --product CarteC 2>&1 | grep -v "prohibited flag\|mktemp" >&2 || true
+    set +o pipefail
+    swift build -c release --product CarteC 2>&1 | grep -v "prohibited flag\|mktemp" >&2
+    built=${PIPESTATUS[0]}
+    set -o pipefail
+    [ "$built" -eq 0 ] || { echo "install-capi: swift build failed ($built)" >&2; exit 1; }
     build="$(swift build -c release --show-bin-path)"
 fi
 [ -f "$build/libCarteC.so" ] || { echo "install-capi: $build/libCarteC.so is not built (swift build --product CarteC)" >&2; exit 1; }

@@ -23,31 +23,41 @@ import Synchronization
 /// What a registered handle is.
 enum HandleKind { case context, vitale, cpx }
 
-/// Live handles by address: how double frees and stale handles are caught.
-let liveHandles = Mutex<[UInt: HandleKind]>([:])
+/// Live handles. A handle is an id from a counter that never repeats (never an address), so a freed
+/// handle stays invalid even when the allocator reuses its object's memory.
+let liveHandles = Mutex<(next: UInt, objects: [UInt: (kind: HandleKind, object: any Sendable & AnyObject)])>((0x1000, [:]))
 
-func register(_ object: AnyObject, _ kind: HandleKind) -> OpaquePointer {
-    let raw = Unmanaged.passRetained(object).toOpaque()
-    liveHandles.withLock { $0[UInt(bitPattern: raw)] = kind }
-    return OpaquePointer(raw)
-}
-
-func lookUp<T: AnyObject>(_ pointer: OpaquePointer?, _ kind: HandleKind, as _: T.Type) -> T? {
-    guard let pointer else { return nil }
-    let raw = UnsafeMutableRawPointer(pointer)
-    guard liveHandles.withLock({ $0[UInt(bitPattern: raw)] == kind }) else { return nil }
-    return Unmanaged<T>.fromOpaque(raw).takeUnretainedValue()
-}
-
-func unregister(_ pointer: OpaquePointer?, _ kind: HandleKind) -> Unmanaged<AnyObject>? {
-    guard let pointer else { return nil }
-    let raw = UnsafeMutableRawPointer(pointer)
-    let known = liveHandles.withLock { map -> Bool in
-        guard map[UInt(bitPattern: raw)] == kind else { return false }
-        map[UInt(bitPattern: raw)] = nil
-        return true
+func register(_ object: any Sendable & AnyObject, _ kind: HandleKind) -> OpaquePointer {
+    let id = liveHandles.withLock { h -> UInt in
+        let id = h.next
+        h.next += 16  // aligned like a pointer, for bindings that check
+        h.objects[id] = (kind, object)
+        return id
     }
-    return known ? Unmanaged<AnyObject>.fromOpaque(raw) : nil
+    return OpaquePointer(bitPattern: id)!
+}
+
+/// The live object of `pointer` if it is a handle of `kind`. The strong reference is taken under the
+/// registry's lock, so a free on another thread cannot release the object while it is in use.
+func lookUp<T: AnyObject & Sendable>(_ pointer: OpaquePointer?, _ kind: HandleKind, as _: T.Type) -> T? {
+    guard let pointer else { return nil }
+    let id = UInt(bitPattern: pointer)
+    return liveHandles.withLock { h -> T? in
+        guard let entry = h.objects[id], entry.kind == kind else { return nil }
+        return entry.object as? T
+    }
+}
+
+/// Removes the handle and returns its object (released when the caller drops it), or `nil` when
+/// `pointer` is not a live handle of `kind`.
+func unregister(_ pointer: OpaquePointer?, _ kind: HandleKind) -> (any Sendable & AnyObject)? {
+    guard let pointer else { return nil }
+    let id = UInt(bitPattern: pointer)
+    return liveHandles.withLock { h -> (any Sendable & AnyObject)? in
+        guard let entry = h.objects[id], entry.kind == kind else { return nil }
+        h.objects[id] = nil
+        return entry.object
+    }
 }
 
 /// Carries a value out of a detached task to the waiting C thread.
@@ -56,8 +66,9 @@ final class Handoff<T>: @unchecked Sendable {
     let done = DispatchSemaphore(value: 0)
 }
 
-/// Runs async work while the calling (C) thread waits. The work runs on the concurrency pool, never
-/// on the caller's thread, so a caller on any thread cannot starve the pool.
+/// Runs async work on Swift's concurrency pool while the calling (C) thread waits on a semaphore.
+/// The caller must be a thread of its own (any thread of a C, C++, C# or Delphi program): a caller
+/// that is itself a task of the pool would hold one of its threads while it waits (docs/capi.md).
 func blocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
     let handoff = Handoff<T>()
     Task.detached {
@@ -213,8 +224,15 @@ func copyFixed<T>(_ text: String, into field: inout T) {
         var bytes = Array(text.utf8)
         if bytes.count > raw.count - 1 {
             bytes = Array(bytes.prefix(raw.count - 1))
-            while let last = bytes.last, last & 0xC0 == 0x80 { bytes.removeLast() }  // continuation bytes
-            if let last = bytes.last, last >= 0xC0 { bytes.removeLast() }               // a cut lead byte
+            // Drop a character the cut left incomplete: find its lead byte and compare its length.
+            var continuation = 0
+            while continuation < bytes.count, bytes[bytes.count - 1 - continuation] & 0xC0 == 0x80 { continuation += 1 }
+            let leadIndex = bytes.count - 1 - continuation
+            if leadIndex >= 0, bytes[leadIndex] >= 0xC0 {
+                let lead = bytes[leadIndex]
+                let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2
+                if continuation + 1 < length { bytes.removeLast(continuation + 1) }
+            }
         }
         raw.copyBytes(from: bytes)
         raw[bytes.count] = 0
@@ -250,9 +268,8 @@ public func carte_context_new(_ backend: carte_backend, _ out: UnsafeMutablePoin
 
 @_cdecl("carte_context_free")
 public func carte_context_free(_ ctx: OpaquePointer?) {
-    guard let handle = unregister(ctx, .context) else { return }
-    (handle.takeUnretainedValue() as? Context)?.shutdown()
-    handle.release()
+    guard let handle = unregister(ctx, .context) as? Context else { return }
+    handle.shutdown()
 }
 
 @_cdecl("carte_last_error")

@@ -8,10 +8,11 @@ import CarteSimProtocol
 import CarteSimulator
 import CarteVitale
 import Foundation
+import Synchronization
 
 // MARK: - Carte Vitale
 
-final class VitaleHandle {
+final class VitaleHandle: Sendable {
     let card: VitaleCard
     let json: String
     init(card: VitaleCard, json: String) {
@@ -46,7 +47,7 @@ public func carte_read_vitale(_ ctx: OpaquePointer?, _ reader: UnsafePointer<CCh
 
 @_cdecl("carte_vitale_free")
 public func carte_vitale_free(_ vitale: OpaquePointer?) {
-    unregister(vitale, .vitale)?.release()
+    _ = unregister(vitale, .vitale)
 }
 
 @_cdecl("carte_vitale_json")
@@ -94,10 +95,18 @@ final class CPxHandle: @unchecked Sendable {
         self.connection = connection
         self.cps = cps
     }
-    /// Freeing the handle releases the card.
-    deinit {
-        let connection = self.connection
-        _ = blocking { try? await connection.disconnect(.leave) }
+    /// The message of the session's last failure.
+    let lastError = Mutex("")
+
+    /// Records a failure and returns its status.
+    func fail(_ failure: Failure) -> carte_status {
+        lastError.withLock { $0 = failure.message }
+        return failure.status
+    }
+
+    func succeed() -> carte_status {
+        lastError.withLock { $0 = "" }
+        return CARTE_OK
     }
 }
 
@@ -136,7 +145,16 @@ public func carte_cpx_open(_ ctx: OpaquePointer?, _ reader: UnsafePointer<CChar>
 
 @_cdecl("carte_cpx_free")
 public func carte_cpx_free(_ cpx: OpaquePointer?) {
-    unregister(cpx, .cpx)?.release()
+    guard let handle = unregister(cpx, .cpx) as? CPxHandle else { return }
+    // The card is released here, on the caller's thread, before the function returns.
+    let connection = handle.connection
+    _ = blocking { try? await connection.disconnect(.leave) }
+}
+
+@_cdecl("carte_cpx_last_error")
+public func carte_cpx_last_error(_ cpx: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ size: Int, _ needed: UnsafeMutablePointer<Int>?) -> carte_status {
+    guard let h = lookUp(cpx, .cpx, as: CPxHandle.self) else { return CARTE_E_INVALID_ARGUMENT }
+    return write(h.lastError.withLock { $0 }, buf, size, needed)
 }
 
 /// The bundled test root and intermediate: the certificates of CarteKit's images chain to them.
@@ -160,8 +178,10 @@ public func carte_cpx_info_json(_ cpx: OpaquePointer?, _ buf: UnsafeMutablePoint
         }
     }
     switch result {
-    case .failure(let f): return f.status
-    case .success(let json): return write(json, buf, size, needed)
+    case .failure(let f): return h.fail(f)
+    case .success(let json):
+        _ = h.succeed()
+        return write(json, buf, size, needed)
     }
 }
 
@@ -172,11 +192,15 @@ public func carte_cpx_pin_status(_ cpx: OpaquePointer?, _ triesLeft: UnsafeMutab
         do throws(CPSError) { return .success(try await h.cps.pinStatus()) } catch { return .failure(Failure(error)) }
     }
     switch result {
-    case .failure(let f): return f.status
+    case .failure(let f): return h.fail(f)
     case .success(let s):
-        triesLeft.pointee = Int32(s.triesLeft)
-        maxTries?.pointee = Int32(s.maxTries ?? -1)
-        return CARTE_OK
+        // Card data: a counter that does not fit is the card's fault, never a crash.
+        guard let tries = Int32(exactly: s.triesLeft), let maximum = Int32(exactly: s.maxTries ?? -1) else {
+            return h.fail(Failure(CARTE_E_DATA, "the card gives an impossible PIN try counter"))
+        }
+        triesLeft.pointee = tries
+        maxTries?.pointee = maximum
+        return h.succeed()
     }
 }
 
@@ -184,16 +208,16 @@ public func carte_cpx_pin_status(_ cpx: OpaquePointer?, _ triesLeft: UnsafeMutab
 public func carte_cpx_verify_pin(_ cpx: OpaquePointer?, _ pin: UnsafePointer<CChar>?, _ triesLeft: UnsafeMutablePointer<Int32>?) -> carte_status {
     guard let h = lookUp(cpx, .cpx, as: CPxHandle.self), let text = string(pin) else { return CARTE_E_INVALID_ARGUMENT }
     let code: PINCode
-    do { code = try PINCode(text) } catch { return CARTE_E_INVALID_ARGUMENT }
+    do { code = try PINCode(text) } catch { return h.fail(Failure(error)) }
     let result: Result<Void, CPSError> = blocking {
         do throws(CPSError) { try await h.cps.verifyPIN(code); return .success(()) } catch { return .failure(error) }
     }
     switch result {
-    case .success: return CARTE_OK
+    case .success: return h.succeed()
     case .failure(let e):
-        if case .wrongPIN(_, let tries) = e { triesLeft?.pointee = Int32(tries) }
+        if case .wrongPIN(_, let tries) = e { triesLeft?.pointee = Int32(clamping: tries) }
         if case .pinBlocked = e { triesLeft?.pointee = 0 }
-        return Failure(e).status
+        return h.fail(Failure(e))
     }
 }
 
@@ -215,21 +239,21 @@ public func carte_cpx_sign(_ cpx: OpaquePointer?, _ data: UnsafePointer<UInt8>?,
     }
     let size: Int
     switch sizeResult {
-    case .failure(let f): return f.status
+    case .failure(let f): return h.fail(f)
     case .success(let s): size = s
     }
     sigLength.pointee = size
-    guard let sig, sigSize >= size else { return CARTE_E_BUFFER_TOO_SMALL }
+    guard let sig, sigSize >= size else { return h.fail(Failure(CARTE_E_BUFFER_TOO_SMALL, "the signature is \(size) bytes, the buffer \(sigSize)")) }
     let result: Result<[UInt8], Failure> = blocking {
         do throws(CPSError) { return .success(try await h.cps.sign(message)) } catch { return .failure(Failure(error)) }
     }
     switch result {
-    case .failure(let f): return f.status
+    case .failure(let f): return h.fail(f)
     case .success(let signature):
-        guard signature.count <= sigSize else { return CARTE_E_INTERNAL }
+        guard signature.count <= sigSize else { return h.fail(Failure(CARTE_E_INTERNAL, "the card's signature is longer than its key")) }
         sig.update(from: signature, count: signature.count)
         sigLength.pointee = signature.count
-        return CARTE_OK
+        return h.succeed()
     }
 }
 
@@ -281,10 +305,15 @@ func daemon(_ socket: UnsafePointer<CChar>?, _ request: [String: any Sendable]) 
     do {
         let answer = try SimulatorControlClient(path: path).send(request)
         guard answer["ok"] as? Bool == true else {
-            return (answer["error"] as? String)?.contains("reader") == true ? CARTE_E_NO_READER : CARTE_E_INVALID_ARGUMENT
+            switch answer["kind"] as? String {
+            case "reader": return CARTE_E_NO_READER
+            case "image": return CARTE_E_DATA
+            default: return CARTE_E_INVALID_ARGUMENT
+            }
         }
         return CARTE_OK
     } catch {
+        // No daemon on the socket (or it died): its virtual readers are unavailable.
         return CARTE_E_NO_READER
     }
 }

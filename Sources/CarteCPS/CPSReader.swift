@@ -353,7 +353,8 @@ public struct CPSReader: Sendable {
             }
             return nil
         }
-        func int(_ t: TLV?) -> Int? { t.map { $0.value.reduce(0) { $0 << 8 | Int($1) } } }
+        // Counters are one or two bytes; anything longer is not a counter.
+        func int(_ t: TLV?) -> Int? { t.flatMap { $0.value.count <= 2 ? $0.value.reduce(0) { $0 << 8 | Int($1) } : nil } }
         guard let left = int(find(0x9B, in: objects)) else { return nil }
         return PINStatus(maxTries: int(find(0x9A, in: objects)), triesLeft: left, usageLeft: int(find(0x9D, in: objects)))
     }

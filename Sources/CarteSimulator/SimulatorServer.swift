@@ -279,7 +279,8 @@ public final class SimulatorServer: Sendable {
             let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
             return String(decoding: data, as: UTF8.self)
         }
-        func fail(_ message: String) -> String { answer(["ok": false, "error": message]) }
+        /// `kind`: `request` (malformed request), `reader` (no such reader or slot), `image` (the card image cannot be loaded).
+        func fail(_ message: String, kind: String = "request") -> String { answer(["ok": false, "error": message, "kind": kind]) }
         guard let object = try? JSONSerialization.jsonObject(with: Data(payload)), let request = object as? [String: Any],
             let op = request["op"] as? String
         else { return fail("a control request is a JSON object with an \"op\" field") }
@@ -290,12 +291,13 @@ public final class SimulatorServer: Sendable {
             let slot: VirtualSlot
             switch findSlot(request) {
             case .success(let s): slot = s
-            case .failure(let message): return fail(message.description)
+            case .failure(let message): return fail(message.description, kind: "reader")
             }
             do {
                 if op == "insert" {
                     guard let imageArgument = request["image"] as? String else { return fail("insert needs \"image\"") }
-                    let image = try loadImage(imageArgument)
+                    let image: CardImage
+                    do { image = try loadImage(imageArgument) } catch { return fail("\(error)", kind: "image") }
                     try backend.insert(image, into: slot.info.name, mute: request["mute"] as? Bool ?? false)
                     logger.info("inserted \(image.name) into \(slot.info.name)")
                 } else {
@@ -303,7 +305,7 @@ public final class SimulatorServer: Sendable {
                     logger.info("removed the card from \(slot.info.name)")
                 }
             } catch {
-                return fail("\(error)")
+                return fail("\(error)", kind: "reader")
             }
             return answer(["ok": true, "reader": slot.info.name])
         default:

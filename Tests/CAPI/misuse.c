@@ -30,6 +30,15 @@ int main(void) {
     EXPECT(carte_cpx_verify_pin(NULL, "1234", &tries), CARTE_E_INVALID_ARGUMENT);
     EXPECT(carte_cpx_sign(NULL, (const uint8_t *)"x", 1, NULL, 0, &needed), CARTE_E_INVALID_ARGUMENT);
     EXPECT(carte_last_error(NULL, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_open(NULL, NULL, NULL), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_info_json(NULL, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_pin_status(NULL, &tries, &max), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_last_error(NULL, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_vitale_beneficiary_count(NULL, &count), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_vitale_beneficiary_field(NULL, 0, CARTE_VITALE_NIR, buf, sizeof buf, &needed), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_sim_insert(NULL, "x", "bundled:vitale/twins.yaml"), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_sim_remove(NULL, "x"), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_sim_daemon_remove(NULL, 0, 0), CARTE_E_INVALID_ARGUMENT);
     carte_context_free(NULL);
     carte_vitale_free(NULL);
     carte_cpx_free(NULL);
@@ -107,8 +116,14 @@ int main(void) {
     EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, sizeof sig, &sig_len), CARTE_E_PIN_REQUIRED);
     EXPECT(carte_cpx_verify_pin(cpx, "9999", &tries), CARTE_E_WRONG_PIN);
     CHECK(tries == 2);
+    /* The session's message says what happened, never the PIN. */
+    EXPECT(carte_cpx_last_error(cpx, buf, sizeof buf, &needed), CARTE_OK);
+    CHECK(strstr(buf, "2") != NULL && strstr(buf, "9999") == NULL);
     EXPECT(carte_cpx_verify_pin(cpx, "1234", &tries), CARTE_OK);
     EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, 10, &sig_len), CARTE_E_BUFFER_TOO_SMALL);
+    CHECK(sig_len == 256);
+    sig_len = 0;
+    EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, NULL, 0, &sig_len), CARTE_E_BUFFER_TOO_SMALL);
     CHECK(sig_len == 256);
     EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, sizeof sig, &sig_len), CARTE_OK);
     EXPECT(carte_cpx_sign(cpx, NULL, 3, sig, sizeof sig, &sig_len), CARTE_E_INVALID_ARGUMENT);
@@ -121,9 +136,33 @@ int main(void) {
     carte_cpx_free(cpx);
     EXPECT(carte_cpx_pin_status(cpx, &tries, &max), CARTE_E_INVALID_ARGUMENT);
 
-    /* Removal, then the daemon functions without a daemon. */
+    /* A freed handle stays invalid: a new session never gets the old handle back. */
+    carte_cpx *stale = cpx;
+    EXPECT(carte_cpx_open(ctx, NULL, &cpx), CARTE_OK);
+    CHECK(cpx != stale);
+    EXPECT(carte_cpx_pin_status(stale, &tries, &max), CARTE_E_INVALID_ARGUMENT);
+    carte_cpx_free(cpx);
+
+    /* Removal (and its event), then a blocked PIN. */
+    while (carte_wait_event(ctx, 0, &event) == CARTE_OK) {}
     EXPECT(carte_sim_remove(ctx, readers[1].name), CARTE_OK);
+    EXPECT(carte_wait_event(ctx, 2000, &event), CARTE_OK);
+    CHECK(event.type == CARTE_EVENT_CARD_REMOVED && event.slot == 1);
     EXPECT(carte_cpx_open(ctx, NULL, &cpx), CARTE_E_NO_CARD);
+    EXPECT(carte_sim_insert(ctx, readers[1].name, "bundled:cps/pin-bloque.yaml"), CARTE_OK);
+    EXPECT(carte_cpx_open(ctx, NULL, &cpx), CARTE_OK);
+    tries = 5;
+    EXPECT(carte_cpx_verify_pin(cpx, "1234", &tries), CARTE_E_PIN_BLOCKED);
+    CHECK(tries == 0);
+    EXPECT(carte_cpx_last_error(cpx, buf, sizeof buf, &needed), CARTE_OK);
+    CHECK(strstr(buf, "PUK") != NULL && strstr(buf, "1234") == NULL);
+    carte_cpx_free(cpx);
+
+    /* A reading outlives its context. */
+    carte_vitale *kept = NULL;
+    EXPECT(carte_read_vitale(ctx, NULL, &kept), CARTE_OK);
+
+    /* The daemon functions without a daemon. */
     EXPECT(carte_sim_daemon_insert("/nonexistent/sim.sock", 0, 0, "bundled:vitale/twins.yaml"), CARTE_E_NO_READER);
     EXPECT(carte_sim_daemon_insert(NULL, 0, 0, "x"), CARTE_E_INVALID_ARGUMENT);
     EXPECT(carte_sim_daemon_remove("/nonexistent/sim.sock", -1, 0), CARTE_E_INVALID_ARGUMENT);
@@ -131,6 +170,9 @@ int main(void) {
     carte_context_free(ctx);
     carte_context_free(ctx);
     EXPECT(carte_list_readers(ctx, readers, 4, &count), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_vitale_beneficiary_count(kept, &count), CARTE_OK);
+    CHECK(count == 3);
+    carte_vitale_free(kept);
 
     /* A PC/SC context is refused the in-process simulator functions. */
     carte_context *pcsc = NULL;

@@ -133,6 +133,13 @@ extension PCSCIntegrationTests {
         #expect(run.stdout.contains("Beneficiary 3: EMMA EXEMPLE NIR 215067505678905 born 2015-06-30"), "\(run.stdout)")
         #expect(run.stdout.contains("Signed by CLAIRE DOCTEST (RPPS 99900000101),") && run.stdout.contains("256-byte signature verified"), "\(run.stdout)")
         #expect(run.stdout.contains("Situation 1: CABINET DR DOCTEST"), "\(run.stdout)")
+        // Leave the reader empty for the next test, as pcscd sees it.
+        try s.control(["op": "remove", "reader": 0, "slot": 0])
+        try s.control(["op": "remove", "reader": 0, "slot": 1])
+        try await waitUntil("both slots empty") {
+            let a = try await backend.state(of: biFente0), b = try await backend.state(of: biFente1)
+            return a == .empty && b == .empty
+        }
     }
 }
 

@@ -35,7 +35,7 @@ enum CAPI {
         // Standard error goes to a file: valgrind writes far more than a pipe holds, and reading
         // standard output to its end first would then block both sides.
         let errPath = NSTemporaryDirectory() + "cartekit-capi-stderr-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: errPath) }
         guard let err = FileHandle(forWritingAtPath: errPath) else { return (-1, "", "cannot create \(errPath)") }
         let out = Pipe(), input = Pipe()

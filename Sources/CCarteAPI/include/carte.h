@@ -4,11 +4,12 @@
  *
  * Conventions
  * - Every function returning carte_status returns CARTE_OK (0) on success, a documented code
- *   otherwise; carte_last_error() then gives an English message for the context.
+ *   otherwise (each function lists its codes under "Returns"); carte_last_error() (for a context) or
+ *   carte_cpx_last_error() (for a CPx session) then gives an English message.
  * - Handles are opaque and owned by the caller: every *_new / carte_read_* / carte_cpx_open has a
- *   matching *_free. Free functions accept NULL. A handle already freed (or never made by this
- *   library) is detected where possible: free functions ignore it, other functions return
- *   CARTE_E_INVALID_ARGUMENT.
+ *   matching *_free. Free functions accept NULL. Handles are ids that are never reused, so a handle
+ *   already freed (or never made by this library, or of another type) is always detected: free
+ *   functions ignore it, other functions return CARTE_E_INVALID_ARGUMENT.
  * - Strings are UTF-8 and NUL-terminated. Functions that write text take (buf, size, needed): on
  *   success the text and its NUL fit in size bytes; otherwise CARTE_E_BUFFER_TOO_SMALL is returned
  *   and *needed (when not NULL) says how many bytes are needed (NUL included). buf may be NULL to ask
@@ -17,6 +18,9 @@
  *   to the card once.
  * - Thread safety is stated for each function. "Context-serialised": calls on one context must not
  *   overlap (use one context per thread, or a lock); different contexts may be used concurrently.
+ *   "Session-serialised": the same for one carte_cpx. Functions that talk to readers block the
+ *   calling thread while CarteKit works on its own threads: call them from ordinary threads, never
+ *   from inside a Swift concurrency task.
  *
  * Version: CARTE_API_VERSION below; carte_version() gives the library's version. The exported
  * symbols are listed in carte.symbols and checked by CarteKit's tests: they change only with the
@@ -39,7 +43,7 @@ extern "C" {
 typedef enum carte_status {
     CARTE_OK = 0,
     CARTE_E_INVALID_ARGUMENT = 1,  /**< NULL or unknown handle, NULL pointer, value out of range */
-    CARTE_E_BUFFER_TOO_SMALL = 2,  /**< *needed (or *count) says how much is needed; nothing else happened */
+    CARTE_E_BUFFER_TOO_SMALL = 2,  /**< *needed (or *count, *sig_len) says how much is needed; nothing was written but what the function says */
     CARTE_E_NO_READER = 3,         /**< no such reader, or no reader at all */
     CARTE_E_NO_CARD = 4,           /**< no card (of the kind wanted) in the reader(s) */
     CARTE_E_WRONG_CARD = 5,        /**< the card is not of the kind the function needs */
@@ -125,59 +129,98 @@ int carte_api_version(void);
 /** The name of a status ("CARTE_E_WRONG_PIN"); "unknown" for other values. Static storage. Thread-safe. */
 const char *carte_status_name(carte_status status);
 
-/** Creates a context over a backend. Thread-safe. */
+/** Creates a context over a backend. Thread-safe.
+ *  Returns: CARTE_OK; CARTE_E_INVALID_ARGUMENT (out NULL, unknown backend). */
 carte_status carte_context_new(carte_backend backend, carte_context **out);
 /** Frees a context (NULL and freed handles are ignored). Handles made from it stay valid. Context-serialised. */
 void carte_context_free(carte_context *ctx);
-/** The message of the context's last failure ("" when none). Context-serialised. */
-carte_status carte_last_error(carte_context *ctx, char *buf, size_t size, size_t *needed);
+/** The message of the context's last failure ("" when none). Context-serialised.
+ *  Returns: CARTE_OK; CARTE_E_INVALID_ARGUMENT (ctx not a live context); CARTE_E_BUFFER_TOO_SMALL. */
+carte_status carte_last_error(const carte_context *ctx, char *buf, size_t size, size_t *needed);
 
 /** Lists the slots: up to capacity entries into readers; *count gets the number of slots.
- *  CARTE_E_BUFFER_TOO_SMALL when capacity < *count (the first capacity entries are written). Context-serialised. */
+ *  Context-serialised.
+ *  Returns: CARTE_OK; CARTE_E_BUFFER_TOO_SMALL when capacity < *count (the first capacity entries are
+ *  written); CARTE_E_INVALID_ARGUMENT (ctx, count NULL, readers NULL with capacity > 0);
+ *  CARTE_E_CARD (pcscd gone or refusing). */
 carte_status carte_list_readers(carte_context *ctx, carte_reader *readers, size_t capacity, size_t *count);
 /** Waits up to timeout_ms (0: just look) for the next event since the context was created.
- *  CARTE_E_TIMEOUT when none came. Context-serialised. */
+ *  Context-serialised.
+ *  Returns: CARTE_OK; CARTE_E_TIMEOUT when none came; CARTE_E_INVALID_ARGUMENT (ctx, event NULL,
+ *  timeout_ms negative). */
 carte_status carte_wait_event(carte_context *ctx, int32_t timeout_ms, carte_event *event);
 
-/** Reads the Carte Vitale in reader (NULL: the first slot holding one). Context-serialised. */
+/** Reads the Carte Vitale in reader (NULL: the first slot holding one). Context-serialised.
+ *  Returns: CARTE_OK; CARTE_E_NO_READER; CARTE_E_NO_CARD; CARTE_E_WRONG_CARD; CARTE_E_TIMEOUT;
+ *  CARTE_E_CARD; CARTE_E_DATA (malformed card data); CARTE_E_INVALID_ARGUMENT. */
 carte_status carte_read_vitale(carte_context *ctx, const char *reader, carte_vitale **out);
 /** Frees a reading (NULL and freed handles are ignored). Thread-safe for distinct handles. */
 void carte_vitale_free(carte_vitale *vitale);
-/** The reading as the carte.vitale/1 JSON document of CarteKit's docs/json.md. Thread-safe. */
+/** The reading as the carte.vitale/1 JSON document of CarteKit's docs/json.md (rights evaluated on
+ *  the day of the reading). Thread-safe.
+ *  Returns: CARTE_OK; CARTE_E_BUFFER_TOO_SMALL; CARTE_E_INVALID_ARGUMENT (vitale not a live reading). */
 carte_status carte_vitale_json(const carte_vitale *vitale, char *buf, size_t size, size_t *needed);
-/** The number of beneficiaries into *count. Thread-safe. */
+/** The number of beneficiaries into *count. Thread-safe.
+ *  Returns: CARTE_OK; CARTE_E_INVALID_ARGUMENT (vitale not a live reading, count NULL). */
 carte_status carte_vitale_beneficiary_count(const carte_vitale *vitale, size_t *count);
-/** One field of beneficiary index (card order); "" when the card does not give it. Thread-safe. */
+/** One field of beneficiary index (card order); "" when the card does not give it. Thread-safe.
+ *  Returns: CARTE_OK; CARTE_E_BUFFER_TOO_SMALL; CARTE_E_INVALID_ARGUMENT (vitale not a live reading,
+ *  index not below the count, unknown field). */
 carte_status carte_vitale_beneficiary_field(const carte_vitale *vitale, size_t index, carte_vitale_field field,
                                             char *buf, size_t size, size_t *needed);
 
-/** Opens the CPx card in reader (NULL: the first slot holding one), exclusively. Context-serialised. */
+/** Opens the CPx card in reader (NULL: the first slot holding one), exclusively. Context-serialised.
+ *  Returns: CARTE_OK; CARTE_E_NO_READER; CARTE_E_NO_CARD; CARTE_E_WRONG_CARD; CARTE_E_CARD (held by
+ *  another program, removed, pcscd gone); CARTE_E_INVALID_ARGUMENT. */
 carte_status carte_cpx_open(carte_context *ctx, const char *reader, carte_cpx **out);
-/** Releases the card and frees the session (NULL and freed handles are ignored). */
+/** Releases the card (before returning) and frees the session (NULL and freed handles are ignored).
+ *  Thread-safe for distinct handles; must not overlap another call on the same session. */
 void carte_cpx_free(carte_cpx *cpx);
+/** The message of the session's last failure ("" when none). Session-serialised.
+ *  Returns: CARTE_OK; CARTE_E_INVALID_ARGUMENT (cpx not a live session); CARTE_E_BUFFER_TOO_SMALL. */
+carte_status carte_cpx_last_error(const carte_cpx *cpx, char *buf, size_t size, size_t *needed);
 /** The card, holder, situations (after the PIN) and certificates as the carte.cps/1 JSON document.
- *  Session-serialised (one thread at a time per carte_cpx). */
+ *  The card is read at each call (asking the size then fetching reads it twice). Session-serialised.
+ *  Returns: CARTE_OK; CARTE_E_BUFFER_TOO_SMALL (after the reading); CARTE_E_CARD; CARTE_E_DATA;
+ *  CARTE_E_WRONG_CARD; CARTE_E_INVALID_ARGUMENT (cpx not a live session). */
 carte_status carte_cpx_info_json(carte_cpx *cpx, char *buf, size_t size, size_t *needed);
-/** The PIN's tries left and maximum (-1 when the card does not say), without using a try. Session-serialised. */
+/** The PIN's tries left and maximum (-1 when the card does not say), without using a try.
+ *  tries_left must not be NULL; max_tries may be. Session-serialised.
+ *  Returns: CARTE_OK; CARTE_E_CARD; CARTE_E_DATA (an impossible counter); CARTE_E_UNSUPPORTED (no PIN
+ *  on this interface); CARTE_E_INVALID_ARGUMENT. */
 carte_status carte_cpx_pin_status(carte_cpx *cpx, int32_t *tries_left, int32_t *max_tries);
-/** Presents the PIN (4 to 16 ASCII digits, NUL-terminated) once. CARTE_E_WRONG_PIN sets *tries_left
- *  (when not NULL); CARTE_E_PIN_BLOCKED when blocked. Never retried. Session-serialised. */
+/** Presents the PIN (4 to 16 ASCII digits, NUL-terminated) once. Never retried. Session-serialised.
+ *  Returns: CARTE_OK; CARTE_E_WRONG_PIN (sets *tries_left when not NULL); CARTE_E_PIN_BLOCKED (sets
+ *  *tries_left to 0); CARTE_E_INVALID_ARGUMENT (cpx, pin NULL, pin not 4 to 16 digits: nothing sent);
+ *  CARTE_E_UNSUPPORTED (no PIN on this interface); CARTE_E_CARD. */
 carte_status carte_cpx_verify_pin(carte_cpx *cpx, const char *pin, int32_t *tries_left);
 /** Signs data (SHA-256, PKCS#1 v1.5) with the signature key; the PIN must be verified. The signature
  *  (the key's size, 256 bytes for RSA 2048) goes into sig; with a sig too small (or NULL), nothing is
- *  signed and CARTE_E_BUFFER_TOO_SMALL sets *sig_len to the size needed. Session-serialised. */
+ *  signed and CARTE_E_BUFFER_TOO_SMALL sets *sig_len to the size needed (the certificates are read
+ *  to know it). Session-serialised.
+ *  Returns: CARTE_OK; CARTE_E_BUFFER_TOO_SMALL; CARTE_E_PIN_REQUIRED; CARTE_E_UNSUPPORTED (no signature
+ *  key or certificate); CARTE_E_CARD; CARTE_E_DATA; CARTE_E_INVALID_ARGUMENT (cpx, sig_len NULL, data
+ *  NULL with data_len > 0). */
 carte_status carte_cpx_sign(carte_cpx *cpx, const uint8_t *data, size_t data_len, uint8_t *sig, size_t sig_size, size_t *sig_len);
 
 /** CARTE_BACKEND_SIMULATOR contexts: inserts a card image into reader. image is a file path or
  *  "bundled:PATH" (a card image built into the library, e.g. "bundled:cps/medecin-liberal.yaml").
- *  Context-serialised. */
+ *  Context-serialised.
+ *  Returns: CARTE_OK; CARTE_E_DATA (the image cannot be loaded); CARTE_E_NO_READER; CARTE_E_UNSUPPORTED
+ *  (a PC/SC context); CARTE_E_INVALID_ARGUMENT (NULL arguments, unknown bundled image). */
 carte_status carte_sim_insert(carte_context *ctx, const char *reader, const char *image);
-/** CARTE_BACKEND_SIMULATOR contexts: removes the card from reader. Context-serialised. */
+/** CARTE_BACKEND_SIMULATOR contexts: removes the card from reader (nothing happens if it is empty).
+ *  Context-serialised.
+ *  Returns: CARTE_OK; CARTE_E_NO_READER; CARTE_E_UNSUPPORTED (a PC/SC context); CARTE_E_INVALID_ARGUMENT. */
 carte_status carte_sim_remove(carte_context *ctx, const char *reader);
 /** Drives a `carte sim serve` daemon (the virtual readers pcscd sees): inserts image into slot
- *  slot_index of reader reader_index, through the daemon's control socket. Thread-safe. */
+ *  slot_index of reader reader_index, through the daemon's control socket. Thread-safe.
+ *  Returns: CARTE_OK; CARTE_E_NO_READER (no daemon on the socket, or no such reader or slot);
+ *  CARTE_E_DATA (the daemon cannot load the image); CARTE_E_INVALID_ARGUMENT (NULL arguments,
+ *  negative indexes, a request the daemon refuses). */
 carte_status carte_sim_daemon_insert(const char *socket_path, int32_t reader_index, int32_t slot_index, const char *image);
-/** Drives a `carte sim serve` daemon: removes the card from a slot. Thread-safe. */
+/** Drives a `carte sim serve` daemon: removes the card from a slot. Thread-safe.
+ *  Returns: CARTE_OK; CARTE_E_NO_READER (no daemon, or no such reader or slot); CARTE_E_INVALID_ARGUMENT. */
 carte_status carte_sim_daemon_remove(const char *socket_path, int32_t reader_index, int32_t slot_index);
 
 #ifdef __cplusplus
