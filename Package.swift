@@ -28,6 +28,7 @@ let package = Package(
         .library(name: "CarteVitale", targets: ["CarteVitale"]),
         .library(name: "CarteCrypto", targets: ["CarteCrypto"]),
         .library(name: "CarteCPS", targets: ["CarteCPS"]),
+        .library(name: "CarteApCV", targets: ["CarteApCV"]),
         /// The C API: libCarteC.so, installed as libcarte.so.1 with include/carte.h (scripts/install-capi.sh).
         .library(name: "CarteC", type: .dynamic, targets: ["CarteC"]),
         /// The editors' Swift API (ReaderManager, typed sessions).
@@ -79,10 +80,17 @@ let package = Package(
             dependencies: ["CarteCore", "CarteCrypto", logging],
             swiftSettings: strictSwiftSettings
         ),
+        /// The appli carte Vitale (synthetic protocol): NFC and QR sources, session tokens, resolvers,
+        /// the simulated insurer's service (in process and over HTTP on loopback).
+        .target(
+            name: "CarteApCV",
+            dependencies: ["CarteCore", "CarteVitale", "CarteCrypto", logging],
+            swiftSettings: strictSwiftSettings
+        ),
         /// The editors' API: one session API over every reader backend and card kind.
         .target(
             name: "CarteKit",
-            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", logging],
+            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", logging],
             swiftSettings: strictSwiftSettings
         ),
         /// The C API's header (include/carte.h) and its Swift-free parts (version, status names).
@@ -90,7 +98,7 @@ let package = Package(
         /// libcarte: the C API over CarteKit (opaque handles, status codes, UTF-8), with a static Swift runtime.
         .target(
             name: "CarteC",
-            dependencies: ["CCarteAPI", "CarteKit", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CartePCSC", "CarteSimulator", "CarteSimProtocol", "CarteBundledImages"],
+            dependencies: ["CCarteAPI", "CarteKit", "CarteApCV", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CartePCSC", "CarteSimulator", "CarteSimProtocol", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings,
             // A static Swift runtime and Foundation (with what static Foundation needs), so libcarte.so needs
             // only libc, libstdc++, libssl/libcrypto and libpcsclite on the editor's machine.
@@ -127,7 +135,7 @@ let package = Package(
         /// In-memory card emulators, virtual readers and the card-image format.
         .target(
             name: "CarteSimulator",
-            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteSimProtocol", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
+            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteSimProtocol", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwiftSettings
         ),
         /// The reader profiles of `Firmware/virtual/`, embedded in the binary.
@@ -148,7 +156,7 @@ let package = Package(
         .target(
             name: "CarteBundledImages",
             path: "CardImages",
-            exclude: ["README.md", "vitale/README.md", "cps/README.md"],
+            exclude: ["README.md", "vitale/README.md", "cps/README.md", "apcv/README.md"],
             sources: ["BundledImages.swift"],
             resources: [
                 .embedInCode("demo/vitale2-demo.yaml"),
@@ -186,6 +194,12 @@ let package = Package(
                 .embedInCode("cps/pki/test-cpx-ca.pem"),
                 .embedInCode("cps/pki/test-root-ca.key.pem"),
                 .embedInCode("cps/pki/test-root-ca.pem"),
+                .embedInCode("apcv/claire-exemple.yaml"),
+                .embedInCode("apcv/famille-cinq.yaml"),
+                .embedInCode("apcv/refus.yaml"),
+                .embedInCode("apcv/personas/claire-exemple.persona.yaml"),
+                .embedInCode("apcv/personas/famille-cinq.persona.yaml"),
+                .embedInCode("apcv/personas/refus.persona.yaml"),
             ],
             swiftSettings: strictSwiftSettings
         ),
@@ -243,6 +257,11 @@ let package = Package(
         .testTarget(
             name: "CarteVitaleTests",
             dependencies: ["CarteVitale", "CarteCore", "CarteSimulator", "CarteBundledImages"],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "CarteApCVTests",
+            dependencies: ["CarteApCV", "CarteKit", "CarteCore", "CarteCrypto", "CarteVitale", "CarteSimulator", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

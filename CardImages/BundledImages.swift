@@ -42,6 +42,12 @@ public enum BundledImages {
         Image(path: "cps/personas/medecin-liberal.persona.yaml", text: String(decoding: PackageResources.medecin_liberal_persona_yaml, as: UTF8.self)),
         Image(path: "cps/personas/pharmacien-titulaire.persona.yaml", text: String(decoding: PackageResources.pharmacien_titulaire_persona_yaml, as: UTF8.self)),
         Image(path: "cps/personas/pin-bloque.persona.yaml", text: String(decoding: PackageResources.pin_bloque_persona_yaml, as: UTF8.self)),
+        Image(path: "apcv/claire-exemple.yaml", text: String(decoding: PackageResources.claire_exemple_yaml, as: UTF8.self)),
+        Image(path: "apcv/famille-cinq.yaml", text: String(decoding: PackageResources.famille_cinq_yaml, as: UTF8.self)),
+        Image(path: "apcv/refus.yaml", text: String(decoding: PackageResources.refus_yaml, as: UTF8.self)),
+        Image(path: "apcv/personas/claire-exemple.persona.yaml", text: String(decoding: PackageResources.claire_exemple_persona_yaml, as: UTF8.self)),
+        Image(path: "apcv/personas/famille-cinq.persona.yaml", text: String(decoding: PackageResources.famille_cinq_persona_yaml, as: UTF8.self)),
+        Image(path: "apcv/personas/refus.persona.yaml", text: String(decoding: PackageResources.refus_persona_yaml, as: UTF8.self)),
     ]
 
     /// The PEM texts of the test PKI that signed the bundled CPx images (`cps/pki/`): TEST authorities,
@@ -56,6 +62,13 @@ public enum BundledImages {
 
     /// The CPx personas (`cps/personas/*.persona.yaml`, format carte-cps-persona/1).
     public static var cpsPersonas: [Image] { all.filter { $0.path.hasPrefix("cps/personas/") } }
+
+    /// The phone images with the (synthetic) appli carte Vitale (`apcv/*.yaml`, built from
+    /// `apcv/personas/*.persona.yaml`).
+    public static var apcvImages: [Image] { all.filter { $0.path.hasPrefix("apcv/") && !$0.path.hasPrefix("apcv/personas/") } }
+
+    /// The phone personas (`apcv/personas/*.persona.yaml`, format carte-apcv-persona/1).
+    public static var apcvPersonas: [Image] { all.filter { $0.path.hasPrefix("apcv/personas/") } }
 
     /// The Carte Vitale personas (`vitale/*.yaml`, format carte-persona/1).
     public static var vitalePersonas: [Image] { all.filter { $0.path.hasPrefix("vitale/") } }

@@ -21,6 +21,7 @@ const char *carte_status_name(carte_status status) {
     case CARTE_E_DATA: return "CARTE_E_DATA";
     case CARTE_E_UNSUPPORTED: return "CARTE_E_UNSUPPORTED";
     case CARTE_E_INTERNAL: return "CARTE_E_INTERNAL";
+    case CARTE_E_TOKEN_REFUSED: return "CARTE_E_TOKEN_REFUSED";
     }
     return "unknown";
 }

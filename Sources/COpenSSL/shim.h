@@ -12,6 +12,8 @@
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/objects.h>
+#include <openssl/rand.h>
+#include <openssl/ec.h>
 
 // Macros and macro-generated inline functions Swift cannot import, wrapped once here.
 static const int carte_mbstring_utf8 = MBSTRING_UTF8;

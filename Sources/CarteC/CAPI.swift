@@ -6,6 +6,7 @@
 // code and a message kept in the context.
 
 public import CCarteAPI
+import CarteApCV
 import CarteBundledImages
 import CarteCPS
 import CarteCore
@@ -112,6 +113,14 @@ struct Failure: Error {
             default: status = CARTE_E_CARD
             }
         case .cpx(let c): status = Failure(c).status
+        case .apcv(let a):
+            switch a {
+            case .malformedToken, .malformedQRPayload, .malformedServiceResponse: status = CARTE_E_DATA
+            case .badSignature, .unknownKey, .expired, .notYetValid, .replayed, .foreignAudience, .nonceMismatch, .unknownSubject: status = CARTE_E_TOKEN_REFUSED
+            case .notAnApCV: status = CARTE_E_WRONG_CARD
+            case .phoneRefused, .serviceUnavailable, .serviceFailed, .card: status = CARTE_E_CARD
+            case .crypto: status = CARTE_E_INTERNAL
+            }
         }
     }
 
@@ -143,13 +152,16 @@ final class Context: @unchecked Sendable {
     var pump: Task<Void, Never>?
 
     init(backend: carte_backend) {
+        // Phones with the (synthetic) appli carte Vitale resolve through the simulated service in
+        // process, which knows the bundled phones (the real service is not public).
+        let resolver = Context.apcvResolver
         if backend == CARTE_BACKEND_SIMULATOR {
-            let sim = SimulatorBackend(profiles: [.biFente])
+            let sim = SimulatorBackend(profiles: [.biFente, .contactless])
             simulator = sim
-            manager = ReaderManager(backend: sim)
+            manager = ReaderManager(backend: sim, apcvResolver: resolver)
         } else {
             simulator = nil
-            manager = ReaderManager(backend: PCSCBackend())
+            manager = ReaderManager(backend: PCSCBackend(), apcvResolver: resolver)
         }
         // The subscription exists before carte_context_new returns: no event after it is lost.
         let stream = manager.events()
@@ -174,6 +186,19 @@ final class Context: @unchecked Sendable {
     }
 
     deinit { pump?.cancel() }
+
+    /// The simulated apCV service of the bundled phones, built once per process (its single-use
+    /// record is shared by every context).
+    static let apcvResolver: (any ApCVResolver)? = blocking {
+        let phones = BundledImages.apcvImages.compactMap { try? CardImageLoader.load(text: $0.text, source: "bundled:" + $0.path) }
+        let service = try? await ApCVSimulation.service(phones: phones, loadImage: { spec in
+            guard spec.hasPrefix("bundled:"), let b = BundledImages.image(at: String(spec.dropFirst("bundled:".count))) else {
+                throw Failure(CARTE_E_DATA, "no bundled image \(spec)")
+            }
+            return try CardImageLoader.load(text: b.text, source: spec)
+        })
+        return service.map { $0.resolver(for: ApCVProtocol.Configuration().softwareID) as any ApCVResolver }
+    }
 
     /// Records a failure and returns its status.
     func fail(_ failure: Failure) -> carte_status {

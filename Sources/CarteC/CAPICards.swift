@@ -30,7 +30,7 @@ public func carte_read_vitale(_ ctx: OpaquePointer?, _ reader: UnsafePointer<CCh
     let manager = c.manager
     let result: Result<(VitaleCard, String), Failure> = blocking {
         do throws(CarteKitError) {
-            let slot = try await manager.slot(name, wanted: "a Carte Vitale") { $0.isVitale }
+            let slot = try await manager.slot(name, wanted: "a Carte Vitale") { $0.isPatientIdentity }
             return .success((try await manager.readVitale(on: slot), slot))
         } catch {
             return .failure(Failure(error))
@@ -41,6 +41,24 @@ public func carte_read_vitale(_ ctx: OpaquePointer?, _ reader: UnsafePointer<CCh
     case .success(let (card, slot)):
         let day = (try? VitaleDate.todayInParis()) ?? VitaleDate("19700101")!
         out.pointee = register(VitaleHandle(card: card, json: jsonText(VitaleReport(card, reader: slot, on: day))), .vitale)
+        return c.succeed()
+    }
+}
+
+@_cdecl("carte_read_vitale_qr")
+public func carte_read_vitale_qr(_ ctx: OpaquePointer?, _ payload: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<OpaquePointer?>?) -> carte_status {
+    guard let c = lookUp(ctx, .context, as: Context.self), let out else { return CARTE_E_INVALID_ARGUMENT }
+    out.pointee = nil
+    guard let text = string(payload) else { return c.fail(Failure(CARTE_E_INVALID_ARGUMENT, "the QR payload is NULL or not UTF-8")) }
+    let manager = c.manager
+    let result: Result<VitaleCard, Failure> = blocking {
+        do throws(CarteKitError) { return .success(try await manager.readVitale(qrPayload: text)) } catch { return .failure(Failure(error)) }
+    }
+    switch result {
+    case .failure(let f): return c.fail(f)
+    case .success(let card):
+        let day = (try? VitaleDate.todayInParis()) ?? VitaleDate("19700101")!
+        out.pointee = register(VitaleHandle(card: card, json: jsonText(VitaleReport(card, reader: "qr", on: day))), .vitale)
         return c.succeed()
     }
 }

@@ -4,7 +4,7 @@ internal import COpenSSL
 public struct CryptoError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What failed.
     public enum Kind: String, Hashable, Sendable {
-        /// A key could not be decoded (bad PEM or DER, not RSA, encrypted).
+        /// A key could not be decoded (bad PEM or DER, not the expected algorithm or curve, encrypted).
         case invalidKey
         /// A certificate could not be decoded (bad DER or PEM).
         case invalidCertificate

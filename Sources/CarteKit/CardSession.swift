@@ -1,3 +1,4 @@
+import CarteApCV
 public import CarteCore
 public import CarteCPS
 import CarteCrypto
@@ -10,6 +11,8 @@ public enum CardSession: Sendable {
     case vitale(VitaleSession)
     /// A professional's CPx card.
     case cpx(CPxSession)
+    /// A phone with the appli carte Vitale (synthetic protocol).
+    case apcv(ApCVSession)
     /// A card CarteKit does not read; its raw channel stays available.
     case other(OtherCardSession)
 
@@ -18,18 +21,21 @@ public enum CardSession: Sendable {
         switch self {
         case .vitale(let s): return s.kind
         case .cpx(let s): return s.kind
+        case .apcv: return .apcv
         case .other(let s): return s.kind
         }
     }
 
-    static func make(reader: String, kind: CardKind, atr: [UInt8], channel: CardChannel, logger: Logger) -> CardSession {
+    static func make(reader: String, kind: CardKind, atr: [UInt8], channel: CardChannel, apcv: ApCVSettings, logger: Logger) -> CardSession {
         switch kind {
         case .vitale1, .vitale2:
             return .vitale(VitaleSession(reader: reader, kind: kind, atr: atr, channel: channel, logger: logger))
         case .cps3, .cps4, .cps3Contactless:
             let generation: CPSGeneration = kind == .cps4 ? .cps4 : kind == .cps3Contactless ? .cps3Contactless : .cps3
             return .cpx(CPxSession(reader: reader, kind: kind, cps: CPSReader(channel: channel, generation: generation, logger: logger)))
-        case .apcv, .unknown:
+        case .apcv:
+            return .apcv(ApCVSession(reader: reader, channel: channel, settings: apcv, logger: logger))
+        case .unknown:
             return .other(OtherCardSession(reader: reader, kind: kind, atr: atr, channel: channel))
         }
     }
@@ -51,6 +57,32 @@ public struct VitaleSession: Sendable {
             return try await VitaleReader(channel: channel, logger: logger).read(atr: atr)
         } catch {
             throw .vitale(error)
+        }
+    }
+}
+
+/// How a ``ReaderManager`` resolves appli carte Vitale tokens.
+struct ApCVSettings: Sendable {
+    var resolver: (any ApCVResolver)?
+    var configuration: ApCVProtocol.Configuration
+}
+
+/// A session on a phone with the appli carte Vitale in a contactless slot.
+public struct ApCVSession: Sendable {
+    /// The slot.
+    public let reader: String
+    let channel: CardChannel
+    let settings: ApCVSettings
+    let logger: Logger
+
+    /// Gets a session token from the phone and resolves it into the identity, the same model as a
+    /// Carte Vitale read (generation `.apcv`). Needs the manager's ``ApCVResolver``.
+    public func read() async throws(CarteKitError) -> VitaleCard {
+        guard let resolver = settings.resolver else { throw .apcv(.serviceUnavailable("no ApCVResolver was given to the ReaderManager")) }
+        do {
+            return try await ApCVSource(.nfc(channel), resolver: resolver, configuration: settings.configuration, logger: logger).read()
+        } catch {
+            throw .apcv(error)
         }
     }
 }
@@ -90,7 +122,7 @@ public struct CPxSession: Sendable {
 public struct OtherCardSession: Sendable {
     /// The slot.
     public let reader: String
-    /// `.unknown(atr:)` (or `.apcv` until its source lands).
+    /// `.unknown(atr:)`.
     public let kind: CardKind
     /// The ATR.
     public let atr: [UInt8]

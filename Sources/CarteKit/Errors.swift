@@ -1,3 +1,4 @@
+public import CarteApCV
 public import CarteCore
 public import CarteCPS
 public import CarteVitale
@@ -22,6 +23,9 @@ public enum CarteKitError: Error, Hashable, Sendable, CustomStringConvertible {
     case vitale(VitaleError)
     /// The CPx operation failed (wrong PIN with tries left, blocked PIN, unreadable file…).
     case cpx(CPSError)
+    /// The appli carte Vitale session failed (token tampered, expired, replayed, foreign; service
+    /// unreachable; phone refused), or no ``ApCVResolver`` was given to the ``ReaderManager``.
+    case apcv(ApCVError)
 
     public var description: String {
         switch self {
@@ -35,6 +39,7 @@ public enum CarteKitError: Error, Hashable, Sendable, CustomStringConvertible {
         case .card(let e): return e.description
         case .vitale(let e): return e.description
         case .cpx(let e): return e.description
+        case .apcv(let e): return e.description
         }
     }
 }

@@ -1,3 +1,4 @@
+public import CarteApCV
 public import CarteCore
 public import CarteCPS
 public import CarteVitale
@@ -76,9 +77,15 @@ public final class ReaderManager: Sendable {
     /// The readers seen so far, by name (events after a removal still carry the slot and device).
     let known = Mutex<[String: ReaderInfo]>([:])
 
-    /// A manager over `backend`.
-    public init(backend: any ReaderBackend, logger: Logger = Logger(label: "cartekit", factory: { _ in SwiftLogNoOpLogHandler() })) {
+    /// How phones with the appli carte Vitale are resolved.
+    let apcv: ApCVSettings
+
+    /// A manager over `backend`. `apcvResolver` turns the session tokens of phones (NFC) and QR codes
+    /// into identities; without one, a phone is detected but not read.
+    public init(backend: any ReaderBackend, apcvResolver: (any ApCVResolver)? = nil, apcvConfiguration: ApCVProtocol.Configuration = .init(),
+                logger: Logger = Logger(label: "cartekit", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.backend = backend
+        self.apcv = ApCVSettings(resolver: apcvResolver, configuration: apcvConfiguration)
         self.logger = logger
     }
 
@@ -168,7 +175,7 @@ public final class ReaderManager: Sendable {
     /// The pairs of slots holding a Vitale and a CPx card (a bi-fente reader first, then any two slots).
     public func pairs() async throws(CarteKitError) -> [ReaderPair] {
         let all = try await slots()
-        let vitales = all.filter { $0.card?.isVitale == true }
+        let vitales = all.filter { $0.card?.isPatientIdentity == true }
         let cpxs = all.filter { $0.card?.isCPx == true && $0.card != .cps3Contactless }
         var out: [ReaderPair] = []
         for v in vitales {
@@ -195,6 +202,7 @@ public final class ReaderManager: Sendable {
         guard names.contains(reader) else { throw .noSuchReader(reader, available: names) }
         let backend = self.backend
         let logger = self.logger
+        let apcv = self.apcv
         do {
             return try await withDeadline(timeout) { () async throws -> T in
                 let connection: any CardConnection
@@ -203,8 +211,8 @@ public final class ReaderManager: Sendable {
                 do {
                     let atr = await connection.atrBytes
                     let kind: CardKind
-                    do throws(CardError) { kind = try await CardKind.detect(atr: atr, channel: channel) } catch { throw CarteKitError.card(error) }
-                    let session = CardSession.make(reader: reader, kind: kind, atr: atr, channel: channel, logger: logger)
+                    do throws(CardError) { kind = try await CardKind.detect(atr: atr, channel: channel, apcvAID: apcv.configuration.aid) } catch { throw CarteKitError.card(error) }
+                    let session = CardSession.make(reader: reader, kind: kind, atr: atr, channel: channel, apcv: apcv, logger: logger)
                     let value = try await body(session)
                     try? await connection.disconnect(.leave)
                     try Task.checkCancellation()  // a cancelled caller gets .cancelled, not a late value
@@ -231,12 +239,29 @@ public final class ReaderManager: Sendable {
         return slot.info.name
     }
 
-    /// Reads the Carte Vitale in `reader` (default: the first slot holding one).
+    /// Reads the patient's identity in `reader` (default: the first slot holding a Carte Vitale or a
+    /// phone with the appli carte Vitale): the same model for both, so an editor's code does not
+    /// change with the source (a phone needs the manager's ``ApCVResolver``).
     public func readVitale(on reader: String? = nil, timeout: Duration = .seconds(30)) async throws(CarteKitError) -> VitaleCard {
-        let name = try await slot(reader, wanted: "a Carte Vitale", matching: { $0.isVitale })
+        let name = try await slot(reader, wanted: "a Carte Vitale", matching: { $0.isPatientIdentity })
         return try await withSession(on: name, timeout: timeout) { session throws(CarteKitError) in
-            guard case .vitale(let vitale) = session else { throw .wrongCard(reader: name, expected: "a Carte Vitale", found: session.kind) }
-            return try await vitale.read()
+            switch session {
+            case .vitale(let vitale): return try await vitale.read()
+            case .apcv(let phone): return try await phone.read()
+            default: throw .wrongCard(reader: name, expected: "a Carte Vitale", found: session.kind)
+            }
+        }
+    }
+
+    /// Reads the patient's identity from the text of an appli carte Vitale QR code (as a scanner or a
+    /// camera library delivered it), through the manager's ``ApCVResolver``: the same model as
+    /// ``readVitale(on:timeout:)``.
+    public func readVitale(qrPayload: String) async throws(CarteKitError) -> VitaleCard {
+        guard let resolver = apcv.resolver else { throw .apcv(.serviceUnavailable("no ApCVResolver was given to the ReaderManager")) }
+        do {
+            return try await ApCVSource(.qr(qrPayload), resolver: resolver, configuration: apcv.configuration, logger: logger).read()
+        } catch {
+            throw .apcv(error)
         }
     }
 

@@ -148,7 +148,10 @@ public struct VitaleReport: Encodable, Sendable {
 
     /// The report for a person (what `carte read` prints).
     public var text: String {
-        var lines = ["Carte Vitale \(generation == "vitale2" ? "2" : "1") in \(reader) — rights evaluated on \(date.split(separator: "-").reversed().joined(separator: "/"))"]
+        let source = generation == "apcv"
+            ? "Appli carte Vitale (CarteKit's SYNTHETIC protocol) via \(reader)"
+            : "Carte Vitale \(generation == "vitale2" ? "2" : "1") in \(reader)"
+        var lines = ["\(source) — rights evaluated on \(date.split(separator: "-").reversed().joined(separator: "/"))"]
         if syntheticLayout {
             lines.append(generation == "vitale1"
                 ? "(test card: names and NIRs come from CarteKit's synthetic Vitale 1 memory layout; the real one is not public)"

@@ -34,6 +34,51 @@ public struct CardImage: Sendable, Hashable {
     /// The card's private keys (signature, authentication, deciphering), used by MSE SET, PSO and
     /// INTERNAL AUTHENTICATE.
     public var keys: [Key] = []
+    /// The appli carte Vitale this image plays when it is a phone (synthetic protocol, docs/apcv.md).
+    public var apcv: Phone? = nil
+
+    /// A phone running the (synthetic) appli carte Vitale in card emulation: it answers SELECT of
+    /// its AID and the GET SESSION TOKEN command with a token signed by its key. Every value is
+    /// synthetic; the key material never appears in a text form.
+    public struct Phone: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+        /// What the phone does when asked for a token.
+        public enum Consent: String, Sendable, Hashable, CaseIterable {
+            /// The holder confirms at once (the usual flow once the app is open).
+            case automatic
+            /// The holder declines on the phone: the command gets `6985`.
+            case refuse
+        }
+        /// The AID the application answers to.
+        public var aid: [UInt8]
+        /// The id of the signing key, carried in every token.
+        public var keyID: String
+        /// The opaque subject handle the service maps to the insured person.
+        public var subject: [UInt8]
+        /// Seconds a token stays valid.
+        public var tokenLifetime: Int
+        /// The card image (a path or `bundled:PATH`) whose identity the simulated service gives for
+        /// this phone: the same persona as a physical Vitale.
+        public var identity: String
+        /// How the holder answers a token request.
+        public var consent: Consent
+        /// The ECDSA P-256 private key in PEM (PKCS#8). Secret: never printed.
+        public var privateKeyPEM: String
+
+        /// A phone.
+        public init(aid: [UInt8], keyID: String, subject: [UInt8], tokenLifetime: Int = 120, identity: String, consent: Consent = .automatic, privateKeyPEM: String) {
+            self.aid = aid
+            self.keyID = keyID
+            self.subject = subject
+            self.tokenLifetime = tokenLifetime
+            self.identity = identity
+            self.consent = consent
+            self.privateKeyPEM = privateKeyPEM
+        }
+
+        public var description: String { "apCV phone, key \"\(keyID)\", identity \(identity), tokens valid \(tokenLifetime) s, <private key redacted>" }
+        public var debugDescription: String { description }
+        public var customMirror: Mirror { Mirror(self, children: ["phone": description], displayStyle: .struct) }
+    }
 
     /// A private key on the card. Test keys only: the text forms never show the key material.
     public struct Key: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {

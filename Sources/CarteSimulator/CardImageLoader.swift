@@ -1,4 +1,5 @@
 import CarteCore
+import CarteApCV
 import CarteCrypto
 import Foundation
 import Yams
@@ -249,7 +250,7 @@ struct YAMLDocumentReader {
     // MARK: Document
 
     mutating func image(_ root: Node) throws(CardImageError) -> CardImage {
-        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides"])
+        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides", "apcv"])
         guard let formatNode = f["format"] else { throw fail(root, "format", .missingField) }
         let format = try scalar(formatNode, "format")
         guard format == "carte-image/\(CardImage.currentFormat)" || format == "\(CardImage.currentFormat)" else {
@@ -330,9 +331,16 @@ struct YAMLDocumentReader {
             }
         }
 
-        guard let fsNode = f["filesystem"] else { throw fail(root, "filesystem", .missingField) }
+        let phone = try f["apcv"].map { n throws(CardImageError) in try self.phone(n, "apcv") }
         var aids: [[UInt8]] = []
-        let mf = try dedicated(fsNode, "filesystem", defaultFID: 0x3F00, aids: &aids)
+        let mf: CardImage.DedicatedFile
+        if let fsNode = f["filesystem"] {
+            mf = try dedicated(fsNode, "filesystem", defaultFID: 0x3F00, aids: &aids)
+        } else if phone != nil {
+            mf = CardImage.DedicatedFile(fid: 0x3F00)  // a phone has no file system to show
+        } else {
+            throw fail(root, "filesystem", .missingField)
+        }
 
         var overrides: [CardImage.Override] = []
         if let n = f["overrides"] {
@@ -349,6 +357,7 @@ struct YAMLDocumentReader {
         var image = CardImage(name: name, summary: summary, synthetic: synthetic, source: source, atr: atr, cardProtocol: proto,
                               behaviour: behaviour, root: mf, pins: pins, overrides: overrides)
         image.keys = keys
+        image.apcv = phone
         if let n = c["memory"] {
             let m = try fields(n, "card.memory", allowed: ["class", "first-address", "word-size", "data"])
             var memory = CardImage.Memory(data: [])
@@ -366,6 +375,40 @@ struct YAMLDocumentReader {
             image.memory = memory
         }
         return image
+    }
+
+    func phone(_ node: Node, _ path: String) throws(CardImageError) -> CardImage.Phone {
+        let p = try fields(node, path, allowed: ["aid", "key-id", "subject", "token-lifetime", "identity", "consent", "private-key"])
+        var aid = ApCVProtocol.syntheticAID
+        if let n = p["aid"] {
+            aid = try hex(n, path + ".aid")
+            guard (5...16).contains(aid.count) else { throw fail(n, path + ".aid", .invalidValue("an AID is 5 to 16 bytes, not \(aid.count)")) }
+        }
+        guard let keyNode = p["key-id"] else { throw fail(node, path + ".key-id", .missingField) }
+        let keyID = try scalar(keyNode, path + ".key-id")
+        guard (1...32).contains(keyID.utf8.count) else { throw fail(keyNode, path + ".key-id", .invalidValue("1 to 32 bytes of UTF-8")) }
+        guard let subjectNode = p["subject"] else { throw fail(node, path + ".subject", .missingField) }
+        let subject = try hex(subjectNode, path + ".subject")
+        guard (1...32).contains(subject.count) else { throw fail(subjectNode, path + ".subject", .invalidValue("1 to 32 bytes, not \(subject.count)")) }
+        let lifetime = try p["token-lifetime"].map { n throws(CardImageError) in try int(n, path + ".token-lifetime", in: 1...600) } ?? 120
+        guard let identityNode = p["identity"] else { throw fail(node, path + ".identity", .missingField) }
+        let identity = try scalar(identityNode, path + ".identity")
+        var consent = CardImage.Phone.Consent.automatic
+        if let n = p["consent"] {
+            let text = try scalar(n, path + ".consent")
+            guard let c = CardImage.Phone.Consent(rawValue: text) else {
+                throw fail(n, path + ".consent", .invalidValue("expected \(CardImage.Phone.Consent.allCases.map(\.rawValue).joined(separator: " or "))"))
+            }
+            consent = c
+        }
+        guard let pemNode = p["private-key"] else { throw fail(node, path + ".private-key", .missingField) }
+        let pem = try scalar(pemNode, path + ".private-key")
+        do {
+            _ = try ECPrivateKey(pem: pem)
+        } catch {
+            throw fail(pemNode, path + ".private-key", .invalidValue("not an unencrypted EC P-256 private key in PEM (\(error.kind.rawValue))"))
+        }
+        return CardImage.Phone(aid: aid, keyID: keyID, subject: subject, tokenLifetime: lifetime, identity: identity, consent: consent, privateKeyPEM: pem)
     }
 
     func pin(_ node: Node, _ path: String) throws(CardImageError) -> CardImage.PIN {

@@ -57,6 +57,17 @@ public enum CardImageWriter {
                 for line in k.privateKeyPEM.split(separator: "\n") { out.append("      \(line)") }
             }
         }
+        if let phone = image.apcv {
+            out.append("apcv:                        # SYNTHETIC appli carte Vitale (docs/apcv.md)")
+            out.append("  aid: \(phone.aid.hexString())")
+            out.append("  key-id: \(quote(phone.keyID))")
+            out.append("  subject: \(phone.subject.hexString())")
+            out.append("  token-lifetime: \(phone.tokenLifetime)")
+            out.append("  identity: \(quote(phone.identity))")
+            out.append("  consent: \(phone.consent.rawValue)")
+            out.append("  private-key: |")
+            for line in phone.privateKeyPEM.split(separator: "\n") { out.append("    \(line)") }
+        }
         func dedicated(_ df: CardImage.DedicatedFile, _ indent: String, root: Bool) {
             if root {
                 out.append("filesystem:")

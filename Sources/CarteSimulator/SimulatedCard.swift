@@ -72,6 +72,11 @@ public final class SimulatedCard {
     /// The image's keys, decoded once.
     let privateKeys: [UInt8: (key: CardImage.Key, rsa: RSAPrivateKey?)]
 
+    /// A phone's application is selected (apCV images).
+    var phoneSelected = false
+    /// A phone's signing key, decoded once (apCV images).
+    let phoneKey: ECPrivateKey?
+
     private var rng: SplitMix64
     private let overrides: [[UInt8]: [UInt8]]
 
@@ -85,6 +90,7 @@ public final class SimulatedCard {
         var keys: [UInt8: (key: CardImage.Key, rsa: RSAPrivateKey?)] = [:]
         for key in image.keys { keys[key.reference] = (key, try? RSAPrivateKey(pem: key.privateKeyPEM)) }
         self.privateKeys = keys
+        self.phoneKey = image.apcv.flatMap { try? ECPrivateKey(pem: $0.privateKeyPEM) }
         flatten(.dedicated(image.root), parent: nil)
         reset()
     }
@@ -111,6 +117,7 @@ public final class SimulatedCard {
     /// Warm reset: back to the MF, no verified PIN, nothing pending. Try counters keep their values
     /// (they live in the card's non-volatile memory).
     public func reset() {
+        phoneSelected = false
         currentDF = 0
         currentEF = nil
         currentRecord = nil
@@ -148,6 +155,7 @@ public final class SimulatedCard {
 
     /// Processes one decoded command APDU.
     public func process(_ c: CommandAPDU) -> [UInt8] {
+        if let phone = image.apcv { return processPhone(c, phone) }
         if let memory = image.memory, c.cla == memory.cla { return processMemory(c, memory) }
         if c.cla == 0xA0 && image.behaviour.cps2terVolet { return processCPS2ter(c) }
         // Class checks.

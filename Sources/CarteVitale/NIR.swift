@@ -95,3 +95,19 @@ extension String {
         return String(chars)
     }
 }
+
+extension NIR: Codable {
+    /// Decodes the 15 characters (as ``description`` writes them).
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { try self.init(text) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "invalid NIR: \(error)"))
+        }
+    }
+
+    /// Encodes the 15 characters.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}

@@ -43,3 +43,20 @@ public struct VitaleDate: Hashable, Sendable, Comparable, CustomStringConvertibl
 
     public static func < (a: VitaleDate, b: VitaleDate) -> Bool { a.raw < b.raw }
 }
+
+extension VitaleDate: Codable {
+    /// Decodes the 8 digits as written (``raw``).
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let date = VitaleDate(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "a Vitale date is 8 digits (YYYYMMDD), not \"\(text)\""))
+        }
+        self = date
+    }
+
+    /// Encodes the 8 digits as written.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(raw)
+    }
+}

@@ -2,7 +2,7 @@ public import CarteCore
 public import Logging
 
 /// A person on a Carte Vitale (the insured person or a beneficiary).
-public struct Beneficiary: Hashable, Sendable {
+public struct Beneficiary: Hashable, Sendable, Codable {
     /// Position on the card (0 = first `65` template).
     public var index: Int
     /// Surname (tag `80`), trailing spaces removed.
@@ -58,7 +58,7 @@ public struct Beneficiary: Hashable, Sendable {
 }
 
 /// A period between two dates, both included; an absent bound is open.
-public struct Period: Hashable, Sendable {
+public struct Period: Hashable, Sendable, Codable {
     /// First day, included (`nil`: open).
     public var from: VitaleDate?
     /// Last day, included (`nil`: open).
@@ -78,14 +78,14 @@ public struct Period: Hashable, Sendable {
 }
 
 /// An AMO service (C2S and others) with its period.
-public struct ServicePeriod: Hashable, Sendable {
+public struct ServicePeriod: Hashable, Sendable, Codable {
     /// The service code.
     public var code: String
     public var period: Period
 }
 
 /// A coverage period (106).
-public struct Coverage: Hashable, Sendable {
+public struct Coverage: Hashable, Sendable, Codable {
     public var period: Period
     /// ALD code (`0` or empty: none).
     public var ald: String
@@ -94,7 +94,7 @@ public struct Coverage: Hashable, Sendable {
 }
 
 /// Complementary insurance (AMC, group 109).
-public struct AMC: Hashable, Sendable {
+public struct AMC: Hashable, Sendable, Codable {
     /// N° complémentaire B2 (109/1).
     public var numberB2: String?
     /// N° complémentaire EDI (109/2).
@@ -112,7 +112,7 @@ public struct AMC: Hashable, Sendable {
 }
 
 /// A work accident (group 103, first occurrence).
-public struct WorkAccident: Hashable, Sendable {
+public struct WorkAccident: Hashable, Sendable, Codable {
     /// Organisme gestionnaire AT (103/1).
     public var organisme: String
     /// Code AT BGDH (103/2).
@@ -128,7 +128,7 @@ public struct WorkAccident: Hashable, Sendable {
 }
 
 /// AMO identification of the card (group 101).
-public struct AMO: Hashable, Sendable {
+public struct AMO: Hashable, Sendable, Codable {
     /// Code régime (101/10).
     public var regime: String
     /// Caisse gestionnaire (101/11).
@@ -140,7 +140,7 @@ public struct AMO: Hashable, Sendable {
 }
 
 /// Mutuelle data (groups 107, 108).
-public struct Mutuelle: Hashable, Sendable {
+public struct Mutuelle: Hashable, Sendable, Codable {
     /// Identification mutuelle (107/1).
     public var identification: String
     /// Garanties effectives (107/2).
@@ -152,7 +152,7 @@ public struct Mutuelle: Hashable, Sendable {
 
 /// A problem found in the card's data that does not stop the reading: the field is reported invalid
 /// (or missing) instead of being silently wrong.
-public struct VitaleIssue: Hashable, Sendable, CustomStringConvertible {
+public struct VitaleIssue: Hashable, Sendable, Codable, CustomStringConvertible {
     /// The file (`MF_VITALE SFI 2`, `VITALE SFI 2`).
     public var file: String
     /// The person concerned (index), if any.
@@ -168,10 +168,16 @@ public struct VitaleIssue: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// What was read from a Carte Vitale.
-public struct VitaleCard: Hashable, Sendable {
+public struct VitaleCard: Hashable, Sendable, Codable {
     /// The card generation.
-    public enum Generation: String, Hashable, Sendable {
-        case vitale1, vitale2
+    public enum Generation: String, Hashable, Sendable, Codable {
+        /// A Carte Vitale 1 (B0' memory card).
+        case vitale1
+        /// A Carte Vitale 2 (ISO 7816-4 file system).
+        case vitale2
+        /// No card: the identity the insurer's service gave for an appli carte Vitale session token
+        /// (read by NFC or from a QR code; see CarteApCV).
+        case apcv
     }
     /// The card generation.
     public var generation: Generation

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CarteApCV
 import CarteCore
 import CarteKit
 import Foundation
@@ -24,6 +25,8 @@ struct Carte: AsyncParsableCommand {
               3   reader or card problem: no such reader, no card, card removed or mute
               4   the card answered with an error status word (only with --fail-on-status)
               5   the card refused the PIN or PUK (wrong, blocked) or needs it first (carte cps)
+              6   an appli carte Vitale token was refused: forged, signed by an unknown key, for another
+                  software, expired, already used, or for no known person (carte read)
               64  invalid command line (unknown option, missing argument)
             """,
         version: CarteVersion.string,
@@ -44,6 +47,7 @@ enum CarteExit {
     static let cardOrReader: Int32 = 3
     static let statusWord: Int32 = 4
     static let pinRefused: Int32 = 5
+    static let tokenRefused: Int32 = 6
 }
 
 /// Options shared by every command.
@@ -135,6 +139,17 @@ struct CLIError: Error {
         case let e as APDUError: return CLIError(kind: "apdu", message: e.description, offset: e.offset, exitCode: CarteExit.invalidInput)
         case let e as ATRError: return CLIError(kind: "atr", message: e.description, offset: e.offset, exitCode: CarteExit.invalidInput)
         case let e as TLVError: return CLIError(kind: "tlv", message: e.description, offset: e.offset, exitCode: CarteExit.invalidInput)
+        case let e as ApCVError:
+            switch e {
+            case .malformedToken, .malformedQRPayload, .malformedServiceResponse:
+                return CLIError(kind: "apcv", message: e.description, exitCode: CarteExit.invalidInput)
+            case .badSignature, .unknownKey, .expired, .notYetValid, .replayed, .foreignAudience, .nonceMismatch, .unknownSubject:
+                return CLIError(kind: "apcv", message: e.description, exitCode: CarteExit.tokenRefused)
+            case .notAnApCV, .phoneRefused, .serviceUnavailable, .serviceFailed, .card:
+                return CLIError(kind: "apcv", message: e.description, exitCode: CarteExit.cardOrReader)
+            case .crypto:
+                return CLIError(kind: "apcv", message: e.description, exitCode: CarteExit.unexpected)
+            }
         case let e as CardError:
             if case .invalidCommand(let inner) = e {
                 return CLIError(kind: "apdu", message: inner.description, offset: inner.offset, exitCode: CarteExit.invalidInput)

@@ -48,7 +48,7 @@ struct ImageCommand: AsyncParsableCommand {
     struct Build: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "build",
-            abstract: "Compile a persona (carte-persona/1 or carte-cps-persona/1) into a card image file (carte-image/1).",
+            abstract: "Compile a persona (carte-persona/1, carte-cps-persona/1 or carte-apcv-persona/1) into a card image file (carte-image/1).",
             discussion: """
             PERSONA may be bundled:PATH (for example bundled:vitale/twins.yaml or bundled:cps/personas/medecin-liberal.yaml). \
             The image is written with hex file contents, every synthetic part labelled.
@@ -56,6 +56,9 @@ struct ImageCommand: AsyncParsableCommand {
             A CPx persona gets new RSA keys and certificates issued by a TEST PKI (never the ANS PKI): the one built \
             into carte by default, or the one in --pki DIR (generated there with OpenSSL when DIR holds none). \
             --reuse-keys IMAGE keeps the keys and certificates of an image built before, so a rebuild changes only the data.
+
+            A phone persona (the SYNTHETIC appli carte Vitale, CardImages/apcv/) gets a new ECDSA P-256 key and subject \
+            handle, or those of --reuse-keys IMAGE; its identity is the Vitale card image it names.
             """
         )
 
@@ -70,7 +73,7 @@ struct ImageCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("CPx personas: the test PKI directory (created with a new test PKI when empty).", valueName: "DIR"))
         var pki: String?
 
-        @Option(name: .customLong("reuse-keys"), help: ArgumentHelp("CPx personas: take the keys and certificates of this built image.", valueName: "IMAGE"))
+        @Option(name: .customLong("reuse-keys"), help: ArgumentHelp("CPx personas: take the keys and certificates of this built image; phone personas: its key and subject handle.", valueName: "IMAGE"))
         var reuseKeys: String?
 
         func run() async throws {
@@ -105,6 +108,28 @@ struct ImageCommand: AsyncParsableCommand {
                     return try SimulatorOptions.loadImage(persona)
                 }
                 text = t
+            }
+            if ApCVPersonaCompiler.isPersona(text) {
+                guard pki == nil else {
+                    throw CLIError(kind: "usage", message: "--pki applies to CPx personas (carte-cps-persona/1) only", exitCode: CarteExit.invalidInput)
+                }
+                let parsed: ApCVPersona
+                do { parsed = try ApCVPersonaCompiler.load(text: text, source: persona) } catch {
+                    throw CLIError(kind: "image", message: error.description, exitCode: CarteExit.invalidInput)
+                }
+                // The identity must be a readable Vitale image: check it now, not when a service loads it.
+                _ = try SimulatorOptions.loadImage(parsed.identity)
+                var key: ECPrivateKey? = nil, subject: [UInt8]? = nil
+                if let reuseKeys {
+                    guard let phone = try SimulatorOptions.loadImage(reuseKeys).apcv, let k = try? ECPrivateKey(pem: phone.privateKeyPEM) else {
+                        throw CLIError(kind: "image", message: "\(reuseKeys) is not a phone image with a key to reuse", exitCode: CarteExit.invalidInput)
+                    }
+                    key = k
+                    subject = phone.subject
+                }
+                do { return try ApCVPersonaCompiler.compile(parsed, key: key, subject: subject, source: persona) } catch {
+                    throw CLIError(kind: "image", message: "cannot build \(persona): \(error.message)", exitCode: CarteExit.invalidInput)
+                }
             }
             guard CPSPersonaCompiler.isPersona(text) else {
                 guard pki == nil, reuseKeys == nil else {

@@ -96,6 +96,15 @@ struct SimulatorOptions: ParsableArguments {
         return backend
     }
 
+    /// The images `--image` names (without their slots), loaded.
+    func namedImages() throws -> [CardImage] {
+        try images.map { spec in
+            var file = spec
+            if let eq = spec.firstIndex(of: "="), !spec[..<eq].hasPrefix("bundled:") { file = String(spec[spec.index(after: eq)...]) }
+            return try SimulatorOptions.loadImage(file)
+        }
+    }
+
     private func backendSlots(_ backend: SimulatorBackend) -> [String] {
         // `readers()` never suspends on the simulator; read the registry synchronously.
         backend.readerNames

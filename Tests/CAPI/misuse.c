@@ -51,10 +51,10 @@ int main(void) {
     EXPECT(carte_context_new(CARTE_BACKEND_SIMULATOR, &ctx), CARTE_OK);
     /* Too small: the count is still given. */
     EXPECT(carte_list_readers(ctx, readers, 1, &count), CARTE_E_BUFFER_TOO_SMALL);
-    CHECK(count == 2);
+    CHECK(count == 3);
     EXPECT(carte_list_readers(ctx, NULL, 4, &count), CARTE_E_INVALID_ARGUMENT);
     EXPECT(carte_list_readers(ctx, readers, 4, &count), CARTE_OK);
-    CHECK(readers[0].card == CARTE_CARD_NONE && readers[1].slot == 1);
+    CHECK(readers[0].card == CARTE_CARD_NONE && readers[1].slot == 1 && readers[2].contactless == 1);
     CHECK(strcmp(readers[0].physical_reader, readers[1].physical_reader) == 0);
     EXPECT(carte_wait_event(ctx, -1, &event), CARTE_E_INVALID_ARGUMENT);
     EXPECT(carte_wait_event(ctx, 10, &event), CARTE_E_TIMEOUT);

@@ -54,13 +54,15 @@ typedef enum carte_status {
     CARTE_E_PIN_REQUIRED = 10,     /**< the operation needs the PIN verified first */
     CARTE_E_DATA = 11,             /**< the card's data or a card image is malformed */
     CARTE_E_UNSUPPORTED = 12,      /**< not possible with this card, interface or backend */
-    CARTE_E_INTERNAL = 13          /**< a bug in libcarte: please report it */
+    CARTE_E_INTERNAL = 13,         /**< a bug in libcarte: please report it */
+    CARTE_E_TOKEN_REFUSED = 14     /**< an appli carte Vitale token was refused: forged, unknown key, for another
+                                        software, expired, already used, or for nobody the service knows */
 } carte_status;
 
 /** Where readers come from. */
 typedef enum carte_backend {
     CARTE_BACKEND_PCSC = 0,       /**< the readers pcscd knows (real, or virtual ones served by `carte sim serve`) */
-    CARTE_BACKEND_SIMULATOR = 1   /**< in-process virtual readers: a bi-fente reader, empty (see carte_sim_insert) */
+    CARTE_BACKEND_SIMULATOR = 1   /**< in-process virtual readers: a bi-fente reader and a contactless one, empty (see carte_sim_insert) */
 } carte_backend;
 
 /** What a slot holds. */
@@ -150,10 +152,20 @@ carte_status carte_list_readers(carte_context *ctx, carte_reader *readers, size_
  *  timeout_ms negative). */
 carte_status carte_wait_event(carte_context *ctx, int32_t timeout_ms, carte_event *event);
 
-/** Reads the Carte Vitale in reader (NULL: the first slot holding one). Context-serialised.
+/** Reads the Carte Vitale in reader (NULL: the first slot holding one), or the appli carte Vitale of a
+ *  phone on a contactless slot: the same reading (JSON generation "apcv"). Phones speak CarteKit's
+ *  SYNTHETIC apCV protocol (docs/apcv.md) and resolve through the simulated service of the bundled
+ *  phones, for the software id "CARTEKIT-DEMO-LGO". Context-serialised.
  *  Returns: CARTE_OK; CARTE_E_NO_READER; CARTE_E_NO_CARD; CARTE_E_WRONG_CARD; CARTE_E_TIMEOUT;
- *  CARTE_E_CARD; CARTE_E_DATA (malformed card data); CARTE_E_INVALID_ARGUMENT. */
+ *  CARTE_E_CARD (also: the holder declined on the phone); CARTE_E_DATA (malformed card data or token);
+ *  CARTE_E_TOKEN_REFUSED; CARTE_E_INVALID_ARGUMENT. */
 carte_status carte_read_vitale(carte_context *ctx, const char *reader, carte_vitale **out);
+/** Reads the appli carte Vitale from the text of its QR code (UTF-8, as a scanner typed it; the
+ *  synthetic "APCV1:" format, repaired for Caps Lock and a QWERTY scanner on an AZERTY session).
+ *  Context-serialised.
+ *  Returns: CARTE_OK; CARTE_E_DATA (not a QR payload or token); CARTE_E_TOKEN_REFUSED; CARTE_E_CARD
+ *  (service unreachable); CARTE_E_INVALID_ARGUMENT (ctx, payload, out NULL). */
+carte_status carte_read_vitale_qr(carte_context *ctx, const char *payload, carte_vitale **out);
 /** Frees a reading (NULL and freed handles are ignored). Thread-safe for distinct handles. */
 void carte_vitale_free(carte_vitale *vitale);
 /** The reading as the carte.vitale/1 JSON document of CarteKit's docs/json.md (rights evaluated on
