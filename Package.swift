@@ -279,7 +279,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CartePCSCTests",
-            dependencies: ["CartePCSC", "CarteCore", "CarteSimulator", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteBundledImages", "carte"],
+            dependencies: ["CartePCSC", "CarteCore", "CarteSimulator", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteKit", "CarteBundledImages", "carte"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

@@ -66,7 +66,9 @@ public enum ApCVError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notAnApCV(let sw): return "the contactless target is not an appli carte Vitale (SELECT of the apCV AID: \(sw): \(sw.meaning))"
-        case .phoneRefused(let sw): return "the phone refused to give a session token (\(sw): \(sw.meaning))"
+        case .phoneRefused(let sw):
+            let why = sw.rawValue == 0x6985 ? ": the holder declined or did not confirm on the phone" : ""
+            return "the phone refused to give a session token\(why) (\(sw): \(sw.meaning))"
         case .malformedToken(let why): return "malformed apCV session token: \(why)"
         case .malformedQRPayload(let why): return "malformed apCV QR payload: \(why)"
         case .badSignature: return "the apCV session token's signature does not verify (altered or forged token)"

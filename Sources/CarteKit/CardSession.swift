@@ -76,7 +76,7 @@ public struct ApCVSession: Sendable {
     let logger: Logger
 
     /// Gets a session token from the phone and resolves it into the identity, the same model as a
-    /// Carte Vitale read (generation `.apcv`). Needs the manager's ``ApCVResolver``.
+    /// Carte Vitale read (generation `.apcv`). Needs the manager's `ApCVResolver`.
     public func read() async throws(CarteKitError) -> VitaleCard {
         guard let resolver = settings.resolver else { throw .apcv(.serviceUnavailable("no ApCVResolver was given to the ReaderManager")) }
         do {

@@ -24,7 +24,7 @@ public enum CarteKitError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The CPx operation failed (wrong PIN with tries left, blocked PIN, unreadable file…).
     case cpx(CPSError)
     /// The appli carte Vitale session failed (token tampered, expired, replayed, foreign; service
-    /// unreachable; phone refused), or no ``ApCVResolver`` was given to the ``ReaderManager``.
+    /// unreachable; phone refused), or no `ApCVResolver` was given to the ``ReaderManager``.
     case apcv(ApCVError)
 
     public var description: String {

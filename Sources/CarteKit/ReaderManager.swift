@@ -241,7 +241,7 @@ public final class ReaderManager: Sendable {
 
     /// Reads the patient's identity in `reader` (default: the first slot holding a Carte Vitale or a
     /// phone with the appli carte Vitale): the same model for both, so an editor's code does not
-    /// change with the source (a phone needs the manager's ``ApCVResolver``).
+    /// change with the source (a phone needs the manager's `ApCVResolver`).
     public func readVitale(on reader: String? = nil, timeout: Duration = .seconds(30)) async throws(CarteKitError) -> VitaleCard {
         let name = try await slot(reader, wanted: "a Carte Vitale", matching: { $0.isPatientIdentity })
         return try await withSession(on: name, timeout: timeout) { session throws(CarteKitError) in
@@ -254,7 +254,7 @@ public final class ReaderManager: Sendable {
     }
 
     /// Reads the patient's identity from the text of an appli carte Vitale QR code (as a scanner or a
-    /// camera library delivered it), through the manager's ``ApCVResolver``: the same model as
+    /// camera library delivered it), through the manager's `ApCVResolver`: the same model as
     /// ``readVitale(on:timeout:)``.
     public func readVitale(qrPayload: String) async throws(CarteKitError) -> VitaleCard {
         guard let resolver = apcv.resolver else { throw .apcv(.serviceUnavailable("no ApCVResolver was given to the ReaderManager")) }

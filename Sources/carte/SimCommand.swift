@@ -156,7 +156,8 @@ struct SimCommand: AsyncParsableCommand {
             commandName: "reader-conf",
             abstract: "Write the reader.conf.d entries that make pcscd load the virtual readers of a running daemon.",
             discussion: """
-                One file per virtual reader (cartekit-NN), with LIBPATH pointing at libifdcarte.so. For a \
+                One file (cartekit-readers) with an entry per virtual reader, in the daemon's order, each with \
+                LIBPATH pointing at libifdcarte.so. For a \
                 private pcscd: pcscd -f -c DIR. System-wide: write them into /etc/reader.conf.d and restart \
                 pcscd; remove them (rm /etc/reader.conf.d/cartekit-*) and restart pcscd to undo.
                 """
@@ -190,12 +191,17 @@ struct SimCommand: AsyncParsableCommand {
                 for old in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where old.hasPrefix("cartekit-") {
                     try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: out).appendingPathComponent(old).path)
                 }
-                var written: [String] = []
+                // One file holding every reader in the daemon's order: pcscd numbers readers in the order
+                // it reads them, and it reads the files of a directory in no fixed order.
+                var entries: [String] = []
                 for reader in readers {
                     guard let index = reader["index"] as? Int, let name = reader["name"] as? String, let slots = reader["slots"] as? [Any] else { continue }
-                    let file = URL(fileURLWithPath: out).appendingPathComponent(String(format: "cartekit-%02d", index)).path
-                    let text = try ReaderConf.entry(name: name, socket: socketPath, reader: index, slots: slots.count, timeout: timeout, driver: driverPath, uid: uid)
-                    try text.write(toFile: file, atomically: true, encoding: .utf8)
+                    entries.append(try ReaderConf.entry(name: name, socket: socketPath, reader: index, slots: slots.count, timeout: timeout, driver: driverPath, uid: uid))
+                }
+                var written: [String] = []
+                if !entries.isEmpty {
+                    let file = URL(fileURLWithPath: out).appendingPathComponent("cartekit-readers").path
+                    try entries.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
                     written.append(file)
                 }
                 if global.json {
@@ -220,7 +226,7 @@ struct SimCommand: AsyncParsableCommand {
             try check(driver, "the driver path")
             return """
                 # CarteKit virtual reader \(reader) (synthetic), served by `carte sim serve --socket \(socket)`.
-                # Written by `carte sim reader-conf`; remove this file and restart pcscd to undo.
+                # Written by `carte sim reader-conf`; remove the file and restart pcscd to undo.
                 FRIENDLYNAME "\(name)"
                 DEVICENAME   \(socket):reader=\(reader):slots=\(slots):timeout=\(timeout)\(uid.map { ":uid=\($0)" } ?? "")
                 LIBPATH      \(driver)

@@ -52,11 +52,14 @@ struct SimCLITests {
         _ = FileManager.default.createFile(atPath: driver, contents: Data())
         let written = try Carte.run(["sim", "reader-conf", "--json", "--socket", socket, "--out", conf, "--driver", driver])
         #expect(written.status == 0, "\(written.stderr)")
-        #expect((written.json["files"] as? [String])?.count == 2)
-        let entry = try String(contentsOfFile: conf + "/cartekit-00", encoding: .utf8)
+        #expect((written.json["files"] as? [String])?.count == 1, "one file, every reader in order")
+        let entry = try String(contentsOfFile: conf + "/cartekit-readers", encoding: .utf8)
         #expect(entry.contains("FRIENDLYNAME \"CarteKit Virtual Bi-fente\""))
         #expect(entry.contains("DEVICENAME   \(socket):reader=0:slots=2:timeout=30000:uid=\(getuid())"))
         #expect(entry.contains("LIBPATH      \(driver)"))
+        let first = try #require(entry.range(of: "reader=0:"))
+        let second = try #require(entry.range(of: "reader=1:"))
+        #expect(first.lowerBound < second.lowerBound)
         #expect(!entry.contains("#reader"))  // '#' would start a comment in reader.conf
         #expect(try Carte.run(["sim", "reader-conf", "--socket", socket, "--out", conf, "--driver", "/nonexistent.so"]).status == 2)
 

@@ -9,6 +9,7 @@ import Testing
 let biFente0 = "CarteKit Virtual Bi-fente 00 00"
 let biFente1 = "CarteKit Virtual Bi-fente 00 01"
 let monoFente = "CarteKit Virtual Mono-fente 01 00"
+let contactless = "CarteKit Virtual Contactless 02 00"
 let vitaleAID: [UInt8] = [0xD2, 0x50, 0x00, 0x00, 0x02, 0x56, 0x49, 0x54, 0x41, 0x4C, 0x45]
 
 /// Collects a stream's events with one iterator for the stream's whole life (an `AsyncStream` ends
@@ -59,7 +60,8 @@ struct PCSCIntegrationTests {
         _ = s
         let backend = PCSCBackend()
         let readers = try await backend.readers()
-        #expect(readers.map(\.name) == [biFente0, biFente1, monoFente])
+        #expect(readers.map(\.name) == [biFente0, biFente1, monoFente, contactless])
+        #expect(readers[3].isContactless && !readers[0].isContactless)
         #expect(readers[0].physicalReader == readers[1].physicalReader)
         #expect(readers[0].slotCount == 2 && readers[1].slot == 1 && readers[2].slotCount == 1)
         #expect(readers.allSatisfy { $0.vendor == "CarteKit (synthetic)" && $0.firmwareVersion == "1.00" })
@@ -283,7 +285,7 @@ struct PCSCIntegrationTests {
         s.killDaemon()
         try await waitUntil("the mono-fente card to be reported absent") { try await backend.state(of: monoFente) == .empty }
         // pcscd still answers, with every reader.
-        #expect(try await backend.readerNames() == [biFente0, biFente1, monoFente])
+        #expect(try await backend.readerNames() == [biFente0, biFente1, monoFente, contactless])
         try s.startDaemon()
         try await waitUntil("the card to come back") { if case .present = try await backend.state(of: monoFente) { return true } else { return false } }
         let connection = try await backend.open(monoFente)
@@ -295,7 +297,7 @@ struct PCSCIntegrationTests {
         let s = try sandbox()
         let backend = PCSCBackend()
         let events = EventCollector(backend.events())
-        #expect(try await backend.readerNames().count == 3)
+        #expect(try await backend.readerNames().count == 4)
         try await Task.sleep(for: .milliseconds(300))
         s.stopPCSCD()
         #expect(await events.next { $0 == .readerRemoved(name: monoFente) } != nil)
@@ -303,7 +305,7 @@ struct PCSCIntegrationTests {
         try s.startPCSCD()
         let back = await events.next(seconds: 15, where: { if case .readerAdded(let info) = $0 { return info.name == monoFente } else { return false } })
         #expect(back != nil)
-        #expect(try await backend.readerNames() == [biFente0, biFente1, monoFente])
+        #expect(try await backend.readerNames() == [biFente0, biFente1, monoFente, contactless])
     }
 }
 

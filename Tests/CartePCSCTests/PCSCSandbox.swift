@@ -79,7 +79,7 @@ final class PCSCSandbox: @unchecked Sendable {
     func startDaemon() throws {
         let p = Process()
         p.executableURL = PCSCSandbox.carteBinary
-        p.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "bi-fente", "--profile", "mono-fente",
+        p.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "bi-fente", "--profile", "mono-fente", "--profile", "contactless",
                        "--image", "CarteKit Virtual Mono-fente 01 00=bundled:demo/iso-generic.yaml"]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
