@@ -9,7 +9,7 @@ static int failures;
     fprintf(stderr, "FAIL line %d: %s -> %s, expected %s\n", __LINE__, #call, carte_status_name(got_), carte_status_name(status)); failures++; } } while (0)
 #define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "FAIL line %d: %s\n", __LINE__, #cond); failures++; } } while (0)
 
-int main(void) {
+int main(int argc, char **argv) {
     char buf[4096];
     size_t needed = 0, count = 0;
     int32_t tries = -7, max = -7;
@@ -157,6 +157,33 @@ int main(void) {
     EXPECT(carte_cpx_last_error(cpx, buf, sizeof buf, &needed), CARTE_OK);
     CHECK(strstr(buf, "PUK") != NULL && strstr(buf, "1234") == NULL);
     carte_cpx_free(cpx);
+
+    /* A phone with the (synthetic) appli carte Vitale on the contactless slot reads like a card;
+     * QR payloads: garbage is CARTE_E_DATA, a valid one (argv[1], from carte sim apcv-qr) is read once,
+     * and its replay is CARTE_E_TOKEN_REFUSED. */
+    EXPECT(carte_sim_insert(ctx, readers[2].name, "bundled:apcv/claire-exemple.yaml"), CARTE_OK);
+    carte_vitale *phone = NULL;
+    EXPECT(carte_read_vitale(ctx, readers[2].name, &phone), CARTE_OK);
+    EXPECT(carte_vitale_json(phone, buf, sizeof buf, NULL), CARTE_OK);
+    CHECK(strstr(buf, "\"generation\" : \"apcv\"") != NULL);
+    EXPECT(carte_vitale_beneficiary_count(phone, &count), CARTE_OK);
+    CHECK(count == 3);
+    carte_vitale_free(phone);
+    EXPECT(carte_sim_insert(ctx, readers[2].name, "bundled:apcv/refus.yaml"), CARTE_OK);
+    EXPECT(carte_read_vitale(ctx, readers[2].name, &phone), CARTE_E_CARD);
+    EXPECT(carte_read_vitale_qr(ctx, NULL, &phone), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_read_vitale_qr(ctx, "APCV1:", NULL), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_read_vitale_qr(ctx, "not a QR payload", &phone), CARTE_E_DATA);
+    CHECK(phone == NULL);
+    if (argc > 1) {
+        EXPECT(carte_read_vitale_qr(ctx, argv[1], &phone), CARTE_OK);
+        carte_vitale_free(phone);
+        phone = NULL;
+        EXPECT(carte_read_vitale_qr(ctx, argv[1], &phone), CARTE_E_TOKEN_REFUSED);
+        EXPECT(carte_last_error(ctx, buf, sizeof buf, NULL), CARTE_OK);
+        CHECK(strstr(buf, "already used") != NULL);
+    }
+    CHECK(strcmp(carte_status_name(CARTE_E_TOKEN_REFUSED), "CARTE_E_TOKEN_REFUSED") == 0);
 
     /* A reading outlives its context. */
     carte_vitale *kept = NULL;

@@ -100,10 +100,14 @@ struct CAPITests {
 
     @Test func misuseGivesDocumentedCodesAndValgrindFindsNothing() throws {
         let program = try CAPI.compile("Tests/CAPI/misuse.c", "misuse")
-        let run = CAPI.shell(program, [])
+        // A QR payload from the bundled phone, as the phone would show it (each run: a fresh token).
+        func qr() -> String { CAPI.shell(PCSCSandbox.carteBinary.path, ["sim", "apcv-qr"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let payload = qr()
+        #expect(payload.hasPrefix("APCV1:"))
+        let run = CAPI.shell(program, [payload])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stdout.contains("misuse: all checks passed"))
-        let checked = CAPI.valgrind(program)
+        let checked = CAPI.valgrind(program, [qr()])
         #expect(checked.ok, "\(checked.report.suffix(4000))")
     }
 
