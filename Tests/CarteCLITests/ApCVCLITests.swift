@@ -121,4 +121,20 @@ struct ApCVCLITests {
         serve.waitUntilExit()
         #expect(serve.terminationStatus == 0)
     }
+
+    @Test func benchAPCVReportsRatiosAndHelpIsComplete() throws {
+        let r = try Carte.run(["bench", "apcv", "--reads", "10", "--json"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.json["schema"] as? String == "carte.bench-apcv/1")
+        let rows = r.json["rows"] as? [[String: Any]] ?? []
+        #expect(rows.count == (getuid() == 0 ? 5 : 3))
+        #expect(rows.allSatisfy { ($0["ratio"] as? Double ?? 0) > 0 && ($0["referenceMilliseconds"] as? Double ?? 0) > 0 })
+        let help = try Carte.run(["--help"]).stdout
+        #expect(help.contains("6   an appli carte Vitale token was refused"))
+        for sub in [["read"], ["sim", "apcv-service"], ["sim", "apcv-qr"], ["bench", "apcv"]] {
+            let h = try Carte.run(sub + ["--help"])
+            #expect(h.status == 0 && h.stdout.contains("OVERVIEW") && h.stdout.contains("SYNTHETIC"), "\(sub) help")
+        }
+        #expect(try Carte.run(["read", "--help"]).stdout.contains("--qr"))
+    }
 }
