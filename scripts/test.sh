@@ -15,7 +15,7 @@ swift test 2>&1 | tee "$log" || status=$?
 # A plain summary line from Swift Testing's closing line (kept even when it fails).
 summary=$(grep -E "Test run with [0-9]+ tests?" "$log" | tail -1 || true)
 total=$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\}.*/\1/p' <<<"$summary")
-failed_tests=$(grep -cE "^✘ Test .* failed after" "$log" || true)
+failed_tests=$(grep -E "^✘ Test .* failed after" "$log" | grep -cv "^✘ Test run with" || true)
 if [ -n "$total" ]; then
   echo "tests: $((total - failed_tests)) passed, $failed_tests failed"
 fi

@@ -106,6 +106,10 @@ public enum CardImageLoader {
             throw CardImageError(file: source, line: 1, field: "format", problem: .invalidValue(
                 "a CPx persona (carte-cps-persona/1) needs keys and certificates: build it into an image first with `carte image build \(source) -o IMAGE`"))
         }
+        if ApCVPersonaCompiler.isPersona(text) {
+            throw CardImageError(file: source, line: 1, field: "format", problem: .invalidValue(
+                "a phone persona (carte-apcv-persona/1) needs a key: build it into an image first with `carte image build \(source) -o IMAGE`"))
+        }
         if PersonaCompiler.isPersona(text) {
             return PersonaCompiler.compile(try PersonaCompiler.load(text: text, source: source), source: source)
         }

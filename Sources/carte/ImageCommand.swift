@@ -178,7 +178,7 @@ struct ImageCommand: AsyncParsableCommand {
         func run() async throws {
             _ = global.makeLogger()
             if global.json {
-                Output.printJSON(ImageCheckReport(results: BundledImages.all.filter { !CPSPersonaCompiler.isPersona($0.text) }.map { b in
+                Output.printJSON(ImageCheckReport(results: BundledImages.all.filter { !CPSPersonaCompiler.isPersona($0.text) && !ApCVPersonaCompiler.isPersona($0.text) }.map { b in
                     let image = try? SimulatorOptions.loadImage("bundled:" + b.path)
                     return .init(file: "bundled:" + b.path, valid: image != nil, error: nil, summary: image.map(ImageSummary.init))
                 }))
@@ -188,6 +188,11 @@ struct ImageCommand: AsyncParsableCommand {
                 if CPSPersonaCompiler.isPersona(b.text) {
                     let name = (try? CPSPersonaCompiler.load(text: b.text, source: b.path))?.name ?? "(invalid)"
                     print("bundled:\(b.path)  \(name) — CPx persona: carte image build bundled:\(b.path) -o IMAGE")
+                    continue
+                }
+                if ApCVPersonaCompiler.isPersona(b.text) {
+                    let name = (try? ApCVPersonaCompiler.load(text: b.text, source: b.path))?.name ?? "(invalid)"
+                    print("bundled:\(b.path)  \(name) — phone persona: carte image build bundled:\(b.path) -o IMAGE")
                     continue
                 }
                 let image = try? SimulatorOptions.loadImage("bundled:" + b.path)
