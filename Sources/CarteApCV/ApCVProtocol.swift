@@ -58,19 +58,15 @@ public enum ApCVProtocol {
     public struct Configuration: Hashable, Sendable {
         /// The AID the NFC source selects.
         public var aid: [UInt8]
-        /// The professional software's id, sent to the phone and checked as the token's audience.
+        /// The professional software's id, sent to the phone and checked as the token's audience
+        /// (a ``ApCVSource`` uses its resolver's; this one is the default of the CLI and libcarte).
         public var softwareID: String
-        /// The clock difference tolerated between phone, reader and service, in seconds.
-        public var clockSkew: Int64
-        /// The longest token lifetime accepted, in seconds (a token valid longer is refused as malformed).
-        public var maximumLifetime: Int64
 
-        /// A configuration; the defaults are synthetic.
-        public init(aid: [UInt8] = ApCVProtocol.syntheticAID, softwareID: String = "CARTEKIT-DEMO-LGO", clockSkew: Int64 = 30, maximumLifetime: Int64 = 600) {
+        /// A configuration; the defaults are synthetic. (The service's time checks are configured on
+        /// ``TokenVerifier`` and ``ApCVService``.)
+        public init(aid: [UInt8] = ApCVProtocol.syntheticAID, softwareID: String = "CARTEKIT-DEMO-LGO") {
             self.aid = aid
             self.softwareID = softwareID
-            self.clockSkew = clockSkew
-            self.maximumLifetime = maximumLifetime
         }
     }
 }

@@ -25,17 +25,22 @@ public final class TokenVerifier: Sendable {
     /// The longest lifetime accepted, seconds.
     public let maximumLifetime: Int64
     private let clock: @Sendable () -> Int64
-    /// Token ids already redeemed, with their expiry (kept until then, plus the skew).
-    private let redeemed = Mutex<[[UInt8]: Int64]>([:])
+    /// Token ids already redeemed, with their expiry (kept until then, plus the skew), and when they
+    /// were last pruned (at most once a second, so a check stays O(1) on average).
+    private let redeemed = Mutex<(ids: [[UInt8]: Int64], prunedAt: Int64)>(([:], .min))
 
     /// A verifier. `clock` gives the current time in seconds since 1970 (injectable for tests).
+    /// `clockSkew` is kept within 0…3600 s and `maximumLifetime` within 1…86400 s.
     public init(keys: [String: ECPublicKey], clockSkew: Int64 = 30, maximumLifetime: Int64 = 600,
                 clock: @escaping @Sendable () -> Int64 = { currentUnixTime() }) {
         self.keys = keys
-        self.clockSkew = clockSkew
-        self.maximumLifetime = maximumLifetime
+        self.clockSkew = min(max(clockSkew, 0), 3600)
+        self.maximumLifetime = min(max(maximumLifetime, 1), 86_400)
         self.clock = clock
     }
+
+    /// How many redeemed token ids are remembered (each until it could no longer pass the validity check).
+    public var rememberedTokens: Int { redeemed.withLock { $0.ids.count } }
 
     /// Decodes and checks `bytes` for the software `audience`, then marks the token used. The order of
     /// the checks is fixed, so a token with several faults always gives the same error: format, key,
@@ -54,9 +59,12 @@ public final class TokenVerifier: Sendable {
         guard now <= token.expiresAt + clockSkew else { throw .expired(expiresAt: token.expiresAt, now: now) }
         let skew = clockSkew
         let fresh = redeemed.withLock { used -> Bool in
-            used = used.filter { $0.value + skew >= now }  // forget what can no longer be replayed
-            guard used[token.id] == nil else { return false }
-            used[token.id] = token.expiresAt
+            if used.prunedAt != now {  // forget what can no longer be replayed
+                used.ids = used.ids.filter { $0.value + skew >= now }
+                used.prunedAt = now
+            }
+            guard used.ids[token.id] == nil else { return false }
+            used.ids[token.id] = token.expiresAt
             return true
         }
         guard fresh else { throw .replayed(tokenID: token.idHex) }
@@ -65,24 +73,22 @@ public final class TokenVerifier: Sendable {
 }
 
 /// The simulated insurer's service, in process: verifies tokens (``TokenVerifier``) and looks the
-/// subject up in its directory. `carte sim apcv-service` serves the same object over HTTP.
+/// identity up by the key that signed. `carte sim apcv-service` serves the same object over HTTP.
 public final class ApCVService: Sendable {
-    /// The verifier (keys, audience, clock, used tokens).
+    /// The verifier (keys, clock, used tokens).
     public let verifier: TokenVerifier
-    /// The identities by subject handle.
-    private let directory: [[UInt8]: VitaleCard]
+    /// What the service knows of each phone, by key id: a token is answered only with the identity
+    /// of the phone whose key signed it.
+    private let phones: [String: Phone]
 
-    /// A service knowing `phones` (each phone's key and the identity behind its subject).
+    /// A service knowing `phones` (each phone's key and the identity behind its subject). A key id
+    /// given twice keeps the last phone.
     public init(phones: [Phone], clockSkew: Int64 = 30, maximumLifetime: Int64 = 600,
                 clock: @escaping @Sendable () -> Int64 = { currentUnixTime() }) {
-        var keys: [String: ECPublicKey] = [:]
-        var directory: [[UInt8]: VitaleCard] = [:]
-        for phone in phones {
-            keys[phone.keyID] = phone.publicKey
-            directory[phone.subject] = phone.identity
-        }
-        verifier = TokenVerifier(keys: keys, clockSkew: clockSkew, maximumLifetime: maximumLifetime, clock: clock)
-        self.directory = directory
+        var byKey: [String: Phone] = [:]
+        for phone in phones { byKey[phone.keyID] = phone }
+        verifier = TokenVerifier(keys: byKey.mapValues(\.publicKey), clockSkew: clockSkew, maximumLifetime: maximumLifetime, clock: clock)
+        self.phones = byKey
     }
 
     /// What the service knows of one phone: its signing key, its subject handle and the identity.
@@ -105,11 +111,13 @@ public final class ApCVService: Sendable {
         }
     }
 
-    /// The identity for `token` redeemed by the software `softwareID`.
+    /// The identity for `token` redeemed by the software `softwareID`: the identity of the phone
+    /// whose key signed the token, when the token names that phone's subject (a phone's key cannot
+    /// vouch for another person).
     public func resolve(token: [UInt8], softwareID: String) throws(ApCVError) -> VitaleCard {
         let checked = try verifier.verify(token, audience: softwareID)
-        guard let identity = directory[checked.subject] else { throw .unknownSubject }
-        return identity
+        guard let phone = phones[checked.keyID], phone.subject == checked.subject else { throw .unknownSubject }
+        return phone.identity
     }
 
     /// A resolver acting for the software `softwareID`, in process.

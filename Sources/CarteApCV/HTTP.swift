@@ -16,10 +16,17 @@ let identityPath = "/apcv/v1/identity"
 
 /// A loopback address and port: `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080`.
 public struct LoopbackEndpoint: Hashable, Sendable, CustomStringConvertible {
-    /// `127.0.0.1`, `::1`.
-    public var host: String
+    /// `127.0.0.1`, `::1` (checked: only a loopback address can be set).
+    public private(set) var host: String
     /// The TCP port (0 to let the system choose when listening).
-    public var port: UInt16
+    public private(set) var port: UInt16
+
+    /// The same host with another port.
+    func with(port: UInt16) -> LoopbackEndpoint {
+        var copy = self
+        copy.port = port
+        return copy
+    }
 
     /// Parses `HOST:PORT`, refusing any host that is not a loopback address.
     public init(_ text: String) throws(ApCVError) {
@@ -38,14 +45,19 @@ public struct LoopbackEndpoint: Hashable, Sendable, CustomStringConvertible {
             portText = t[t.index(after: colon)...]
         }
         guard let port = UInt16(portText) else { throw .serviceUnavailable("\"\(portText)\" is not a TCP port (0–65535)") }
+        let refusal = ApCVError.serviceUnavailable("\"\(host)\" is not a loopback address: the simulated apCV service is reachable on 127.0.0.0/8 or ::1 only")
         switch host {
         case "localhost": self.host = "127.0.0.1"
         case "::1": self.host = "::1"
         default:
+            // Dotted decimal in its strict form (no sign, no leading zero), first byte 127, and what
+            // inet_pton accepts: the address bound or reached is exactly the one checked.
             let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }), parts[0] == "127" else {
-                throw .serviceUnavailable("\"\(host)\" is not a loopback address: the simulated apCV service is reachable on 127.0.0.0/8 or ::1 only")
-            }
+            guard parts.count == 4, parts[0] == "127",
+                  parts.allSatisfy({ p in !p.isEmpty && p.count <= 3 && p.allSatisfy { $0.isASCII && $0.isNumber } && (p == "0" || p.first != "0") && Int(p)! <= 255 })
+            else { throw refusal }
+            var address = in_addr()
+            guard inet_pton(AF_INET, host, &address) == 1 else { throw refusal }
             self.host = host
         }
         self.port = port
@@ -53,7 +65,7 @@ public struct LoopbackEndpoint: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
-    /// A socket address for this endpoint, and its family.
+    /// A socket address for this endpoint, and its family (the host was checked by `init`).
     func withAddress<T>(_ body: (UnsafePointer<sockaddr>, socklen_t, Int32) -> T) -> T {
         if host.contains(":") {
             var a = sockaddr_in6()
@@ -101,18 +113,35 @@ struct HTTPMessage {
         }
     }
 
-    /// Reads one message (Content-Length framing only; no chunked bodies).
-    static func read(from fd: Int32) throws(ReadError) -> HTTPMessage {
+    /// Reads one message (Content-Length framing only; no chunked bodies), all of it before
+    /// `deadline` (a `ContinuousClock` instant): a peer trickling bytes cannot hold the reader longer.
+    static func read(from fd: Int32, deadline: ContinuousClock.Instant) throws(ReadError) -> HTTPMessage {
         var data: [UInt8] = []
         var headerEnd: Int?
         var chunk = [UInt8](repeating: 0, count: 4096)
-        while headerEnd == nil {
-            let n = recv(fd, &chunk, chunk.count, 0)
-            if n == 0 { throw .closed }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw errno == EAGAIN || errno == EWOULDBLOCK ? .timedOut : .system(errno)
+        func receive(_ limit: Int) throws(ReadError) -> Int {
+            while true {
+                let left = deadline - ContinuousClock.now
+                guard left > .zero else { throw .timedOut }
+                let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&p, 1, milliseconds)
+                if ready < 0 {
+                    if errno == EINTR { continue }
+                    throw .system(errno)
+                }
+                if ready == 0 { throw .timedOut }
+                let n = recv(fd, &chunk, min(chunk.count, limit), Int32(MSG_DONTWAIT))
+                if n == 0 { throw .closed }
+                if n < 0 {
+                    if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
+                    throw .system(errno)
+                }
+                return n
             }
+        }
+        while headerEnd == nil {
+            let n = try receive(chunk.count)
             data += chunk[0..<n]
             if let r = find([13, 10, 13, 10], in: data) { headerEnd = r }
             if (headerEnd ?? data.count) > maximumHeader { throw .tooLarge("the header") }
@@ -122,13 +151,20 @@ struct HTTPMessage {
         let start = lines.removeFirst()
         var headers: [String: String] = [:]
         for line in lines {
+            // RFC 9112: no folded lines, no whitespace in or after a field name, each field once here.
+            guard let first = line.first, first != " ", first != "\t" else { throw .malformed("a folded header line") }
             guard let colon = line.firstIndex(of: ":") else { throw .malformed("header line without a colon") }
-            headers[line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            let name = String(line[..<colon])
+            guard !name.isEmpty, name.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else { throw .malformed("header name \"\(name.prefix(40))\"") }
+            guard headers[name.lowercased()] == nil else { throw .malformed("header \(name.prefix(40)) given twice") }
+            headers[name.lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
         if headers["transfer-encoding"] != nil { throw .malformed("Transfer-Encoding is not supported; send Content-Length") }
         let length: Int
         if let text = headers["content-length"] {
-            guard let n = Int(text), n >= 0 else { throw .malformed("Content-Length \"\(text)\"") }
+            guard !text.isEmpty, text.count <= 9, text.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(text) else {
+                throw text.count > 9 && text.allSatisfy({ $0.isASCII && $0.isNumber }) ? .tooLarge("the body") : .malformed("Content-Length \"\(text.prefix(20))\"")
+            }
             length = n
         } else {
             length = 0
@@ -136,12 +172,7 @@ struct HTTPMessage {
         guard length <= maximumBody else { throw .tooLarge("the body (\(length) bytes)") }
         var body = Array(data[(headerEnd! + 4)...])
         while body.count < length {
-            let n = recv(fd, &chunk, min(chunk.count, length - body.count), 0)
-            if n == 0 { throw .closed }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw errno == EAGAIN || errno == EWOULDBLOCK ? .timedOut : .system(errno)
-            }
+            let n = try receive(length - body.count)
             body += chunk[0..<n]
         }
         guard body.count == length else { throw .malformed("more bytes than Content-Length") }
@@ -228,7 +259,9 @@ struct ErrorDocument: Codable {
     /// The typed error back, when the code is one the service sends.
     var apcvError: ApCVError? {
         switch error {
-        case "malformed-token": return .malformedToken(message)
+        case "malformed-token":
+            let prefix = "malformed apCV session token: "
+            return .malformedToken(message.hasPrefix(prefix) ? String(message.dropFirst(prefix.count)) : message)
         case "bad-signature": return .badSignature
         case "unknown-key": return keyID.map { .unknownKey($0) }
         case "foreign-audience": return expected.flatMap { x in found.map { .foreignAudience(expected: x, found: $0) } }
@@ -263,8 +296,9 @@ func encodeJSON<T: Encodable>(_ value: T) -> [UInt8] {
 // MARK: - Server
 
 /// The simulated apCV service over HTTP on a loopback address: `carte sim apcv-service`. One
-/// dedicated thread accepts and answers connections one at a time (each bounded by a 5-second
-/// socket timeout), so a stalled client delays others by at most that.
+/// dedicated thread accepts and answers connections one at a time, each within
+/// `connectionTimeout` (5 s by default) from its acceptance, so a stalled or trickling client
+/// delays others by at most that. Call ``stop()`` when done: the serving thread holds the server.
 public final class ApCVHTTPServer: Sendable {
     /// The service answering.
     public let service: ApCVService
@@ -274,9 +308,13 @@ public final class ApCVHTTPServer: Sendable {
     private let state = Mutex<(stopping: Bool, thread: Thread?, served: Int)>((false, nil, 0))
     private let stopped = DispatchSemaphore(value: 0)
 
-    /// Binds `endpoint` (loopback only) and starts serving.
-    public init(service: ApCVService, endpoint: LoopbackEndpoint) throws(ApCVError) {
+    /// The longest a connection may take, from acceptance to the answer.
+    public let connectionTimeout: Duration
+
+    /// Binds `endpoint` (loopback only) and starts serving. `connectionTimeout` is kept within 0.05…60 s.
+    public init(service: ApCVService, endpoint: LoopbackEndpoint, connectionTimeout: Duration = .seconds(5)) throws(ApCVError) {
         self.service = service
+        self.connectionTimeout = min(max(connectionTimeout, .milliseconds(50)), .seconds(60))
         let family: Int32 = endpoint.host.contains(":") ? AF_INET6 : AF_INET
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .serviceUnavailable("socket: \(String(cString: strerror(errno)))") }
@@ -288,16 +326,16 @@ public final class ApCVHTTPServer: Sendable {
             close(fd)
             throw .serviceUnavailable("cannot listen on \(endpoint): \(String(cString: strerror(e)))")
         }
-        var actual = endpoint
+        var actualPort = endpoint.port
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         if family == AF_INET {
-            actual.port = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } }
+            actualPort = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) } }
         } else {
-            actual.port = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
+            actualPort = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) } }
         }
-        self.endpoint = actual
+        self.endpoint = endpoint.with(port: actualPort)
         listener = fd
         let thread = Thread { [self] in serve() }
         thread.name = "apcv-http"
@@ -320,8 +358,6 @@ public final class ApCVHTTPServer: Sendable {
         close(listener)
     }
 
-    deinit { stop() }
-
     private func serve() {
         defer { stopped.signal() }
         while true {
@@ -332,24 +368,27 @@ public final class ApCVHTTPServer: Sendable {
                 return
             }
             guard client >= 0 else {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return
+                // Transient (a signal, an aborted connection, no descriptor or memory left for now):
+                // the service keeps listening; it ends only through stop().
+                if errno != EINTR && errno != ECONNABORTED { usleep(50_000) }
+                continue
             }
-            setTimeouts(client, seconds: 5)
+            let deadline = ContinuousClock.now + connectionTimeout
+            setTimeouts(client, seconds: Double(connectionTimeout.components.seconds) + Double(connectionTimeout.components.attoseconds) / 1e18)
             state.withLock { $0.served += 1 }
-            answer(client)
+            answer(client, deadline: deadline)
             close(client)
         }
     }
 
-    private func answer(_ fd: Int32) {
-        let (status, body) = respond(fd)
+    private func answer(_ fd: Int32, deadline: ContinuousClock.Instant) {
+        let (status, body) = respond(fd, deadline: deadline)
         var head = "HTTP/1.1 \(status) \(reasonPhrases[status] ?? "Error")\r\n"
         head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         _ = sendAll(fd, Array(head.utf8) + body)
     }
 
-    private func respond(_ fd: Int32) -> (Int, [UInt8]) {
+    private func respond(_ fd: Int32, deadline: ContinuousClock.Instant) -> (Int, [UInt8]) {
         func refuse(_ status: Int, _ message: String) -> (Int, [UInt8]) {
             var doc = ErrorDocument(.malformedToken(message))
             doc.error = "bad-request"
@@ -357,7 +396,7 @@ public final class ApCVHTTPServer: Sendable {
             return (status, encodeJSON(doc))
         }
         let request: HTTPMessage
-        do { request = try HTTPMessage.read(from: fd) } catch { return refuse(error.status, error.description) }
+        do { request = try HTTPMessage.read(from: fd, deadline: deadline) } catch { return refuse(error.status, error.description) }
         let parts = request.startLine.split(separator: " ")
         guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { return refuse(400, "request line \"\(request.startLine.prefix(80))\"") }
         guard parts[1] == identityPath else { return refuse(404, "no such endpoint \(parts[1].prefix(80)) (POST \(identityPath))") }
@@ -387,14 +426,15 @@ public struct HTTPApCVResolver: ApCVResolver {
     /// The service's address.
     public let endpoint: LoopbackEndpoint
     public let softwareID: String
-    /// The limit for connecting, sending and receiving, in seconds.
+    /// The limit for the whole exchange (connecting, sending, receiving), in seconds.
     public let timeout: Double
 
-    /// A resolver for the software `softwareID` against the service at `endpoint`.
+    /// A resolver for the software `softwareID` against the service at `endpoint`. `timeout` is kept
+    /// within 0.05…300 s (a value that is not a number counts as the default, 5 s).
     public init(endpoint: LoopbackEndpoint, softwareID: String, timeout: Double = 5) {
         self.endpoint = endpoint
         self.softwareID = softwareID
-        self.timeout = timeout
+        self.timeout = timeout.isNaN ? 5 : min(max(timeout, 0.05), 300)
     }
 
     public func resolve(token: [UInt8]) async throws(ApCVError) -> VitaleCard {
@@ -415,7 +455,8 @@ public struct HTTPApCVResolver: ApCVResolver {
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return .failure(.serviceUnavailable("socket: \(String(cString: strerror(errno)))")) }
         defer { close(fd) }
-        setTimeouts(fd, seconds: timeout)
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        setTimeouts(fd, seconds: timeout)  // bounds connect and send; the answer is read before `deadline`
         guard endpoint.withAddress({ address, length, _ in connect(fd, address, length) }) == 0 else {
             return .failure(.serviceUnavailable("\(endpoint): \(String(cString: strerror(errno)))"))
         }
@@ -423,7 +464,7 @@ public struct HTTPApCVResolver: ApCVResolver {
         let head = "POST \(identityPath) HTTP/1.1\r\nHost: \(endpoint)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         guard sendAll(fd, Array(head.utf8) + body) else { return .failure(.serviceUnavailable("\(endpoint) closed the connection")) }
         let response: HTTPMessage
-        do { response = try HTTPMessage.read(from: fd) } catch {
+        do { response = try HTTPMessage.read(from: fd, deadline: deadline) } catch {
             switch error {
             case .timedOut: return .failure(.serviceUnavailable("\(endpoint) did not answer within \(timeout) s"))
             case .closed: return .failure(.serviceUnavailable("\(endpoint) closed the connection before answering"))

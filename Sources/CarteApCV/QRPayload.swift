@@ -15,31 +15,37 @@ public enum QRPayload {
         ApCVProtocol.qrPrefix + base32(token)
     }
 
-    /// The token bytes in a scanned text.
+    /// The token bytes in a scanned text. Positions in errors count characters from 1.
     public static func decode(_ scanned: String) throws(ApCVError) -> [UInt8] {
-        var text = String(scanned.unicodeScalars.filter { !" \t\r\n".unicodeScalars.contains($0) }.map(Character.init))
+        let whitespace: Set<Unicode.Scalar> = [" ", "\t", "\r", "\n"]
+        var text: [Unicode.Scalar] = scanned.unicodeScalars.filter { !whitespace.contains($0) }
         guard !text.isEmpty else { throw .malformedQRPayload("empty") }
         guard text.count <= 2048 else { throw .malformedQRPayload("\(text.count) characters, more than 2048") }
-        let upper = text.uppercased()
-        if upper.hasPrefix(ApCVProtocol.qrPrefix) {
+        // Upper case for ASCII letters only: other characters stay as they are (and are refused below).
+        let upper = text.map { $0.properties.isLowercase && $0.isASCII ? Unicode.Scalar($0.value - 0x20)! : $0 }
+        let prefix = Array(ApCVProtocol.qrPrefix.unicodeScalars)
+        if upper.starts(with: prefix) {
             text = upper
-        } else if upper.hasPrefix("QPCV&M") {
-            text = String(text.map(fromAZERTY))
+        } else if upper.starts(with: Array("QPCV&M".unicodeScalars)) {
+            text = upper.map(fromAZERTY)
         } else {
-            throw .malformedQRPayload("does not start with \(ApCVProtocol.qrPrefix) (starts with \"\(String(text.prefix(6)))\")")
+            var start = ""
+            start.unicodeScalars.append(contentsOf: text.prefix(6))
+            throw .malformedQRPayload("does not start with \(ApCVProtocol.qrPrefix) (starts with \"\(start)\")")
         }
-        return try base32Decode(Array(text.utf8.dropFirst(ApCVProtocol.qrPrefix.utf8.count)), offset: ApCVProtocol.qrPrefix.count)
+        return try base32Decode(Array(text.dropFirst(prefix.count)), offset: prefix.count)
     }
 
-    /// What a QWERTY-configured scanner's key presses become in an AZERTY session, undone.
-    private static func fromAZERTY(_ c: Character) -> Character {
+    /// What a QWERTY-configured scanner's key presses become in an AZERTY session, undone (ASCII
+    /// letters already upper-cased).
+    private static func fromAZERTY(_ c: Unicode.Scalar) -> Unicode.Scalar {
         switch c {
-        case "q", "Q": return "A"
-        case "a", "A": return "Q"
-        case "w", "W": return "Z"
-        case "z", "Z": return "W"
+        case "Q": return "A"
+        case "A": return "Q"
+        case "W": return "Z"
+        case "Z": return "W"
         case ",": return "M"
-        case "M", "m": return ":"  // the prefix's colon (Shift + the key where AZERTY has M)
+        case "M": return ":"  // the prefix's colon (Shift + the key where AZERTY has M)
         case "&": return "1"
         case "é": return "2"
         case "\"": return "3"
@@ -47,7 +53,7 @@ public enum QRPayload {
         case "(": return "5"
         case "-": return "6"
         case "è": return "7"
-        default: return Character(c.uppercased())
+        default: return c
         }
     }
 
@@ -68,14 +74,14 @@ public enum QRPayload {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static func base32Decode(_ text: [UInt8], offset: Int) throws(ApCVError) -> [UInt8] {
+    static func base32Decode(_ text: [Unicode.Scalar], offset: Int) throws(ApCVError) -> [UInt8] {
         var out: [UInt8] = []
         var buffer = 0, bits = 0
         for (i, c) in text.enumerated() {
             let value: Int
-            switch c {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"): value = Int(c - UInt8(ascii: "A"))
-            case UInt8(ascii: "2")...UInt8(ascii: "7"): value = Int(c - UInt8(ascii: "2")) + 26
+            switch c.value {
+            case 0x41...0x5A: value = Int(c.value - 0x41)       // A–Z
+            case 0x32...0x37: value = Int(c.value - 0x32) + 26  // 2–7
             default:
                 throw .malformedQRPayload("character \(i + offset + 1) is not Base32 (A–Z, 2–7)")
             }

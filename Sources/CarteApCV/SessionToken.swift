@@ -73,8 +73,12 @@ public struct SessionToken: Hashable, Sendable {
         return TLV(tag: ApCVProtocol.Tag.content, children: fields).encoded()
     }
 
-    /// Signs the content with `key` and returns the token's bytes.
+    /// Signs the content with `key` and returns the token's bytes. Times must fit the format (0 to
+    /// 2^32 − 1 seconds since 1970).
     public mutating func sign(with key: ECPrivateKey) throws(CryptoError) -> [UInt8] {
+        guard (0...Int64(UInt32.max)).contains(issuedAt), (0...Int64(UInt32.max)).contains(expiresAt) else {
+            throw CryptoError(.invalidInput, "token times must be 0 to \(UInt32.max) seconds since 1970")
+        }
         signature = try key.sign(signedContent)
         return encoded
     }
@@ -116,7 +120,7 @@ public struct SessionToken: Hashable, Sendable {
             return f.value
         }
         func text(_ tag: TLVTag, _ name: String) throws(ApCVError) -> String {
-            let bytes = try field(tag, name, sizes: 1...64)
+            let bytes = try field(tag, name, sizes: 1...32)
             guard let s = String(validating: bytes, as: UTF8.self), s.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
                 throw .malformedToken("\(name) (tag \(tag)) is not printable UTF-8")
             }

@@ -189,15 +189,20 @@ final class Context: @unchecked Sendable {
 
     /// The simulated apCV service of the bundled phones, built once per process (its single-use
     /// record is shared by every context).
-    static let apcvResolver: (any ApCVResolver)? = blocking {
+    static let apcvResolver: any ApCVResolver = blocking {
         let phones = BundledImages.apcvImages.compactMap { try? CardImageLoader.load(text: $0.text, source: "bundled:" + $0.path) }
-        let service = try? await ApCVSimulation.service(phones: phones, loadImage: { spec in
-            guard spec.hasPrefix("bundled:"), let b = BundledImages.image(at: String(spec.dropFirst("bundled:".count))) else {
-                throw Failure(CARTE_E_DATA, "no bundled image \(spec)")
-            }
-            return try CardImageLoader.load(text: b.text, source: spec)
-        })
-        return service.map { $0.resolver(for: ApCVProtocol.Configuration().softwareID) as any ApCVResolver }
+        let software = ApCVProtocol.Configuration().softwareID
+        do throws(ApCVSimulation.SetupError) {
+            let service = try await ApCVSimulation.service(phones: phones, loadImage: { spec in
+                guard spec.hasPrefix("bundled:"), let b = BundledImages.image(at: String(spec.dropFirst("bundled:".count))) else {
+                    throw Failure(CARTE_E_DATA, "no bundled image \(spec)")
+                }
+                return try CardImageLoader.load(text: b.text, source: spec)
+            })
+            return service.resolver(for: software) as any ApCVResolver
+        } catch {
+            return UnavailableResolver(softwareID: software, reason: error.description) as any ApCVResolver
+        }
     }
 
     /// Records a failure and returns its status.
@@ -210,6 +215,13 @@ final class Context: @unchecked Sendable {
         lastError.withLock { $0 = "" }
         return CARTE_OK
     }
+}
+
+/// A resolver that says why the simulated service could not be built (never silently absent).
+struct UnavailableResolver: ApCVResolver {
+    let softwareID: String
+    let reason: String
+    func resolve(token: [UInt8]) async throws(ApCVError) -> VitaleCard { throw .serviceUnavailable(reason) }
 }
 
 /// Events waiting for carte_wait_event, and a semaphore counting them.

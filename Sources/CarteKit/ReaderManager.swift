@@ -175,7 +175,8 @@ public final class ReaderManager: Sendable {
     /// The pairs of slots holding a Vitale and a CPx card (a bi-fente reader first, then any two slots).
     public func pairs() async throws(CarteKitError) -> [ReaderPair] {
         let all = try await slots()
-        let vitales = all.filter { $0.card?.isPatientIdentity == true }
+        // Cards first: a contactless target is only likely a phone until a session probes it.
+        let vitales = all.filter { $0.card?.isVitale == true } + all.filter { $0.card == .apcv }
         let cpxs = all.filter { $0.card?.isCPx == true && $0.card != .cps3Contactless }
         var out: [ReaderPair] = []
         for v in vitales {
@@ -239,11 +240,17 @@ public final class ReaderManager: Sendable {
         return slot.info.name
     }
 
-    /// Reads the patient's identity in `reader` (default: the first slot holding a Carte Vitale or a
-    /// phone with the appli carte Vitale): the same model for both, so an editor's code does not
-    /// change with the source (a phone needs the manager's `ApCVResolver`).
+    /// Reads the patient's identity in `reader` (default: the first slot holding a Carte Vitale, else
+    /// the first holding a phone with the appli carte Vitale): the same model for both, so an editor's
+    /// code does not change with the source (a phone needs the manager's `ApCVResolver`).
     public func readVitale(on reader: String? = nil, timeout: Duration = .seconds(30)) async throws(CarteKitError) -> VitaleCard {
-        let name = try await slot(reader, wanted: "a Carte Vitale", matching: { $0.isPatientIdentity })
+        // A card first: a contactless target is only likely a phone until a session probes it.
+        let name: String
+        if reader == nil, let card = try? await slot(nil, wanted: "a Carte Vitale", matching: { $0.isVitale }) {
+            name = card
+        } else {
+            name = try await slot(reader, wanted: "a Carte Vitale", matching: { $0.isPatientIdentity })
+        }
         return try await withSession(on: name, timeout: timeout) { session throws(CarteKitError) in
             switch session {
             case .vitale(let vitale): return try await vitale.read()

@@ -22,11 +22,14 @@ public enum ApCVSimulation {
                                clock: @escaping @Sendable () -> Int64 = { currentUnixTime() }) async throws(SetupError) -> ApCVService {
         var records: [ApCVService.Phone] = []
         var seenKeys: [String: String] = [:]
+        var seenSubjects: [[UInt8]: String] = [:]
         for image in phones {
             guard let phone = image.apcv else { continue }
             let name = image.source ?? image.name
             if let other = seenKeys[phone.keyID] { throw SetupError(phone: name, reason: "key id \"\(phone.keyID)\" is also the one of \(other)") }
+            if let other = seenSubjects[phone.subject] { throw SetupError(phone: name, reason: "its subject handle is also the one of \(other)") }
             seenKeys[phone.keyID] = name
+            seenSubjects[phone.subject] = name
             let identityImage: CardImage
             do { identityImage = try loadImage(phone.identity) } catch {
                 throw SetupError(phone: name, reason: "its identity \(phone.identity) cannot be loaded: \(error)")

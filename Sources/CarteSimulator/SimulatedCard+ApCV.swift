@@ -27,7 +27,7 @@ extension SimulatedCard {
             guard phoneSelected else { return sw(.conditionsOfUseNotSatisfied) }
             guard let fields = try? TLV.decode(c.data, allowPadding: false),
                   let audience = fields.first(where: { $0.tag == ApCVProtocol.Tag.audience })?.value,
-                  (1...64).contains(audience.count), let software = String(validating: audience, as: UTF8.self),
+                  (1...32).contains(audience.count), let software = String(validating: audience, as: UTF8.self),
                   let nonce = fields.first(where: { $0.tag == ApCVProtocol.Tag.nonce })?.value, nonce.count == 8
             else { return sw(.incorrectData) }
             guard phone.consent == .automatic else { return sw(.conditionsOfUseNotSatisfied) }

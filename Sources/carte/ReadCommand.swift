@@ -44,7 +44,8 @@ struct ReadCommand: AsyncParsableCommand {
         try await reporting(json: global.json) {
             let day = try evaluationDate()
             if let qr {
-                let text = qr == "-" ? (readLine(strippingNewline: true) ?? "") : qr
+                // A scanner types into standard input: read it on a thread of its own, not the concurrency pool.
+                let text = qr == "-" ? await onDedicatedThread { readLine(strippingNewline: true) ?? "" } : qr
                 let resolver = try await apcv.resolver(inserted: [])
                 let card = try await ApCVSource(.qr(text), resolver: resolver, configuration: configuration, logger: logger).read()
                 let report = VitaleReport(card, reader: "qr", on: day)

@@ -86,8 +86,8 @@ struct ApCVSourceTests {
         await #expect(throws: CarteKitError.apcv(.serviceUnavailable("no ApCVResolver was given to the ReaderManager"))) {
             try await ReaderManager(backend: sim).readVitale(on: slot)
         }
-        // A resolver for another software: the phone issues for that software; a resolver expecting
-        // something else refuses before asking the service.
+        // The phone issues its token for whatever software asks (the resolver's id): the service then
+        // checks that audience against the software redeeming it.
         let other = ReaderManager(backend: sim, apcvResolver: f.service.resolver(for: "AUTRE-LGO"))
         let identity = try await other.readVitale(on: slot)
         #expect(identity.generation == .apcv)
@@ -141,6 +141,7 @@ struct ApCVHTTPTests {
     @Test func malformedHTTPGetsAJSONErrorAndADeadServiceIsTyped() async throws {
         let f = try await Fixture()
         let server = try ApCVHTTPServer(service: f.service, endpoint: try LoopbackEndpoint("127.0.0.1:0"))
+        defer { server.stop() }
         let port = server.endpoint.port
         func raw(_ request: String) -> (status: Int, body: String) {
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -197,5 +198,165 @@ struct ApCVHTTPTests {
         #expect(try LoopbackEndpoint("localhost:8080").host == "127.0.0.1")
         #expect(try LoopbackEndpoint("http://127.0.0.2:80/").port == 80)
         #expect(try LoopbackEndpoint("[::1]:443").description == "[::1]:443")
+    }
+}
+
+/// Relays APDUs to a phone and rewrites the nonce of GET SESSION TOKEN: a token obtained for another
+/// reader's session, as a relay would bring it.
+final class NonceRewritingRelay: CardTransport, @unchecked Sendable {
+    // The lock serialises every use of the card.
+    let phone: SimulatedCard
+    let lock = NSLock()
+    init(phone: SimulatedCard) { self.phone = phone }
+    var capabilities: TransportCapabilities { TransportCapabilities(extendedLength: false) }
+    func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
+        var c = command
+        if c.count > 5, c[0] == ApCVProtocol.tokenCLA, c[1] == ApCVProtocol.tokenINS {
+            c[c.count - 2] ^= 0xFF  // the last nonce byte (before Le)
+        }
+        return lock.withLock { phone.process(c) }
+    }
+}
+
+@Suite("apCV: what the review found")
+struct ApCVHardeningTests {
+    @Test func aTokenForAnotherReadersNonceIsRefused() async throws {
+        let f = try await Fixture()
+        let channel = CardChannel(transport: NonceRewritingRelay(phone: SimulatedCard(image: f.phone)))
+        await #expect(throws: ApCVError.nonceMismatch) { try await ApCVSource(.nfc(channel), resolver: f.service.resolver(for: Fixture.software)).read() }
+        // The verifier checks a nonce too when asked to.
+        let token = try f.token(channel: .nfc, nonce: Array(repeating: 1, count: 8))
+        #expect(throws: ApCVError.nonceMismatch) { try f.service.verifier.verify(token, audience: Fixture.software, expectedNonce: Array(repeating: 2, count: 8)) }
+    }
+
+    @Test func onePhonesKeyCannotVouchForAnotherPerson() async throws {
+        let f = try await Fixture()
+        let family = try bundled("apcv/famille-cinq.yaml")
+        let familyKey = try ECPrivateKey(pem: try #require(family.apcv).privateKeyPEM)
+        // Signed by the family phone's key, under its key id, naming Claire's subject.
+        let forged = try f.token(keyID: try #require(family.apcv).keyID, signingKey: familyKey)
+        #expect(throws: ApCVError.unknownSubject) { try f.service.resolve(token: forged, softwareID: Fixture.software) }
+        // Two phones with one subject are refused when the service is built.
+        var twin = family
+        twin.apcv?.keyID = "apcv-test-twin"
+        twin.apcv?.subject = try #require(f.phone.apcv).subject
+        await #expect(throws: ApCVSimulation.SetupError.self) { try await ApCVSimulation.service(phones: [f.phone, twin], loadImage: load) }
+    }
+
+    @Test func usedTokensAreForgottenOnceTheyCannotPassAnymore() throws {
+        let key = try ECPrivateKey.generateP256()
+        let clock = Clock(2_000_000_000)
+        let verifier = TokenVerifier(keys: ["k": key.publicKey], clockSkew: 30, clock: { clock.now })
+        for i in 0..<50 {
+            var t = SessionToken(id: Array(repeating: UInt8(i), count: 16), keyID: "k", audience: "A", issuedAt: clock.now, expiresAt: clock.now + 60, subject: [1], channel: .qr)
+            _ = try verifier.verify(try t.sign(with: key), audience: "A")
+        }
+        #expect(verifier.rememberedTokens == 50)
+        clock.now += 89
+        var late = SessionToken(id: Array(repeating: 0xEE, count: 16), keyID: "k", audience: "A", issuedAt: clock.now, expiresAt: clock.now + 60, subject: [1], channel: .qr)
+        _ = try verifier.verify(try late.sign(with: key), audience: "A")
+        #expect(verifier.rememberedTokens == 51, "still within expiry + skew")
+        clock.now += 2
+        var later = SessionToken(id: Array(repeating: 0xEF, count: 16), keyID: "k", audience: "A", issuedAt: clock.now, expiresAt: clock.now + 60, subject: [1], channel: .qr)
+        _ = try verifier.verify(try later.sign(with: key), audience: "A")
+        #expect(verifier.rememberedTokens == 2, "the 50 first ones can no longer pass: forgotten")
+        // Settings out of range are brought back into it.
+        #expect(TokenVerifier(keys: [:], clockSkew: .max, maximumLifetime: -5).clockSkew == 3600)
+        #expect(TokenVerifier(keys: [:], clockSkew: -1, maximumLifetime: -5).maximumLifetime == 1)
+        // Times outside the format are refused when signing.
+        var far = SessionToken(id: Array(repeating: 0, count: 16), keyID: "k", audience: "A", issuedAt: 1 << 33, expiresAt: (1 << 33) + 60, subject: [1], channel: .qr)
+        #expect(throws: CryptoError.self) { try far.sign(with: key) }
+    }
+
+    @Test func nonASCIIScansAreRefusedWithTheirPosition() {
+        #expect(throws: ApCVError.malformedQRPayload("character 7 is not Base32 (A–Z, 2–7)")) { try QRPayload.decode("APCV1:ßA") }
+        #expect(throws: ApCVError.malformedQRPayload("character 7 is not Base32 (A–Z, 2–7)")) { try QRPayload.decode("QPCV&Mß") }
+        #expect(throws: ApCVError.malformedQRPayload("character 7 is not Base32 (A–Z, 2–7)")) { try QRPayload.decode("apcv1:ﬁ") }
+        #expect(throws: ApCVError.self) { try QRPayload.decode("ß") }
+    }
+
+    @Test func strictLoopbackAddresses() {
+        for bad in ["127.0.0.01:80", "127.0.0.+1:80", "127.1:80", "127.0.0.256:80", " 127.0.0.1:80", "127.0.0.1 :80"] {
+            #expect(throws: ApCVError.self, "\(bad)") { try LoopbackEndpoint(bad) }
+        }
+    }
+
+    @Test func strictHTTPAndDeadlines() async throws {
+        let f = try await Fixture()
+        let server = try ApCVHTTPServer(service: f.service, endpoint: try LoopbackEndpoint("127.0.0.1:0"), connectionTimeout: .milliseconds(300))
+        defer { server.stop() }
+        let port = server.endpoint.port
+        func connectTo(_ port: UInt16) -> Int32 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = port.bigEndian
+            a.sin_addr.s_addr = inet_addr("127.0.0.1")
+            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            return fd
+        }
+        func readAll(_ fd: Int32) -> String {
+            var out: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = recv(fd, &chunk, chunk.count, 0)
+                if n <= 0 { break }
+                out += chunk[0..<n]
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+        func raw(_ request: String) -> String {
+            let fd = connectTo(port)
+            defer { close(fd) }
+            _ = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            shutdown(fd, Int32(SHUT_WR))
+            return readAll(fd)
+        }
+        let body = "{}"
+        for bad in ["POST /apcv/v1/identity HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                    "POST /apcv/v1/identity HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n\(body)",
+                    "POST /apcv/v1/identity HTTP/1.1\r\nContent-Length: +2\r\nContent-Type: application/json\r\n\r\n\(body)",
+                    "POST /apcv/v1/identity HTTP/1.1\r\nContent-Length : 2\r\nContent-Type: application/json\r\n\r\n\(body)",
+                    "POST /apcv/v1/identity HTTP/1.1\r\nContent-Type: application/json\r\n continued\r\nContent-Length: 2\r\n\r\n\(body)"] {
+            let answer = raw(bad)
+            #expect(answer.hasPrefix("HTTP/1.1 400 "), "\(bad.prefix(60)): \(answer.prefix(80))")
+            #expect(answer.contains("carte.apcv-error"))
+        }
+        // A client trickling its request is cut at the deadline; the service goes on serving.
+        let slow = connectTo(port)
+        var cut = false
+        for byte in Array("POST /apcv/v1/identity HTTP/1.1\r\nContent-Type: application/json\r\n".utf8) {
+            if [byte].withUnsafeBytes({ send(slow, $0.baseAddress, 1, Int32(MSG_NOSIGNAL)) }) <= 0 { cut = true; break }
+            var p = pollfd(fd: slow, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 100) > 0 { cut = true; break }
+        }
+        #expect(cut, "the server answered (or closed) before the trickling client finished")
+        let answer = readAll(slow)
+        close(slow)
+        #expect(answer.contains("no complete message within the timeout"), "\(answer)")
+        let good = try await HTTPApCVResolver(endpoint: server.endpoint, softwareID: Fixture.software).resolve(token: try f.token())
+        #expect(good.generation == .apcv)
+    }
+
+    @Test func aServiceThatNeverAnswersTimesOut() async throws {
+        // A listening socket nobody accepts from: connecting works (the backlog), no answer ever comes.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = 0
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, 4)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let endpoint = try LoopbackEndpoint("127.0.0.1:\(UInt16(bigEndian: a.sin_port))")
+        let f = try await Fixture()
+        await #expect(throws: ApCVError.serviceUnavailable("\(endpoint) did not answer within 0.3 s")) {
+            try await HTTPApCVResolver(endpoint: endpoint, softwareID: Fixture.software, timeout: 0.3).resolve(token: try f.token())
+        }
+        #expect(HTTPApCVResolver(endpoint: endpoint, softwareID: "x", timeout: .nan).timeout == 5)
+        #expect(HTTPApCVResolver(endpoint: endpoint, softwareID: "x", timeout: .infinity).timeout == 300)
+        #expect(HTTPApCVResolver(endpoint: endpoint, softwareID: "x", timeout: -1).timeout == 0.05)
     }
 }
