@@ -268,6 +268,24 @@ struct ApCVHardeningTests {
         #expect(throws: CryptoError.self) { try far.sign(with: key) }
     }
 
+    @Test func aCardIsPreferredToALikelyPhoneWhenNoReaderIsNamed() async throws {
+        let f = try await Fixture()
+        let sim = SimulatorBackend(profiles: [.contactless, .monoFente])
+        // Slot 0: a contactless card with a phone's ATR but no apCV application; slot 1: a Vitale.
+        var notAPhone = try bundled("demo/iso-generic.yaml")
+        notAPhone.atr = ApCVProtocol.phoneATR
+        notAPhone.cardProtocol = .t1
+        try sim.insert(notAPhone, into: sim.readerNames[0])
+        try sim.insert(try bundled("demo/vitale2-demo.yaml"), into: sim.readerNames[1])
+        let manager = ReaderManager(backend: sim, apcvResolver: f.service.resolver(for: Fixture.software))
+        #expect(try await manager.slots().map(\.card) == [.apcv, .vitale2], "by ATR alone")
+        #expect(try await manager.readVitale().generation == .vitale2)
+        #expect(try await manager.pairs().isEmpty)
+        // Probed, the look-alike is not a phone.
+        let kind = try await manager.withSession(on: sim.readerNames[0]) { $0.kind }
+        #expect(kind == .unknown(atr: ApCVProtocol.phoneATR))
+    }
+
     @Test func nonASCIIScansAreRefusedWithTheirPosition() {
         #expect(throws: ApCVError.malformedQRPayload("character 7 is not Base32 (A–Z, 2–7)")) { try QRPayload.decode("APCV1:ßA") }
         #expect(throws: ApCVError.malformedQRPayload("character 7 is not Base32 (A–Z, 2–7)")) { try QRPayload.decode("QPCV&Mß") }
