@@ -90,9 +90,14 @@ enum PCSCEventMonitor {
                     continuation.yield(.readerRemoved(name: gone))
                 }
                 for added in current where !names.contains(added) {
-                    let attributes: PCSCReaderAttributes?
-                    if case .success(let a) = readReaderAttributes(ctx, added) { attributes = a } else { attributes = nil }
-                    if !first { continuation.yield(.readerAdded(PCSCBackend.info(name: added, all: current, attributes: attributes))) }
+                    // Only a reader plugged in after the stream started is announced, with its attributes.
+                    // The readers already there are not read: their attribute reads (SCARD_SHARE_DIRECT
+                    // handles) would race with the caller's own exclusive connections.
+                    if !first {
+                        let attributes: PCSCReaderAttributes?
+                        if case .success(let a) = readReaderAttributes(ctx, added) { attributes = a } else { attributes = nil }
+                        continuation.yield(.readerAdded(PCSCBackend.info(name: added, all: current, attributes: attributes)))
+                    }
                     known[added] = Known(state: DWORD(SCARD_STATE_UNAWARE))
                 }
                 names = current
