@@ -12,7 +12,8 @@ public enum CardError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The card was reset by another program or by the reader since the connection was made;
     /// the connection must be re-established (any verified PIN is lost).
     case cardReset(reader: String)
-    /// The card did not answer within `timeout` (a mute card).
+    /// The card did not answer within `timeout` (a mute card); `.zero` when the reader gave up on it
+    /// after its own timeout (through pcscd: the driver reported a failed exchange).
     case cardMute(reader: String, timeout: Duration)
     /// Another connection holds the card exclusively.
     case sharingViolation(reader: String)
@@ -41,7 +42,8 @@ public enum CardError: Error, Hashable, Sendable, CustomStringConvertible {
         case .noCard(let r): return "no card in reader \"\(r)\""
         case .cardRemoved(let r): return "card removed from reader \"\(r)\""
         case .cardReset(let r): return "card in reader \"\(r)\" was reset; reconnect"
-        case .cardMute(let r, let t): return "card in reader \"\(r)\" did not answer within \(t)"
+        case .cardMute(let r, let t):
+            return t == .zero ? "card in reader \"\(r)\" did not answer (the reader gave up on it)" : "card in reader \"\(r)\" did not answer within \(t)"
         case .sharingViolation(let r): return "card in reader \"\(r)\" is held exclusively by another connection"
         case .readerUnavailable(let r): return "reader \"\(r)\" is no longer available"
         case .notConnected: return "connection closed"

@@ -106,6 +106,11 @@ public final class PCSCConnection: CardConnection {
                 // Keep the connection usable, then tell the caller the card lost its state.
                 try? await reconnect(share: currentShare, initialization: .leave)
             }
+            // On a connection that was working, "no card" means the card was pulled out during the
+            // exchange, and a failed exchange (the reader's timeout fired: the driver reports a
+            // communication error, pcscd SCARD_E_NOT_TRANSACTED) means the card did not answer.
+            if e == .noSmartcard { throw .cardRemoved(reader: readerName) }
+            if e == .notTransacted { throw .cardMute(reader: readerName, timeout: .zero) }
             throw e.cardError(reader: readerName)
         }
     }

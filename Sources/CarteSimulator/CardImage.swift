@@ -36,6 +36,21 @@ public struct CardImage: Sendable, Hashable {
     public var keys: [Key] = []
     /// The appli carte Vitale this image plays when it is a phone (synthetic protocol, docs/apcv.md).
     public var apcv: Phone? = nil
+    /// Faults the slot plays on this card, each armed at an APDU number counted from the insertion.
+    public var faults: [ScheduledFault] = []
+
+    /// A fault of the image's schedule.
+    public struct ScheduledFault: Sendable, Hashable {
+        /// The APDU (1 for the first after the insertion) the fault applies to (or starts at).
+        public var atAPDU: Int
+        /// The fault.
+        public var fault: SlotFault
+        /// A scheduled fault.
+        public init(atAPDU: Int, fault: SlotFault) {
+            self.atAPDU = atAPDU
+            self.fault = fault
+        }
+    }
 
     /// A phone running the (synthetic) appli carte Vitale in card emulation: it answers SELECT of
     /// its AID and the GET SESSION TOKEN command with a token signed by its key. Every value is

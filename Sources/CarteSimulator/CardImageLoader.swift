@@ -254,7 +254,7 @@ struct YAMLDocumentReader {
     // MARK: Document
 
     mutating func image(_ root: Node) throws(CardImageError) -> CardImage {
-        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides", "apcv"])
+        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides", "apcv", "faults"])
         guard let formatNode = f["format"] else { throw fail(root, "format", .missingField) }
         let format = try scalar(formatNode, "format")
         guard format == "carte-image/\(CardImage.currentFormat)" || format == "\(CardImage.currentFormat)" else {
@@ -362,6 +362,28 @@ struct YAMLDocumentReader {
                               behaviour: behaviour, root: mf, pins: pins, overrides: overrides)
         image.keys = keys
         image.apcv = phone
+        if let n = f["faults"] {
+            for (i, item) in try list(n, "faults").enumerated() {
+                let path = "faults[\(i)]"
+                let o = try fields(item, path, allowed: ["at", "fault", "count", "ms", "sw"])
+                guard let at = o["at"] else { throw fail(item, path + ".at", .missingField) }
+                guard let kind = o["fault"] else { throw fail(item, path + ".fault", .missingField) }
+                let count = try o["count"].map { v throws(CardImageError) in try int(v, path + ".count", in: 1...10_000) }
+                let ms = try o["ms"].map { v throws(CardImageError) in try int(v, path + ".ms", in: 1...60_000) }
+                var sw: StatusWord? = nil
+                if let v = o["sw"] {
+                    let bytes = try hex(v, path + ".sw")
+                    guard bytes.count == 2 else { throw fail(v, path + ".sw", .invalidValue("a status word is 2 bytes")) }
+                    sw = StatusWord(sw1: bytes[0], sw2: bytes[1])
+                }
+                let name = try scalar(kind, path + ".fault")
+                let fault: SlotFault
+                do throws(SlotFaultError) { fault = try SlotFault.named(name, count: count, milliseconds: ms, statusWord: sw) } catch {
+                    throw fail(kind, path + ".fault", .invalidValue(error.description))
+                }
+                image.faults.append(CardImage.ScheduledFault(atAPDU: try int(at, path + ".at", in: 1...1_000_000), fault: fault))
+            }
+        }
         if let n = c["memory"] {
             let m = try fields(n, "card.memory", allowed: ["class", "first-address", "word-size", "data"])
             var memory = CardImage.Memory(data: [])

@@ -68,6 +68,22 @@ public enum CardImageWriter {
             out.append("  private-key: |")
             for line in phone.privateKeyPEM.split(separator: "\n") { out.append("    \(line)") }
         }
+        if !image.faults.isEmpty {
+            out.append("faults:")
+            for f in image.faults {
+                var line = "  - { at: \(f.atAPDU), fault: "
+                switch f.fault {
+                case .removeBefore: line += "remove-before"
+                case .removeDuring: line += "remove-during"
+                case .removeAfter: line += "remove-after"
+                case .mute(let n): line += "mute, count: \(n)"
+                case .slow(let d): line += "slow, ms: \(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)"
+                case .statusWord(let sw, let n): line += "sw, sw: \(quote(sw.rawValue.hex)), count: \(n)"
+                case .warmReset: line += "reset"
+                }
+                out.append(line + " }")
+            }
+        }
         func dedicated(_ df: CardImage.DedicatedFile, _ indent: String, root: Bool) {
             if root {
                 out.append("filesystem:")

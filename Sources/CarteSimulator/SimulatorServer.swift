@@ -193,7 +193,8 @@ public final class SimulatorServer: Sendable {
                     reply = .failure(.notAttached, "attach to a slot first")
                     break
                 }
-                reply = driverRequest(frame, slot: slot, description: d)
+                guard let answer = driverRequest(frame, slot: slot, description: d) else { continue }
+                reply = answer
             case (.controlRequest, .control):
                 reply = Frame(.ok, Array(controlRequest(frame.payload).utf8))
             default:
@@ -221,7 +222,9 @@ public final class SimulatorServer: Sendable {
         }
     }
 
-    private func driverRequest(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription) -> Frame {
+    /// The reply to a driver request, or `nil` when a mute fault says the card does not answer (the
+    /// driver's own timeout then fires and it drops the connection).
+    private func driverRequest(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription) -> Frame? {
         switch frame.type {
         case .presence:
             let state: SlotPresence
@@ -241,8 +244,14 @@ public final class SimulatorServer: Sendable {
             }
         case .transmit:
             guard !frame.payload.isEmpty else { return .failure(.badRequest, "empty APDU") }
-            switch slot.transmitRaw(frame.payload) {
-            case .success(let response): return Frame(.ok, response)
+            switch slot.transmitWithFaults(frame.payload) {
+            case .answer(let response, let delay):
+                if let delay { Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) }
+                return Frame(.ok, response)
+            case .noAnswer(let delay):
+                if let delay { Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) }
+                logger.info("\(slot.info.name): mute fault, no answer")
+                return nil
             case .failure(let e): return failure(e)
             }
         case .control:
@@ -308,8 +317,32 @@ public final class SimulatorServer: Sendable {
                 return fail("\(error)", kind: "reader")
             }
             return answer(["ok": true, "reader": slot.info.name])
+        case "fault":
+            let slot: VirtualSlot
+            switch findSlot(request) {
+            case .success(let s): slot = s
+            case .failure(let message): return fail(message.description, kind: "reader")
+            }
+            guard let name = request["fault"] as? String else { return fail("fault needs \"fault\": \(SlotFault.names.joined(separator: ", ")) or clear") }
+            if name == "clear" {
+                slot.clearFaults()
+                logger.info("\(slot.info.name): faults cleared")
+                return answer(["ok": true, "reader": slot.info.name, "fault": "clear"])
+            }
+            var sw: StatusWord? = nil
+            if let text = request["sw"] as? String {
+                guard let bytes = try? [UInt8](hex: text), bytes.count == 2 else { return fail("\"sw\" is 2 bytes in hexadecimal (6F00)") }
+                sw = StatusWord(sw1: bytes[0], sw2: bytes[1])
+            }
+            let fault: SlotFault
+            do { fault = try SlotFault.named(name, count: request["count"] as? Int, milliseconds: request["ms"] as? Int, statusWord: sw) } catch {
+                return fail("\(error)")
+            }
+            slot.inject(fault)
+            logger.info("\(slot.info.name): fault \(fault)")
+            return answer(["ok": true, "reader": slot.info.name, "fault": fault.description])
         default:
-            return fail("unknown op \"\(op)\" (status, insert, remove)")
+            return fail("unknown op \"\(op)\" (status, insert, remove, fault)")
         }
     }
 

@@ -93,11 +93,70 @@ public final class VirtualSlot: Sendable {
         var exclusiveOwner: Int?
         var connections: Set<Int> = []
         var nextConnection = 1
+        /// Faults armed on the slot (cleared at each insertion; the image's schedule is loaded then).
+        var faults = SlotFaults()
     }
 
     let state = Mutex(State())
+    /// Tells the backend's event streams what the slot did on its own (a fault removing the card).
+    let notify: @Sendable ([ReaderEvent]) -> Void
 
-    init(info: ReaderInfo) { self.info = info }
+    init(notify: @escaping @Sendable ([ReaderEvent]) -> Void = { _ in }, info: ReaderInfo) {
+        self.info = info
+        self.notify = notify
+    }
+
+    // MARK: Faults
+
+    /// Arms `fault` on this slot (see ``SlotFault``). Faults apply to the card inserted now; an
+    /// insertion clears them.
+    public func inject(_ fault: SlotFault) {
+        state.withLock { $0.faults.arm(fault) }
+    }
+
+    /// Disarms every fault (the image's schedule too, until the next insertion).
+    public func clearFaults() {
+        state.withLock { $0.faults = SlotFaults() }
+    }
+
+    /// Runs `command` on the card of `s` with the armed faults applied. Called under the slot's lock.
+    /// With `stopAtReset`, a warm-reset fault ends there (``CardError/cardReset(reader:)``, the command
+    /// not run), as a connection that sees resets reports it; otherwise the command runs on the reset card.
+    func process(_ command: [UInt8], in s: inout State, stopAtReset: Bool = false) -> (SlotOutcome, [ReaderEvent]) {
+        guard let card = s.card else { return (.failure(.noCard(reader: info.name)), []) }
+        s.faults.apdus += 1
+        let count = s.faults.apdus
+        while let i = s.faults.scheduled.firstIndex(where: { $0.at == count }) {
+            s.faults.arm(s.faults.scheduled.remove(at: i).fault)
+        }
+        let delay = s.faults.delay
+        func pullOut() -> [ReaderEvent] {
+            s.card = nil
+            s.insertion += 1
+            s.exclusiveOwner = nil
+            s.connections = []
+            s.faults = SlotFaults()
+            return [.cardRemoved(reader: info.name)]
+        }
+        if s.faults.take(.warmReset) {
+            card.reset()
+            s.resets += 1
+            if stopAtReset { return (.failure(.cardReset(reader: info.name)), []) }
+        }
+        if s.faults.take(.removeBefore) { return (.failure(.cardRemoved(reader: info.name)), pullOut()) }
+        if s.faults.muteLeft > 0 {
+            s.faults.muteLeft -= 1
+            return (.noAnswer(delay: delay), [])
+        }
+        if let (sw, left) = s.faults.statusWordLeft {
+            s.faults.statusWordLeft = left > 1 ? (sw, left - 1) : nil
+            return (.answer([sw.sw1, sw.sw2], delay: delay), [])
+        }
+        let response = card.process(command)
+        if s.faults.take(.removeDuring) { return (.failure(.cardRemoved(reader: info.name)), pullOut()) }
+        if s.faults.take(.removeAfter) { return (.answer(response, delay: delay), pullOut()) }
+        return (.answer(response, delay: delay), [])
+    }
 
     // MARK: Reader-level operations (what a pcscd driver does)
 
@@ -113,13 +172,24 @@ public final class VirtualSlot: Sendable {
         }
     }
 
-    /// Sends one APDU to the card as a reader does (no connection bookkeeping).
+    /// Sends one APDU to the card as a reader does (no connection bookkeeping), faults applied; a
+    /// mute fault is ``CardError/cardMute(reader:timeout:)`` and delays are not waited for.
     public func transmitRaw(_ command: [UInt8]) -> Result<[UInt8], CardError> {
-        state.withLock { s in
-            guard let card = s.card else { return .failure(.noCard(reader: info.name)) }
-            if s.mute { return .failure(.cardMute(reader: info.name, timeout: .zero)) }
-            return .success(card.process(command))
+        switch transmitWithFaults(command) {
+        case .answer(let r, _): return .success(r)
+        case .noAnswer: return .failure(.cardMute(reader: info.name, timeout: .zero))
+        case .failure(let e): return .failure(e)
         }
+    }
+
+    /// One APDU as the daemon serves it to the driver: the outcome with its delay and no-answer faults.
+    func transmitWithFaults(_ command: [UInt8]) -> SlotOutcome {
+        let (outcome, events) = state.withLock { s -> (SlotOutcome, [ReaderEvent]) in
+            if s.card != nil && s.mute { return (.failure(.cardMute(reader: info.name, timeout: .zero)), []) }
+            return process(command, in: &s)
+        }
+        if !events.isEmpty { notify(events) }
+        return outcome
     }
 
     /// How many times a card was inserted or removed (lets a driver notice a swap between two polls).
@@ -168,6 +238,13 @@ public final class SimulatorBackend: ReaderBackend {
         }
 
         var all: [AsyncStream<ReaderEvent>.Continuation] { state.withLock { Array($0.continuations.values) } }
+
+        func broadcast(_ events: [ReaderEvent]) {
+            let listeners = all
+            for event in events {
+                for listener in listeners { listener.yield(event) }
+            }
+        }
     }
 
     private let registry = Mutex(Registry())
@@ -195,8 +272,9 @@ public final class SimulatorBackend: ReaderBackend {
             let index = r.nextIndex
             r.nextIndex += 1
             let physical = "\(profile.name) \(UInt8(truncatingIfNeeded: index).hex)"
+            let listeners = self.listeners
             let slots = profile.slots.enumerated().map { (i, slot) in
-                VirtualSlot(info: ReaderInfo(
+                VirtualSlot(notify: { listeners.broadcast($0) }, info: ReaderInfo(
                     name: "\(physical) \(UInt8(truncatingIfNeeded: i).hex)",
                     physicalReader: physical,
                     slot: i,
@@ -258,12 +336,24 @@ public final class SimulatorBackend: ReaderBackend {
             s.insertion += 1
             s.exclusiveOwner = nil
             s.connections = []  // connections to the old card are stale (rejected by the insertion check)
+            s.faults = SlotFaults()
+            s.faults.scheduled = image.faults.map { ($0.atAPDU, $0.fault) }
             return had
         }
         var events: [ReaderEvent] = []
         if removed { events.append(.cardRemoved(reader: slot.info.name)) }
         events.append(mute ? .cardMute(reader: slot.info.name) : .cardInserted(reader: slot.info.name, atr: image.atr))
         broadcast(events)
+    }
+
+    /// Arms `fault` on the slot `reader` (see ``SlotFault``); an insertion clears it.
+    public func inject(_ fault: SlotFault, into reader: String) throws(CardError) {
+        try slot(named: reader).inject(fault)
+    }
+
+    /// Disarms every fault of the slot `reader`.
+    public func clearFaults(in reader: String) throws(CardError) {
+        try slot(named: reader).clearFaults()
     }
 
     /// Removes the card from the slot `reader` (nothing happens if it is empty).
@@ -275,6 +365,7 @@ public final class SimulatorBackend: ReaderBackend {
             s.insertion += 1
             s.exclusiveOwner = nil
             s.connections = []
+            s.faults = SlotFaults()
             return had
         }
         if had { broadcast([.cardRemoved(reader: slot.info.name)]) }
@@ -350,10 +441,7 @@ public final class SimulatorBackend: ReaderBackend {
     }
 
     private func broadcast(_ events: [ReaderEvent]) {
-        let listeners = self.listeners.all
-        for event in events {
-            for listener in listeners { listener.yield(event) }
-        }
+        listeners.broadcast(events)
     }
 }
 
@@ -390,28 +478,40 @@ public final class SimulatedConnection: CardConnection {
         slot.info.features.contains("extended-apdu") && activeProtocol == .t1 ? .extended : .short
     }
 
-    /// Sends one APDU to the simulated card.
+    /// Sends one APDU to the simulated card, with the slot's faults (a slow card's delay is waited for).
     public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
-        try transmitNow(command)
+        let (result, delay) = exchange(command)
+        if let delay { try? await Task.sleep(for: delay) }
+        return try result.get()
     }
 
-    /// Synchronous form of ``transmit(_:)`` (used by benchmarks and the driver bridge).
+    /// Synchronous form of ``transmit(_:)`` (used by benchmarks): a slow card's delay is not waited for.
     public func transmitNow(_ command: [UInt8]) throws(CardError) -> [UInt8] {
+        try exchange(command).0.get()
+    }
+
+    private func exchange(_ command: [UInt8]) -> (Result<[UInt8], CardError>, Duration?) {
         let (insertion, resets, open) = state.withLock { ($0.insertion, $0.resets, $0.open) }
-        guard open else { throw .notConnected }
+        guard open else { return (.failure(.notConnected), nil) }
         let name = slot.info.name
-        let result: Result<[UInt8], CardError> = slot.state.withLock { s in
-            guard let card = s.card, s.insertion == insertion else { return .failure(.cardRemoved(reader: name)) }
-            if s.mute { return .failure(.cardMute(reader: name, timeout: .zero)) }
-            if s.resets != resets { return .failure(.cardReset(reader: name)) }
-            if let owner = s.exclusiveOwner, owner != id { return .failure(.sharingViolation(reader: name)) }
-            return .success(card.process(command))
+        let (result, delay, events): (Result<[UInt8], CardError>, Duration?, [ReaderEvent]) = slot.state.withLock { s in
+            guard s.card != nil, s.insertion == insertion else { return (.failure(.cardRemoved(reader: name)), nil, []) }
+            if s.mute { return (.failure(.cardMute(reader: name, timeout: .zero)), nil, []) }
+            if s.resets != resets { return (.failure(.cardReset(reader: name)), nil, []) }
+            if let owner = s.exclusiveOwner, owner != id { return (.failure(.sharingViolation(reader: name)), nil, []) }
+            let (outcome, events) = slot.process(command, in: &s, stopAtReset: true)
+            switch outcome {
+            case .answer(let r, let d): return (.success(r), d, events)
+            case .noAnswer(let d): return (.failure(.cardMute(reader: name, timeout: d ?? .zero)), d, events)
+            case .failure(let e): return (.failure(e), nil, events)
+            }
         }
+        if !events.isEmpty { slot.notify(events) }
         if case .failure(.cardReset) = result {
             // Reported once; the connection then sees the card in its new state.
             state.withLock { $0.resets = self.slot.state.withLock { $0.resets } }
         }
-        return try result.get()
+        return (result, delay)
     }
 
     /// Changes the share mode and, unless `initialization` is `.leave`, resets the card (other connections then

@@ -14,7 +14,7 @@ struct SimCommand: AsyncParsableCommand {
             PC/SC program (pcsc_scan, opensc-tool, pyscard, your software) then sees the virtual readers. \
             Cards are inserted and removed at run time with carte sim insert/remove. See docs/simulator.md.
             """,
-        subcommands: [Serve.self, Insert.self, Remove.self, Status.self, ReaderConf.self, ApCVServiceCommand.self, ApCVQR.self]
+        subcommands: [Serve.self, Insert.self, Remove.self, Fault.self, Status.self, ReaderConf.self, ApCVServiceCommand.self, ApCVQR.self]
     )
 
     struct SocketOption: ParsableArguments {
@@ -122,6 +122,57 @@ struct SimCommand: AsyncParsableCommand {
             // Paths are resolved here: the daemon may run in another directory.
             let imageArgument = image.hasPrefix("bundled:") ? image : URL(fileURLWithPath: image).standardizedFileURL.path
             try await control(global: global, socket: socket.path, ["op": "insert", "reader": readerArgument(reader), "slot": slot, "image": imageArgument, "mute": mute])
+        }
+    }
+
+    struct Fault: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "fault",
+            abstract: "Inject a fault into a slot of the running daemon (what real cards and readers do in the field).",
+            discussion: """
+                FAULT is one of:
+                  remove-before   the card is pulled out before the next APDU reaches it (nothing runs)
+                  remove-during   the next APDU runs on the card, which is pulled out before answering
+                  remove-after    the next APDU is answered, then the card is pulled out
+                  mute            the next --count APDUs get no answer: the driver's timeout fires
+                                  (carte sim reader-conf --timeout sets it)
+                  slow            every APDU is answered after --ms milliseconds
+                  sw              the next --count APDUs are answered with --sw alone (they do not run)
+                  reset           the card is warm-reset before the next APDU (its volatile state is lost;
+                                  pcscd is not told)
+                  clear           disarm every fault of the slot
+                An insertion clears a slot's faults. A card image can schedule faults itself (faults:,
+                CardImages/README.md). To unplug a reader or crash the daemon, stop the daemon.
+                """
+        )
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var socket: SocketOption
+        @Argument(help: "The reader: its index (carte sim status) or a unique name prefix.")
+        var reader: String
+        @Argument(help: "The slot index (0 for the first slot).")
+        var slot: Int
+        @Argument(help: "The fault (see above).")
+        var fault: String
+        @Option(help: "APDUs the fault lasts for (mute, sw).")
+        var count: Int?
+        @Option(help: "Delay per APDU in milliseconds (slow).")
+        var ms: Int?
+        @Option(help: ArgumentHelp("The status word to answer (sw), e.g. 6F00.", valueName: "HEX"))
+        var sw: String?
+
+        func validate() throws {
+            guard SlotFault.names.contains(fault) || fault == "clear" else {
+                throw ValidationError("unknown fault \"\(fault)\": \(SlotFault.names.joined(separator: ", ")) or clear")
+            }
+        }
+
+        func run() async throws {
+            _ = global.makeLogger()
+            var request: [String: any Sendable] = ["op": "fault", "reader": readerArgument(reader), "slot": slot, "fault": fault]
+            if let count { request["count"] = count }
+            if let ms { request["ms"] = ms }
+            if let sw { request["sw"] = sw }
+            try await control(global: global, socket: socket.path, request)
         }
     }
 

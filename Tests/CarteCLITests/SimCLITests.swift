@@ -43,6 +43,15 @@ struct SimCLITests {
         let slots = readers.first?["slots"] as? [[String: Any]] ?? []
         #expect(slots.map { $0["state"] as? String } == ["empty", "card"])
         #expect((readers.last?["slots"] as? [[String: Any]])?.first?["state"] as? String == "mute")
+        // Faults: accepted with their parameters, refused with a reason otherwise.
+        let sw = try Carte.run(["sim", "fault", "--json", "--socket", socket, "0", "1", "sw", "--sw", "6F00", "--count", "2"])
+        #expect(sw.status == 0 && sw.json["fault"] as? String == "sw 6F00 (2 APDUs)", "\(sw.stdout)\(sw.stderr)")
+        #expect(try Carte.run(["sim", "fault", "--socket", socket, "0", "1", "remove-during"]).status == 0)
+        #expect(try Carte.run(["sim", "fault", "--socket", socket, "0", "1", "clear"]).status == 0)
+        #expect(try Carte.run(["sim", "fault", "--socket", socket, "0", "1", "explode"]).status == 64)
+        let noDelay = try Carte.run(["sim", "fault", "--socket", socket, "0", "1", "slow"])
+        #expect(noDelay.status != 0 && noDelay.stderr.contains("slow needs a delay"), "\(noDelay.stderr)")
+        #expect(try Carte.run(["sim", "fault", "--socket", socket, "0", "7", "mute"]).status == 3)
         #expect(try Carte.run(["sim", "remove", "--socket", socket, "0", "1"]).status == 0)
         let bad = try Carte.run(["sim", "insert", "--socket", socket, "0", "9", "bundled:demo/iso-generic.yaml"])
         #expect(bad.status == 3 && bad.stderr.contains("no slot 9"))

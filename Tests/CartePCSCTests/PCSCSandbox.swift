@@ -70,7 +70,9 @@ final class PCSCSandbox: @unchecked Sendable {
         setenv("PCSCLITE_CSOCK_NAME", clientSocket, 1)
         try startDaemon()
         let conf = directory.appendingPathComponent("reader.conf.d").path
-        let writer = try run(PCSCSandbox.carteBinary.path, ["sim", "reader-conf", "--socket", socket, "--out", conf, "--driver", PCSCSandbox.driver.path])
+        // A 2-second driver timeout: a mute-card fault is reported in 2 s, not 30 (no APDU here takes long).
+        let writer = try run(PCSCSandbox.carteBinary.path, ["sim", "reader-conf", "--socket", socket, "--out", conf, "--driver", PCSCSandbox.driver.path,
+                                                            "--timeout", "2000"])
         guard writer.status == 0 else { throw SandboxError("carte sim reader-conf failed: \(writer.stderr)") }
         try startPCSCD()
     }
