@@ -210,6 +210,13 @@ struct PrivateVirtualReader {
     let pcscd: PrivatePCSCD
 
     static func start(image: CardImage, logger: Logger, isolateNetwork: Bool = false, extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
+        try start(profile: .monoFente, images: [image], logger: logger, isolateNetwork: isolateNetwork, extraEntries: extraEntries)
+    }
+
+    /// A private pcscd for one in-process virtual reader with `profile`, its slots holding `images` in
+    /// order; `timeout` is the driver's limit for a card's answer, in milliseconds.
+    static func start(profile: VirtualReaderProfile, images: [CardImage], logger: Logger, timeout: Int = 30_000, isolateNetwork: Bool = false,
+                      extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
         if let reason = PrivatePCSCD.unavailableReason {
             throw CLIError(kind: "bench", message: "cannot run a private pcscd: \(reason)", exitCode: CarteExit.cardOrReader)
         }
@@ -221,12 +228,12 @@ struct PrivateVirtualReader {
         let work = URL(fileURLWithPath: try PrivatePCSCD.makeWorkDirectory(prefix: "cartekit-bench"))
         let conf = work.appendingPathComponent("reader.conf.d")
         try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
-        let backend = SimulatorBackend(profiles: [.monoFente])
-        try backend.insert(image, into: backend.readerNames[0])
+        let backend = SimulatorBackend(profiles: [profile])
+        for (image, slot) in zip(images, backend.readerNames) { try backend.insert(image, into: slot) }
         let socket = work.appendingPathComponent("sim.sock").path
         let server = SimulatorServer(backend: backend, path: socket, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) })
         try server.start()
-        try SimCommand.ReaderConf.entry(name: "CarteKit Virtual Mono-fente", socket: socket, reader: 0, slots: 1, timeout: 30_000, driver: carteDriver, uid: Int(getuid()))
+        try SimCommand.ReaderConf.entry(name: profile.name, socket: socket, reader: 0, slots: profile.slots.count, timeout: timeout, driver: carteDriver, uid: Int(getuid()))
             .write(toFile: conf.appendingPathComponent("cartekit-00").path, atomically: true, encoding: .utf8)
         try extraEntries(conf)
         let pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: work.path, isolateNetwork: isolateNetwork)

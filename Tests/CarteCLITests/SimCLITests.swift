@@ -78,3 +78,19 @@ struct SimCLITests {
         #expect(!FileManager.default.fileExists(atPath: socket))
     }
 }
+
+@Suite("carte sim soak", .enabled(if: getuid() == 0, "a private pcscd needs root (CI runs as root)"))
+struct SoakCLITests {
+    /// The short soak of CI: random faults during Vitale and CPS reads through a private pcscd.
+    @Test func aShortSoakHasNoCrashNoHangAndNoUntypedFailure() throws {
+        let r = try Carte.run(["sim", "soak", "--faults", "30", "--seed", "7", "--json"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(r.json["schema"] as? String == "carte.soak/1")
+        #expect(r.json["rounds"] as? Int == 30)
+        #expect(r.json["crashes"] as? Int == 0 && r.json["hangs"] as? Int == 0 && r.json["untyped"] as? Int == 0, "\(r.json["problems"] ?? "")")
+        let clean = r.json["clean"] as? Int ?? 0, typed = r.json["typedErrors"] as? Int ?? 0
+        #expect(clean > 0 && typed > 0 && clean + typed == 30)
+        #expect(r.json["recoveries"] as? Int == typed, "every interrupted read succeeds once the card is back")
+        #expect((r.json["byFault"] as? [String: Any])?.count ?? 0 >= 5, "the seed plays several kinds of fault")
+    }
+}
