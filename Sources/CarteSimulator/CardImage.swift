@@ -38,6 +38,10 @@ public struct CardImage: Sendable, Hashable {
     public var apcv: Phone? = nil
     /// Faults the slot plays on this card, each armed at an APDU number counted from the insertion.
     public var faults: [ScheduledFault] = []
+    /// Where the image was recorded (`carte record`), if it was.
+    public var recorded: Recording? = nil
+    /// How a recorded image answers (its transcript or its learned file system), if it is one.
+    public var replay: Replay? = nil
 
     /// A fault of the image's schedule.
     public struct ScheduledFault: Sendable, Hashable {

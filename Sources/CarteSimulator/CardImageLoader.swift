@@ -254,7 +254,7 @@ struct YAMLDocumentReader {
     // MARK: Document
 
     mutating func image(_ root: Node) throws(CardImageError) -> CardImage {
-        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides", "apcv", "faults"])
+        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides", "apcv", "faults", "recorded", "replay"])
         guard let formatNode = f["format"] else { throw fail(root, "format", .missingField) }
         let format = try scalar(formatNode, "format")
         guard format == "carte-image/\(CardImage.currentFormat)" || format == "\(CardImage.currentFormat)" else {
@@ -362,6 +362,61 @@ struct YAMLDocumentReader {
                               behaviour: behaviour, root: mf, pins: pins, overrides: overrides)
         image.keys = keys
         image.apcv = phone
+        if let n = f["recorded"] {
+            let r = try fields(n, "recorded", allowed: ["reader", "vendor", "model", "firmware", "date", "session"])
+            func need(_ k: String) throws(CardImageError) -> String {
+                guard let v = r[k] else { throw fail(n, "recorded." + k, .missingField) }
+                return try scalar(v, "recorded." + k)
+            }
+            func optional(_ k: String) throws(CardImageError) -> String? { try r[k].map { v throws(CardImageError) in try scalar(v, "recorded." + k) } }
+            image.recorded = CardImage.Recording(reader: try need("reader"), vendor: try optional("vendor"), model: try optional("model"),
+                                                 firmware: try optional("firmware"), date: try need("date"), session: try need("session"))
+        }
+        if let n = f["replay"] {
+            let r = try fields(n, "replay", allowed: ["source", "policy", "unexpected-sw", "transcript"])
+            var replay = CardImage.Replay(transcript: [])
+            if let v = r["source"] {
+                let t = try scalar(v, "replay.source")
+                guard let source = CardImage.Replay.Source(rawValue: t) else { throw fail(v, "replay.source", .invalidValue("expected transcript or filesystem")) }
+                replay.source = source
+            }
+            if let v = r["policy"] {
+                let t = try scalar(v, "replay.policy")
+                guard let policy = CardImage.Replay.Policy(rawValue: t) else { throw fail(v, "replay.policy", .invalidValue("expected strict, cursor or keyed")) }
+                replay.policy = policy
+            }
+            if let v = r["unexpected-sw"] {
+                let b = try hex(v, "replay.unexpected-sw")
+                guard b.count == 2 else { throw fail(v, "replay.unexpected-sw", .invalidValue("a status word is 2 bytes")) }
+                replay.unexpectedStatusWord = StatusWord(sw1: b[0], sw2: b[1])
+            }
+            if let v = r["transcript"] {
+                for (i, item) in try list(v, "replay.transcript").enumerated() {
+                    let path = "replay.transcript[\(i)]"
+                    let e = try fields(item, path, allowed: ["command", "response", "ms"])
+                    guard let c = e["command"] else { throw fail(item, path + ".command", .missingField) }
+                    guard let rsp = e["response"] else { throw fail(item, path + ".response", .missingField) }
+                    var command: [UInt8?] = []
+                    for token in try scalar(c, path + ".command").split(whereSeparator: { $0 == " " }) {
+                        if token == "??" { command.append(nil); continue }
+                        guard token.count == 2, let b = UInt8(token, radix: 16) else {
+                            throw fail(c, path + ".command", .invalidValue("bytes are 2 hexadecimal digits or ?? (any byte), separated by spaces; \"\(token.prefix(8))\" is not"))
+                        }
+                        command.append(b)
+                    }
+                    guard command.count >= 4 else { throw fail(c, path + ".command", .invalidValue("a command APDU has at least 4 bytes")) }
+                    let response = try hex(rsp, path + ".response")
+                    guard response.count >= 2 else { throw fail(rsp, path + ".response", .invalidValue("a response needs at least the 2 status bytes")) }
+                    let ms = try e["ms"].map { v throws(CardImageError) -> Double in
+                        guard let d = Double(try scalar(v, path + ".ms")), d >= 0, d.isFinite else { throw fail(v, path + ".ms", .invalidValue("milliseconds, a number ≥ 0")) }
+                        return d
+                    }
+                    replay.transcript.append(.init(command: command, response: response, milliseconds: ms))
+                }
+            }
+            if replay.source == .transcript && replay.transcript.isEmpty { throw fail(n, "replay.transcript", .missingField) }
+            image.replay = replay
+        }
         if let n = f["faults"] {
             for (i, item) in try list(n, "faults").enumerated() {
                 let path = "faults[\(i)]"

@@ -1,4 +1,5 @@
 import CarteCore
+import Foundation
 
 /// Writes a ``CardImage`` in the `carte-image/1` text format (what `carte image build` produces).
 /// Loading the text gives the same image back.
@@ -10,7 +11,11 @@ public enum CardImageWriter {
             "\"" + s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
         }
         func hex(_ b: [UInt8]) -> String { b.isEmpty ? "\"\"" : b.hexString() }
-        out.append("# Written by `carte image build`\(image.source.map { " from \($0)" } ?? "")\(image.synthetic ? " — SYNTHETIC" : "").")
+        if let r = image.recorded {
+            out.append("# Written by `carte record` from \(r.reader) on \(r.date): the card's data as read (anonymise before sharing).")
+        } else {
+            out.append("# Written by `carte image build`\(image.source.map { " from \($0)" } ?? "")\(image.synthetic ? " — SYNTHETIC" : "").")
+        }
         out.append("format: carte-image/\(CardImage.currentFormat)")
         out.append("name: \(quote(image.name))")
         out.append("synthetic: \(image.synthetic)")
@@ -67,6 +72,26 @@ public enum CardImageWriter {
             out.append("  consent: \(phone.consent.rawValue)")
             out.append("  private-key: |")
             for line in phone.privateKeyPEM.split(separator: "\n") { out.append("    \(line)") }
+        }
+        if let r = image.recorded {
+            out.append("recorded:")
+            out.append("  reader: \(quote(r.reader))")
+            if let v = r.vendor { out.append("  vendor: \(quote(v))") }
+            if let v = r.model { out.append("  model: \(quote(v))") }
+            if let v = r.firmware { out.append("  firmware: \(quote(v))") }
+            out.append("  date: \(quote(r.date))")
+            out.append("  session: \(quote(r.session))")
+        }
+        if let r = image.replay {
+            out.append("replay:")
+            out.append("  source: \(r.source.rawValue)")
+            out.append("  policy: \(r.policy.rawValue)")
+            out.append("  unexpected-sw: \(quote(r.unexpectedStatusWord.rawValue.hex))")
+            out.append("  transcript:")
+            for e in r.transcript {
+                let ms = e.milliseconds.map { ", ms: " + String(format: "%.3f", $0) } ?? ""
+                out.append("    - { command: \(quote(e.commandText)), response: \(quote(e.response.hexString()))\(ms) }")
+            }
         }
         if !image.faults.isEmpty {
             out.append("faults:")

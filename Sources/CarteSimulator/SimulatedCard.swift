@@ -1,4 +1,5 @@
 public import CarteCore
+public import Logging
 import CarteCrypto
 
 /// A generic ISO/IEC 7816-4 card played from a ``CardImage``.
@@ -74,6 +75,10 @@ public final class SimulatedCard {
 
     /// A phone's application is selected (apCV images).
     var phoneSelected = false
+    /// Where a transcript replay is.
+    var replayState = ReplayState()
+    /// Where the card reports what a log should show (a replay's unexpected commands, at warning level).
+    public var logger: Logger?
     /// A phone's signing key, decoded once (apCV images).
     let phoneKey: ECPrivateKey?
 
@@ -118,6 +123,8 @@ public final class SimulatedCard {
     /// (they live in the card's non-volatile memory).
     public func reset() {
         phoneSelected = false
+        replayState.next = 0  // a transcript starts again after a reset
+        replayState.used = []
         currentDF = 0
         currentEF = nil
         currentRecord = nil
@@ -144,6 +151,18 @@ public final class SimulatedCard {
     /// Processes one command APDU and returns the response bytes (data + SW1 SW2).
     public func process(_ apdu: [UInt8]) -> [UInt8] {
         if !overrides.isEmpty, let r = overrides[apdu] { return r }
+        if let replay = image.replay {
+            if replay.source == .transcript { return replayAnswer(apdu, replay) }
+            // The learned file system serves SELECT, READ BINARY, READ RECORD and GET RESPONSE; other
+            // commands (GET DATA, VERIFY…) are answered from the transcript, in any order.
+            let fromTranscript = apdu.count >= 4 && (![0xA4, 0xB0, 0xB2, 0xC0].contains(apdu[1]) || (apdu[1] == 0xC0 && replayState.lastFromTranscript))
+            replayState.lastFromTranscript = fromTranscript
+            if fromTranscript {
+                var keyed = replay
+                keyed.policy = .keyed
+                return replayAnswer(apdu, keyed)
+            }
+        }
         let command: CommandAPDU
         do {
             command = try CommandAPDU(bytes: apdu)

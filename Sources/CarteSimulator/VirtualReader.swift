@@ -1,4 +1,5 @@
 public import CarteCore
+public import Logging
 import Synchronization
 
 /// The shape and identity of a virtual reader: its name, vendor, firmware, serial number and slots.
@@ -250,8 +251,13 @@ public final class SimulatorBackend: ReaderBackend {
     private let registry = Mutex(Registry())
     private let listeners = Listeners()
 
+    /// Where the simulator's cards report what a log should show (a replay's unexpected commands).
+    public let logger: Logger
+
     /// Creates a backend with no reader.
-    public init() {}
+    public init(logger: Logger = Logger(label: "cartekit.simulator", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.logger = logger
+    }
 
     /// Ends every event stream: their termination handlers run and are released with the backend.
     deinit {
@@ -259,8 +265,8 @@ public final class SimulatorBackend: ReaderBackend {
     }
 
     /// Creates a backend with one reader per profile.
-    public convenience init(profiles: [VirtualReaderProfile]) {
-        self.init()
+    public convenience init(profiles: [VirtualReaderProfile], logger: Logger = Logger(label: "cartekit.simulator", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.init(logger: logger)
         for profile in profiles { addReader(profile) }
     }
 
@@ -332,6 +338,7 @@ public final class SimulatorBackend: ReaderBackend {
         let removed = slot.state.withLock { s -> Bool in
             let had = s.card != nil
             s.card = SimulatedCard(image: image)
+            s.card?.logger = logger
             s.mute = mute
             s.insertion += 1
             s.exclusiveOwner = nil

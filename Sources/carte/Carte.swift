@@ -30,7 +30,7 @@ struct Carte: AsyncParsableCommand {
               64  invalid command line (unknown option, missing argument)
             """,
         version: CarteVersion.string,
-        subcommands: [ReadCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
+        subcommands: [ReadCommand.self, RecordCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
     )
 }
 

@@ -44,7 +44,7 @@ struct SimCommand: AsyncParsableCommand {
             var logger = global.makeLogger()
             if global.verbose == 0 { logger.logLevel = .info }
             try await reporting(json: global.json) {
-                let backend = try simulator.makeBackend()
+                let backend = try simulator.makeBackend(logger: logger)
                 let server = SimulatorServer(backend: backend, path: socket.path, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) })
                 do {
                     try server.start()

@@ -49,13 +49,13 @@ struct SimulatorOptions: ParsableArguments {
             }
             return PCSCBackend(logger: logger)
         }
-        return try makeBackend(defaultImages: defaultImages)
+        return try makeBackend(defaultImages: defaultImages, logger: logger)
     }
 
     /// Builds the in-memory backend: readers plugged in, images inserted.
     /// `defaultImages` replaces the demo Vitale when no --image is given (`carte cps` inserts a Vitale and a CPS).
-    func makeBackend(defaultImages: [String]? = nil) throws -> SimulatorBackend {
-        let backend = SimulatorBackend()
+    func makeBackend(defaultImages: [String]? = nil, logger: Logger = Logger(label: "cartekit.simulator", factory: { _ in SwiftLogNoOpLogHandler() })) throws -> SimulatorBackend {
+        let backend = SimulatorBackend(logger: logger)
         let chosen = profiles.isEmpty ? ["bi-fente"] : profiles
         for id in chosen {
             if let profile = VirtualReaderProfile.builtIn.first(where: { $0.id == id }) {
