@@ -25,14 +25,7 @@ public final class ECPrivateKey: @unchecked Sendable, CustomStringConvertible {
 
     /// Loads a PEM private key (`BEGIN PRIVATE KEY` or `BEGIN EC PRIVATE KEY`, unencrypted) on the P-256 curve.
     public convenience init(pem: String) throws(CryptoError) {
-        let bytes = Array(pem.utf8)
-        let key: OpaquePointer? = bytes.withUnsafeBytes { raw in
-            guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
-            defer { BIO_free(bio) }
-            // A callback that refuses: an encrypted key is an error, never a passphrase prompt.
-            return PEM_read_bio_PrivateKey(bio, nil, { _, _, _, _ in -1 }, nil)
-        }
-        guard let key else { throw .openSSL(.invalidKey, "not a PEM private key") }
+        let key = try readPrivateKeyPEM(pem)
         do { try checkP256(key) } catch {
             EVP_PKEY_free(key)
             throw error
@@ -41,12 +34,7 @@ public final class ECPrivateKey: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// The key in PEM (PKCS#8, unencrypted). Secret material: only for writing test images.
-    public var pem: String {
-        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
-        defer { BIO_free(bio) }
-        guard PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) == 1 else { return "" }
-        return readAll(bio)
-    }
+    public var pem: String { privateKeyPEMText(key) }
 
     /// The public half.
     public var publicKey: ECPublicKey {
@@ -140,7 +128,7 @@ private func checkP256(_ key: OpaquePointer) throws(CryptoError) {
 }
 
 /// The DER `SubjectPublicKeyInfo` of `key`.
-private func publicKeyDER(_ key: OpaquePointer) -> [UInt8] {
+func publicKeyDER(_ key: OpaquePointer) -> [UInt8] {
     var p: UnsafeMutablePointer<UInt8>? = nil
     let n = i2d_PUBKEY(key, &p)
     defer { if let p { CRYPTO_free(p, #fileID, #line) } }

@@ -40,14 +40,7 @@ public final class RSAPrivateKey: @unchecked Sendable, CustomStringConvertible {
 
     /// Loads a PEM private key (`BEGIN PRIVATE KEY` or `BEGIN RSA PRIVATE KEY`, unencrypted).
     public convenience init(pem: String) throws(CryptoError) {
-        let bytes = Array(pem.utf8)
-        let key: OpaquePointer? = bytes.withUnsafeBytes { raw in
-            guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
-            defer { BIO_free(bio) }
-            // A callback that refuses: an encrypted key is an error, never a passphrase prompt on the terminal.
-            return PEM_read_bio_PrivateKey(bio, nil, { _, _, _, _ in -1 }, nil)
-        }
-        guard let key else { throw .openSSL(.invalidKey, "not a PEM private key") }
+        let key = try readPrivateKeyPEM(pem)
         guard EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA else {
             EVP_PKEY_free(key)
             throw CryptoError(.invalidKey, "the key is not an RSA key")
@@ -56,24 +49,15 @@ public final class RSAPrivateKey: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// The key in PEM (PKCS#8, unencrypted). Secret material: only for writing test card images.
-    public var pem: String {
-        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
-        defer { BIO_free(bio) }
-        guard PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) == 1 else { return "" }
-        return readAll(bio)
-    }
+    public var pem: String { privateKeyPEMText(key) }
 
     /// The modulus size in bytes (the size of every signature and cryptogram).
     public var modulusBytes: Int { Int(EVP_PKEY_get_size(key)) }
 
     /// The public half.
     public var publicKey: RSAPublicKey {
-        var p: UnsafeMutablePointer<UInt8>? = nil
-        let n = i2d_PUBKEY(key, &p)
-        defer { if let p { CRYPTO_free(p, #fileID, #line) } }
-        let der = n > 0 && p != nil ? Array(UnsafeBufferPointer(start: p, count: Int(n))) : []
         // A key's own public half always decodes.
-        return try! RSAPublicKey(subjectPublicKeyInfo: der)
+        return try! RSAPublicKey(subjectPublicKeyInfo: publicKeyDER(key))
     }
 
     public var description: String { "RSA private key (\(modulusBytes * 8) bits, <redacted>)" }
@@ -142,10 +126,7 @@ public final class RSAPublicKey: @unchecked Sendable, Hashable {
             throw CryptoError(.invalidKey, "the public key is not an RSA key")
         }
         self.key = key
-        var p: UnsafeMutablePointer<UInt8>? = nil
-        let n = i2d_PUBKEY(key, &p)
-        der = n > 0 && p != nil ? Array(UnsafeBufferPointer(start: p, count: Int(n))) : []
-        if let p { CRYPTO_free(p, #fileID, #line) }
+        der = publicKeyDER(key)
     }
 
     deinit { EVP_PKEY_free(key) }
@@ -192,6 +173,27 @@ public final class RSAPublicKey: @unchecked Sendable, Hashable {
         guard EVP_PKEY_encrypt(ctx, &out, &length, message, message.count) == 1 else { throw .openSSL(.operationFailed, "enciphering") }
         return Array(out.prefix(length))
     }
+}
+
+/// Decodes an unencrypted PEM private key of any algorithm (the caller checks which). An encrypted
+/// key is an error, never a passphrase prompt on the terminal.
+func readPrivateKeyPEM(_ pem: String) throws(CryptoError) -> OpaquePointer {
+    let bytes = Array(pem.utf8)
+    let key: OpaquePointer? = bytes.withUnsafeBytes { raw in
+        guard let bio = BIO_new_mem_buf(raw.baseAddress, Int32(raw.count)) else { return nil }
+        defer { BIO_free(bio) }
+        return PEM_read_bio_PrivateKey(bio, nil, { _, _, _, _ in -1 }, nil)
+    }
+    guard let key else { throw .openSSL(.invalidKey, "not a PEM private key") }
+    return key
+}
+
+/// An unencrypted PKCS#8 PEM of a private key ("" if OpenSSL cannot write it).
+func privateKeyPEMText(_ key: OpaquePointer) -> String {
+    guard let bio = BIO_new(BIO_s_mem()) else { return "" }
+    defer { BIO_free(bio) }
+    guard PEM_write_bio_PrivateKey(bio, key, nil, nil, 0, nil, nil) == 1 else { return "" }
+    return readAll(bio)
 }
 
 /// Reads everything a memory BIO holds as text.

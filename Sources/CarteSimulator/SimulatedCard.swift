@@ -581,11 +581,13 @@ public final class SimulatedCard {
     }
 }
 
-/// A small deterministic generator (SplitMix64) for reproducible challenges.
-struct SplitMix64 {
+/// A small deterministic generator (SplitMix64): reproducible challenges, and the rounds of `carte sim soak`.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    /// A generator that always plays the same sequence for `seed`.
+    public init(seed: UInt64) { state = seed }
+    /// The next 64 random bits.
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

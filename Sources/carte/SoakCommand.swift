@@ -56,7 +56,7 @@ extension SimCommand {
                 }
                 guard names.count == 2 else { throw CLIError(kind: "soak", message: "pcscd shows no bi-fente reader; see \(setup.pcscd.logPath)", exitCode: CarteExit.cardOrReader) }
                 let slots = setup.backend.readerNames
-                var rng = SeededGenerator(seed: seed)
+                var rng = SplitMix64(seed: seed)
                 var report = SoakReport(seed: seed, driverTimeoutMilliseconds: driverTimeout)
                 let clock = ContinuousClock()
                 let start = clock.now
@@ -90,7 +90,7 @@ extension SimCommand {
             }
         }
 
-        private func randomFault(_ rng: inout SeededGenerator) -> SlotFault? {
+        private func randomFault(_ rng: inout SplitMix64) -> SlotFault? {
             switch Int.random(in: 0..<9, using: &rng) {
             case 0: return nil
             case 1: return .removeBefore
@@ -199,19 +199,6 @@ struct SoakReport: Encodable {
         }
         if !problems.isEmpty { lines += [""] + problems }
         return lines.joined(separator: "\n")
-    }
-}
-
-/// A small deterministic generator (SplitMix64) so a seed replays the same soak.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
