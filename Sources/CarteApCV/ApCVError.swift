@@ -40,6 +40,29 @@ public enum ApCVError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A cryptographic operation failed (key, signature encoding).
     case crypto(CryptoError)
 
+    /// What kind of failure it is, for exit codes and status codes.
+    public enum Category: Sendable, Hashable {
+        /// The token, the QR text or the service's answer is malformed.
+        case malformed
+        /// A well-formed token the service (or the reader) refuses: forged, unknown key, foreign,
+        /// expired, not yet valid, replayed, wrong nonce, unknown subject.
+        case refused
+        /// The phone, the reader or the service could not give an answer.
+        case unavailable
+        /// A local cryptographic failure.
+        case `internal`
+    }
+
+    /// The case's category.
+    public var category: Category {
+        switch self {
+        case .malformedToken, .malformedQRPayload, .malformedServiceResponse: return .malformed
+        case .badSignature, .unknownKey, .expired, .notYetValid, .replayed, .foreignAudience, .nonceMismatch, .unknownSubject: return .refused
+        case .notAnApCV, .phoneRefused, .serviceUnavailable, .serviceFailed, .card: return .unavailable
+        case .crypto: return .internal
+        }
+    }
+
     /// A stable identifier of the case (the `error` field of the service's JSON errors).
     public var code: String {
         switch self {

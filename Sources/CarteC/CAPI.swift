@@ -114,12 +114,12 @@ struct Failure: Error {
             }
         case .cpx(let c): status = Failure(c).status
         case .apcv(let a):
-            switch a {
-            case .malformedToken, .malformedQRPayload, .malformedServiceResponse: status = CARTE_E_DATA
-            case .badSignature, .unknownKey, .expired, .notYetValid, .replayed, .foreignAudience, .nonceMismatch, .unknownSubject: status = CARTE_E_TOKEN_REFUSED
-            case .notAnApCV: status = CARTE_E_WRONG_CARD
-            case .phoneRefused, .serviceUnavailable, .serviceFailed, .card: status = CARTE_E_CARD
-            case .crypto: status = CARTE_E_INTERNAL
+            switch a.category {
+            case .malformed: status = CARTE_E_DATA
+            case .refused: status = CARTE_E_TOKEN_REFUSED
+            case .unavailable:
+                if case .notAnApCV = a { status = CARTE_E_WRONG_CARD } else { status = CARTE_E_CARD }
+            case .internal: status = CARTE_E_INTERNAL
             }
         }
     }

@@ -140,16 +140,14 @@ struct CLIError: Error {
         case let e as ATRError: return CLIError(kind: "atr", message: e.description, offset: e.offset, exitCode: CarteExit.invalidInput)
         case let e as TLVError: return CLIError(kind: "tlv", message: e.description, offset: e.offset, exitCode: CarteExit.invalidInput)
         case let e as ApCVError:
-            switch e {
-            case .malformedToken, .malformedQRPayload, .malformedServiceResponse:
-                return CLIError(kind: "apcv", message: e.description, exitCode: CarteExit.invalidInput)
-            case .badSignature, .unknownKey, .expired, .notYetValid, .replayed, .foreignAudience, .nonceMismatch, .unknownSubject:
-                return CLIError(kind: "apcv", message: e.description, exitCode: CarteExit.tokenRefused)
-            case .notAnApCV, .phoneRefused, .serviceUnavailable, .serviceFailed, .card:
-                return CLIError(kind: "apcv", message: e.description, exitCode: CarteExit.cardOrReader)
-            case .crypto:
-                return CLIError(kind: "apcv", message: e.description, exitCode: CarteExit.unexpected)
+            let code: Int32
+            switch e.category {
+            case .malformed: code = CarteExit.invalidInput
+            case .refused: code = CarteExit.tokenRefused
+            case .unavailable: code = CarteExit.cardOrReader
+            case .internal: code = CarteExit.unexpected
             }
+            return CLIError(kind: "apcv", message: e.description, exitCode: code)
         case let e as CardError:
             if case .invalidCommand(let inner) = e {
                 return CLIError(kind: "apdu", message: inner.description, offset: inner.offset, exitCode: CarteExit.invalidInput)

@@ -122,7 +122,11 @@ extension SimCommand {
             p.arguments = (onCPS ? ["cps", "info"] : ["read"]) + ["--backend", "pcsc", "-r", reader, "--json"]
             let out = Pipe()
             p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
+            // Standard error goes to a file: a crashing child's backtrace is kept for the report.
+            let errPath = NSTemporaryDirectory() + "cartekit-soak-\(getpid())-stderr"
+            _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+            defer { try? FileManager.default.removeItem(atPath: errPath) }
+            p.standardError = FileHandle(forWritingAtPath: errPath) ?? FileHandle.nullDevice
             p.standardInput = FileHandle.nullDevice
             do { try p.run() } catch { return .untyped("cannot start carte: \(error)") }
             let killed = OnceFlag()
@@ -134,7 +138,10 @@ extension SimCommand {
             p.waitUntilExit()
             timer.cancel()
             if !killed.take() { return .hang }
-            if p.terminationReason == .uncaughtSignal { return .crash(Int(p.terminationStatus)) }
+            if p.terminationReason == .uncaughtSignal {
+                let backtrace = String(decoding: FileManager.default.contents(atPath: errPath) ?? Data(), as: UTF8.self)
+                return .crash(Int(p.terminationStatus), String(backtrace.prefix(3000)))
+            }
             let status = p.terminationStatus
             if status == 0 { return .clean }
             let text = String(decoding: data, as: UTF8.self)
@@ -151,7 +158,7 @@ enum SoakOutcome {
     case clean
     case typedError(String)
     case untyped(String)
-    case crash(Int)
+    case crash(Int, String)
     case hang
 }
 
@@ -180,7 +187,9 @@ struct SoakReport: Encodable {
         case .clean: clean += 1; key = "clean"
         case .typedError(let kind): typedErrors += 1; key = "typed error (\(kind))"
         case .untyped(let why): untyped += 1; key = "untyped"; note("round \(round) \(fault): untyped failure: \(why)")
-        case .crash(let signal): crashes += 1; key = "crash"; note("round \(round) \(fault): killed by signal \(signal)")
+        case .crash(let signal, let stderr):
+            crashes += 1; key = "crash"
+            note("round \(round) \(fault): killed by signal \(signal)" + (stderr.isEmpty ? "" : "; its standard error begins: \(stderr)"))
         case .hang: hangs += 1; key = "hang"; note("round \(round) \(fault): no end within the read timeout")
         }
         byFault[fault, default: [:]][key, default: 0] += 1

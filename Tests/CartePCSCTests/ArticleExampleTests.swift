@@ -114,11 +114,7 @@ extension PCSCIntegrationTests {
             _ = try? s.control(["op": "remove", "reader": 0, "slot": 1])
         }
         let backend = PCSCBackend()
-        try await waitUntil("both cards seen by pcscd") {
-            let a = try await backend.state(of: biFente0), b = try await backend.state(of: biFente1)
-            if case .present = a, case .present = b { return true }
-            return false
-        }
+        try await waitForBiFente(backend, filled: true)
         let environment = ["PCSCLITE_CSOCK_NAME": s.clientSocket]
 
         let wrong = CAPI.shell(Article.program, [], stdin: "0000\n", environment: environment)
@@ -136,10 +132,7 @@ extension PCSCIntegrationTests {
         // Leave the reader empty for the next test, as pcscd sees it.
         try s.control(["op": "remove", "reader": 0, "slot": 0])
         try s.control(["op": "remove", "reader": 0, "slot": 1])
-        try await waitUntil("both slots empty") {
-            let a = try await backend.state(of: biFente0), b = try await backend.state(of: biFente1)
-            return a == .empty && b == .empty
-        }
+        try await waitForBiFente(backend, filled: false)
     }
 }
 

@@ -138,11 +138,7 @@ extension PCSCIntegrationTests {
             _ = try? s.control(["op": "remove", "reader": 0, "slot": 1])
         }
         let backend = PCSCBackend()
-        try await waitUntil("both cards seen by pcscd") {
-            let a = try await backend.state(of: biFente0), b = try await backend.state(of: biFente1)
-            if case .present = a, case .present = b { return true }
-            return false
-        }
+        try await waitForBiFente(backend, filled: true)
         let environment = ["PCSCLITE_CSOCK_NAME": s.clientSocket]
         let run = CAPI.shell(program, ["--pin"], stdin: "1234\n", environment: environment)
         #expect(run.status == 0, "\(run.stderr)")
@@ -154,9 +150,6 @@ extension PCSCIntegrationTests {
         #expect(checked.stdout.contains("PHARMATEST"))
         try s.control(["op": "remove", "reader": 0, "slot": 0])
         try s.control(["op": "remove", "reader": 0, "slot": 1])
-        try await waitUntil("both slots empty") {
-            let a = try await backend.state(of: biFente0), b = try await backend.state(of: biFente1)
-            return a == .empty && b == .empty
-        }
+        try await waitForBiFente(backend, filled: false)
     }
 }

@@ -89,10 +89,6 @@ extension PCSCIntegrationTests {
         // Leave the reader as the other tests expect it: both slots empty, as pcscd sees them.
         try s.control(["op": "remove", "reader": 0, "slot": 0])
         try s.control(["op": "remove", "reader": 0, "slot": 1])
-        try await waitUntil("both slots empty") {
-            let first = try await backend.state(of: biFente0)
-            let second = try await backend.state(of: biFente1)
-            return first == .empty && second == .empty
-        }
+        try await waitForBiFente(backend, filled: false)
     }
 }

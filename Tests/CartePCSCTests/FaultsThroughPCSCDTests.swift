@@ -34,8 +34,10 @@ extension PCSCIntegrationTests {
         defer { _ = try? s.control(["op": "remove", "reader": 0, "slot": 0]); _ = try? s.control(["op": "remove", "reader": 0, "slot": 1]) }
         func vitaleRead() async throws -> Result<VitaleCard, VitaleError> {
             let connection = try await backend.connect(to: biFente0, share: .exclusive, protocols: [.t0, .t1])
-            defer { Task { try? await connection.disconnect(.leave) } }
-            do { return .success(try await VitaleReader(channel: CardChannel(transport: connection, trace: Trace())).read()) } catch { return .failure(error) }
+            let result: Result<VitaleCard, VitaleError>
+            do { result = .success(try await VitaleReader(channel: CardChannel(transport: connection, trace: Trace())).read()) } catch { result = .failure(error) }
+            try? await connection.disconnect(.leave)  // before the next read connects exclusively
+            return result
         }
 
         // The card pulled out before, during or after an APDU: the reading fails with cardRemoved.
@@ -104,5 +106,9 @@ extension PCSCIntegrationTests {
         }
         #expect(verifies(trace2) == 1, "one VERIFY only")
         try? await second.disconnect(.leave)
+        // Leave the reader empty, as pcscd sees it, for the next test.
+        _ = try? s.control(["op": "remove", "reader": 0, "slot": 0])
+        _ = try? s.control(["op": "remove", "reader": 0, "slot": 1])
+        try await waitForBiFente(backend, filled: false)
     }
 }

@@ -310,6 +310,15 @@ struct PCSCIntegrationTests {
 }
 
 /// Polls `condition` every 20 ms for up to `seconds` (without blocking a cooperative thread).
+/// Waits until pcscd shows a card in both slots of the bi-fente reader (`filled`), or both empty.
+func waitForBiFente(_ backend: PCSCBackend, filled: Bool) async throws {
+    try await waitUntil(filled ? "both cards seen by pcscd" : "both slots empty") {
+        let a = try await backend.state(of: biFente0), b = try await backend.state(of: biFente1)
+        if filled, case .present = a, case .present = b { return true }
+        return !filled && a == .empty && b == .empty
+    }
+}
+
 func waitUntil(_ what: String, seconds: Double = 15, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while ContinuousClock.now < deadline {
