@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A dedicated thread that runs blocking C calls (PC/SC waits up to its timeout, a reader may take
 /// seconds to answer) so they never occupy Swift's cooperative pool, which has only as many threads as
@@ -15,6 +16,7 @@ final class BlockingWorker: @unchecked Sendable {
     /// Starts the thread.
     init(name: String) {
         let queue = self.queue
+        PCSCExitGuard.install()
         let thread = Thread {
             while true {
                 queue.condition.lock()
@@ -23,9 +25,14 @@ final class BlockingWorker: @unchecked Sendable {
                     queue.condition.unlock()
                     return
                 }
-                let job = queue.jobs.removeFirst()
+                var job: (() -> Void)? = queue.jobs.removeFirst()
+                PCSCExitGuard.begin()
                 queue.condition.unlock()
-                job()
+                job?()
+                // Dropping the job may release the last reference to a context or connection, whose
+                // deinit calls into libpcsclite: that is still inside the guarded window.
+                job = nil
+                PCSCExitGuard.end()
             }
         }
         thread.name = name
@@ -61,5 +68,67 @@ final class BlockingWorker: @unchecked Sendable {
         queue.jobs.append(body)
         queue.condition.signal()
         queue.condition.unlock()
+    }
+}
+
+/// Keeps process exit from tearing libpcsclite down under a thread that is still inside it.
+///
+/// A caller's `await` resumes as soon as a job has produced its result, but the worker thread then
+/// drops the job, which can release a context (`SCardReleaseContext`) or a card handle; an event
+/// monitor may sit in a one-second `SCardGetStatusChange`. If the program returns from `main` at that
+/// moment, the C library's exit handlers (libpcsclite's destructor, the dynamic linker's finalisers)
+/// run concurrently with that call, and the process could die of SIGSEGV inside libpcsclite after its
+/// work was done (seen about once in a few hundred short `carte` runs). An `atexit` handler, installed
+/// with the first worker and therefore run before the libraries' finalisers, marks the process as
+/// exiting (event monitors stop their loop and their waits are cancelled) and waits, at most
+/// ``drainLimit``, until no worker is inside a job.
+enum PCSCExitGuard {
+    private struct State {
+        var installed = false
+        var busy = 0
+        var exiting = false
+        var cancellers: [ObjectIdentifier: @Sendable () -> Void] = [:]
+    }
+
+    private static let state = Mutex(State())
+    /// The longest an exiting process waits for PC/SC calls in flight (a card's answer is bounded by
+    /// the reader's own timeouts; the wait is only as long as the call actually takes).
+    static let drainLimit: Duration = .seconds(3)
+
+    static func install() {
+        let first = state.withLock { s -> Bool in
+            defer { s.installed = true }
+            return !s.installed
+        }
+        if first { atexit { PCSCExitGuard.drain() } }
+    }
+
+    static func begin() { state.withLock { $0.busy += 1 } }
+    static func end() { state.withLock { $0.busy -= 1 } }
+
+    /// Whether the process is exiting (long-running loops end early).
+    static var isExiting: Bool { state.withLock { $0.exiting } }
+
+    /// Registers what cancels a long wait on exit (an event monitor's `SCardCancel`).
+    static func register(_ owner: AnyObject, cancel: @escaping @Sendable () -> Void) {
+        state.withLock { $0.cancellers[ObjectIdentifier(owner)] = cancel }
+    }
+
+    static func unregister(_ owner: AnyObject) {
+        _ = state.withLock { $0.cancellers.removeValue(forKey: ObjectIdentifier(owner)) }
+    }
+
+    /// The exit handler: stop long waits, then wait until no job is running.
+    static func drain() {
+        let cancels = state.withLock { s -> [@Sendable () -> Void] in
+            s.exiting = true
+            return Array(s.cancellers.values)
+        }
+        cancels.forEach { $0() }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: drainLimit)
+        while state.withLock({ $0.busy }) > 0 && clock.now < deadline {
+            usleep(1_000)
+        }
     }
 }

@@ -90,10 +90,13 @@ public final class PCSCConnection: CardConnection {
         let receive = self.receive
         let result = await context.call(retry: false) { _ -> Result<[UInt8], PCSCError> in
             var pci = SCARD_IO_REQUEST(dwProtocol: proto, cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
+            // A receive PCI although PC/SC allows NULL: pcsc-lite's spy library (pcsc-spy, what field
+            // technicians use) dereferences it and would crash the program it spies on.
+            var receivePCI = SCARD_IO_REQUEST(dwProtocol: proto, cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
             let response = receive.bytes
             var length = DWORD(response.count)
             let rv = command.withUnsafeBufferPointer { tx in
-                SCardTransmit(card, &pci, tx.baseAddress, DWORD(tx.count), nil, response.baseAddress, &length)
+                SCardTransmit(card, &pci, tx.baseAddress, DWORD(tx.count), &receivePCI, response.baseAddress, &length)
             }
             if let e = check(rv) { return .failure(e) }
             return .success(Array(response[..<Int(length)]))

@@ -17,6 +17,7 @@ enum PCSCEventMonitor {
         let (stream, continuation) = AsyncStream<ReaderEvent>.makeStream(bufferingPolicy: .bufferingNewest(4096))
         let monitor = Monitor(continuation: continuation, logger: logger, backend: backend)
         continuation.onTermination = { _ in monitor.stop() }
+        PCSCExitGuard.register(monitor) { [weak monitor] in monitor?.stop() }
         monitor.context.worker.enqueue { monitor.run() }
         return stream
     }
@@ -40,7 +41,7 @@ enum PCSCEventMonitor {
             context.cancel()
         }
 
-        var isStopped: Bool { stopped.withLock { $0 } }
+        var isStopped: Bool { stopped.withLock { $0 } || PCSCExitGuard.isExiting }
 
         struct Known {
             var state: DWORD
@@ -54,6 +55,7 @@ enum PCSCEventMonitor {
             var first = true
             defer {
                 context.drop()
+                PCSCExitGuard.unregister(self)
                 continuation.finish()
             }
             while !isStopped {

@@ -399,8 +399,8 @@ public enum CPSPersonaCompiler {
         return image
     }
 
-    /// The Luhn check digit of a digit string.
-    static func luhn(_ digits: String) -> Int {
+    /// The Luhn check digit of a digit string (the last digit of an RPPS number and of a CPx card's PAN).
+    public static func luhn(_ digits: String) -> Int {
         var sum = 0
         for (i, ch) in digits.reversed().enumerated() {
             var d = ch.wholeNumberValue ?? 0

@@ -133,8 +133,11 @@ extension SimulatedCard {
     /// Commands the replay did not expect, each with the closest recorded one.
     public var replayMisses: [String] { replayState.misses }
 
+    /// How far a recorded command is from `command`: another instruction first, then another class,
+    /// then each other byte and the difference in length.
     private func distance(_ e: CardImage.Replay.Exchange, _ command: [UInt8]) -> Int {
-        let common = zip(e.command, command).filter { $0 != nil && $0 != $1 }.count
-        return common + abs(e.command.count - command.count)
+        func differs(_ i: Int) -> Bool { i < e.command.count && i < command.count && e.command[i] != nil && e.command[i] != command[i] }
+        let bytes = zip(e.command, command).filter { $0 != nil && $0 != $1 }.count
+        return (differs(1) ? 1000 : 0) + (differs(0) ? 100 : 0) + bytes + abs(e.command.count - command.count)
     }
 }

@@ -78,7 +78,8 @@ public enum ReplayRecorder {
         var steps: [(command: [UInt8], data: [UInt8], sw: UInt16)] = []
         for e in exchanges {
             let command = e.command.map { $0 ?? 0 }
-            guard command.count >= 4, e.response.count >= 2 else { continue }
+            // Only inter-industry commands teach files (a memory card's or a GSM-class volet's reads stay in the transcript).
+            guard command.count >= 4, e.response.count >= 2, command[0] & 0x80 == 0 else { continue }
             let sw1 = e.response[e.response.count - 2], sw2 = e.response[e.response.count - 1]
             let data = Array(e.response.dropLast(2))
             let isGetResponse = command[1] == 0xC0
@@ -125,14 +126,16 @@ public enum ReplayRecorder {
                     currentDF = child(of: 0, where: { $0.aid == body }, make: { LearnedFile(aid: body, isDF: true) })
                     if files[currentDF].fci == nil { files[currentDF].fci = fci }
                     currentEF = nil
-                case 0x00, 0x01, 0x02 where body.count == 2:
+                case 0x00, 0x01, 0x02:
+                    guard body.count == 2 else { continue }
                     let fid = UInt16(body[0]) << 8 | UInt16(body[1])
                     if fid == 0x3F00 { currentDF = 0; currentEF = nil; continue }
                     let df = p1 == 0x01 || (p1 == 0x00 && isDFAnswer)
                     let i = child(of: currentDF, where: { $0.fid == fid }, make: { LearnedFile(fid: fid, isDF: df) })
                     if files[i].fci == nil { files[i].fci = fci }
                     if df { currentDF = i; currentEF = nil } else { currentEF = i }
-                case 0x08, 0x09 where body.count >= 2 && body.count % 2 == 0:
+                case 0x08, 0x09:
+                    guard body.count >= 2, body.count % 2 == 0 else { continue }
                     var at = p1 == 0x08 ? 0 : currentDF
                     let fids = stride(from: 0, to: body.count, by: 2).map { UInt16(body[$0]) << 8 | UInt16(body[$0 + 1]) }
                     for (k, fid) in fids.enumerated() {

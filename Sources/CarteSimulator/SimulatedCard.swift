@@ -153,9 +153,11 @@ public final class SimulatedCard {
         if !overrides.isEmpty, let r = overrides[apdu] { return r }
         if let replay = image.replay {
             if replay.source == .transcript { return replayAnswer(apdu, replay) }
-            // The learned file system serves SELECT, READ BINARY, READ RECORD and GET RESPONSE; other
-            // commands (GET DATA, VERIFY…) are answered from the transcript, in any order.
-            let fromTranscript = apdu.count >= 4 && (![0xA4, 0xB0, 0xB2, 0xC0].contains(apdu[1]) || (apdu[1] == 0xC0 && replayState.lastFromTranscript))
+            // The learned file system serves SELECT, READ BINARY, READ RECORD and GET RESPONSE of the
+            // inter-industry class; other commands (GET DATA, VERIFY, a memory card's or a GSM-class
+            // volet's reads…) are answered from the transcript, in any order.
+            let fromTranscript = apdu.count >= 4 && (apdu[0] & 0x80 != 0 || ![0xA4, 0xB0, 0xB2, 0xC0].contains(apdu[1])
+                                                     || (apdu[1] == 0xC0 && replayState.lastFromTranscript))
             replayState.lastFromTranscript = fromTranscript
             if fromTranscript {
                 var keyed = replay

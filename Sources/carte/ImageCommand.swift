@@ -9,7 +9,7 @@ struct ImageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
         abstract: "Work with card images (the simulator's card format).",
-        subcommands: [Check.self, List.self, Build.self]
+        subcommands: [Check.self, List.self, Build.self, Anonymise.self, Import.self]
     )
 
     struct Check: AsyncParsableCommand {

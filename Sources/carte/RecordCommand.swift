@@ -88,18 +88,9 @@ struct RecordCommand: AsyncParsableCommand {
             } catch {
                 throw CLIError(kind: "record", message: "cannot write \(output): \(error.localizedDescription)", exitCode: CarteExit.invalidInput)
             }
-            let report = RecordReport(image: output, reader: name, session: kind, exchanges: recorder.exchanges.count, files: countFiles(image.root))
+            let report = RecordReport(image: output, reader: name, session: kind, exchanges: recorder.exchanges.count, files: image.root.fileCount)
             if global.json { Output.printJSON(report) } else {
                 print("recorded \(report.exchanges) exchanges and \(report.files) files from \(name) into \(output) (holds the card's data: anonymise before sharing)")
-            }
-        }
-    }
-
-    private func countFiles(_ df: CardImage.DedicatedFile) -> Int {
-        df.children.reduce(0) { n, child in
-            switch child {
-            case .dedicated(let sub): return n + 1 + countFiles(sub)
-            case .elementary: return n + 1
             }
         }
     }
