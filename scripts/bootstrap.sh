@@ -13,6 +13,7 @@ PACKAGES=(
   util-linux procps iproute2      # unshare (private pcscd namespace), pgrep, ip (loopback in a private netns)
   vsmartcard-vpcd                 # stock vpcd, the second reference of `carte bench pcsc`
   gcc libc6-dev binutils valgrind # the C API: the C example and misuse program, nm/strip, valgrind checks
+  umockdev gir1.2-umockdev-1.0 python3-gi  # fake USB readers for pcscd's hotplug and libusb (scripts/usb-testbed.py)
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

@@ -35,7 +35,7 @@ private let attributeTags: Set<UInt32> = [0x0001_0100, 0x0001_0101, 0x0001_0102,
 /// pcscd opens a reader: `deviceName` is the DEVICENAME of its reader.conf entry.
 @_cdecl("IFDHCreateChannelByName")
 public func IFDHCreateChannelByName(_ lun: DWORD, _ deviceName: LPSTR?) -> RESPONSECODE {
-    guard let deviceName, let config = DeviceConfig(parsing: String(cString: deviceName)) else {
+    guard let deviceName, let config = DeviceConfig(resolving: String(cString: deviceName)) else {
         return RESPONSECODE(IFD_COMMUNICATION_ERROR)
     }
     configurations.withLock { $0[lun >> 16] = config }

@@ -14,6 +14,24 @@ struct DeviceConfig: Sendable {
     /// The uid the daemon must run as (checked with `SO_PEERCRED`), when the entry says.
     var daemonUID: UInt32?
 
+    /// The configuration of a reader.conf DEVICENAME, or of a USB device pcscd's hotplug found
+    /// (`usb:VVVV/PPPP:libudev:…`): that one is in pcscd's environment, `CARTEKIT_USB_VVVV_PPPP`
+    /// holding a DEVICENAME (how the tests' fake USB readers, made with umockdev, reach the daemon).
+    init?(resolving device: String) {
+        let usb = Array("usb:".utf8)
+        let bytes = Array(device.utf8)
+        guard bytes.starts(with: usb) else {
+            self.init(parsing: device)
+            return
+        }
+        // "usb:" + 4 hex + "/" + 4 hex
+        guard bytes.count >= 13, bytes[8] == UInt8(ascii: "/") else { return nil }
+        let vid = String(decoding: bytes[4..<8], as: UTF8.self).lowercased()
+        let pid = String(decoding: bytes[9..<13], as: UTF8.self).lowercased()
+        guard let value = getenv("CARTEKIT_USB_\(vid)_\(pid)") else { return nil }
+        self.init(parsing: String(cString: value))
+    }
+
     init?(parsing device: String) {
         // The last ":reader=" separates the path from the options (no Foundation in the driver).
         let bytes = Array(device.utf8)

@@ -28,6 +28,8 @@ public final class PrivatePCSCD: @unchecked Sendable {
     private let debug: Bool
     private let maximumLifetime: Int
     private let isolateNetwork: Bool
+    private let usbDrivers: String?
+    private let environment: [String: String]
     private let process = Mutex<Process?>(nil)
     private let log = Mutex<FileHandle?>(nil)
 
@@ -45,7 +47,14 @@ public final class PrivatePCSCD: @unchecked Sendable {
     ///   - maximumLifetime: seconds after which pcscd is stopped whatever happens.
     ///   - isolateNetwork: also give pcscd a network namespace of its own with only a loopback interface
     ///     (for drivers such as vpcd that listen on every interface: nothing outside can reach them).
-    public init(configurationDirectory: String, workDirectory: String, debug: Bool = false, maximumLifetime: Int = 1800, isolateNetwork: Bool = false) {
+    ///   - usbDrivers: a directory of USB driver bundles (`*.bundle/Contents/Info.plist`) that pcscd's
+    ///     hotplug uses instead of the machine's (which are always hidden from a private pcscd).
+    ///   - environment: variables added to pcscd's environment (a umockdev testbed's `UMOCKDEV_DIR`
+    ///     and `LD_PRELOAD`, so its hotplug sees fake USB readers).
+    public init(configurationDirectory: String, workDirectory: String, debug: Bool = false, maximumLifetime: Int = 1800, isolateNetwork: Bool = false,
+                usbDrivers: String? = nil, environment: [String: String] = [:]) {
+        self.usbDrivers = usbDrivers
+        self.environment = environment
         self.isolateNetwork = isolateNetwork
         self.configurationDirectory = configurationDirectory
         self.clientSocket = URL(fileURLWithPath: workDirectory).appendingPathComponent("pcscd.comm").path
@@ -67,12 +76,18 @@ public final class PrivatePCSCD: @unchecked Sendable {
         if let reason = PrivatePCSCD.unavailableReason { throw PrivatePCSCDError(reason) }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        let quoted = "'" + configurationDirectory.replacingOccurrences(of: "'", with: "'\\''") + "'"
+        let quoted = PrivatePCSCD.shellQuoted(configurationDirectory)
+        if !environment.isEmpty {
+            var all = ProcessInfo.processInfo.environment
+            for (k, v) in environment { all[k] = v }
+            p.environment = all
+        }
         p.arguments = ["--mount"] + (isolateNetwork ? ["--net"] : []) + ["--propagation", "private", "sh", "-c",
                        (isolateNetwork ? "ip link set lo up && " : "")
                        // USB reader drivers (bundles) are hidden in the namespace: this pcscd must not
                        // claim the machine's real readers from the system's pcscd.
-                       + "for b in /usr/lib/pcsc/drivers/*.bundle; do [ -d \"$b\" ] && mount -t tmpfs -o ro tmpfs \"$b\"; done; "
+                       + (usbDrivers.map { "mount --bind \(PrivatePCSCD.shellQuoted($0)) /usr/lib/pcsc/drivers && " }
+                          ?? "for b in /usr/lib/pcsc/drivers/*.bundle; do [ -d \"$b\" ] && mount -t tmpfs -o ro tmpfs \"$b\"; done; ")
                        + "mkdir -p /run/pcscd && mount -t tmpfs -o mode=0755 tmpfs /run/pcscd && exec timeout --kill-after=5 \(maximumLifetime) pcscd --foreground \(debug ? "--debug --apdu " : "")-c \(quoted)"]
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let handle = FileHandle(forWritingAtPath: logPath)
@@ -124,6 +139,11 @@ public final class PrivatePCSCD: @unchecked Sendable {
             try? handle?.close()
             handle = nil
         }
+    }
+
+    /// `text` quoted for `sh`.
+    static func shellQuoted(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// The direct children of `pid` (from /proc).

@@ -45,7 +45,7 @@ struct WatchCommand: AsyncParsableCommand {
                         } else {
                             print("\(time)  \(kind)  \(reader)\(atr.map { "  " + $0.hexString() } ?? "")")
                         }
-                        FileHandle.standardOutput.synchronizeFile()
+                        fflush(nil)  // one line at a time, also into a pipe (carte watch --json | jq)
                     }
                 }
                 if let seconds {

@@ -1,0 +1,122 @@
+import CarteSimulator
+import CartePCSC
+import Foundation
+import Testing
+
+/// A reader unplugged and plugged back: pcscd's own hotplug removes it and adds it again (a fake USB
+/// reader made with umockdev, served by CarteKit's driver), and the middleware reports both as
+/// events, a read in flight ends with a typed error, and reading works again once it is back.
+@Suite("Reader unplugged and plugged back through pcscd's hotplug", .serialized, .enabled(if: PCSCSandbox.enabled), .timeLimit(.minutes(2)))
+struct USBHotplugThroughPCSCDTests {
+    static let device = USBTestbed.Device(syspath: "/devices/pci0000:00/0000:00:14.0/usb1/1-3", vendorID: 0x1209, productID: 0x0001,
+                                          manufacturer: "CarteKit", product: "Virtual USB Bi-fente (synthetic)", serial: "CKV-USB-0001", number: 7)
+    static let name = "CarteKit Virtual USB Bi-fente (CKV-USB-0001) 00"
+
+    @Test func theReaderLeavesAndReturnsWithEventsATypedErrorAndARecovery() throws {
+        let s = try sandbox()
+        let dir = s.directory.appendingPathComponent("usb-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("conf"), withIntermediateDirectories: true)
+        let testbed = try USBTestbed(devices: [Self.device], directory: dir)
+        defer { testbed.stop() }
+
+        let socket = dir.appendingPathComponent("sim.sock").path
+        let daemon = Process()
+        daemon.executableURL = PCSCSandbox.carteBinary
+        daemon.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "bi-fente", "--image", "bundled:demo/vitale2-demo.yaml"]
+        daemon.standardOutput = FileHandle.nullDevice
+        daemon.standardError = FileHandle.nullDevice
+        try daemon.run()
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        try s.waitFor("the daemon") { (try? SimulatorControlClient(path: socket).send(["op": "status"])) != nil }
+
+        var environment = testbed.environment
+        environment["CARTEKIT_USB_1209_0001"] = "\(socket):reader=0:slots=2:timeout=2000"
+        let drivers = try USBTestbed.driverBundle(in: dir, devices: [Self.device], names: ["CarteKit Virtual USB Bi-fente"])
+        let pcscd = PrivatePCSCD(configurationDirectory: dir.appendingPathComponent("conf").path, workDirectory: dir.path, debug: true,
+                                 maximumLifetime: 120, usbDrivers: drivers.path, environment: environment)
+        try pcscd.start()
+        defer { pcscd.stop() }
+
+        func carte(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            var env = ProcessInfo.processInfo.environment
+            env["PCSCLITE_CSOCK_NAME"] = pcscd.clientSocket
+            let p = Process()
+            p.executableURL = PCSCSandbox.carteBinary
+            p.arguments = arguments
+            p.environment = env
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        }
+        func readers() throws -> [String] {
+            let r = try carte(["readers", "--backend", "pcsc", "--json"])
+            guard let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+                  let list = json["readers"] as? [[String: Any]] else { return [] }
+            return list.compactMap { $0["name"] as? String }
+        }
+        try s.waitFor("pcscd's hotplug adds the USB reader") { try readers().contains { $0.hasPrefix(Self.name) } }
+        let before = try carte(["read", "--backend", "pcsc", "--json"])
+        try #require(before.status == 0, "\(before.stderr)")
+
+        // Events, watched by a separate carte process for the whole scenario.
+        var env = ProcessInfo.processInfo.environment
+        env["PCSCLITE_CSOCK_NAME"] = pcscd.clientSocket
+        let watch = Process()
+        watch.executableURL = PCSCSandbox.carteBinary
+        watch.arguments = ["watch", "--backend", "pcsc", "--json", "--seconds", "12"]
+        watch.environment = env
+        let watched = Pipe()
+        watch.standardOutput = watched
+        watch.standardError = FileHandle.nullDevice
+        try watch.run()
+        usleep(700_000)
+
+        // A read in flight (each APDU slowed to 300 ms) when the reader is pulled out.
+        try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "slow", "ms": 300])
+        let reading = Process()
+        reading.executableURL = PCSCSandbox.carteBinary
+        reading.arguments = ["read", "--backend", "pcsc", "--json", "--reader", Self.name + " 00"]
+        reading.environment = env
+        let readOut = Pipe(), readErr = Pipe()
+        reading.standardOutput = readOut
+        reading.standardError = readErr
+        try reading.run()
+        usleep(500_000)
+        try testbed.unplug(Self.device)
+        let readError = readErr.fileHandleForReading.readDataToEndOfFile()
+        let readJSON = readOut.fileHandleForReading.readDataToEndOfFile()
+        reading.waitUntilExit()
+        #expect(reading.terminationReason == .exit && reading.terminationStatus == 3,
+                "the read in flight ends with the card/reader exit code: \(reading.terminationStatus) \(String(decoding: readError, as: UTF8.self))")
+        #expect(String(decoding: readError + readJSON, as: UTF8.self).contains("no longer available")
+                || String(decoding: readError + readJSON, as: UTF8.self).contains("removed"), "\(String(decoding: readError, as: UTF8.self))")
+        try s.waitFor("the reader leaves pcscd") { try !readers().contains { $0.hasPrefix(Self.name) } }
+        let absent = try carte(["read", "--backend", "pcsc", "--json", "--reader", Self.name + " 00"])
+        #expect(absent.status == 3 && absent.stdout.contains("carte.error/1"), "reading an unplugged reader: \(absent)")
+
+        // Plugged back: the same reader returns and reads as before.
+        try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "clear"])
+        try testbed.plug(Self.device)
+        try s.waitFor("the reader returns") { try readers().contains { $0.hasPrefix(Self.name) } }
+        var after = (status: Int32(-1), stdout: "", stderr: "")
+        for _ in 0..<50 {
+            after = try carte(["read", "--backend", "pcsc", "--json"])
+            if after.status == 0 { break }
+            usleep(100_000)
+        }
+        #expect(after.status == 0 && after.stdout == before.stdout, "a read after the replug: \(after.stderr)")
+
+        watch.terminate()
+        let lines = String(decoding: watched.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        watch.waitUntilExit()
+        let events = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] }
+            .filter { $0["reader"]?.hasPrefix(Self.name) == true }.map { $0["event"] ?? "" }
+        let removed = events.firstIndex(of: "reader-removed"), added = events.lastIndex(of: "reader-added")
+        #expect(removed != nil && added != nil && removed! < added!, "reader events: \(events)")
+        #expect(events.filter { $0 == "reader-removed" }.count == 2, "both slots leave: \(events)")
+    }
+}
