@@ -53,6 +53,8 @@ let package = Package(
         .systemLibrary(name: "CIFDHandler"),
         /// The system OpenSSL 3 (libssl-dev): RSA, X.509 and the test PKI.
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        /// libusb-1.0 (libusb-1.0-0-dev): the USB inventory of `carte doctor`.
+        .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
 
         // MARK: - Targets
 
@@ -148,6 +150,7 @@ let package = Package(
                 .embedInCode("virtual/mono-fente.yaml"),
                 .embedInCode("virtual/bi-fente.yaml"),
                 .embedInCode("virtual/contactless.yaml"),
+                .embedInCode("catalog.yaml"),
             ],
             swiftSettings: strictSwiftSettings
         ),
@@ -203,6 +206,18 @@ let package = Package(
             ],
             swiftSettings: strictSwiftSettings
         ),
+        /// USB devices through libusb-1.0 (descriptors) and sysfs (strings), for `carte doctor`.
+        .target(
+            name: "CarteUSB",
+            dependencies: ["CLibUSB"],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// Field diagnostics (`carte doctor`): pcscd, readers, USB, firmware catalog, udev, card probes.
+        .target(
+            name: "CarteDoctor",
+            dependencies: ["CarteCore", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
+            swiftSettings: strictSwiftSettings
+        ),
         /// The `carte` command-line tool: the only place that bootstraps logging.
         .executableTarget(
             name: "carte",
@@ -215,6 +230,8 @@ let package = Package(
                 "CarteCrypto",
                 "CarteKit",
                 "CarteBundledImages",
+                "CarteDoctor",
+                "CarteUSB",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

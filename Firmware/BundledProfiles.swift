@@ -1,4 +1,4 @@
-/// The reader profiles of `Firmware/virtual/`, embedded at build time (SwiftPM `embedInCode`).
+/// The reader profiles of `Firmware/virtual/` and the reader catalog, embedded at build time (SwiftPM `embedInCode`).
 public enum BundledProfiles {
     /// A bundled profile file: its path under `Firmware/` and its YAML text.
     public struct File: Sendable {
@@ -12,4 +12,7 @@ public enum BundledProfiles {
         File(path: "virtual/bi-fente.yaml", text: String(decoding: PackageResources.bi_fente_yaml, as: UTF8.self)),
         File(path: "virtual/contactless.yaml", text: String(decoding: PackageResources.contactless_yaml, as: UTF8.self)),
     ]
+
+    /// The reader catalog of `carte doctor` (`Firmware/catalog.yaml`, format carte-reader-catalog/1).
+    public static let catalog = String(decoding: PackageResources.catalog_yaml, as: UTF8.self)
 }

@@ -27,10 +27,11 @@ struct Carte: AsyncParsableCommand {
               5   the card refused the PIN or PUK (wrong, blocked) or needs it first (carte cps)
               6   an appli carte Vitale token was refused: forged, signed by an unknown key, for another
                   software, expired, already used, or for no known person (carte read)
+              7   carte doctor found a failing check (its report says what and how to fix it)
               64  invalid command line (unknown option, missing argument)
             """,
         version: CarteVersion.string,
-        subcommands: [ReadCommand.self, RecordCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
+        subcommands: [ReadCommand.self, RecordCommand.self, DoctorCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
     )
 }
 
@@ -48,6 +49,7 @@ enum CarteExit {
     static let statusWord: Int32 = 4
     static let pinRefused: Int32 = 5
     static let tokenRefused: Int32 = 6
+    static let diagnosticFailed: Int32 = 7
 }
 
 /// Options shared by every command.

@@ -28,6 +28,12 @@ final class USBTestbed: @unchecked Sendable {
                          "A: idVendor=\(vid)", "A: idProduct=\(pid)", String(format: "A: bcdDevice=%04x", bcdDevice),
                          "A: manufacturer=\(manufacturer)", "A: product=\(product)"]
             if let serial { lines.append("A: serial=\(serial)") }
+            // What libusb reads: the device descriptor, then the configuration with its one interface.
+            func le(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
+            let device: [UInt8] = [0x12, 0x01] + le(0x0200) + [0x00, 0x00, 0x00, 0x40] + le(vendorID) + le(productID) + le(bcdDevice) + [0x01, 0x02, serial == nil ? 0x00 : 0x03, 0x01]
+            let configuration: [UInt8] = [0x09, 0x02] + le(18) + [0x01, 0x01, 0x00, 0x80, 0x32] + [0x09, 0x04, 0x00, 0x00, 0x00, interfaceClass, 0x00, 0x00, 0x00]
+            lines.append("H: descriptors=" + (device + configuration).map { String(format: "%02X", $0) }.joined())
+            lines.append("A: speed=12")
             lines += ["A: bDeviceClass=00", "A: bNumInterfaces= 1", "A: busnum=\(bus)", "A: devnum=\(number)", "",
                       "P: \(syspath)/\(syspath.split(separator: "/").last ?? ""):1.0", "E: DEVTYPE=usb_interface", "E: SUBSYSTEM=usb",
                       "E: INTERFACE=\(interfaceClass)/0/0", String(format: "A: bInterfaceClass=%02x", interfaceClass),
