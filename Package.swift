@@ -261,6 +261,11 @@ let package = Package(
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
+            name: "CarteDoctorTests",
+            dependencies: ["CarteDoctor", "CarteUSB", "CartePCSC"],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
             name: "CarteSimulatorTests",
             dependencies: [
                 "CarteCore",

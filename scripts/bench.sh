@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks (release build): ratios against references measured in the same run.
-# scripts/bench.sh [core|pcsc|vitale|cps|apcv] [options]
+# scripts/bench.sh [core|pcsc|vitale|cps|apcv|doctor] [options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

@@ -131,7 +131,7 @@ public struct Version: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let description: String
 
     public init?(_ text: String) {
-        let parts = text.split(separator: ".").map { Int($0) }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
         guard !parts.isEmpty, parts.count <= 4, parts.allSatisfy({ $0 != nil }) else { return nil }
         self.parts = parts.map { $0! }
         description = text

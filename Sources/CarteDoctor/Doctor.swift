@@ -391,8 +391,15 @@ public struct Doctor: Sendable {
                 if let text = try? String(contentsOfFile: path, encoding: .utf8) { files.append((path, UdevRules(text: text))) }
             }
         }
+        let readersOnUSB: Bool
+        if case .success(let devices) = usb {
+            readersOnUSB = devices.contains { $0.hasCCIDInterface || catalog.entry(vendor: $0.vendorID, product: $0.productID) != nil }
+        } else {
+            readersOnUSB = true  // unknown: assume there are
+        }
         if files.isEmpty {
-            checks.append(DoctorCheck(id: "udev.rules", title: "no smart card reader udev rules", status: .warn,
+            // Without a USB reader plugged in, nothing needs them yet.
+            checks.append(DoctorCheck(id: "udev.rules", title: "no smart card reader udev rules", status: readersOnUSB ? .warn : .info,
                                       evidence: ["neither 92-cartekit-readers.rules nor libccid's 92_pcscd_ccid.rules in " + environment.udevRuleDirectories.joined(separator: ", ")],
                                       fix: Doctor.udevInstall))
         } else {

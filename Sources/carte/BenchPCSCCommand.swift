@@ -217,6 +217,13 @@ struct PrivateVirtualReader {
     /// order; `timeout` is the driver's limit for a card's answer, in milliseconds.
     static func start(profile: VirtualReaderProfile, images: [CardImage], logger: Logger, timeout: Int = 30_000, isolateNetwork: Bool = false,
                       extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
+        try start(profiles: [profile], images: images, logger: logger, timeout: timeout, isolateNetwork: isolateNetwork, extraEntries: extraEntries)
+    }
+
+    /// A private pcscd for in-process virtual readers with `profiles` (one reader.conf entry each), their
+    /// slots, in order, holding `images` (shorter: the remaining slots are empty).
+    static func start(profiles: [VirtualReaderProfile], images: [CardImage], logger: Logger, timeout: Int = 30_000, isolateNetwork: Bool = false,
+                      extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
         if let reason = PrivatePCSCD.unavailableReason {
             throw CLIError(kind: "bench", message: "cannot run a private pcscd: \(reason)", exitCode: CarteExit.cardOrReader)
         }
@@ -228,13 +235,16 @@ struct PrivateVirtualReader {
         let work = URL(fileURLWithPath: try PrivatePCSCD.makeWorkDirectory(prefix: "cartekit-bench"))
         let conf = work.appendingPathComponent("reader.conf.d")
         try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
-        let backend = SimulatorBackend(profiles: [profile])
+        let backend = SimulatorBackend(profiles: profiles)
         for (image, slot) in zip(images, backend.readerNames) { try backend.insert(image, into: slot) }
         let socket = work.appendingPathComponent("sim.sock").path
         let server = SimulatorServer(backend: backend, path: socket, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) })
         try server.start()
-        try SimCommand.ReaderConf.entry(name: profile.name, socket: socket, reader: 0, slots: profile.slots.count, timeout: timeout, driver: carteDriver, uid: Int(getuid()))
-            .write(toFile: conf.appendingPathComponent("cartekit-00").path, atomically: true, encoding: .utf8)
+        // One file: pcscd numbers its readers in the order it reads them.
+        let entries = try profiles.enumerated().map { i, profile in
+            try SimCommand.ReaderConf.entry(name: profile.name, socket: socket, reader: i, slots: profile.slots.count, timeout: timeout, driver: carteDriver, uid: Int(getuid()))
+        }
+        try entries.joined(separator: "\n").write(toFile: conf.appendingPathComponent("cartekit-00").path, atomically: true, encoding: .utf8)
         try extraEntries(conf)
         let pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: work.path, isolateNetwork: isolateNetwork)
         setenv("PCSCLITE_CSOCK_NAME", pcscd.clientSocket, 1)

@@ -174,6 +174,8 @@ final class PCSCSandbox: @unchecked Sendable {
             usleep(100_000)
             if p.isRunning { kill(p.processIdentifier, SIGKILL) }
         }
+        // The private directory (sockets, logs, images, recorded files) goes too.
+        if case .success(let s) = shared { try? FileManager.default.removeItem(at: s.directory) }
     }
 }
 
