@@ -262,7 +262,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CarteDoctorTests",
-            dependencies: ["CarteDoctor", "CarteUSB", "CartePCSC"],
+            dependencies: ["CarteDoctor", "CarteUSB", "CartePCSC", "CarteCore"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

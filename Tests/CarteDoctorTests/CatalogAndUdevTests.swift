@@ -1,3 +1,4 @@
+import CarteCore
 import CartePCSC
 import CarteUSB
 import Foundation
@@ -138,6 +139,22 @@ struct CatalogAndUdevTests {
         // A non-root user: the group check says whether they are in it (no such user here: not a member).
         let group = try #require(section.checks.first { $0.id == "udev.group" })
         #expect(group.status == .info)
+    }
+
+    @Test func pcscdRefusalsAreExplainedWithTheirFix() {
+        var environment = DoctorEnvironment()
+        environment.socketPath = "/run/pcscd/pcscd.comm"
+        environment.userName = "pharmacien"
+        let doctor = Doctor(backend: PCSCBackend(), environment: environment, carteVersion: "test")
+        let polkit = doctor.answerFailure(.backend(code: 0x8010_006A, name: "SCARD_W_SECURITY_VIOLATION", message: "refused"), socketExists: true, socketActivation: true, running: [12])
+        #expect(polkit.status == .fail && polkit.title.contains("polkit") && polkit.evidence.joined().contains("pharmacien is NOT authorized"))
+        #expect(polkit.fix?.contains("access_pcsc") == true)
+        let dead = doctor.answerFailure(.backend(code: 0x8010_001D, name: "SCARD_E_NO_SERVICE", message: ""), socketExists: true, socketActivation: false, running: [])
+        #expect(dead.evidence.joined().contains("the socket exists but nobody answers"))
+        let off = doctor.answerFailure(.backend(code: 0x8010_001D, name: "SCARD_E_NO_SERVICE", message: ""), socketExists: false, socketActivation: false, running: [])
+        #expect(off.evidence.joined().contains("socket activation is off") && off.fix?.contains("systemctl enable --now pcscd.socket") == true)
+        let elsewhere = doctor.answerFailure(.backend(code: 0x8010_001D, name: "SCARD_E_NO_SERVICE", message: ""), socketExists: false, socketActivation: true, running: [4242])
+        #expect(elsewhere.evidence.joined().contains("4242 serve another socket") && elsewhere.evidence.joined().contains("systemd is not listening"))
     }
 
     @Test func theTextReportHasStatusesEvidenceFixesAndASummary() {
