@@ -79,21 +79,28 @@ struct USBHotplugThroughPCSCDTests {
         try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "slow", "ms": 300])
         let reading = Process()
         reading.executableURL = PCSCSandbox.carteBinary
-        reading.arguments = ["read", "--backend", "pcsc", "--json", "--reader", Self.name + " 00"]
+        reading.arguments = ["read", "--backend", "pcsc", "--json", "-vv", "--reader", Self.name + " 00"]
         reading.environment = env
         let readOut = Pipe(), readErr = Pipe()
         reading.standardOutput = readOut
         reading.standardError = readErr
         try reading.run()
-        usleep(500_000)
+        // Unplug once the card has answered its first APDU (the trace on standard error says so): the
+        // next ones, 300 ms each, are in flight.
+        var trace = Data()
+        while !String(decoding: trace, as: UTF8.self).contains("] < ") {
+            let chunk = readErr.fileHandleForReading.readData(ofLength: 1)
+            if chunk.isEmpty { break }
+            trace.append(chunk)
+        }
         try testbed.unplug(Self.device)
-        let readError = readErr.fileHandleForReading.readDataToEndOfFile()
+        let readError = trace + readErr.fileHandleForReading.readDataToEndOfFile()
         let readJSON = readOut.fileHandleForReading.readDataToEndOfFile()
         reading.waitUntilExit()
         #expect(reading.terminationReason == .exit && reading.terminationStatus == 3,
                 "the read in flight ends with the card/reader exit code: \(reading.terminationStatus) \(String(decoding: readError, as: UTF8.self))")
-        #expect(String(decoding: readError + readJSON, as: UTF8.self).contains("no longer available")
-                || String(decoding: readError + readJSON, as: UTF8.self).contains("removed"), "\(String(decoding: readError, as: UTF8.self))")
+        let failure = String(decoding: readJSON, as: UTF8.self)
+        #expect(failure.contains("carte.error/1") && (failure.contains("no longer available") || failure.contains("removed")), "\(failure)")
         try s.waitFor("the reader leaves pcscd") { try !readers().contains { $0.hasPrefix(Self.name) } }
         let absent = try carte(["read", "--backend", "pcsc", "--json", "--reader", Self.name + " 00"])
         #expect(absent.status == 3 && absent.stdout.contains("carte.error/1"), "reading an unplugged reader: \(absent)")
