@@ -36,7 +36,7 @@ public struct DoctorEnvironment: Sendable {
 
 /// Runs `carte doctor`'s checks: pcscd, readers (firmware against the catalog), cards (a harmless read
 /// and its latency), USB devices (through libusb), udev rules and group. Nothing it does changes a
-/// card or a reader: cards are opened shared and sent SELECT MF only.
+/// card or a reader: a card is probed (SELECT MF only) when no other program has it open.
 public struct Doctor: Sendable {
     public var backend: PCSCBackend
     public var catalog: ReaderCatalog
@@ -281,13 +281,22 @@ public struct Doctor: Sendable {
             let kind = CardKind.fromATR(atr)
             let label = KnownATR.identify(atr).first?.label ?? (kind == .apcv ? "a phone (appli carte Vitale, likely)" : "a card CarteKit does not know")
             evidence.append("card: \(label) (\(kind.name))")
+            // Exclusive: the probe runs only when no other program has the card open, so it never changes
+            // the current file (or anything else) under another program's session.
             let connection: any CardConnection
             do {
-                connection = try await backend.connect(to: slot.name, share: .shared, protocols: [.t0, .t1])
+                connection = try await backend.connect(to: slot.name, share: .exclusive, protocols: [.t0, .t1])
             } catch .sharingViolation {
                 let holders = pcscClients()
+                let programs = holders.isEmpty ? ["no other PC/SC program found (it may run as another user)"] : ["programs using PC/SC: " + holders.joined(separator: ", ")]
+                // Shared access tells whether the other program holds the card exclusively or only has it open.
+                if let shared = try? await backend.connect(to: slot.name, share: .shared, protocols: [.t0, .t1]) {
+                    try? await shared.disconnect(.leave)
+                    return DoctorCheck(id: "card.\(slot.name)", title: "\(slot.name): the card is in use by another program (not probed)", status: .info,
+                                       evidence: evidence + ["SCardConnect exclusive: SCARD_E_SHARING_VIOLATION; shared: accepted"] + programs)
+                }
                 return DoctorCheck(id: "card.\(slot.name)", title: "\(slot.name): the card is held exclusively by another program", status: .warn,
-                                   evidence: evidence + ["SCardConnect: SCARD_E_SHARING_VIOLATION"] + (holders.isEmpty ? ["no other PC/SC program found (it may run as another user)"] : ["programs using PC/SC: " + holders.joined(separator: ", ")]),
+                                   evidence: evidence + ["SCardConnect: SCARD_E_SHARING_VIOLATION"] + programs,
                                    fix: "close the program holding the card (\(holders.first ?? "see the list")), or make it release the card between operations; then retry")
             } catch {
                 return DoctorCheck(id: "card.\(slot.name)", title: "\(slot.name): the card cannot be opened", status: .warn, evidence: evidence + ["\(error)"],
@@ -426,7 +435,11 @@ public struct Doctor: Sendable {
             var count: Int32 = 64
             var groups = [gid_t](repeating: 0, count: 64)
             let name = environment.userName ?? ""
-            _ = getgrouplist(name, getgid(), &groups, &count)
+            if getgrouplist(name, getgid(), &groups, &count) < 0 {
+                // More groups than room: `count` now says how many.
+                groups = [gid_t](repeating: 0, count: Int(max(count, 1)))
+                _ = getgrouplist(name, getgid(), &groups, &count)
+            }
             let member = groups.prefix(Int(max(0, count))).contains(gid)
             checks.append(DoctorCheck(id: "udev.group", title: member ? "\(name) is in the pcscd group" : "\(name) is not in the pcscd group", status: member ? .ok : .info,
                                       evidence: ["the rules give the pcscd group access to the USB readers; pcscd uses it, programs talk to pcscd"],

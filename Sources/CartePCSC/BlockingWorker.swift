@@ -26,7 +26,12 @@ final class BlockingWorker: @unchecked Sendable {
                     return
                 }
                 var job: (() -> Void)? = queue.jobs.removeFirst()
-                PCSCExitGuard.begin()
+                guard PCSCExitGuard.begin() else {
+                    // The process is exiting: libpcsclite is being torn down, no new call may start.
+                    queue.condition.unlock()
+                    job = nil
+                    while true { sleep(3600) }
+                }
                 queue.condition.unlock()
                 job?()
                 // Dropping the job may release the last reference to a context or connection, whose
@@ -80,8 +85,8 @@ final class BlockingWorker: @unchecked Sendable {
 /// run concurrently with that call, and the process could die of SIGSEGV inside libpcsclite after its
 /// work was done (seen about once in a few hundred short `carte` runs). An `atexit` handler, installed
 /// with the first worker and therefore run before the libraries' finalisers, marks the process as
-/// exiting (event monitors stop their loop and their waits are cancelled) and waits, at most
-/// ``drainLimit``, until no worker is inside a job.
+/// exiting (event monitors stop their loop and their waits are cancelled; no job starts any more) and
+/// waits, at most ``drainLimit``, until no worker is inside a job.
 enum PCSCExitGuard {
     private struct State {
         var installed = false
@@ -103,7 +108,14 @@ enum PCSCExitGuard {
         if first { atexit { PCSCExitGuard.drain() } }
     }
 
-    static func begin() { state.withLock { $0.busy += 1 } }
+    /// A job starts, unless the process is exiting (`false`: the job must not run).
+    static func begin() -> Bool {
+        state.withLock { s in
+            guard !s.exiting else { return false }
+            s.busy += 1
+            return true
+        }
+    }
     static func end() { state.withLock { $0.busy -= 1 } }
 
     /// Whether the process is exiting (long-running loops end early).

@@ -77,12 +77,15 @@ public enum ImageAnonymiser {
 
         var out = image
         var counts: [String: Int] = [:]
+        // The longest values first (a first name inside a longer one, "JEAN" in "JEANNE", must not break
+        // it), the CPx serial's BCD form before the plain numbers.
+        let ordered = plan.values.sorted { $0.original.utf8.count > $1.original.utf8.count }
         out.rewriteBlobs { blob, _ in
-            for v in plan.values { counts[v.field, default: 0] += v.apply(to: &blob) }
             if let serial = plan.cpsSerial { counts[serial.field, default: 0] += serial.apply(to: &blob) }
+            for v in ordered { counts[v.field, default: 0] += v.apply(to: &blob) }
         }
         out.rewriteTexts { text in
-            for v in plan.values { text = v.apply(toText: text) }
+            for v in ordered { text = v.apply(toText: text) }
         }
         // A challenge seed made from a personal number (a persona's serial) follows it.
         if let v = plan.values.first(where: { $0.original == String(out.behaviour.challengeSeed) }), let seed = UInt64(v.replacement) {
@@ -91,7 +94,14 @@ public enum ImageAnonymiser {
         out.name = out.name.hasPrefix("Anonymised ") ? out.name : "Anonymised " + out.name
         out.summary = (out.summary.map { $0 + ". " } ?? "") + "Personal data rewritten by carte image anonymise"
 
-        // Check: nothing original remains, and the image reads back with the replacements.
+        // Check: no PIN or PUK in a recorded command or an override (an image written by hand or by an
+        // older CarteKit), nothing original remains, and the image reads back with the replacements.
+        if let r = out.replay, let i = r.transcript.firstIndex(where: { ReplayRecorder.carriesSecret($0.command) && $0.command.dropFirst(5).contains { $0 != nil } }) {
+            throw .personalDataRemains(field: "PIN or PUK", location: "recorded command \(i + 1) (its data should be ?? wildcards)")
+        }
+        if let i = out.overrides.firstIndex(where: { ReplayRecorder.carriesSecret($0.command.map { $0 }) }) {
+            throw .personalDataRemains(field: "PIN or PUK", location: "override \(i + 1)")
+        }
         for v in plan.values {
             if let location = out.firstLocation(where: { v.occurs(in: $0) }) { throw .personalDataRemains(field: v.field, location: location) }
             if let location = out.firstTextLocation(where: { v.occurs(inText: $0) }) { throw .personalDataRemains(field: v.field, location: location) }
@@ -105,7 +115,8 @@ public enum ImageAnonymiser {
         check.collect(back)
         for (field, value) in check.fields {
             guard let expected = plan.expected[field] else { throw .inconsistent(field: field, detail: "appeared after rewriting") }
-            if value != expected { throw .inconsistent(field: field, detail: "reads \"\(value)\", not the replacement \"\(expected)\"") }
+            // Never the value read: it may be the original, in a form the rewriting did not find.
+            if value != expected { throw .inconsistent(field: field, detail: "reads back a value other than its replacement (the field is stored in a form the rewriting does not know)") }
         }
         if check.fields.count != plan.fields.count { throw .inconsistent(field: "fields", detail: "\(check.fields.count) personal fields read back, \(plan.fields.count) expected") }
 
@@ -245,7 +256,8 @@ public enum ImageAnonymiser {
         }
 
         mutating func add(_ field: String, _ value: String?, _ kind: Kind) {
-            guard let value, !value.trimmingSpaces.isEmpty, value.trimmingSpaces.count >= 2 || kind != .name else { return }
+            // A single character identifies nobody (and could not be found safely).
+            guard let value, value.trimmingSpaces.count >= 2 else { return }
             fields.append((field, value))
             if let i = byOriginal[value] {
                 expected[field] = values[i].replacement
@@ -356,8 +368,13 @@ public enum ImageAnonymiser {
             return out
         }
 
+        /// Values under 4 bytes are only rewritten (and searched) where they stand alone: a whole BER-TLV
+        /// value (the byte before them is their length) or a word (no letter or digit on either side), so
+        /// "LY" is not rewritten inside unrelated binary data but is inside "LY ANNE" in a certificate.
+        var delimited: Bool { original.utf8.count < 4 }
+
         func apply(to blob: inout [UInt8]) -> Int {
-            forms.reduce(0) { $0 + replaceAll(&blob, $1.0, $1.1) }
+            forms.reduce(0) { $0 + replaceAll(&blob, $1.0, $1.1, delimited: delimited) }
         }
 
         func apply(toText text: String) -> String {
@@ -373,7 +390,7 @@ public enum ImageAnonymiser {
             let needles = foldCase ? [latin1Bytes(original.uppercased()), Array(original.uppercased().utf8)].compactMap { $0 }
                                    : [latin1Bytes(original), Array(original.utf8), packedBCD(original)].compactMap { $0 }
             let hay = foldCase ? blob.map(asciiUpper) : blob
-            return needles.contains { !$0.isEmpty && firstIndex(of: $0, in: hay) != nil }
+            return needles.contains { !$0.isEmpty && firstIndex(of: $0, in: hay, delimited: delimited) != nil }
         }
 
         func occurs(inText text: String) -> Bool {
@@ -470,6 +487,11 @@ extension CardImage {
         body(&name)
         if var s = summary { body(&s); summary = s }
         if var s = source { body(&s); source = s }
+        if var r = recorded {
+            body(&r.reader)
+            body(&r.session)
+            recorded = r
+        }
         root.rewriteLabels(body)
     }
 
@@ -477,7 +499,7 @@ extension CardImage {
     func firstTextLocation(where matches: (String) -> Bool) -> String? {
         var copy = self
         var found: String?
-        copy.rewriteTexts { text in if found == nil, matches(text) { found = "the image's texts (\"name\", \"summary\", \"source\" or a file label)" } }
+        copy.rewriteTexts { text in if found == nil, matches(text) { found = "the image's texts (name, summary, source, recorded reader or session, or a file label)" } }
         return found
     }
 }
@@ -557,24 +579,35 @@ func packedBCD(_ digits: String) -> [UInt8]? {
 /// ASCII and Latin-1 letters folded to upper case.
 func asciiUpper(_ b: UInt8) -> UInt8 { (0x61...0x7A).contains(b) || ((0xE0...0xFE).contains(b) && b != 0xF7) ? b - 0x20 : b }
 
-func firstIndex(of needle: [UInt8], in hay: [UInt8], from start: Int = 0) -> Int? {
+/// Where `needle` first occurs in `hay` from `start`; with `delimited`, only where the byte before it is
+/// its length (a whole BER-TLV value).
+func firstIndex(of needle: [UInt8], in hay: [UInt8], from start: Int = 0, delimited: Bool = false) -> Int? {
     guard !needle.isEmpty, hay.count >= needle.count, start <= hay.count - needle.count else { return nil }
     let first = needle[0]
     var i = start
     while i <= hay.count - needle.count {
-        if hay[i] == first, hay[i..<(i + needle.count)].elementsEqual(needle) { return i }
+        if hay[i] == first, hay[i..<(i + needle.count)].elementsEqual(needle), !delimited || standsAlone(hay, i, needle.count) { return i }
         i += 1
     }
     return nil
 }
 
+/// Whether `hay[at..<at+count]` is a whole BER-TLV value or a whole word.
+func standsAlone(_ hay: [UInt8], _ at: Int, _ count: Int) -> Bool {
+    if at > 0 && Int(hay[at - 1]) == count { return true }
+    func alphanumeric(_ b: UInt8) -> Bool { (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b) || b >= 0xC0 }
+    let before = at == 0 || !alphanumeric(hay[at - 1])
+    let after = at + count >= hay.count || !alphanumeric(hay[at + count])
+    return before && after
+}
+
 /// Replaces every occurrence of `a` by `b` (same length) and returns how many there were.
 @discardableResult
-func replaceAll(_ blob: inout [UInt8], _ a: [UInt8], _ b: [UInt8]) -> Int {
+func replaceAll(_ blob: inout [UInt8], _ a: [UInt8], _ b: [UInt8], delimited: Bool = false) -> Int {
     precondition(a.count == b.count)
     var n = 0
     var i = 0
-    while let at = firstIndex(of: a, in: blob, from: i) {
+    while let at = firstIndex(of: a, in: blob, from: i, delimited: delimited) {
         blob.replaceSubrange(at..<(at + a.count), with: b)
         n += 1
         i = at + a.count

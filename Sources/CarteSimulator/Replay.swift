@@ -120,7 +120,9 @@ extension SimulatedCard {
         guard let i = found else {
             let closest = t.indices.min { distance(t[$0], command) < distance(t[$1], command) }
             let expected = replay.policy == .strict && replayState.next < t.count ? replayState.next : closest
-            let line = "unexpected command \(command.hexString()); closest expected: \(expected.map { "#\($0 + 1) \(t[$0].commandText)" } ?? "none (empty transcript)")"
+            // A PIN never reaches a log: the data of a PIN-carrying command is not shown.
+            let shown = ReplayRecorder.carriesSecret(command.map { $0 }) ? Array(command.prefix(5)).hexString() + " <PIN data redacted>" : command.hexString()
+            let line = "unexpected command \(shown); closest expected: \(expected.map { "#\($0 + 1) \(ReplayRecorder.withoutSecrets(t[$0]).commandText)" } ?? "none (empty transcript)")"
             if replayState.misses.count < 1000 { replayState.misses.append(line) }
             logger?.warning("replay of \(image.name): \(line)")
             return [replay.unexpectedStatusWord.sw1, replay.unexpectedStatusWord.sw2]

@@ -67,7 +67,8 @@ public enum ReplayImporter {
 
     /// Reads a capture. `reader` selects one reader's exchanges when the capture shows several.
     public static func parse(_ text: String, format: Format, reader: String? = nil) throws(ImportError) -> Capture {
-        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { stripANSI(String($0)) }
+        // Any line ending (a capture saved on Windows has CR LF, one Character in Swift).
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { stripANSI(String($0)) }
         switch format {
         case .pcscdLog: return try parsePCSCDLog(lines, reader: reader)
         case .pcscSpy: return try parseSpy(lines, reader: reader)
@@ -91,6 +92,8 @@ public enum ReplayImporter {
     static func parsePCSCDLog(_ lines: [String], reader wanted: String?) throws(ImportError) -> Capture {
         var readersSeen: [String] = []
         var current: String?
+        var connecting = false
+        var inserted: String?
         var atrByReader: [String: [UInt8]] = [:]
         var lastATR: [UInt8]?
         var protocolByReader: [String: TransmissionProtocol] = [:]
@@ -103,23 +106,31 @@ public enum ReplayImporter {
                 var name = String(line[r.upperBound...])
                 if let u = name.range(of: " using protocol") { name = String(name[..<u.lowerBound]) }
                 current = name
+                connecting = true
                 if !readersSeen.contains(name) { readersSeen.append(name) }
+                continue
+            }
+            if let r = line.range(of: "Card inserted into ") {
+                inserted = line[r.upperBound...].trimmed(" ")
                 continue
             }
             if let r = line.range(of: "Card ATR: ") {
                 let atr = try hexBytes(String(line[r.upperBound...]), line: number)
                 if !atr.isEmpty {
                     lastATR = atr
-                    if let c = current { atrByReader[c] = atr }
+                    // The ATR of the reader being connected to; a card insertion's, of the reader it names.
+                    if connecting, let c = current { atrByReader[c] = atr } else if let i = inserted { atrByReader[i] = atr }
                 }
                 continue
             }
+            if line.contains("SCardConnect() hCard Identity") || line.contains("CONNECT for client") { connecting = false }
             if let r = line.range(of: "Active Protocol: ") ?? line.range(of: "Send Protocol: ") {
                 let p = line[r.upperBound...].trimmed(" ")
                 if let c = current { protocolByReader[c] = p.hasPrefix("T=0") ? .t0 : p.hasPrefix("T=1") ? .t1 : protocolByReader[c] }
                 continue
             }
             if let r = line.range(of: "APDU: ") {
+                connecting = false
                 if pending != nil { unanswered += 1 }
                 pending = (try hexBytes(String(line[r.upperBound...]), line: number), number)
                 continue
@@ -157,8 +168,8 @@ public enum ReplayImporter {
         func item(_ raw: String) -> Item {
             var s = Substring(raw)
             while s.first == " " || s.first == "\t" { s.removeFirst() }
-            // `-t` puts a thread number first: "(1) ".
-            if s.first == "(", let close = s.firstIndex(of: ")"), s[s.index(after: s.startIndex)..<close].allSatisfy(\.isNumber) {
+            // `-t` puts a thread number first: "(t1) ".
+            if s.first == "(", let close = s.firstIndex(of: ")"), s[s.index(after: s.startIndex)..<close].drop(while: { $0 == "t" }).allSatisfy(\.isNumber) {
                 s = s[s.index(after: close)...]
                 while s.first == " " { s.removeFirst() }
             }
@@ -167,7 +178,8 @@ public enum ReplayImporter {
             if s.hasPrefix("=> ") {
                 let ok = s.contains("SCARD_S_SUCCESS")
                 var seconds: Double?
-                if let open = s.lastIndex(of: "["), let close = s.lastIndex(of: "]"), open < close { seconds = Double(s[s.index(after: open)..<close]) }
+                if let open = s.lastIndex(of: "["), let close = s.lastIndex(of: "]"), open < close,
+                   let v = Double(s[s.index(after: open)..<close]), v.isFinite, v >= 0, v < 3600 { seconds = v }
                 return .result(ok: ok, seconds: seconds)
             }
             if s.hasPrefix("SCard"), !s.contains(" ") { return .function(String(s)) }
@@ -183,6 +195,7 @@ public enum ReplayImporter {
 
         // The current call.
         var function = ""
+        var functionLine = 0
         var fields: [(out: Bool, text: String, line: Int)] = []
         var lastConnected: String?
 
@@ -197,7 +210,7 @@ public enum ReplayImporter {
                 guard chars.count > 5, chars[4] == " ", chars[0..<4].allSatisfy(\.isHexDigit) else { break }
                 let area = String(chars[5..<min(chars.count, 5 + 47)])
                 for t in area.split(separator: " ") {
-                    guard t.count == 2, let b = UInt8(t, radix: 16) else {
+                    guard t.count == 2, t.allSatisfy(\.isHexDigit), let b = UInt8(t, radix: 16) else {
                         throw .malformed(line: fields[k].line, "\"\(t)\" in the \(name) dump is not a hex byte")
                     }
                     bytes.append(b)
@@ -228,16 +241,16 @@ public enum ReplayImporter {
                 if let p = value("dwActiveProtocol:", out: true) { protocolOfReader[name] = p.hasPrefix("T=0") ? .t0 : p.hasPrefix("T=1") ? .t1 : protocolOfReader[name] }
             case "SCardStatus":
                 guard ok, let hex = value("bAtr ", out: true), hex != "NULL" else { return }
-                let atr = try hexBytes(hex, line: fields.first { $0.text.hasPrefix("bAtr ") }?.line ?? 0)
+                let atr = try hexBytes(hex, line: fields.first { $0.text.hasPrefix("bAtr ") }?.line ?? functionLine)
                 if let name = card.flatMap({ readerOfCard[$0] }) ?? lastConnected { atrOfReader[name] = atr }
             case "SCardTransmit":
                 guard ok else { unanswered += 1; return }
                 guard let command = try buffer("bSendBuffer", out: false, length: number("bSendLength", out: false)),
                       let response = try buffer("bRecvBuffer", out: true, length: number("bRecvLength", out: true)) else {
-                    throw .malformed(line: fields.first?.line ?? 0, "an SCardTransmit without its send or receive buffer")
+                    throw .malformed(line: functionLine, "an SCardTransmit without its send or receive buffer")
                 }
                 guard command.count >= 4, response.count >= 2 else {
-                    throw .malformed(line: fields.first?.line ?? 0, "an SCardTransmit of \(command.count) byte(s) answered by \(response.count)")
+                    throw .malformed(line: functionLine, "an SCardTransmit of \(command.count) byte(s) answered by \(response.count)")
                 }
                 let name = card.flatMap { readerOfCard[$0] } ?? lastConnected
                 exchanges.append((name, .init(command: command.map { $0 }, response: response, milliseconds: seconds.map { ($0 * 1_000_000).rounded() / 1000 })))
@@ -250,6 +263,7 @@ public enum ReplayImporter {
             switch item(line) {
             case .function(let name):
                 function = name
+                functionLine = index + 1
                 fields = []
             case .field(let out, let text):
                 if !function.isEmpty { fields.append((out, text, index + 1)) }
@@ -283,7 +297,7 @@ public enum ReplayImporter {
     static func hexBytes(_ text: String, line: Int) throws(ImportError) -> [UInt8] {
         var out: [UInt8] = []
         for token in text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }) {
-            guard token.count == 2, let b = UInt8(token, radix: 16) else { throw .malformed(line: line, "\"\(token)\" is not a hex byte") }
+            guard token.count == 2, token.allSatisfy(\.isHexDigit), let b = UInt8(token, radix: 16) else { throw .malformed(line: line, "\"\(token)\" is not a hex byte") }
             out.append(b)
         }
         return out

@@ -29,8 +29,11 @@ public final class RecordingTransport: CardTransport {
 /// the SELECT, READ BINARY and READ RECORD commands seen (so the image can answer reads in any order).
 public enum ReplayRecorder {
     /// A recorded image. `protocolUsed` is the protocol the session ran (T=0 answers `61xx`).
-    public static func image(name: String, atr: [UInt8], protocolUsed: TransmissionProtocol, exchanges: [CardImage.Replay.Exchange],
+    public static func image(name: String, atr: [UInt8], protocolUsed: TransmissionProtocol, exchanges recorded: [CardImage.Replay.Exchange],
                              recording: CardImage.Recording) -> CardImage {
+        // PINs and PUKs are never kept: the data of VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER
+        // and ENABLE/DISABLE VERIFICATION become wildcards (any PIN replays the recorded answer).
+        let exchanges = recorded.map(withoutSecrets)
         var classes: Set<UInt8> = []
         for e in exchanges { if let cla = e.command.first ?? nil { classes.insert(cla & 0x80 == 0 ? cla & 0xE0 : cla) } }
         let behaviour = CardImage.Behaviour(t0Responses: protocolUsed == .t0, classes: classes.isEmpty ? [0x00] : classes, challengeSeed: 0)
@@ -40,6 +43,22 @@ public enum ReplayRecorder {
         image.recorded = recording
         image.replay = CardImage.Replay(source: .transcript, policy: .cursor, transcript: exchanges)
         return image
+    }
+
+    /// The instructions whose data is a PIN or PUK.
+    public static let secretInstructions: Set<UInt8> = [0x20, 0x24, 0x26, 0x28, 0x2C]
+
+    /// Whether a command carries a PIN or PUK (an inter-industry secret instruction with data).
+    public static func carriesSecret(_ command: [UInt8?]) -> Bool {
+        command.count > 5 && (command[1].map { secretInstructions.contains($0) } ?? false)
+    }
+
+    /// `exchange` with the data of a PIN-carrying command turned into wildcards.
+    public static func withoutSecrets(_ exchange: CardImage.Replay.Exchange) -> CardImage.Replay.Exchange {
+        guard carriesSecret(exchange.command) else { return exchange }
+        var e = exchange
+        for i in 5..<e.command.count { e.command[i] = nil }
+        return e
     }
 
     /// A file being learned.

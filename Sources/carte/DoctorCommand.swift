@@ -17,7 +17,8 @@ struct DoctorCommand: AsyncParsableCommand {
             the Ingenico 0B00:0090 case) and udev (rules installed and covering the readers, the group they \
             grant). Each check has a status (ok, info, skip, warn, fail), its evidence and the fix.
 
-            Nothing is written to a card: cards are opened shared and only sent SELECT MF. Always uses pcscd \
+            Nothing is written to a card: a card is probed (SELECT MF only) when no other program has it \
+            open; one in use is reported, not touched. Always uses pcscd \
             (the PC/SC backend); PCSCLITE_CSOCK_NAME selects another pcscd socket.
 
             --bundle FILE writes a tar.gz for a support ticket: the report (text and JSON), versions, and \
@@ -98,23 +99,32 @@ struct Redactor: Sendable {
         var host = [CChar](repeating: 0, count: 256)
         if gethostname(&host, host.count) == 0 {
             let name = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if name.count >= 2 { r.append((name, "<host>")) }
+            // The full name and the short one the journal shows.
+            r.append((name, "<host>"))
+            if let short = name.split(separator: ".").first, short.count < name.count { r.append((String(short), "<host>")) }
         }
         if let home = ProcessInfo.processInfo.environment["HOME"], home.count > 1 { r.append((home, "<home>")) }
-        for key in ["USER", "LOGNAME", "SUDO_USER"] {
-            if let user = ProcessInfo.processInfo.environment[key], user.count >= 2, user != "root" { r.append((user, "<user>")) }
-        }
-        replacements = r.sorted { $0.0.count > $1.0.count }
+        var users = ["USER", "LOGNAME", "SUDO_USER"].compactMap { ProcessInfo.processInfo.environment[$0] }
+        if let pw = getpwuid(getuid()), let name = String(validatingCString: pw.pointee.pw_name) { users.append(name) }
+        for user in users where user != "root" { r.append((user, "<user>")) }
+        replacements = r.filter { $0.0.count >= 2 }.sorted { $0.0.count > $1.0.count }
     }
 
+    /// `text` with the host, home and user names replaced, as whole words only (a host named "dev"
+    /// leaves "udev" alone).
     func callAsFunction(_ text: String) -> String {
-        replacements.reduce(text) { $0.replacingOccurrences(of: $1.0, with: $1.1) }
+        replacements.reduce(text) { text, pair in
+            let pattern = "(?<![A-Za-z0-9_.-])" + NSRegularExpression.escapedPattern(for: pair.0) + "(?![A-Za-z0-9_-])"
+            guard let regex = try? NSRegularExpression(pattern: pattern) else { return text }
+            return regex.stringByReplacingMatches(in: text, range: NSRange(text.startIndex..., in: text), withTemplate: NSRegularExpression.escapedTemplate(for: pair.1))
+        }
     }
 
-    /// pcscd's `--apdu` lines carry the cards' data: their bytes are removed.
+    /// The card data in a pcscd log is removed: the bytes of pcscd's `--apdu` lines and of libccid's
+    /// traffic dumps (`->` / `<-`, with `LIBCCID_ifdLogLevel` COMM).
     static func apduFree(_ log: String) -> String {
-        log.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
-            for marker in ["APDU: ", "SW: "] {
+        log.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map { line -> String in
+            for marker in ["APDU: ", "SW: ", "-> ", "<- "] {
                 if let r = line.range(of: marker) { return String(line[..<r.upperBound]) + "[bytes removed]" }
             }
             return String(line)

@@ -190,32 +190,48 @@ struct DoctorThroughPCSCDTests {
         let bench = try Bench(s)
         defer { bench.stop() }
         try bench.control(["op": "insert", "reader": 0, "slot": 0, "image": "bundled:demo/vitale2-demo.yaml"])
-        // Another program (Python, pyscard) takes the card exclusively and keeps it.
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        holder.arguments = ["-c", """
-            import sys, time
-            from smartcard.scard import *
-            _, ctx = SCardEstablishContext(SCARD_SCOPE_USER)
-            for _ in range(100):
-                rv, card, proto = SCardConnect(ctx, "AF Care One 00 00", SCARD_SHARE_EXCLUSIVE, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1)
-                if rv == 0: break
-                time.sleep(0.1)
-            print("held" if rv == 0 else "failed %x" % (rv & 0xffffffff), flush=True)
-            sys.stdin.read()
-            """]
-        var environment = ProcessInfo.processInfo.environment
-        environment["PCSCLITE_CSOCK_NAME"] = bench.pcscd.clientSocket
-        holder.environment = environment
-        let input = Pipe(), output = Pipe()
-        holder.standardInput = input
-        holder.standardOutput = output
-        holder.standardError = FileHandle.nullDevice
-        try holder.run()
-        defer { try? input.fileHandleForWriting.close(); holder.waitUntilExit() }
-        let first = String(decoding: output.fileHandleForReading.availableDataOrLine(), as: UTF8.self)
-        try #require(first.hasPrefix("held"), "pyscard: \(first)")
+        // Another program (Python, pyscard) opens the card and keeps it.
+        func hold(_ share: String) throws -> (Process, FileHandle) {
+            let holder = Process()
+            holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            holder.arguments = ["-c", """
+                import sys, time
+                from smartcard.scard import *
+                _, ctx = SCardEstablishContext(SCARD_SCOPE_USER)
+                for _ in range(100):
+                    rv, card, proto = SCardConnect(ctx, "AF Care One 00 00", \(share), SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1)
+                    if rv == 0: break
+                    time.sleep(0.1)
+                print("held" if rv == 0 else "failed %x" % (rv & 0xffffffff), flush=True)
+                sys.stdin.read()
+                """]
+            var environment = ProcessInfo.processInfo.environment
+            environment["PCSCLITE_CSOCK_NAME"] = bench.pcscd.clientSocket
+            holder.environment = environment
+            let input = Pipe(), output = Pipe()
+            holder.standardInput = input
+            holder.standardOutput = output
+            holder.standardError = FileHandle.nullDevice
+            try holder.run()
+            let first = String(decoding: output.fileHandleForReading.availableDataOrLine(), as: UTF8.self)
+            guard first.hasPrefix("held") else { throw PCSCSandbox.SandboxError("pyscard: \(first)") }
+            return (holder, input.fileHandleForWriting)
+        }
+        func release(_ h: (Process, FileHandle)) {
+            try? h.1.close()
+            h.0.waitUntilExit()
+        }
 
+        // Opened shared by another program: reported, not probed (its session is left alone).
+        let shared = try hold("SCARD_SHARE_SHARED")
+        let inUse = checks(try bench.doctor(["--json"]).json)["card.AF Care One 00 00"]
+        #expect(inUse?["status"] as? String == "info" && (inUse?["title"] as? String ?? "").contains("in use by another program"), "\(String(describing: inUse))")
+        release(shared)
+
+        // Held exclusively: a warning naming the program.
+        let exclusive = try hold("SCARD_SHARE_EXCLUSIVE")
+        defer { release(exclusive) }
+        let holder = exclusive.0
         let bundle = bench.dir.appendingPathComponent("ticket.tar.gz").path
         let logFile = bench.dir.appendingPathComponent("fake-pcscd.log")
         try "00000004 APDU: 00 B0 00 00 10\n00000100 SW: 45 58 45 4D 50 4C 45 90 00\nsomething else\n".write(to: logFile, atomically: true, encoding: .utf8)

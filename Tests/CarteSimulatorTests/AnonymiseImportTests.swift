@@ -4,6 +4,8 @@ import CarteCPS
 import CarteSimulator
 import CarteVitale
 import Foundation
+import InMemoryLogging
+import Logging
 import Testing
 
 /// The image as written, with every space and line break removed (hex dumps become one string).
@@ -101,6 +103,37 @@ struct AnonymiseTests {
         }
     }
 
+    @Test func nestedAndShortValuesAreRewrittenWhole() async throws {
+        // A surname inside a first name's family ("JEAN" and "JEANNE"), and a two-letter surname.
+        var image = try bundled("demo/vitale2-demo.yaml")
+        let card = try await readVitale(image)
+        let names = card.beneficiaries.compactMap(\.firstName) + card.beneficiaries.compactMap(\.surname)
+        #expect(names.contains("CLAIRE") && names.contains("EXEMPLE"))
+        // Rename through the bytes: CLAIRE → JEANNE, LUC → JEA (a prefix of JEANNE), EXEMPLE stays.
+        func rename(_ node: inout CardImage.DedicatedFile) {
+            for i in node.children.indices {
+                switch node.children[i] {
+                case .dedicated(var df): rename(&df); node.children[i] = .dedicated(df)
+                case .elementary(var ef):
+                    if case .transparent(var bytes) = ef.content {
+                        replaceAllForTest(&bytes, Array("CLAIRE".utf8), Array("JEANNE".utf8))
+                        replaceAllForTest(&bytes, [0x03] + Array("LUC".utf8), [0x03] + Array("JEA".utf8))
+                        ef.content = .transparent(bytes)
+                    }
+                    node.children[i] = .elementary(ef)
+                }
+            }
+        }
+        rename(&image.root)
+        let renamed = try await readVitale(image)
+        #expect(renamed.beneficiaries.compactMap(\.firstName).contains("JEANNE") && renamed.beneficiaries.compactMap(\.firstName).contains("JEA"))
+        let (anonymous, _) = try await ImageAnonymiser.anonymise(image, seed: 4)
+        let after = try await readVitale(anonymous)
+        #expect(!after.beneficiaries.contains { $0.firstName == "JEANNE" || $0.firstName == "JEA" }, "\(after.beneficiaries.map(\.firstName))")
+        let present = appears("JEANNE", in: anonymous)
+        #expect(!present)
+    }
+
     @Test func theSameSeedGivesTheSameImage() async throws {
         let image = try bundled("vitale/ald.yaml")
         let a = try await ImageAnonymiser.anonymise(image, seed: 11)
@@ -145,6 +178,49 @@ func spyDump(_ bytes: [UInt8], offset: Int = 0) -> String {
 
 @Suite("Importing pcscd and pcsc-spy captures")
 struct ImportTests {
+    @Test func aPINInACaptureIsNeverKeptNorLogged() async throws {
+        let log = """
+            00000002 winscard.c:258:SCardConnect() Attempting Connect to Lecteur 00 00 using protocol: 3\r
+            00000009 Card ATR: 3B 75 13 00 00 45 09 EA 90 00\r
+            00000004 APDU: 00 20 00 01 08 31 32 33 34 FF FF FF FF\r
+            00000300 SW: 90 00\r
+            00000004 APDU: 00 24 00 01 10 31 32 33 34 FF FF FF FF 35 35 35 35 FF FF FF FF\r
+            00000300 SW: 90 00\r
+            """
+        let capture = try ReplayImporter.parse(log, format: .pcscdLog)
+        #expect(capture.exchanges.count == 2, "CR LF line endings are lines")
+        let image = try ReplayImporter.image(capture, source: "t", date: "d")
+        let text = CardImageWriter.yaml(image)
+        #expect(!text.contains("31 32 33 34") && !text.contains("35 35 35 35") && text.contains("00 20 00 01 08 ?? ?? ?? ?? ?? ?? ?? ??"), "\(text)")
+        // Any PIN replays the recorded answer; a refused one is logged without its data.
+        let logs = InMemoryLogHandler()
+        let answers = try await onCard(image, logger: Logger(label: "replay", factory: { _ in logs })) { connection, _ in
+            [try await connection.transmit([0x00, 0x20, 0x00, 0x01, 0x08, 0x39, 0x39, 0x39, 0x39, 0xFF, 0xFF, 0xFF, 0xFF]),
+             try await connection.transmit([0x00, 0x20, 0x00, 0x01, 0x04, 0x37, 0x37, 0x37, 0x37])]
+        }
+        #expect(answers == [[0x90, 0x00], [0x6F, 0x00]])
+        let lines = logs.entries.map { "\($0.message)" }.joined(separator: "\n")
+        #expect(lines.contains("00 20 00 01 04 <PIN data redacted>") && !lines.contains("37 37") && !lines.contains("31 32"), "\(lines)")
+        // An image written by hand with a PIN in its transcript is refused by the anonymiser.
+        var handWritten = try bundled("demo/vitale2-demo.yaml")
+        handWritten.replay = .init(source: .filesystem, transcript: [.init(command: [0x00, 0x20, 0x00, 0x01, 0x04, 0x31, 0x32, 0x33, 0x34], response: [0x90, 0x00])])
+        do {
+            _ = try await ImageAnonymiser.anonymise(handWritten, seed: 1)
+            Issue.record("a PIN in the transcript was accepted")
+        } catch {
+            guard case .personalDataRemains(let field, _) = error else { Issue.record("\(error)"); return }
+            #expect(field == "PIN or PUK")
+        }
+    }
+
+    @Test func pcscSpyWithThreadNumbersIsRead() throws {
+        let spy = ["(t1) SCardTransmit", " (t1)  i hCard: 0x01", " (t1)  i bSendLength 0x00000004 (4)", " (t1)  i bSendBuffer", " (t1)  i  " + spyDump([0x00, 0xB0, 0x00, 0x00]),
+                   " (t1)  o bRecvLength 0x00000002 (2)", " (t1)  o bRecvBuffer", " (t1)  o  " + spyDump([0x90, 0x00]),
+                   " (t1)  => Command successful. (SCARD_S_SUCCESS [0x00000000])  [nan]"].joined(separator: "\n")
+        let capture = try ReplayImporter.parse(spy, format: .pcscSpy)
+        #expect(capture.exchanges.count == 1 && capture.exchanges[0].milliseconds == nil, "\(capture)")
+    }
+
     /// A pcscd --apdu log as the journal shows it, colours included.
     let pcscdLog = """
         Nov 23 10:00:00 host pcscd[42]: 00000019 winscard.c:258:SCardConnect() Attempting Connect to Lecteur Bi 00 00 using protocol: 3
@@ -196,5 +272,13 @@ struct ImportTests {
         #expect(throws: ReplayImporter.ImportError.malformed(line: 4, "bSendBuffer shows 4 byte(s), its length says 5")) {
             try ReplayImporter.parse(spy, format: .pcscSpy)
         }
+    }
+}
+
+/// Replaces every occurrence (test helper).
+func replaceAllForTest(_ blob: inout [UInt8], _ a: [UInt8], _ b: [UInt8]) {
+    var i = 0
+    while i + a.count <= blob.count {
+        if Array(blob[i..<(i + a.count)]) == a { blob.replaceSubrange(i..<(i + a.count), with: b); i += a.count } else { i += 1 }
     }
 }
