@@ -108,7 +108,8 @@ struct RecordReplayThroughPCSCDTests {
         try spy.run()
         let spied = try bench.carte(["read", "--backend", "pcsc", "--json"], environment: ["HOME": bench.dir.path, "LD_PRELOAD": spyLibrary])
         try #require(spied.status == 0, "carte under pcsc-spy: \(spied.stderr)")
-        for _ in 0..<100 where spy.isRunning { usleep(50_000) }
+        // pcsc-spy ends when the spied program closes the FIFO (slowly on a loaded machine: it is Python).
+        for _ in 0..<600 where spy.isRunning { usleep(50_000) }
         if spy.isRunning { spy.terminate() }
         spy.waitUntilExit()
         let original = try identity(spied.stdout)
@@ -170,7 +171,7 @@ struct RecordReplayThroughPCSCDTests {
         for (log, format) in [(pcscdLog, "pcscd-log"), (spyOutput.path, "pcsc-spy")] {
             let imported = bench.dir.appendingPathComponent("\(format).yaml").path
             let result = try bench.carte(["image", "import", log, "-o", imported, "--reader", "CarteKit Virtual Mono-fente 00 00", "--json"])
-            try #require(result.status == 0, "\(format): \(result.stderr)")
+            try #require(result.status == 0, "\(format): \(result.stdout)\(result.stderr)")
             let importReport = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
             #expect(importReport["schema"] as? String == "carte.import/1" && (importReport["exchanges"] as? Int ?? 0) >= 6, "\(importReport)")
             let replay = try bench.carte(["read", "--image", imported, "--json"])
