@@ -223,8 +223,18 @@ struct DoctorThroughPCSCDTests {
         }
 
         // Opened shared by another program: reported, not probed (its session is left alone).
+        /// The card check once pcscd's view has settled (its polling thread reports a change within ~0.5 s).
+        func cardCheck(_ extra: [String] = [], until expected: String) throws -> [String: Any]? {
+            var check: [String: Any]?
+            for _ in 0..<40 {
+                check = checks(try bench.doctor(["--json"] + extra).json)["card.AF Care One 00 00"]
+                if (check?["title"] as? String ?? "").contains(expected) { break }
+                usleep(250_000)
+            }
+            return check
+        }
         let shared = try hold("SCARD_SHARE_SHARED")
-        let inUse = checks(try bench.doctor(["--json"]).json)["card.AF Care One 00 00"]
+        let inUse = try cardCheck(until: "in use by another program")
         #expect(inUse?["status"] as? String == "info" && (inUse?["title"] as? String ?? "").contains("in use by another program"), "\(String(describing: inUse))")
         release(shared)
 
@@ -235,9 +245,7 @@ struct DoctorThroughPCSCDTests {
         let bundle = bench.dir.appendingPathComponent("ticket.tar.gz").path
         let logFile = bench.dir.appendingPathComponent("fake-pcscd.log")
         try "00000004 APDU: 00 B0 00 00 10\n00000100 SW: 45 58 45 4D 50 4C 45 90 00\nsomething else\n".write(to: logFile, atomically: true, encoding: .utf8)
-        let r = try bench.doctor(["--json", "--bundle", bundle, "--pcscd-log", logFile.path])
-        let c = checks(r.json)
-        let held = c["card.AF Care One 00 00"]
+        let held = try cardCheck(["--bundle", bundle, "--pcscd-log", logFile.path], until: "held exclusively")
         #expect(held?["status"] as? String == "warn" && (held?["title"] as? String ?? "").contains("held exclusively"), "\(String(describing: held))")
         let heldEvidence = (held?["evidence"] as? [String] ?? []).joined(separator: "\n")
         let holderName = "python3 (pid \(holder.processIdentifier))"
