@@ -206,6 +206,15 @@ let package = Package(
             ],
             swiftSettings: strictSwiftSettings
         ),
+        /// `scripts/usb-testbed.py`, embedded in `carte` (the fake USB readers of `carte sim serve --usb`).
+        .target(
+            name: "CarteBundledScripts",
+            path: "scripts",
+            exclude: ["bench.sh", "bootstrap.sh", "demo.sh", "install-capi.sh", "test.sh"],
+            sources: ["BundledScripts.swift"],
+            resources: [.embedInCode("usb-testbed.py")],
+            swiftSettings: strictSwiftSettings
+        ),
         /// USB devices through libusb-1.0 (descriptors) and sysfs (strings), for `carte doctor`.
         .target(
             name: "CarteUSB",
@@ -232,6 +241,7 @@ let package = Package(
                 "CarteBundledImages",
                 "CarteDoctor",
                 "CarteUSB",
+                "CarteBundledScripts",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -31,12 +31,25 @@ public final class SimulatorServer: Sendable {
 
     /// Creates a server; call ``start()`` to listen.
     /// - Parameter loadImage: turns an image argument of a control request (a path, `bundled:…`) into an image.
-    public init(backend: SimulatorBackend, path: String, logger: Logger, loadImage: @escaping @Sendable (String) throws -> CardImage) {
+    /// - Parameter readerFaults: plays a reader-level fault (`unplug`, `plug`) on a physical reader (its
+    ///   index) and returns what to report, or throws why it cannot; `nil` when the daemon has no way to
+    ///   unplug a reader (only pcscd's hotplug removes readers: `carte sim serve --usb`).
+    /// - Parameter usb: what `status` reports under `"usb"` (the fake USB readers' pcscd environment).
+    public init(backend: SimulatorBackend, path: String, logger: Logger, loadImage: @escaping @Sendable (String) throws -> CardImage,
+                readerFaults: (@Sendable (_ reader: Int, _ fault: String) throws -> String)? = nil, usb: [String: String]? = nil) {
+        self.usb = usb
         self.backend = backend
         self.path = path
         self.logger = logger
         self.loadImage = loadImage
+        self.readerFaults = readerFaults
     }
+
+    private let readerFaults: (@Sendable (Int, String) throws -> String)?
+    private let usb: [String: String]?
+
+    /// The faults played on a whole reader rather than a slot.
+    public static let readerFaultNames = ["unplug", "plug"]
 
     /// Binds the socket (mode 0600; a stale socket file is replaced, a live one is an error) and starts
     /// accepting connections on a thread of its own.
@@ -295,7 +308,9 @@ public final class SimulatorServer: Sendable {
         else { return fail("a control request is a JSON object with an \"op\" field") }
         switch op {
         case "status":
-            return answer(["ok": true, "socket": path, "uid": Int(getuid()), "readers": statusReaders()])
+            var status: [String: Any] = ["ok": true, "socket": path, "uid": Int(getuid()), "readers": statusReaders()]
+            if let usb { status["usb"] = usb }
+            return answer(status)
         case "insert", "remove":
             let slot: VirtualSlot
             switch findSlot(request) {
@@ -323,7 +338,20 @@ public final class SimulatorServer: Sendable {
             case .success(let s): slot = s
             case .failure(let message): return fail(message.description, kind: "reader")
             }
-            guard let name = request["fault"] as? String else { return fail("fault needs \"fault\": \(SlotFault.names.joined(separator: ", ")) or clear") }
+            guard let name = request["fault"] as? String else { return fail("fault needs \"fault\": \(SlotFault.names.joined(separator: ", ")), unplug, plug or clear") }
+            if SimulatorServer.readerFaultNames.contains(name) {
+                guard let readerFaults else {
+                    return fail("\(name): this daemon's readers are declared in reader.conf.d, which pcscd never removes; start it with --usb to unplug and plug readers", kind: "reader")
+                }
+                guard let index = backend.physicalReaders.firstIndex(where: { $0.slots.contains { $0 === slot } }) else { return fail("no reader for \(slot.info.name)", kind: "reader") }
+                do {
+                    let done = try readerFaults(index, name)
+                    logger.info("\(backend.physicalReaders[index].profile.name): \(done)")
+                    return answer(["ok": true, "reader": backend.physicalReaders[index].profile.name, "fault": name])
+                } catch {
+                    return fail("\(name): \(error)", kind: "reader")
+                }
+            }
             if name == "clear" {
                 slot.clearFaults()
                 logger.info("\(slot.info.name): faults cleared")

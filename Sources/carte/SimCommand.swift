@@ -26,7 +26,14 @@ struct SimCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "serve",
             abstract: "Start the simulator daemon on a Unix socket (runs until interrupted).",
-            discussion: "The socket is created with mode 0600. Stop the daemon with Ctrl-C or SIGTERM; it removes its socket."
+            discussion: """
+                The socket is created with mode 0600. Stop the daemon with Ctrl-C or SIGTERM; it removes its socket.
+
+                --usb also makes each virtual reader a fake USB device in a umockdev testbed (Debian umockdev), for a \
+                pcscd that finds it through its own hotplug instead of reader.conf.d: start that pcscd with the \
+                environment and the driver bundle `carte sim status --json` reports under "usb" (docs/simulator.md). \
+                `carte sim fault READER 0 unplug` then removes the reader from pcscd, and `plug` brings it back.
+                """
         )
         @OptionGroup var global: GlobalOptions
         @OptionGroup var socket: SocketOption
@@ -39,13 +46,33 @@ struct SimCommand: AsyncParsableCommand {
         var vpcdSlot: String?
         @Flag(help: "Let --vpcd reach a non-loopback address (off by default: card images stay on this machine).")
         var vpcdAllowRemote = false
+        @Flag(help: "Also show the readers as fake USB devices (umockdev) that a pcscd finds by hotplug and that unplug and plug back.")
+        var usb = false
+        @Option(help: ArgumentHelp("With --usb: CarteKit's pcscd driver (default: libifdcarte.so next to carte).", valueName: "PATH"))
+        var driver: String?
+        @Option(help: ArgumentHelp("With --usb: milliseconds the driver waits for a card's answer.", valueName: "MS"))
+        var timeout: Int = 30_000
+
+        /// The fake USB readers (--usb), or `nil`.
+        func makeUSBReaders(_ backend: SimulatorBackend) throws -> SimulatedUSBReaders? {
+            guard usb else { return nil }
+            return try SimulatedUSBReaders(readers: backend.physicalReaders.map { ($0.profile, $0.slots.count) }, socket: socket.path,
+                                           driver: driver ?? defaultDriverPath(), timeout: timeout)
+        }
+
+        static func readerFaults(_ readers: SimulatedUSBReaders?) -> (@Sendable (Int, String) throws -> String)? {
+            guard let readers else { return nil }
+            return { reader, fault in try readers.fault(reader: reader, name: fault) }
+        }
 
         func run() async throws {
             var logger = global.makeLogger()
             if global.verbose == 0 { logger.logLevel = .info }
             try await reporting(json: global.json) {
                 let backend = try simulator.makeBackend(logger: logger)
-                let server = SimulatorServer(backend: backend, path: socket.path, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) })
+                let usbReaders = try makeUSBReaders(backend)
+                let server = SimulatorServer(backend: backend, path: socket.path, logger: logger, loadImage: { try SimulatorOptions.loadImage($0) },
+                                             readerFaults: Serve.readerFaults(usbReaders), usb: usbReaders?.status)
                 do {
                     try server.start()
                 } catch {
@@ -53,6 +80,9 @@ struct SimCommand: AsyncParsableCommand {
                 }
                 for reader in backend.physicalReaders {
                     Output.stderr("serving \(reader.profile.name) (\(reader.slots.count) slot\(reader.slots.count == 1 ? "" : "s"))")
+                }
+                if let usbReaders {
+                    Output.stderr("USB testbed \(usbReaders.testbed): start pcscd with the environment and drivers of `carte sim status --json` (\"usb\")")
                 }
                 var vpcdSide: VPCDCardSide? = nil
                 if let vpcd {
@@ -79,6 +109,7 @@ struct SimCommand: AsyncParsableCommand {
                     let watcher = Thread {
                         while getppid() == parent { usleep(200_000) }
                         server.stop()
+                        usbReaders?.stop()
                         Foundation.exit(0)
                     }
                     watcher.start()
@@ -99,6 +130,7 @@ struct SimCommand: AsyncParsableCommand {
                 }
                 vpcdSide?.stop()
                 server.stop()
+                usbReaders?.stop()
                 Output.stderr("simulator daemon stopped")
             }
         }
@@ -141,8 +173,11 @@ struct SimCommand: AsyncParsableCommand {
                   reset           the card is warm-reset before the next APDU (its volatile state is lost;
                                   pcscd is not told)
                   clear           disarm every fault of the slot
+                  unplug          the whole reader is unplugged: pcscd removes it (daemon started with --usb)
+                  plug            the reader is plugged back: pcscd adds it again (--usb)
                 An insertion clears a slot's faults. A card image can schedule faults itself (faults:,
-                CardImages/README.md). To unplug a reader or crash the daemon, stop the daemon.
+                CardImages/README.md). A reader of reader.conf.d cannot be unplugged (pcscd never removes
+                those): start the daemon with --usb. To crash the daemon, kill it.
                 """
         )
         @OptionGroup var global: GlobalOptions
@@ -161,8 +196,8 @@ struct SimCommand: AsyncParsableCommand {
         var sw: String?
 
         func validate() throws {
-            guard SlotFault.names.contains(fault) || fault == "clear" else {
-                throw ValidationError("unknown fault \"\(fault)\": \(SlotFault.names.joined(separator: ", ")) or clear")
+            guard SlotFault.names.contains(fault) || SimulatorServer.readerFaultNames.contains(fault) || fault == "clear" else {
+                throw ValidationError("unknown fault \"\(fault)\": \((SlotFault.names + SimulatorServer.readerFaultNames).joined(separator: ", ")) or clear")
             }
         }
 

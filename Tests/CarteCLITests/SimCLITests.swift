@@ -35,6 +35,9 @@ struct SimCLITests {
         #expect(mode == 0o600)
 
         #expect(try Carte.run(["sim", "insert", "--socket", socket, "0", "1", "bundled:demo/iso-generic.yaml"]).status == 0)
+        // A reader of reader.conf.d cannot be unplugged from pcscd: the refusal says how to get one that can.
+        let unplug = try Carte.run(["sim", "fault", "--socket", socket, "0", "0", "unplug"])
+        #expect(unplug.status == 3 && unplug.stderr.contains("start it with --usb"), "\(unplug.stderr)")
         #expect(try Carte.run(["sim", "insert", "--socket", socket, "--mute", "CarteKit Virtual Contactless", "0", "bundled:demo/iso-generic.yaml"]).status == 0)
         let status = try Carte.run(["sim", "status", "--json", "--socket", socket])
         #expect(status.json["schema"] as? String == "carte.sim/1")

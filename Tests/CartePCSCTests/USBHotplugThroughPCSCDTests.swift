@@ -3,37 +3,40 @@ import CartePCSC
 import Foundation
 import Testing
 
-/// A reader unplugged and plugged back: pcscd's own hotplug removes it and adds it again (a fake USB
-/// reader made with umockdev, served by CarteKit's driver), and the middleware reports both as
-/// events, a read in flight ends with a typed error, and reading works again once it is back.
+/// A reader unplugged and plugged back: `carte sim serve --usb` shows its reader as a fake USB device
+/// (umockdev) that pcscd finds by its own hotplug, and `carte sim fault READER 0 unplug|plug` makes pcscd
+/// remove it and add it again; the middleware reports both as events, a read in flight ends with a
+/// typed error, and reading works again once the reader is back.
 @Suite("Reader unplugged and plugged back through pcscd's hotplug", .serialized, .enabled(if: PCSCSandbox.enabled), .timeLimit(.minutes(2)))
 struct USBHotplugThroughPCSCDTests {
-    static let device = USBTestbed.Device(syspath: "/devices/pci0000:00/0000:00:14.0/usb1/1-3", vendorID: 0x1209, productID: 0x0001,
-                                          manufacturer: "CarteKit", product: "Virtual USB Bi-fente (synthetic)", serial: "CKV-USB-0001", number: 7)
-    static let name = "CarteKit Virtual USB Bi-fente (CKV-USB-0001) 00"
+    /// pcscd's name for the daemon's bi-fente reader on USB: the friendly name, the serial, the index.
+    static let name = "CarteKit Virtual Bi-fente (CKV-B-0001) 00"
 
     @Test func theReaderLeavesAndReturnsWithEventsATypedErrorAndARecovery() throws {
         let s = try sandbox()
+        try #require(USBTestbed.unavailableReason == nil, "\(USBTestbed.unavailableReason ?? "")")
         let dir = s.directory.appendingPathComponent("usb-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("conf"), withIntermediateDirectories: true)
-        let testbed = try USBTestbed(devices: [Self.device], directory: dir)
-        defer { testbed.stop() }
 
         let socket = dir.appendingPathComponent("sim.sock").path
         let daemon = Process()
         daemon.executableURL = PCSCSandbox.carteBinary
-        daemon.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "bi-fente", "--image", "bundled:demo/vitale2-demo.yaml"]
+        daemon.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "bi-fente", "--image", "bundled:demo/vitale2-demo.yaml",
+                            "--usb", "--driver", PCSCSandbox.driver.path, "--timeout", "2000"]
         daemon.standardOutput = FileHandle.nullDevice
         daemon.standardError = FileHandle.nullDevice
         try daemon.run()
         defer { daemon.terminate(); daemon.waitUntilExit() }
         try s.waitFor("the daemon") { (try? SimulatorControlClient(path: socket).send(["op": "status"])) != nil }
-
-        var environment = testbed.environment
-        environment["CARTEKIT_USB_1209_0001"] = "\(socket):reader=0:slots=2:timeout=2000"
-        let drivers = try USBTestbed.driverBundle(in: dir, devices: [Self.device], names: ["CarteKit Virtual USB Bi-fente"])
+        // What pcscd needs, as the daemon reports it.
+        let status = try s.run(PCSCSandbox.carteBinary.path, ["sim", "status", "--socket", socket, "--json"])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status.stdout)")
+        var environment = try #require(json["usb"] as? [String: String], "\(json)")
+        let drivers = try #require(environment["drivers"])
+        environment["drivers"] = nil
+        #expect(environment["CARTEKIT_USB_1209_ca00"]?.hasPrefix(socket) == true && environment["UMOCKDEV_DIR"] != nil, "\(environment)")
         let pcscd = PrivatePCSCD(configurationDirectory: dir.appendingPathComponent("conf").path, workDirectory: dir.path, debug: true,
-                                 maximumLifetime: 120, usbDrivers: drivers.path, environment: environment)
+                                 maximumLifetime: 120, usbDrivers: drivers, environment: environment)
         try pcscd.start()
         defer { pcscd.stop() }
 
@@ -93,7 +96,8 @@ struct USBHotplugThroughPCSCDTests {
             if chunk.isEmpty { break }
             trace.append(chunk)
         }
-        try testbed.unplug(Self.device)
+        let unplug = try s.run(PCSCSandbox.carteBinary.path, ["sim", "fault", "--socket", socket, "0", "0", "unplug"])
+        #expect(unplug.status == 0, "\(unplug.stderr)")
         let readError = trace + readErr.fileHandleForReading.readDataToEndOfFile()
         let readJSON = readOut.fileHandleForReading.readDataToEndOfFile()
         reading.waitUntilExit()
@@ -107,7 +111,8 @@ struct USBHotplugThroughPCSCDTests {
 
         // Plugged back: the same reader returns and reads as before.
         try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "clear"])
-        try testbed.plug(Self.device)
+        let plug = try s.run(PCSCSandbox.carteBinary.path, ["sim", "fault", "--socket", socket, "0", "0", "plug"])
+        #expect(plug.status == 0, "\(plug.stderr)")
         try s.waitFor("the reader returns") { try readers().contains { $0.hasPrefix(Self.name) } }
         var after = (status: Int32(-1), stdout: "", stderr: "")
         for _ in 0..<50 {

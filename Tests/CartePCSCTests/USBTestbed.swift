@@ -1,46 +1,12 @@
 import CartePCSC
+import CarteSimulator
 import Foundation
 
-/// Fake USB readers that a private pcscd's hotplug (libudev) sees, plugged and unplugged on request:
-/// a umockdev testbed driven by `scripts/usb-testbed.py`, with CarteKit's driver installed as the USB
-/// driver bundle of the readers' VID:PID, so pcscd adds and removes them exactly as it does real ones.
+/// Fake USB devices that programs started with ``environment`` see (libudev, libusb), plugged and
+/// unplugged on request: a umockdev testbed driven by `scripts/usb-testbed.py` (the doctor's USB tests;
+/// `carte sim serve --usb` runs the same script for its readers).
 final class USBTestbed: @unchecked Sendable {
-    /// One fake USB reader: the device, its CCID interface, and the simulator reader it stands for.
-    struct Device {
-        var syspath: String
-        var vendorID: UInt16
-        var productID: UInt16
-        var bcdDevice: UInt16 = 0x0100
-        var manufacturer: String
-        var product: String
-        var serial: String?
-        var interfaceClass: UInt8 = 0x0B
-        var bus = 1
-        var number: Int
-
-        /// The umockdev description (a device and its interface).
-        var description: String {
-            let vid = String(format: "%04x", vendorID), pid = String(format: "%04x", productID)
-            let node = String(format: "bus/usb/%03d/%03d", bus, number)
-            var lines = ["P: \(syspath)", "N: \(node)", "E: DEVNAME=/dev/\(node)", "E: DEVTYPE=usb_device", "E: SUBSYSTEM=usb",
-                         String(format: "E: BUSNUM=%03d", bus), String(format: "E: DEVNUM=%03d", number),
-                         "E: PRODUCT=\(String(vendorID, radix: 16))/\(String(productID, radix: 16))/\(String(bcdDevice, radix: 16))",
-                         "A: idVendor=\(vid)", "A: idProduct=\(pid)", String(format: "A: bcdDevice=%04x", bcdDevice),
-                         "A: manufacturer=\(manufacturer)", "A: product=\(product)"]
-            if let serial { lines.append("A: serial=\(serial)") }
-            // What libusb reads: the device descriptor, then the configuration with its one interface.
-            func le(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
-            let device: [UInt8] = [0x12, 0x01] + le(0x0200) + [0x00, 0x00, 0x00, 0x40] + le(vendorID) + le(productID) + le(bcdDevice) + [0x01, 0x02, serial == nil ? 0x00 : 0x03, 0x01]
-            let configuration: [UInt8] = [0x09, 0x02] + le(18) + [0x01, 0x01, 0x00, 0x80, 0x32] + [0x09, 0x04, 0x00, 0x00, 0x00, interfaceClass, 0x00, 0x00, 0x00]
-            lines.append("H: descriptors=" + (device + configuration).map { String(format: "%02X", $0) }.joined())
-            lines.append("A: speed=12")
-            lines += ["A: bDeviceClass=00", "A: bNumInterfaces= 1", "A: busnum=\(bus)", "A: devnum=\(number)", "",
-                      "P: \(syspath)/\(syspath.split(separator: "/").last ?? ""):1.0", "E: DEVTYPE=usb_interface", "E: SUBSYSTEM=usb",
-                      "E: INTERFACE=\(interfaceClass)/0/0", String(format: "A: bInterfaceClass=%02x", interfaceClass),
-                      "A: bInterfaceSubClass=00", "A: bInterfaceProtocol=00", "A: bInterfaceNumber=00", "A: bNumEndpoints=03"]
-            return lines.joined(separator: "\n") + "\n"
-        }
-    }
+    typealias Device = FakeUSBDevice
 
     static let helper: URL = {
         var dir = URL(fileURLWithPath: #filePath)
@@ -69,7 +35,7 @@ final class USBTestbed: @unchecked Sendable {
     init(devices: [Device], directory: URL) throws {
         if let reason = USBTestbed.unavailableReason { throw PCSCSandbox.SandboxError(reason) }
         let file = directory.appendingPathComponent("devices.umockdev")
-        try devices.map(\.description).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        try devices.map(\.umockdevDescription).joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = [USBTestbed.helper.path, file.path]
@@ -119,31 +85,5 @@ final class USBTestbed: @unchecked Sendable {
             bytes.append(b)
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// A USB driver bundle directory whose Info.plist gives CarteKit's driver the `devices`' VID:PIDs.
-    static func driverBundle(in directory: URL, devices: [Device], names: [String]) throws -> URL {
-        let drivers = directory.appendingPathComponent("usb-drivers")
-        let linux = drivers.appendingPathComponent("cartekit.bundle/Contents/Linux")
-        try FileManager.default.createDirectory(at: linux, withIntermediateDirectories: true)
-        let library = linux.appendingPathComponent("libifdcarte.so")
-        try? FileManager.default.removeItem(at: library)
-        try FileManager.default.copyItem(at: PCSCSandbox.driver, to: library)
-        func array(_ values: [String]) -> String { "<array>" + values.map { "<string>\($0)</string>" }.joined() + "</array>" }
-        let plist = """
-            <?xml version="1.0" encoding="UTF-8"?>
-            <plist version="1.0">
-            <dict>
-            <key>CFBundleExecutable</key><string>libifdcarte.so</string>
-            <key>CFBundleName</key><string>CarteKitVirtualUSB</string>
-            <key>ifdVendorID</key>\(array(devices.map { String(format: "0x%04X", $0.vendorID) }))
-            <key>ifdProductID</key>\(array(devices.map { String(format: "0x%04X", $0.productID) }))
-            <key>ifdFriendlyName</key>\(array(names))
-            </dict>
-            </plist>
-
-            """
-        try plist.write(to: drivers.appendingPathComponent("cartekit.bundle/Contents/Info.plist"), atomically: true, encoding: .utf8)
-        return drivers
     }
 }
