@@ -7,8 +7,11 @@ import Yams
 public struct ReaderCatalog: Sendable, Hashable {
     /// A USB vendor and product id.
     public struct USBID: Sendable, Hashable, CustomStringConvertible {
+        /// `idVendor`.
         public var vendor: UInt16
+        /// `idProduct`.
         public var product: UInt16
+        /// A USB id.
         public init(vendor: UInt16, product: UInt16) {
             self.vendor = vendor
             self.product = product
@@ -45,10 +48,13 @@ public struct ReaderCatalog: Sendable, Hashable {
     public struct LegacyName: Sendable, Hashable {
         /// Matched as a prefix, without regard to case.
         public var pattern: String
+        /// Where the name comes from.
         public var source: String
     }
 
+    /// The reader models.
     public var entries: [Entry]
+    /// The legacy GALSS/PSS reader names.
     public var legacy: [LegacyName]
     /// What to do about a legacy-mode reader.
     public var legacyAdvice: String
@@ -79,6 +85,7 @@ public struct ReaderCatalog: Sendable, Hashable {
 
     /// Why a catalog file is invalid.
     public struct CatalogError: Error, Hashable, Sendable, CustomStringConvertible {
+        /// What is wrong, with the file and the field.
         public let description: String
     }
 
@@ -127,9 +134,12 @@ public struct ReaderCatalog: Sendable, Hashable {
 
 /// A dotted version (`1.08`, `4.22`), compared part by part as numbers.
 public struct Version: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// The numbers between the dots.
     public let parts: [Int]
+    /// The text it was made from.
     public let description: String
 
+    /// Parses `1.08`; `nil` unless 1 to 4 dot-separated numbers.
     public init?(_ text: String) {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
         guard !parts.isEmpty, parts.count <= 4, parts.allSatisfy({ $0 != nil }) else { return nil }

@@ -38,16 +38,22 @@ public struct DoctorEnvironment: Sendable {
 /// and its latency), USB devices (through libusb), udev rules and group. Nothing it does changes a
 /// card or a reader: a card is probed (SELECT MF only) when no other program has it open.
 public struct Doctor: Sendable {
+    /// The PC/SC backend the checks use.
     public var backend: PCSCBackend
+    /// The reader catalog readers and USB devices are matched against.
     public var catalog: ReaderCatalog
+    /// Where to look.
     public var environment: DoctorEnvironment
+    /// Where the checks log (debug).
     public var logger: Logger
     /// Lists USB devices (blocking; run on a thread of its own).
     public var usbDevices: @Sendable () throws(USBError) -> [USBDevice]
     /// Round trips per card for the latency figure.
     public var probeRoundTrips = 5
+    /// The version written in the report.
     public var carteVersion: String
 
+    /// A doctor; ``run()`` runs the checks.
     public init(backend: PCSCBackend, catalog: ReaderCatalog = .bundled, environment: DoctorEnvironment = DoctorEnvironment(), carteVersion: String,
                 logger: Logger = Logger(label: "cartekit.doctor", factory: { _ in SwiftLogNoOpLogHandler() }),
                 usbDevices: @escaping @Sendable () throws(USBError) -> [USBDevice] = { () throws(USBError) in try USBInventory.devices() }) {

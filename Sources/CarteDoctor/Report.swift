@@ -21,12 +21,14 @@ public struct DoctorCheck: Sendable, Hashable, Codable {
     public var id: String
     /// One line for a person.
     public var title: String
+    /// What was found.
     public var status: CheckStatus
     /// What was seen (versions, paths, names, return codes, timings).
     public var evidence: [String]
     /// What to do, when something is to be done.
     public var fix: String?
 
+    /// A check.
     public init(id: String, title: String, status: CheckStatus, evidence: [String] = [], fix: String? = nil) {
         self.id = id
         self.title = title
@@ -38,10 +40,14 @@ public struct DoctorCheck: Sendable, Hashable, Codable {
 
 /// A group of checks (pcscd, readers, cards, USB, udev).
 public struct DoctorSection: Sendable, Hashable, Codable {
+    /// Stable identifier (`pcscd`, `readers`, `cards`, `usb`, `udev`).
     public var id: String
+    /// Its heading.
     public var title: String
+    /// Its checks, in order.
     public var checks: [DoctorCheck]
 
+    /// A section.
     public init(id: String, title: String, checks: [DoctorCheck]) {
         self.id = id
         self.title = title
@@ -54,6 +60,7 @@ public struct DoctorSection: Sendable, Hashable, Codable {
 
 /// `carte doctor`'s report (JSON schema `carte.doctor/1`, docs/json.md).
 public struct DoctorReport: Sendable, Hashable, Codable {
+    /// The JSON schema name.
     public var schema = "carte.doctor/1"
     /// When it ran (ISO 8601, UTC).
     public var date: String
@@ -61,8 +68,10 @@ public struct DoctorReport: Sendable, Hashable, Codable {
     public var carteVersion: String
     /// How long the checks took, in milliseconds.
     public var milliseconds: Double
+    /// The sections, in order: pcscd, readers, cards, USB, udev.
     public var sections: [DoctorSection]
 
+    /// A report.
     public init(date: String, carteVersion: String, milliseconds: Double, sections: [DoctorSection]) {
         self.date = date
         self.carteVersion = carteVersion

@@ -6,19 +6,26 @@ public import Foundation
 public struct FakeUSBDevice: Sendable, Hashable {
     /// The sysfs path under `/sys` (`/devices/pci0000:00/0000:00:14.0/usb1/1-3`).
     public var syspath: String
+    /// `idVendor`.
     public var vendorID: UInt16
+    /// `idProduct`.
     public var productID: UInt16
     /// `bcdDevice` (a CCID reader's firmware release, `0x0108` = 1.08).
     public var bcdDevice: UInt16
+    /// `iManufacturer` (sysfs `manufacturer`).
     public var manufacturer: String
+    /// `iProduct` (sysfs `product`).
     public var product: String
+    /// `iSerialNumber` (sysfs `serial`), if any: pcscd puts it in the reader's name.
     public var serial: String?
     /// The interface class: `0B` (CCID) or `FF` (vendor-specific).
     public var interfaceClass: UInt8
+    /// The USB bus.
     public var bus: Int
     /// The device number on the bus.
     public var number: Int
 
+    /// A device.
     public init(syspath: String, vendorID: UInt16, productID: UInt16, bcdDevice: UInt16 = 0x0100, manufacturer: String, product: String,
                 serial: String? = nil, interfaceClass: UInt8 = 0x0B, bus: Int = 1, number: Int) {
         self.syspath = syspath
