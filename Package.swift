@@ -137,7 +137,8 @@ let package = Package(
         /// In-memory card emulators, virtual readers and the card-image format.
         .target(
             name: "CarteSimulator",
-            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteSimProtocol", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
+            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteSimProtocol", "CarteBundledProfiles", "CarteBundledScripts", logging,
+                           .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwiftSettings
         ),
         /// The reader profiles of `Firmware/virtual/`, embedded in the binary.
@@ -241,7 +242,6 @@ let package = Package(
                 "CarteBundledImages",
                 "CarteDoctor",
                 "CarteUSB",
-                "CarteBundledScripts",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -82,7 +82,7 @@ struct SimCommand: AsyncParsableCommand {
                     Output.stderr("serving \(reader.profile.name) (\(reader.slots.count) slot\(reader.slots.count == 1 ? "" : "s"))")
                 }
                 if let usbReaders {
-                    Output.stderr("USB testbed \(usbReaders.testbed): start pcscd with the environment and drivers of `carte sim status --json` (\"usb\")")
+                    Output.stderr("USB testbed \(usbReaders.testbed.root): start pcscd with the environment and drivers of `carte sim status --json` (\"usb\")")
                 }
                 var vpcdSide: VPCDCardSide? = nil
                 if let vpcd {

@@ -1,4 +1,3 @@
-import CarteBundledScripts
 import CarteSimulator
 import Foundation
 
@@ -10,18 +9,14 @@ final class SimulatedUSBReaders: @unchecked Sendable {
     let directory: URL
     let devices: [FakeUSBDevice]
     let drivers: URL
-    let testbed: String
+    let testbed: UmockdevTestbed
     /// The variables pcscd needs (the testbed, umockdev's preload, each reader's DEVICENAME).
     let pcscdEnvironment: [String: String]
-    private let helper: Process
-    private let input: FileHandle
-    private let output: FileHandle
-    private let lock = NSLock()
 
     /// Builds the devices, the driver bundle and the testbed for `readers` (profile and slot count each).
     init(readers: [(profile: VirtualReaderProfile, slots: Int)], socket: String, driver: String, timeout: Int) throws {
-        guard FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/libumockdev-preload.so.0") || FileManager.default.fileExists(atPath: "/usr/lib/aarch64-linux-gnu/libumockdev-preload.so.0") else {
-            throw CLIError(kind: "usb", message: "--usb needs umockdev (Debian packages umockdev, gir1.2-umockdev-1.0, python3-gi: scripts/bootstrap.sh installs them)", exitCode: CarteExit.invalidInput)
+        if let reason = UmockdevTestbed.unavailableReason {
+            throw CLIError(kind: "usb", message: "--usb needs \(reason)", exitCode: CarteExit.invalidInput)
         }
         guard FileManager.default.fileExists(atPath: driver) else {
             throw CLIError(kind: "usb", message: "\(driver) is not built (swift build --product ifdcarte)", exitCode: CarteExit.invalidInput)
@@ -43,29 +38,10 @@ final class SimulatedUSBReaders: @unchecked Sendable {
         }
         devices = made
         drivers = try FakeUSBDevice.writeDriverBundle(in: directory, driver: driver, devices: made, names: readers.map(\.profile.name))
-        let script = directory.appendingPathComponent("usb-testbed.py")
-        try BundledScripts.usbTestbed.write(to: script, atomically: true, encoding: .utf8)
-        let description = directory.appendingPathComponent("devices.umockdev")
-        try made.map(\.umockdevDescription).joined(separator: "\n").write(to: description, atomically: true, encoding: .utf8)
-        helper = Process()
-        helper.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        helper.arguments = [script.path, description.path]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = "libumockdev-preload.so.0"  // the helper's uevents go through umockdev's libudev
-        helper.environment = environment
-        let stdin = Pipe(), stdout = Pipe()
-        helper.standardInput = stdin
-        helper.standardOutput = stdout
-        helper.standardError = FileHandle.nullDevice
-        try helper.run()
-        input = stdin.fileHandleForWriting
-        output = stdout.fileHandleForReading
-        testbed = SimulatedUSBReaders.line(output) ?? ""
-        guard testbed.hasPrefix("/") else {
-            helper.terminate()
-            throw CLIError(kind: "usb", message: "the umockdev testbed did not start (\(testbed.isEmpty ? "no answer" : testbed))", exitCode: CarteExit.invalidInput)
+        do { testbed = try UmockdevTestbed(devices: made, directory: directory) } catch {
+            throw CLIError(kind: "usb", message: "\(error)", exitCode: CarteExit.invalidInput)
         }
-        var pcscd = ["UMOCKDEV_DIR": testbed, "LD_PRELOAD": "libumockdev-preload.so.0"]
+        var pcscd = testbed.environment
         for (i, d) in made.enumerated() {
             pcscd[d.driverVariable] = "\(socket):reader=\(i):slots=\(readers[i].slots):timeout=\(timeout)"
         }
@@ -75,12 +51,9 @@ final class SimulatedUSBReaders: @unchecked Sendable {
     /// Unplugs (`unplug`) or plugs back (`plug`) the reader with this index.
     func fault(reader: Int, name: String) throws -> String {
         guard devices.indices.contains(reader) else { throw CLIError(kind: "usb", message: "no USB reader \(reader)", exitCode: CarteExit.cardOrReader) }
-        lock.lock()
-        defer { lock.unlock() }
-        input.write(Data("\(name) \(devices[reader].syspath)\n".utf8))
-        let answer = SimulatedUSBReaders.line(output) ?? "no answer"
-        guard answer == "ok" else { throw CLIError(kind: "usb", message: "the testbed answered: \(answer)", exitCode: CarteExit.cardOrReader) }
-        return name == "unplug" ? "USB reader unplugged (\(devices[reader].syspath))" : "USB reader plugged back (\(devices[reader].syspath))"
+        let device = devices[reader]
+        if name == "unplug" { try testbed.unplug(device) } else { try testbed.plug(device) }
+        return name == "unplug" ? "USB reader unplugged (\(device.syspath))" : "USB reader plugged back (\(device.syspath))"
     }
 
     /// What `carte sim status` reports under "usb".
@@ -91,21 +64,7 @@ final class SimulatedUSBReaders: @unchecked Sendable {
     }
 
     func stop() {
-        try? input.write(contentsOf: Data("quit\n".utf8))
-        try? input.close()
-        let deadline = Date().addingTimeInterval(3)
-        while helper.isRunning && Date() < deadline { usleep(10_000) }
-        if helper.isRunning { helper.terminate() }
+        testbed.stop()
         try? FileManager.default.removeItem(at: directory)
-    }
-
-    private static func line(_ handle: FileHandle) -> String? {
-        var bytes: [UInt8] = []
-        while true {
-            let chunk = handle.readData(ofLength: 1)
-            guard let b = chunk.first else { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
-            if b == 0x0A { return String(decoding: bytes, as: UTF8.self) }
-            bytes.append(b)
-        }
     }
 }

@@ -53,9 +53,9 @@ struct DoctorThroughPCSCDTests {
 
     /// USB devices for libusb: a bi-fente CCID reader matching the first profile, and the Ingenico case.
     static let usbDevices = [
-        USBTestbed.Device(syspath: "/devices/pci0000:00/0000:00:14.0/usb1/1-2", vendorID: 0x1C34, productID: 0xAFC0, bcdDevice: 0x0108,
+        FakeUSBDevice(syspath: "/devices/pci0000:00/0000:00:14.0/usb1/1-2", vendorID: 0x1C34, productID: 0xAFC0, bcdDevice: 0x0108,
                           manufacturer: "AF Care", product: "AF Care One", serial: "TEST-AFC-1", number: 5),
-        USBTestbed.Device(syspath: "/devices/pci0000:00/0000:00:14.0/usb1/1-4", vendorID: 0x0B00, productID: 0x0090, bcdDevice: 0x0100,
+        FakeUSBDevice(syspath: "/devices/pci0000:00/0000:00:14.0/usb1/1-4", vendorID: 0x0B00, productID: 0x0090, bcdDevice: 0x0100,
                           manufacturer: "INGENICO", product: "Lecteur SESAM VITALE", serial: nil, interfaceClass: 0xFF, number: 9),
     ]
 
@@ -64,9 +64,11 @@ struct DoctorThroughPCSCDTests {
         let socket: String
         let daemon: Process
         let pcscd: PrivatePCSCD
-        let testbed: USBTestbed
+        let testbed: UmockdevTestbed
+        let sandbox: PCSCSandbox
 
         init(_ s: PCSCSandbox) throws {
+            sandbox = s
             dir = s.directory.appendingPathComponent("doctor-\(UInt32.random(in: 0...UInt32.max))")
             let conf = dir.appendingPathComponent("conf")
             try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
@@ -90,7 +92,7 @@ struct DoctorThroughPCSCDTests {
             guard writer.status == 0 else { throw PCSCSandbox.SandboxError("reader-conf: \(writer.stderr)") }
             pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: dir.path, maximumLifetime: 300)
             try pcscd.start()
-            testbed = try USBTestbed(devices: DoctorThroughPCSCDTests.usbDevices, directory: dir)
+            testbed = try UmockdevTestbed(devices: DoctorThroughPCSCDTests.usbDevices, directory: dir)
         }
 
         func stop() {
@@ -107,21 +109,10 @@ struct DoctorThroughPCSCDTests {
 
         /// Runs `carte doctor` with this pcscd and the USB testbed.
         func doctor(_ extra: [String] = [], socketPath: String? = nil) throws -> (status: Int32, stdout: String, stderr: String, json: [String: Any]) {
-            let p = Process()
-            p.executableURL = PCSCSandbox.carteBinary
-            p.arguments = ["doctor"] + extra
-            var environment = ProcessInfo.processInfo.environment
-            environment["PCSCLITE_CSOCK_NAME"] = socketPath ?? pcscd.clientSocket
-            for (k, v) in testbed.environment { environment[k] = v }
-            p.environment = environment
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            let json = (try? JSONSerialization.jsonObject(with: o)) as? [String: Any] ?? [:]
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), json)
+            let r = try sandbox.run(PCSCSandbox.carteBinary.path, ["doctor"] + extra,
+                                    environment: testbed.environment.merging(["PCSCLITE_CSOCK_NAME": socketPath ?? pcscd.clientSocket]) { $1 })
+            let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
+            return (r.status, r.stdout, r.stderr, json)
         }
     }
 

@@ -127,13 +127,16 @@ final class PCSCSandbox: @unchecked Sendable {
         return answer
     }
 
-    /// Runs a program to completion with the sandbox's PC/SC socket; returns status and output.
-    func run(_ executable: String, _ arguments: [String], timeout: Double = 30, stdin: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    /// Runs a program to completion with the sandbox's PC/SC socket (or what `environment` says:
+    /// another pcscd's socket, a umockdev testbed…); returns status and output.
+    func run(_ executable: String, _ arguments: [String], timeout: Double = 30, stdin: String? = nil,
+             environment extra: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["PCSCLITE_CSOCK_NAME"] = clientSocket
+        for (k, v) in extra { environment[k] = v }
         p.environment = environment
         let out = Pipe()
         let err = Pipe()

@@ -14,8 +14,10 @@ struct RecordReplayThroughPCSCDTests {
         let socket: String
         let daemon: Process
         let pcscd: PrivatePCSCD
+        let sandbox: PCSCSandbox
 
         init(_ s: PCSCSandbox) throws {
+            sandbox = s
             dir = s.directory.appendingPathComponent("record-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
             let conf = dir.appendingPathComponent("conf")
             try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
@@ -42,21 +44,7 @@ struct RecordReplayThroughPCSCDTests {
 
         /// Runs carte against this bench's pcscd (with `environment` added).
         func carte(_ arguments: [String], environment extra: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-            let p = Process()
-            p.executableURL = PCSCSandbox.carteBinary
-            p.arguments = arguments
-            var environment = ProcessInfo.processInfo.environment
-            environment["PCSCLITE_CSOCK_NAME"] = pcscd.clientSocket
-            for (k, v) in extra { environment[k] = v }
-            p.environment = environment
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            let e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+            try sandbox.run(PCSCSandbox.carteBinary.path, arguments, environment: extra.merging(["PCSCLITE_CSOCK_NAME": pcscd.clientSocket]) { $1 })
         }
     }
 

@@ -14,7 +14,7 @@ struct USBHotplugThroughPCSCDTests {
 
     @Test func theReaderLeavesAndReturnsWithEventsATypedErrorAndARecovery() throws {
         let s = try sandbox()
-        try #require(USBTestbed.unavailableReason == nil, "\(USBTestbed.unavailableReason ?? "")")
+        try #require(UmockdevTestbed.unavailableReason == nil, "\(UmockdevTestbed.unavailableReason ?? "")")
         let dir = s.directory.appendingPathComponent("usb-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("conf"), withIntermediateDirectories: true)
 
@@ -41,19 +41,7 @@ struct USBHotplugThroughPCSCDTests {
         defer { pcscd.stop() }
 
         func carte(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-            var env = ProcessInfo.processInfo.environment
-            env["PCSCLITE_CSOCK_NAME"] = pcscd.clientSocket
-            let p = Process()
-            p.executableURL = PCSCSandbox.carteBinary
-            p.arguments = arguments
-            p.environment = env
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+            try s.run(PCSCSandbox.carteBinary.path, arguments, environment: ["PCSCLITE_CSOCK_NAME": pcscd.clientSocket])
         }
         func readers() throws -> [String] {
             let r = try carte(["readers", "--backend", "pcsc", "--json"])
@@ -70,13 +58,21 @@ struct USBHotplugThroughPCSCDTests {
         env["PCSCLITE_CSOCK_NAME"] = pcscd.clientSocket
         let watch = Process()
         watch.executableURL = PCSCSandbox.carteBinary
-        watch.arguments = ["watch", "--backend", "pcsc", "--json", "--seconds", "12"]
+        watch.arguments = ["watch", "--backend", "pcsc", "--json", "--seconds", "90"]  // ended by the test
         watch.environment = env
         let watched = Pipe()
         watch.standardOutput = watched
         watch.standardError = FileHandle.nullDevice
         try watch.run()
-        usleep(700_000)
+        // The watcher is live once it reports a card put into the empty second slot (a fixed delay was
+        // not enough on a loaded machine: a watcher that starts after the unplug never knew the reader).
+        try SimulatorControlClient(path: socket).send(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:demo/iso-generic.yaml"])
+        var early = Data()
+        while !String(decoding: early, as: UTF8.self).contains("card-inserted") {
+            let chunk = watched.fileHandleForReading.readData(ofLength: 1)
+            if chunk.isEmpty { break }
+            early.append(chunk)
+        }
 
         // A read in flight (each APDU slowed to 300 ms) when the reader is pulled out.
         try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "slow", "ms": 300])
@@ -123,7 +119,7 @@ struct USBHotplugThroughPCSCDTests {
         #expect(after.status == 0 && after.stdout == before.stdout, "a read after the replug: \(after.stderr)")
 
         watch.terminate()
-        let lines = String(decoding: watched.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
+        let lines = String(decoding: early + watched.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: "\n")
         watch.waitUntilExit()
         let events = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] }
             .filter { $0["reader"]?.hasPrefix(Self.name) == true }.map { $0["event"] ?? "" }
