@@ -225,7 +225,7 @@ let package = Package(
         /// Field diagnostics (`carte doctor`): pcscd, readers, USB, firmware catalog, udev, card probes.
         .target(
             name: "CarteDoctor",
-            dependencies: ["CarteCore", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
+            dependencies: ["CarteCore", "CartePCSC", "CarteUSB", "CarteKit", "CarteCrypto", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwiftSettings
         ),
         /// The `carte` command-line tool: the only place that bootstraps logging.

@@ -1,3 +1,4 @@
+import CarteCore
 import CarteBundledProfiles
 import Yams
 
@@ -17,7 +18,7 @@ public struct ReaderCatalog: Sendable, Hashable {
             self.product = product
         }
         /// `VVVV:PPPP`.
-        public var description: String { hex4(vendor) + ":" + hex4(product) }
+        public var description: String { vendor.hex + ":" + product.hex }
     }
 
     /// One reader model.
@@ -157,9 +158,4 @@ public struct Version: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public static func == (a: Version, b: Version) -> Bool { !(a < b) && !(b < a) }
     public func hash(into hasher: inout Hasher) { hasher.combine(parts.reversed().drop { $0 == 0 }.reversed() as [Int]) }
-}
-
-func hex4(_ v: UInt16) -> String {
-    let digits = Array("0123456789ABCDEF")
-    return String([digits[Int(v >> 12)], digits[Int(v >> 8 & 0xF)], digits[Int(v >> 4 & 0xF)], digits[Int(v & 0xF)]])
 }

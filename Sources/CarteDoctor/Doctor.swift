@@ -1,4 +1,5 @@
 import CarteCore
+import CarteCrypto
 import CarteKit
 public import CartePCSC
 public import CarteUSB
@@ -79,9 +80,8 @@ public struct Doctor: Sendable {
         let usbResult = await usb
         let usbSection = usbChecks(usbResult, readers: readers, pcscAnswered: pcsc.answered)
         let udev = udevSection(usbResult)
-        let elapsed = clock.now - start
-        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        return DoctorReport(date: iso8601Now(), carteVersion: carteVersion, milliseconds: (ms * 10).rounded() / 10,
+        let ms = (clock.now - start).milliseconds
+        return DoctorReport(date: iso8601UTC(currentUnixTime()), carteVersion: carteVersion, milliseconds: (ms * 10).rounded() / 10,
                             sections: [pcsc.section, readersSection, cardsSection, usbSection, udev])
     }
 
@@ -242,7 +242,7 @@ public struct Doctor: Sendable {
         if contact.count >= 2 { evidence.append("bi-fente: \(contact[0].name) and \(contact[1].name) can hold the Vitale and the CPx card side by side") }
         let info = r.slots[0]
         evidence.append("vendor \(info.vendor ?? "unknown"), firmware \(info.firmwareVersion ?? "unknown"), serial \(info.serialNumber ?? "unknown")")
-        if let v = r.attributes?.usbVendorID, let p = r.attributes?.usbProductID { evidence.append("USB \(hex4(v)):\(hex4(p))") }
+        if let v = r.attributes?.usbVendorID, let p = r.attributes?.usbProductID { evidence.append("USB \(v.hex):\(p.hex)") }
         if !info.features.isEmpty {
             evidence.append("features: " + info.features.joined(separator: ", ") + (info.features.contains { $0.contains("verify-pin") } ? " (PIN pad)" : ""))
         }
@@ -495,17 +495,7 @@ public struct Doctor: Sendable {
 
     func pcscdVersion() -> (path: String, version: String?)? {
         guard let path = environment.pcscdPaths.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = ["--version"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        p.standardInput = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return (path, nil) }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
+        let text = runProgram(path, ["--version"]).output
         guard let r = text.range(of: "pcsc-lite version ") else { return (path, nil) }
         let version = text[r.upperBound...].prefix { $0.isNumber || $0 == "." }
         return (path, String(version.hasSuffix(".") ? version.dropLast() : version))
@@ -538,7 +528,7 @@ struct UdevRules {
     }
 
     func covers(vendor: UInt16, product: UInt16, ccid: Bool) -> Bool {
-        (ccid && classRule) || ids.contains("\(hex4(vendor).lowercased()):\(hex4(product).lowercased())")
+        (ccid && classRule) || ids.contains("\(vendor.hex.lowercased()):\(product.hex.lowercased())")
     }
 
     private func value(of key: String, in line: String) -> String? {
@@ -549,17 +539,24 @@ struct UdevRules {
     }
 }
 
-func milliseconds(_ d: Duration) -> Double {
-    let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
-    return (ms * 100).rounded() / 100
+/// Runs a program to completion (standard output and error together, no input) and returns its exit
+/// status and output; status -1 when it cannot start. Blocking: call it on a thread of its own.
+public func runProgram(_ path: String, _ arguments: [String]) -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    p.standardInput = FileHandle.nullDevice
+    guard (try? p.run()) != nil else { return (-1, "cannot run \(path)") }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
-func iso8601Now() -> String {
-    var t = time(nil)
-    var tm = tm()
-    gmtime_r(&t, &tm)
-    return String(format: "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec)
-}
+/// Milliseconds, rounded to 0.01.
+func milliseconds(_ d: Duration) -> Double { (d.milliseconds * 100).rounded() / 100 }
 
 /// Runs a blocking body on a thread of its own (never on the concurrency pool).
 func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {

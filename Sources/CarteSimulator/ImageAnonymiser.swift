@@ -102,12 +102,9 @@ public enum ImageAnonymiser {
         if let i = out.overrides.firstIndex(where: { ReplayRecorder.carriesSecret($0.command.map { $0 }) }) {
             throw .personalDataRemains(field: "PIN or PUK", location: "override \(i + 1)")
         }
-        for v in plan.values {
-            if let location = out.firstLocation(where: { v.occurs(in: $0) }) { throw .personalDataRemains(field: v.field, location: location) }
-            if let location = out.firstTextLocation(where: { v.occurs(inText: $0) }) { throw .personalDataRemains(field: v.field, location: location) }
-        }
-        if let serial = plan.cpsSerial, let location = out.firstLocation(where: { serial.occurs(in: $0) }) {
-            throw .personalDataRemains(field: serial.field, location: location)
+        // One walk over the bytes and one over the texts, every value looked for in each.
+        if let (field, location) = out.firstRemaining(plan.values, serial: plan.cpsSerial) {
+            throw .personalDataRemains(field: field, location: location)
         }
         let back: Content
         do { back = try await read(out) } catch { throw .inconsistent(field: "card", detail: error.description) }
@@ -257,7 +254,7 @@ public enum ImageAnonymiser {
 
         mutating func add(_ field: String, _ value: String?, _ kind: Kind) {
             // A single character identifies nobody (and could not be found safely).
-            guard let value, value.trimmingSpaces.count >= 2 else { return }
+            guard let value, value.trimmed(" ").count >= 2 else { return }
             fields.append((field, value))
             if let i = byOriginal[value] {
                 expected[field] = values[i].replacement
@@ -348,9 +345,16 @@ public enum ImageAnonymiser {
         let replacement: String
         /// Names: also rewritten in lower and capitalised forms, and searched without regard to case.
         let foldCase: Bool
+        /// (original, replacement) byte pairs of equal length, worked out once (they are applied to every byte string).
+        let forms: [([UInt8], [UInt8])]
+        /// What ``occurs(in:)`` looks for (upper case when `foldCase`).
+        let needles: [[UInt8]]
 
-        /// (original, replacement) byte pairs of equal length.
-        var forms: [([UInt8], [UInt8])] {
+        init(field: String, original: String, replacement: String, foldCase: Bool) {
+            self.field = field
+            self.original = original
+            self.replacement = replacement
+            self.foldCase = foldCase
             var texts = [(original, replacement)]
             if foldCase {
                 texts += [(original.uppercased(), replacement.uppercased()), (original.lowercased(), replacement.lowercased()),
@@ -365,7 +369,9 @@ public enum ImageAnonymiser {
                     out.append((x, y))
                 }
             }
-            return out
+            forms = out
+            needles = (foldCase ? [latin1Bytes(original.uppercased()), Array(original.uppercased().utf8)]
+                                : [latin1Bytes(original), Array(original.utf8), packedBCD(original)]).compactMap { $0 }.filter { !$0.isEmpty }
         }
 
         /// Values under 4 bytes are only rewritten (and searched) where they stand alone: a whole BER-TLV
@@ -387,10 +393,8 @@ public enum ImageAnonymiser {
         }
 
         func occurs(in blob: [UInt8]) -> Bool {
-            let needles = foldCase ? [latin1Bytes(original.uppercased()), Array(original.uppercased().utf8)].compactMap { $0 }
-                                   : [latin1Bytes(original), Array(original.utf8), packedBCD(original)].compactMap { $0 }
             let hay = foldCase ? blob.map(asciiUpper) : blob
-            return needles.contains { !$0.isEmpty && firstIndex(of: $0, in: hay, delimited: delimited) != nil }
+            return needles.contains { firstIndex(of: $0, in: hay, delimited: delimited) != nil }
         }
 
         func occurs(inText text: String) -> Bool {
@@ -468,16 +472,19 @@ extension CardImage {
         replay = r
     }
 
-    /// The first place where `matches` holds for a byte string, named for a person.
-    func firstLocation(where matches: ([UInt8]) -> Bool) -> String? {
+    /// The first personal value still in the image (its field, and where: a file, the recorded exchanges,
+    /// the texts), or `nil`.
+    func firstRemaining(_ values: [ImageAnonymiser.Value], serial: ImageAnonymiser.BCDSerial?) -> (String, String)? {
         var copy = self
-        var found: String?
+        var found: (String, String)?
         copy.rewriteBlobs { blob, location in
-            if found == nil, matches(blob) { found = location }
+            guard found == nil else { return }
+            if let v = values.first(where: { $0.occurs(in: blob) }) { found = (v.field, location) }
+            else if let serial, serial.occurs(in: blob) { found = (serial.field, location) }
         }
-        // Each recorded response alone too (the stream check covers values split across answers).
-        if found == nil, let r = replay {
-            for (i, e) in r.transcript.enumerated() where matches(e.response) { return "recorded response \(i + 1)" }
+        copy.rewriteTexts { text in
+            guard found == nil, let v = values.first(where: { $0.occurs(inText: text) }) else { return }
+            found = (v.field, "the image's texts (name, summary, source, recorded reader or session, or a file label)")
         }
         return found
     }
@@ -495,13 +502,6 @@ extension CardImage {
         root.rewriteLabels(body)
     }
 
-    /// The first free text where `matches` holds.
-    func firstTextLocation(where matches: (String) -> Bool) -> String? {
-        var copy = self
-        var found: String?
-        copy.rewriteTexts { text in if found == nil, matches(text) { found = "the image's texts (name, summary, source, recorded reader or session, or a file label)" } }
-        return found
-    }
 }
 
 extension CardImage.DedicatedFile {
@@ -616,13 +616,6 @@ func replaceAll(_ blob: inout [UInt8], _ a: [UInt8], _ b: [UInt8], delimited: Bo
 }
 
 extension String {
-    var trimmingSpaces: Substring {
-        var s = Substring(self)
-        while s.first == " " { s.removeFirst() }
-        while s.last == " " { s.removeLast() }
-        return s
-    }
-
     /// "JEAN-PIERRE DUPONT" → "Jean-Pierre Dupont".
     var capitalisedWords: String {
         var out = ""

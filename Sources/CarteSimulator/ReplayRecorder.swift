@@ -15,8 +15,7 @@ public final class RecordingTransport: CardTransport {
         let clock = ContinuousClock()
         let start = clock.now
         let response = try await inner.transmit(command)
-        let elapsed = clock.now - start
-        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        let ms = (clock.now - start).milliseconds
         log.withLock { $0.append(.init(command: command.map { $0 }, response: response, milliseconds: (ms * 1000).rounded() / 1000)) }
         return response
     }

@@ -259,10 +259,10 @@ public final class SimulatorServer: Sendable {
             guard !frame.payload.isEmpty else { return .failure(.badRequest, "empty APDU") }
             switch slot.transmitWithFaults(frame.payload) {
             case .answer(let response, let delay):
-                if let delay { Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) }
+                if let delay { Thread.sleep(forTimeInterval: delay.seconds) }
                 return Frame(.ok, response)
             case .noAnswer(let delay):
-                if let delay { Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) }
+                if let delay { Thread.sleep(forTimeInterval: delay.seconds) }
                 logger.info("\(slot.info.name): mute fault, no answer")
                 return nil
             case .failure(let e): return failure(e)

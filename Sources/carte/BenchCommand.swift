@@ -150,13 +150,6 @@ func measure(_ duration: Duration, perIteration: Int, _ body: (Int) async throws
     }
 }
 
-extension Duration {
-    var seconds: Double {
-        let (s, a) = components
-        return Double(s) + Double(a) / 1e18
-    }
-}
-
 /// `carte bench core --json` output, schema `carte.bench-core/1` (docs/json.md).
 struct BenchReport: Encodable {
     var schema = "carte.bench-core/1"

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CarteCore
 import CarteDoctor
 import CartePCSC
 import CarteSimulator
@@ -43,17 +44,16 @@ extension BenchCommand {
                 guard slots == 4 else { throw CLIError(kind: "bench", message: "pcscd shows \(slots) slot(s), not 4; see \(setup.pcscd.logPath)", exitCode: CarteExit.cardOrReader) }
                 let doctor = CarteDoctor.Doctor(backend: backend, carteVersion: CarteVersion.string, logger: logger)
                 let clock = ContinuousClock()
-                func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
                 var doctorTimes: [Double] = []
                 var listTimes: [Double] = []
                 var last: DoctorReport?
                 for i in 0..<(runs + 2) {
                     let start = clock.now
                     let report = await doctor.run()
-                    let elapsed = ms(clock.now - start)
+                    let elapsed = (clock.now - start).milliseconds
                     let listStart = clock.now
                     _ = try await backend.readers()
-                    let listed = ms(clock.now - listStart)
+                    let listed = (clock.now - listStart).milliseconds
                     if i >= 2 {
                         doctorTimes.append(elapsed)
                         listTimes.append(listed)

@@ -60,8 +60,8 @@ struct DoctorCommand: AsyncParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let json = String(decoding: try encoder.encode(report), as: UTF8.self)
         var versions = ["carte \(CarteVersion.string)", "libusb \(USBInventory.libraryVersion)"]
-        versions.append(await onDedicatedThread { runOutput("/usr/sbin/pcscd", ["--version"]).split(separator: "\n").first.map(String.init) ?? "pcscd: not found" })
-        let uname = await onDedicatedThread { runOutput("/bin/uname", ["-srm"]) }
+        versions.append(await onDedicatedThread { runProgram("/usr/sbin/pcscd", ["--version"]).output.split(separator: "\n").first.map(String.init) ?? "pcscd: not found" })
+        let uname = await onDedicatedThread { runProgram("/bin/uname", ["-srm"]).output }
         versions.append("kernel " + uname.trimmingCharacters(in: .whitespacesAndNewlines))
         if let plist = try? String(contentsOfFile: "/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist", encoding: .utf8),
            let r = plist.range(of: "<key>CFBundleShortVersionString</key>") {
@@ -75,14 +75,14 @@ struct DoctorCommand: AsyncParsableCommand {
             log = (try? String(contentsOfFile: pcscdLog, encoding: .utf8)).map { String($0.split(separator: "\n", omittingEmptySubsequences: false).suffix(400).joined(separator: "\n")) }
                 ?? "cannot read \(pcscdLog)"
         } else if FileManager.default.isExecutableFile(atPath: "/bin/journalctl") {
-            log = await onDedicatedThread { runOutput("/bin/journalctl", ["-u", "pcscd", "-n", "400", "--no-pager"]) }
+            log = await onDedicatedThread { runProgram("/bin/journalctl", ["-u", "pcscd", "-n", "400", "--no-pager"]).output }
         } else {
             log = "no journalctl on this machine; give the log with --pcscd-log FILE"
         }
         let files: [(String, String)] = [("report.txt", report.text(colour: false)), ("report.json", json), ("versions.txt", versions.joined(separator: "\n") + "\n"),
                                          ("pcscd-log.txt", Redactor.apduFree(log))]
         for (name, text) in files { try redact(text).write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8) }
-        let tar = await onDedicatedThread { runStatus("/bin/tar", ["-czf", path, "-C", dir.path, "report.txt", "report.json", "versions.txt", "pcscd-log.txt"]) }
+        let tar = await onDedicatedThread { runProgram("/bin/tar", ["-czf", path, "-C", dir.path, "report.txt", "report.json", "versions.txt", "pcscd-log.txt"]) }
         guard tar.status == 0 else {
             throw CLIError(kind: "doctor", message: "cannot write the bundle \(path): \(tar.output.trimmingCharacters(in: .whitespacesAndNewlines))", exitCode: CarteExit.invalidInput)
         }
@@ -130,21 +130,4 @@ struct Redactor: Sendable {
             return String(line)
         }.joined(separator: "\n")
     }
-}
-
-/// Runs a program and returns its output (empty when it cannot run). Blocking.
-func runOutput(_ path: String, _ arguments: [String]) -> String { runStatus(path, arguments).output }
-
-func runStatus(_ path: String, _ arguments: [String]) -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: path)
-    p.arguments = arguments
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    p.standardInput = FileHandle.nullDevice
-    guard (try? p.run()) != nil else { return (-1, "cannot run \(path)") }
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }

@@ -48,11 +48,7 @@ extension ImageCommand {
                 do { result = try await ImageAnonymiser.anonymise(image, seed: seed) } catch {
                     throw CLIError(kind: "anonymise", message: "\(input): \(error)", exitCode: CarteExit.invalidInput)
                 }
-                do {
-                    try CardImageWriter.yaml(result.image).write(toFile: output, atomically: true, encoding: .utf8)
-                } catch {
-                    throw CLIError(kind: "anonymise", message: "cannot write \(output): \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput)
-                }
+                try writeImage(result.image, to: output, kind: "anonymise")
                 let report = AnonymiseReport(input: input, output: output, card: result.report.card, replacements: result.report.replacements, notes: result.report.notes)
                 if global.json { Output.printJSON(report) } else {
                     print("anonymised \(input) (\(report.card)) into \(output):")
@@ -133,11 +129,7 @@ extension ImageCommand {
                 var out = image
                 out.replay?.policy = CardImage.Replay.Policy(rawValue: policy)!
                 out.replay?.source = CardImage.Replay.Source(rawValue: source)!
-                do {
-                    try CardImageWriter.yaml(out).write(toFile: output, atomically: true, encoding: .utf8)
-                } catch {
-                    throw CLIError(kind: "import", message: "cannot write \(output): \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput)
-                }
+                try writeImage(out, to: output, kind: "import")
                 let report = ImportReport(log: log, image: output, reader: capture.reader, exchanges: capture.exchanges.count, unanswered: capture.unanswered,
                                           files: out.root.fileCount)
                 if global.json { Output.printJSON(report) } else {
@@ -146,6 +138,15 @@ extension ImageCommand {
                 }
             }
         }
+    }
+}
+
+/// Writes `image` as YAML (carte-image/1) to `path`, or says why it cannot (exit 2).
+func writeImage(_ image: CardImage, to path: String, kind: String) throws {
+    do {
+        try CardImageWriter.yaml(image).write(toFile: path, atomically: true, encoding: .utf8)
+    } catch {
+        throw CLIError(kind: kind, message: "cannot write \(path): \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput)
     }
 }
 

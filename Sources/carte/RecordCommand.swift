@@ -83,11 +83,7 @@ struct RecordCommand: AsyncParsableCommand {
                                              exchanges: recorder.exchanges, recording: recording)
             image.replay?.policy = CardImage.Replay.Policy(rawValue: policy)!
             image.replay?.source = CardImage.Replay.Source(rawValue: source)!
-            do {
-                try CardImageWriter.yaml(image).write(toFile: output, atomically: true, encoding: .utf8)
-            } catch {
-                throw CLIError(kind: "record", message: "cannot write \(output): \(error.localizedDescription)", exitCode: CarteExit.invalidInput)
-            }
+            try writeImage(image, to: output, kind: "record")
             let report = RecordReport(image: output, reader: name, session: kind, exchanges: recorder.exchanges.count, files: image.root.fileCount)
             if global.json { Output.printJSON(report) } else {
                 print("recorded \(report.exchanges) exchanges and \(report.files) files from \(name) into \(output) (holds the card's data: anonymise before sharing)")
