@@ -72,24 +72,15 @@ struct DoctorThroughPCSCDTests {
             dir = s.directory.appendingPathComponent("doctor-\(UInt32.random(in: 0...UInt32.max))")
             let conf = dir.appendingPathComponent("conf")
             try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
-            var arguments = ["sim", "serve", "--exit-with-parent", "--socket", dir.appendingPathComponent("sim.sock").path]
+            var arguments: [String] = []
             for p in DoctorThroughPCSCDTests.profiles {
                 let path = dir.appendingPathComponent(p.file).path
                 try p.text.write(toFile: path, atomically: true, encoding: .utf8)
                 arguments += ["--profile", path]
             }
             socket = dir.appendingPathComponent("sim.sock").path
-            daemon = Process()
-            daemon.executableURL = PCSCSandbox.carteBinary
-            daemon.arguments = arguments
-            daemon.standardOutput = FileHandle.nullDevice
-            daemon.standardError = FileHandle.nullDevice
-            try daemon.run()
-            let path = socket
-            try s.waitFor("the doctor's daemon") { (try? SimulatorControlClient(path: path).send(["op": "status"])) != nil }
-            let writer = try s.run(PCSCSandbox.carteBinary.path, ["sim", "reader-conf", "--socket", socket, "--out", conf.path, "--driver", PCSCSandbox.driver.path,
-                                                                  "--timeout", "1000"])
-            guard writer.status == 0 else { throw PCSCSandbox.SandboxError("reader-conf: \(writer.stderr)") }
+            daemon = try s.serve(socket: socket, arguments)
+            try s.readerConf(socket: socket, into: conf, timeout: 1000)
             pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: dir.path, maximumLifetime: 300)
             try pcscd.start()
             testbed = try UmockdevTestbed(devices: DoctorThroughPCSCDTests.usbDevices, directory: dir)

@@ -69,26 +69,36 @@ final class PCSCSandbox: @unchecked Sendable {
         clientSocket = pcscd.clientSocket
         setenv("PCSCLITE_CSOCK_NAME", clientSocket, 1)
         try startDaemon()
-        let conf = directory.appendingPathComponent("reader.conf.d").path
         // A 2-second driver timeout: a mute-card fault is reported in 2 s, not 30 (no APDU here takes long).
-        let writer = try run(PCSCSandbox.carteBinary.path, ["sim", "reader-conf", "--socket", socket, "--out", conf, "--driver", PCSCSandbox.driver.path,
-                                                            "--timeout", "2000"])
-        guard writer.status == 0 else { throw SandboxError("carte sim reader-conf failed: \(writer.stderr)") }
+        try readerConf(socket: socket, into: directory.appendingPathComponent("reader.conf.d"), timeout: 2000)
         try startPCSCD()
     }
 
     /// Starts `carte sim serve` with a bi-fente and a mono-fente reader (the generic card in the mono-fente).
     func startDaemon() throws {
+        daemon = try serve(socket: socket, ["--profile", "bi-fente", "--profile", "mono-fente", "--profile", "contactless",
+                                            "--image", "CarteKit Virtual Mono-fente 01 00=bundled:demo/iso-generic.yaml"])
+    }
+
+    /// Starts another simulator daemon on `socket` (`carte sim serve` with `arguments`: profiles, images,
+    /// --usb…) for a test that needs its own readers; it ends with the test process. Returns once it answers.
+    func serve(socket: String, _ arguments: [String]) throws -> Process {
         let p = Process()
         p.executableURL = PCSCSandbox.carteBinary
-        p.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "bi-fente", "--profile", "mono-fente", "--profile", "contactless",
-                       "--image", "CarteKit Virtual Mono-fente 01 00=bundled:demo/iso-generic.yaml"]
+        p.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket] + arguments
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle.nullDevice
         try p.run()
-        daemon = p
         PCSCSandbox.track(p)
-        try waitFor("the simulator daemon on \(socket)") { (try? SimulatorControlClient(path: self.socket).send(["op": "status"])) != nil }
+        try waitFor("the simulator daemon on \(socket)") { (try? SimulatorControlClient(path: socket).send(["op": "status"])) != nil }
+        return p
+    }
+
+    /// Declares the readers of the daemon at `socket` to a pcscd: `carte sim reader-conf` into `directory`.
+    func readerConf(socket: String, into directory: URL, timeout: Int? = nil) throws {
+        let writer = try run(PCSCSandbox.carteBinary.path, ["sim", "reader-conf", "--socket", socket, "--out", directory.path, "--driver", PCSCSandbox.driver.path]
+                             + (timeout.map { ["--timeout", String($0)] } ?? []))
+        guard writer.status == 0 else { throw SandboxError("carte sim reader-conf failed: \(writer.stderr)") }
     }
 
     /// Kills the daemon with SIGKILL (a crash).

@@ -22,16 +22,8 @@ struct RecordReplayThroughPCSCDTests {
             let conf = dir.appendingPathComponent("conf")
             try FileManager.default.createDirectory(at: conf, withIntermediateDirectories: true)
             socket = dir.appendingPathComponent("sim.sock").path
-            daemon = Process()
-            daemon.executableURL = PCSCSandbox.carteBinary
-            daemon.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "mono-fente", "--image", "bundled:demo/vitale2-demo.yaml"]
-            daemon.standardOutput = FileHandle.nullDevice
-            daemon.standardError = FileHandle.nullDevice
-            try daemon.run()
-            let path = socket
-            try s.waitFor("the record daemon") { (try? SimulatorControlClient(path: path).send(["op": "status"])) != nil }
-            let writer = try s.run(PCSCSandbox.carteBinary.path, ["sim", "reader-conf", "--socket", socket, "--out", conf.path, "--driver", PCSCSandbox.driver.path])
-            guard writer.status == 0 else { throw PCSCSandbox.SandboxError("reader-conf: \(writer.stderr)") }
+            daemon = try s.serve(socket: socket, ["--profile", "mono-fente", "--image", "bundled:demo/vitale2-demo.yaml"])
+            try s.readerConf(socket: socket, into: conf)
             pcscd = PrivatePCSCD(configurationDirectory: conf.path, workDirectory: dir.path, debug: true, maximumLifetime: 300)
             try pcscd.start()
         }

@@ -19,15 +19,9 @@ struct USBHotplugThroughPCSCDTests {
         try FileManager.default.createDirectory(at: dir.appendingPathComponent("conf"), withIntermediateDirectories: true)
 
         let socket = dir.appendingPathComponent("sim.sock").path
-        let daemon = Process()
-        daemon.executableURL = PCSCSandbox.carteBinary
-        daemon.arguments = ["sim", "serve", "--exit-with-parent", "--socket", socket, "--profile", "bi-fente", "--image", "bundled:demo/vitale2-demo.yaml",
-                            "--usb", "--driver", PCSCSandbox.driver.path, "--timeout", "2000"]
-        daemon.standardOutput = FileHandle.nullDevice
-        daemon.standardError = FileHandle.nullDevice
-        try daemon.run()
+        let daemon = try s.serve(socket: socket, ["--profile", "bi-fente", "--image", "bundled:demo/vitale2-demo.yaml",
+                                                  "--usb", "--driver", PCSCSandbox.driver.path, "--timeout", "2000"])
         defer { daemon.terminate(); daemon.waitUntilExit() }
-        try s.waitFor("the daemon") { (try? SimulatorControlClient(path: socket).send(["op": "status"])) != nil }
         // What pcscd needs, as the daemon reports it.
         let status = try s.run(PCSCSandbox.carteBinary.path, ["sim", "status", "--socket", socket, "--json"])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any], "\(status.stdout)")
