@@ -74,6 +74,7 @@ extension SimCommand {
         var exitWithParent = false
 
         func run() async throws {
+            StopSignals.shared.install()
             _ = global.makeLogger()
             try await reporting(json: global.json) {
                 let endpoint: LoopbackEndpoint
@@ -95,17 +96,7 @@ extension SimCommand {
                         Foundation.exit(0)
                     }.start()
                 }
-                let signals = [SIGINT, SIGTERM].map { signo -> any DispatchSourceSignal in
-                    signal(signo, SIG_IGN)
-                    return DispatchSource.makeSignalSource(signal: signo, queue: .global())
-                }
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let once = OnceFlag()
-                    for source in signals {
-                        source.setEventHandler { if once.take() { continuation.resume() } }
-                        source.resume()
-                    }
-                }
+                _ = await StopSignals.shared.wait()
                 server.stop()
                 Output.stderr("apCV service stopped after \(server.servedCount) request(s)")
             }

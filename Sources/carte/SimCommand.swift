@@ -27,7 +27,7 @@ struct SimCommand: AsyncParsableCommand {
             commandName: "serve",
             abstract: "Start the simulator daemon on a Unix socket (runs until interrupted).",
             discussion: """
-                The socket is created with mode 0600. Stop the daemon with Ctrl-C or SIGTERM; it removes its socket.
+                The socket is created with mode 0600. SIGTERM or SIGINT (Ctrl-C) stops the daemon within a second and removes its socket, also when a script starts it in the background, under nohup or setsid (docs/simulator.md).
 
                 --usb also makes each virtual reader a fake USB device in a umockdev testbed (Debian umockdev), for a \
                 pcscd that finds it through its own hotplug instead of reader.conf.d: start that pcscd with the \
@@ -66,6 +66,8 @@ struct SimCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
+            // First: a SIGTERM during start-up still stops the daemon cleanly once it is up.
+            StopSignals.shared.install()
             var logger = global.makeLogger()
             if global.verbose == 0 { logger.logLevel = .info }
             try await reporting(json: global.json) {
@@ -76,6 +78,7 @@ struct SimCommand: AsyncParsableCommand {
                 do {
                     try server.start()
                 } catch {
+                    usbReaders?.stop()
                     throw CLIError(kind: "socket", message: "\(error)", exitCode: CarteExit.cardOrReader)
                 }
                 for reader in backend.physicalReaders {
@@ -85,6 +88,12 @@ struct SimCommand: AsyncParsableCommand {
                     Output.stderr("USB testbed \(usbReaders.testbed.root): start pcscd with the environment and drivers of `carte sim status --json` (\"usb\")")
                 }
                 var vpcdSide: VPCDCardSide? = nil
+                // However the daemon ends from here (signal, bad --vpcd), its socket is removed.
+                defer {
+                    vpcdSide?.stop()
+                    server.stop()
+                    usbReaders?.stop()
+                }
                 if let vpcd {
                     let parts = vpcd.split(separator: ":")
                     guard parts.count == 2, let port = UInt16(parts[1]) else {
@@ -114,24 +123,9 @@ struct SimCommand: AsyncParsableCommand {
                     }
                     watcher.start()
                 }
-                // Wait for SIGINT/SIGTERM, then remove the socket.
-                let signals = [SIGINT, SIGTERM].map { signo -> any DispatchSourceSignal in
-                    signal(signo, SIG_IGN)
-                    return DispatchSource.makeSignalSource(signal: signo, queue: .global())
-                }
-                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                    let once = OnceFlag()
-                    for source in signals {
-                        source.setEventHandler {
-                            if once.take() { continuation.resume() }
-                        }
-                        source.resume()
-                    }
-                }
-                vpcdSide?.stop()
-                server.stop()
-                usbReaders?.stop()
-                Output.stderr("simulator daemon stopped")
+                // Wait for SIGINT/SIGTERM (caught since the command started), then remove the socket.
+                let signo = await StopSignals.shared.wait()
+                Output.stderr("simulator daemon stopped (\(signo == SIGINT ? "SIGINT" : "SIGTERM"))")
             }
         }
     }

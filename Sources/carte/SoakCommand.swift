@@ -3,6 +3,7 @@ import CarteCore
 import CartePCSC
 import CarteSimulator
 import Foundation
+import Synchronization
 import Logging
 
 extension SimCommand {
@@ -19,7 +20,9 @@ extension SimCommand {
                 error (a documented exit code and a carte.error/1 document), untyped (exit 1: a defect), crash (killed \
                 by a signal), hang (killed at the read timeout). After an error the card is put back and read again: \
                 a clean second read is a recovery. Stops after --faults rounds or --seconds, whichever comes first. \
-                Exit status 0 only with no crash, no hang and no untyped failure. Full soak: carte sim soak --faults 1000.
+                Exit status 0 only with no crash, no hang and no untyped failure. Full soak: carte sim soak --faults 1000. \
+                SIGINT or SIGTERM ends the read in flight, stops the private pcscd and daemon, and prints the report \
+                of the rounds run so far (interrupted: true).
                 """
         )
         @OptionGroup var global: GlobalOptions
@@ -42,6 +45,11 @@ extension SimCommand {
         }
 
         func run() async throws {
+            StopSignals.shared.install()
+            // A stop ends the read in flight at once (its round is not counted).
+            StopSignals.shared.onStop { _ in
+                if let pid = SoakChild.current.withLock({ $0 }) { kill(pid, SIGKILL) }
+            }
             let logger = global.makeLogger()
             try await reporting(json: global.json) {
                 let vitale = try SimulatorOptions.loadImage("bundled:demo/vitale2-demo.yaml")
@@ -62,6 +70,7 @@ extension SimCommand {
                 let start = clock.now
                 for round in 0..<faults {
                     if clock.now - start > .seconds(seconds) { break }
+                    if StopSignals.shared.received != nil { break }
                     let onCPS = Bool.random(using: &rng)
                     let slot = onCPS ? 1 : 0
                     let fault = randomFault(&rng)
@@ -74,6 +83,7 @@ extension SimCommand {
                     if let fault { try setup.backend.inject(fault, into: slots[slot]) }
                     let name = fault.map { "\($0)".components(separatedBy: " (").first ?? "\($0)" } ?? "none"
                     let first = readOnce(onCPS: onCPS, reader: names[slot])
+                    if StopSignals.shared.received != nil { break }
                     report.count(first, fault: name, round: round)
                     if case .typedError = first {
                         // Put the card back (a removal fault took it), clear the faults, read again.
@@ -81,10 +91,12 @@ extension SimCommand {
                         if setup.backend.slotIsEmpty(slots[slot]) { try setup.backend.insert(onCPS ? cps : vitale, into: slots[slot]) }
                         try await waitPresent(client, names)
                         let second = readOnce(onCPS: onCPS, reader: names[slot])
+                        if StopSignals.shared.received != nil { break }
                         if case .clean = second { report.recoveries += 1 } else { report.count(second, fault: "\(name) (second read)", round: round) }
                     }
                 }
                 report.seconds = Double((clock.now - start).components.seconds)
+                report.interrupted = StopSignals.shared.received != nil
                 if global.json { Output.printJSON(report) } else { print(report.text) }
                 if report.crashes > 0 || report.hangs > 0 || report.untyped > 0 { throw ExitCode(CarteExit.unexpected) }
             }
@@ -106,7 +118,7 @@ extension SimCommand {
 
         /// Waits (up to 5 s) until pcscd sees a card in both slots.
         private func waitPresent(_ client: PCSCBackend, _ names: [String]) async throws {
-            for _ in 0..<250 {
+            for _ in 0..<250 where StopSignals.shared.received == nil {
                 var present = 0
                 for n in names { if case .present = (try? await client.state(of: n)) ?? .empty { present += 1 } }
                 if present == names.count { return }
@@ -129,6 +141,9 @@ extension SimCommand {
             p.standardError = FileHandle(forWritingAtPath: errPath) ?? FileHandle.nullDevice
             p.standardInput = FileHandle.nullDevice
             do { try p.run() } catch { return .untyped("cannot start carte: \(error)") }
+            SoakChild.current.withLock { $0 = p.processIdentifier }
+            defer { SoakChild.current.withLock { $0 = nil } }
+            if StopSignals.shared.received != nil { kill(p.processIdentifier, SIGKILL) }
             let killed = OnceFlag()
             let timer = DispatchWorkItem {
                 if p.isRunning, killed.take() { kill(p.processIdentifier, SIGKILL) }
@@ -154,6 +169,11 @@ extension SimCommand {
     }
 }
 
+/// The read process in flight, for a stop signal to end it.
+enum SoakChild {
+    static let current = Mutex<Int32?>(nil)
+}
+
 enum SoakOutcome {
     case clean
     case typedError(String)
@@ -175,6 +195,8 @@ struct SoakReport: Encodable {
     var crashes = 0
     var hangs = 0
     var seconds = 0.0
+    /// Whether SIGINT or SIGTERM ended the soak before its rounds or time were done.
+    var interrupted = false
     /// Rounds by fault: how many, and their outcomes.
     var byFault: [String: [String: Int]] = [:]
     /// The first untyped failures, crashes and hangs (round, fault, detail).
@@ -200,7 +222,7 @@ struct SoakReport: Encodable {
     }
 
     var text: String {
-        var lines = ["carte sim soak: \(rounds) rounds in \(Int(seconds)) s (seed \(seed), driver timeout \(driverTimeoutMilliseconds) ms)", "",
+        var lines = ["carte sim soak: \(rounds) rounds in \(Int(seconds)) s\(interrupted ? " (interrupted)" : "") (seed \(seed), driver timeout \(driverTimeoutMilliseconds) ms)", "",
                      "clean reads   \(clean)", "typed errors  \(typedErrors)", "recoveries    \(recoveries)",
                      "untyped       \(untyped)  (must be 0)", "crashes       \(crashes)  (must be 0)", "hangs         \(hangs)  (must be 0)", ""]
         for (fault, outcomes) in byFault.sorted(by: { $0.key < $1.key }) {

@@ -6,7 +6,10 @@ struct WatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "watch",
         abstract: "Print reader and card events as they happen (Ctrl-C to stop).",
-        discussion: "With --json, one JSON object per line (schema carte.event/1): time, event, reader, atr."
+        discussion: """
+            With --json, one JSON object per line (schema carte.event/1): time, event, reader, atr. SIGINT (Ctrl-C) \
+            and SIGTERM stop it with exit code 0, also when it runs in a script's background or under nohup.
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -17,6 +20,7 @@ struct WatchCommand: AsyncParsableCommand {
     var seconds: Double?
 
     func run() async throws {
+        StopSignals.shared.install()
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
             let backend = try simulator.makeAnyBackend(backendChoice.backend, logger: logger)
@@ -48,13 +52,13 @@ struct WatchCommand: AsyncParsableCommand {
                         fflush(nil)  // one line at a time, also into a pipe (carte watch --json | jq)
                     }
                 }
+                // The first of: the events end, the time is up, SIGINT/SIGTERM.
+                group.addTask { _ = await StopSignals.shared.wait() }
                 if let seconds {
                     group.addTask { try await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
-                    try await group.next()
-                    group.cancelAll()
-                } else {
-                    try await group.waitForAll()
                 }
+                try await group.next()
+                group.cancelAll()
             }
         }
     }
