@@ -23,7 +23,9 @@ let package = Package(
     name: "CarteKit",
     products: [
         .library(name: "CarteCore", targets: ["CarteCore"]),
-        .library(name: "CarteSimulator", targets: ["CarteSimulator"]),
+        .library(name: "CarteEmulator", targets: ["CarteEmulator"]),
+        .library(name: "CarteImages", targets: ["CarteImages"]),
+        .library(name: "CarteSimDaemon", targets: ["CarteSimDaemon"]),
         .library(name: "CartePCSC", targets: ["CartePCSC"]),
         .library(name: "CarteVitale", targets: ["CarteVitale"]),
         .library(name: "CarteCrypto", targets: ["CarteCrypto"]),
@@ -100,7 +102,7 @@ let package = Package(
         /// libcarte: the C API over CarteKit (opaque handles, status codes, UTF-8), with a static Swift runtime.
         .target(
             name: "CarteC",
-            dependencies: ["CCarteAPI", "CarteKit", "CarteApCV", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CartePCSC", "CarteSimulator", "CarteSimProtocol", "CarteBundledImages"],
+            dependencies: ["CCarteAPI", "CarteKit", "CarteApCV", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CartePCSC", "CarteEmulator", "CarteImages", "CarteSimDaemon", "CarteSimProtocol", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings,
             // A static Swift runtime and Foundation (with what static Foundation needs), so libcarte.so needs
             // only libc, libstdc++, libssl/libcrypto and libpcsclite on the editor's machine.
@@ -134,11 +136,26 @@ let package = Package(
             cSettings: [.unsafeFlags(["-I/usr/include/PCSC"])],
             linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-z", "-Xlinker", "nodelete"])]
         ),
-        /// In-memory card emulators, virtual readers and the card-image format.
+        /// The card emulator: SimulatedCard (ISO 7816-4 file system, PINs, keys, IAS-ECC/CPS2ter/apCV parts,
+        /// replay of a transcript), slot faults and the in-memory virtual readers, playing the CardImage model.
         .target(
-            name: "CarteSimulator",
-            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteSimProtocol", "CarteBundledProfiles", "CarteBundledScripts", logging,
+            name: "CarteEmulator",
+            dependencies: ["CarteCore", "CarteCrypto", "CarteApCV", "CarteVitale", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The card-image world: the YAML formats (images, reader profiles), personas, the test PKI, the
+        /// recorder, importers and anonymiser, and the simulated apCV insurer built from images.
+        .target(
+            name: "CarteImages",
+            dependencies: ["CarteEmulator", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteBundledProfiles", logging,
                            .product(name: "Yams", package: "Yams")],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The simulator daemon and its transports: the control/driver socket server, the vpcd card side,
+        /// fake USB readers in a umockdev testbed.
+        .target(
+            name: "CarteSimDaemon",
+            dependencies: ["CarteEmulator", "CarteCore", "CarteSimProtocol", "CarteBundledScripts", logging],
             swiftSettings: strictSwiftSettings
         ),
         /// The reader profiles of `Firmware/virtual/`, embedded in the binary.
@@ -233,7 +250,9 @@ let package = Package(
             name: "carte",
             dependencies: [
                 "CarteCore",
-                "CarteSimulator",
+                "CarteEmulator",
+                "CarteImages",
+                "CarteSimDaemon",
                 "CartePCSC",
                 "CarteVitale",
                 "CarteCPS",
@@ -279,7 +298,9 @@ let package = Package(
             name: "CarteSimulatorTests",
             dependencies: [
                 "CarteCore",
-                "CarteSimulator",
+                "CarteEmulator",
+                "CarteImages",
+                "CarteSimDaemon",
                 "CarteBundledImages",
                 "CarteVitale",
                 "CarteCPS",
@@ -292,30 +313,47 @@ let package = Package(
         ),
         .testTarget(
             name: "CarteVitaleTests",
-            dependencies: ["CarteVitale", "CarteCore", "CarteSimulator", "CarteBundledImages"],
+            dependencies: ["CarteVitale", "CarteCore", "CarteEmulator", "CarteImages", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
             name: "CarteApCVTests",
-            dependencies: ["CarteApCV", "CarteKit", "CarteCore", "CarteCrypto", "CarteVitale", "CarteSimulator", "CarteBundledImages"],
+            dependencies: ["CarteApCV", "CarteKit", "CarteCore", "CarteCrypto", "CarteVitale", "CarteEmulator", "CarteImages", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
             name: "CarteKitTests",
-            dependencies: ["CarteKit", "CarteCPS", "CarteCore", "CarteVitale", "CarteSimulator", "CarteBundledImages"],
+            dependencies: ["CarteKit", "CarteCPS", "CarteCore", "CarteVitale", "CarteEmulator", "CarteImages", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
             name: "CarteCPSTests",
             dependencies: [
-                "CarteCPS", "CarteCrypto", "CarteCore", "CarteSimulator", "CarteBundledImages", logging,
+                "CarteCPS", "CarteCrypto", "CarteCore", "CarteEmulator", "CarteImages", "CarteBundledImages", logging,
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],
             swiftSettings: strictSwiftSettings
         ),
+        /// The shared private-pcscd sandbox of the PC/SC and integration tests (one place).
+        .target(
+            name: "PCSCTestSupport",
+            dependencies: ["CartePCSC", "CarteCore", "CarteSimDaemon"],
+            path: "Tests/PCSCTestSupport",
+            // Test support: its imports are visible to the tests that use it.
+            swiftSettings: [.swiftLanguageMode(.v6), .enableUpcomingFeature("ExistentialAny")]
+        ),
+        /// The PC/SC backend itself, through a private pcscd.
         .testTarget(
             name: "CartePCSCTests",
-            dependencies: ["CartePCSC", "CarteCore", "CarteSimulator", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteKit", "CarteBundledImages", "carte"],
+            dependencies: ["CartePCSC", "CarteCore", "PCSCTestSupport", "carte"],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// End-to-end tests through a private pcscd, one folder per capability (ApCV, CPS, Doctor, Faults,
+        /// RecordReplay, Hotplug, Lifecycle, Clients, CAPI, Article).
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["PCSCTestSupport", "CartePCSC", "CarteCore", "CarteEmulator", "CarteImages", "CarteSimDaemon", "CarteVitale", "CarteCPS", "CarteCrypto",
+                           "CarteApCV", "CarteKit", "CarteBundledImages", "carte"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

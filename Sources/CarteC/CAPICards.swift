@@ -5,7 +5,9 @@ import CarteCore
 import CarteCrypto
 import CarteKit
 import CarteSimProtocol
-import CarteSimulator
+import CarteEmulator
+import CarteImages
+import CarteSimDaemon
 import CarteVitale
 import Foundation
 import Synchronization

@@ -114,7 +114,7 @@ public final class PCSCConnection: CardConnection {
             // communication error, pcscd SCARD_E_NOT_TRANSACTED) means the card did not answer.
             if e == .noSmartcard { throw .cardRemoved(reader: readerName) }
             if e == .notTransacted { throw .cardMute(reader: readerName, timeout: .zero) }
-            throw e.cardError(reader: readerName)
+            throw e.connectionError(reader: readerName)
         }
     }
 
@@ -139,7 +139,7 @@ public final class PCSCConnection: CardConnection {
         case .success(let bytes): return bytes
         case .failure(let e):
             markDeadIfServiceGone(e)
-            throw e.cardError(reader: readerName)
+            throw e.connectionError(reader: readerName)
         }
     }
 
@@ -152,7 +152,7 @@ public final class PCSCConnection: CardConnection {
         case .success(let bytes): return bytes
         case .failure(let e):
             markDeadIfServiceGone(e)
-            throw e.cardError(reader: readerName)
+            throw e.connectionError(reader: readerName)
         }
     }
 
@@ -176,7 +176,7 @@ public final class PCSCConnection: CardConnection {
                 if !atr.isEmpty { s.atr = atr }
             }
         case .failure(let e):
-            throw e.cardError(reader: readerName)
+            throw e.connectionError(reader: readerName)
         }
     }
 
@@ -193,7 +193,7 @@ public final class PCSCConnection: CardConnection {
             return .success(())
         }
         if case .failure(let e) = result, !e.meansServiceGone, e != .removedCard {
-            throw e.cardError(reader: readerName)
+            throw e.connectionError(reader: readerName)
         }
     }
 
@@ -244,7 +244,7 @@ public final class PCSCConnection: CardConnection {
             case .failure(.resetCard) where attempt == 1:
                 try await reconnect(share: currentShare, initialization: .leave)
             case .failure(let e):
-                throw e.cardError(reader: readerName)
+                throw e.connectionError(reader: readerName)
             }
         }
     }
@@ -255,7 +255,7 @@ public final class PCSCConnection: CardConnection {
             if let e = check(SCardEndTransaction(card, DWORD(SCARD_LEAVE_CARD))) { return .failure(e) }
             return .success(())
         }
-        if case .failure(let e) = result { return e.cardError(reader: readerName) }
+        if case .failure(let e) = result { return e.connectionError(reader: readerName) }
         return nil
     }
 }

@@ -39,6 +39,13 @@ public struct PCSCError: Error, RawRepresentable, Hashable, Sendable, CustomStri
         }
     }
 
+    /// The ``CardError`` for this code returned on an open card handle of `reader`: as ``cardError(reader:)``,
+    /// except `SCARD_E_INVALID_VALUE`, which pcscd answers on a handle whose reader was removed (the
+    /// handle's reader is no longer found; every parameter CarteKit passes there is valid by construction).
+    public func connectionError(reader: String) -> CardError {
+        self == .invalidValue ? .readerUnavailable(reader: reader) : cardError(reader: reader)
+    }
+
     private struct Entry {
         let name: String
         let meaning: String
@@ -122,6 +129,8 @@ public struct PCSCError: Error, RawRepresentable, Hashable, Sendable, CustomStri
 
     /// `SCARD_E_CANCELLED`.
     public static let cancelled = PCSCError(rawValue: 0x8010_0002)
+    /// `SCARD_E_INVALID_VALUE`.
+    public static let invalidValue = PCSCError(rawValue: 0x8010_0011)
     /// `SCARD_E_INVALID_HANDLE`.
     public static let invalidHandle = PCSCError(rawValue: 0x8010_0003)
     /// `SCARD_E_INSUFFICIENT_BUFFER`.

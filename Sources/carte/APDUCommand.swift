@@ -1,6 +1,8 @@
 import ArgumentParser
 import CarteCore
-import CarteSimulator
+
+import CarteEmulator
+import CarteImages
 import Foundation
 
 struct APDUCommand: AsyncParsableCommand {

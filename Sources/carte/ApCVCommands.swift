@@ -4,7 +4,8 @@ import CarteBundledImages
 import CarteCore
 import CarteCrypto
 import CarteKit
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import CarteVitale
 import Dispatch
 import Foundation

@@ -4,7 +4,8 @@ import CarteCore
 import CarteCrypto
 import CarteKit
 import CartePCSC
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import CarteVitale
 import Foundation
 

@@ -3,7 +3,8 @@ import CarteCore
 import CarteCPS
 import CarteCrypto
 import CartePCSC
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Foundation
 
 extension BenchCommand {

@@ -1,7 +1,8 @@
 import ArgumentParser
 import CarteBundledImages
 import CarteCore
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

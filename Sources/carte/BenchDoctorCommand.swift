@@ -2,7 +2,7 @@ import ArgumentParser
 import CarteCore
 import CarteDoctor
 import CartePCSC
-import CarteSimulator
+import CarteImages
 import Foundation
 
 extension BenchCommand {

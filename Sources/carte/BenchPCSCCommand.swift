@@ -1,7 +1,9 @@
 import ArgumentParser
 import CarteCore
 import CartePCSC
-import CarteSimulator
+import CarteEmulator
+import CarteImages
+import CarteSimDaemon
 import Foundation
 import Logging
 

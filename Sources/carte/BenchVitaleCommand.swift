@@ -2,7 +2,8 @@ import ArgumentParser
 import CarteCore
 import CarteKit
 import CartePCSC
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import CarteVitale
 import Foundation
 

@@ -1,6 +1,6 @@
 import CarteBundledImages
 import CarteCrypto
-import CarteSimulator
+import CarteImages
 
 /// The test PKI built into carte (`CardImages/cps/pki/`), which signed the bundled CPx images.
 enum BundledTestPKI {

@@ -4,7 +4,9 @@ import CarteCore
 import CarteCPS
 import CarteCrypto
 import CarteKit
-import CarteSimulator
+
+import CarteEmulator
+import CarteImages
 import Foundation
 import Logging
 

@@ -1,8 +1,10 @@
 import ArgumentParser
 import CarteCore
 import CarteKit
-import CarteSimulator
+
 import CarteVitale
+import CarteEmulator
+import CarteImages
 import Foundation
 
 struct DemoCommand: AsyncParsableCommand {

@@ -2,7 +2,8 @@ import ArgumentParser
 import CarteBundledImages
 import CarteCore
 import CarteCrypto
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Foundation
 
 struct ImageCommand: AsyncParsableCommand {

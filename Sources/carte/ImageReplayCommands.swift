@@ -1,7 +1,8 @@
 import ArgumentParser
 import CarteCore
 import CarteCrypto
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Foundation
 
 extension ImageCommand {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CarteCore
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 
 struct ReadersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

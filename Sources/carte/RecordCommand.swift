@@ -3,7 +3,8 @@ import CarteCore
 import CarteCPS
 import CarteCrypto
 import CarteKit
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import CarteVitale
 import Foundation
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CarteCore
-import CarteSimulator
+import CarteEmulator
+import CarteSimDaemon
 import Foundation
 import Logging
 

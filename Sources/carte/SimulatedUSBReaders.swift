@@ -1,4 +1,5 @@
-import CarteSimulator
+import CarteEmulator
+import CarteSimDaemon
 import Foundation
 
 /// The fake USB readers of `carte sim serve --usb`: each virtual reader is also a USB device in a

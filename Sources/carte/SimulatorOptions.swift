@@ -3,7 +3,8 @@ import CarteBundledImages
 import CarteCore
 import Foundation
 import CartePCSC
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Logging
 
 /// Which readers a command talks to.

@@ -1,7 +1,8 @@
 import ArgumentParser
 import CarteCore
 import CartePCSC
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Foundation
 import Synchronization
 import Logging

@@ -3,7 +3,8 @@ import CarteBundledImages
 import CarteCore
 import CarteCrypto
 import CarteKit
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import CarteVitale
 import Foundation
 import Testing

@@ -1,7 +1,8 @@
 import CarteCore
 import CarteCPS
 import CarteCrypto
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Testing
 
 /// The simulated CPx cards answer the APDUs of domain-facts §5.3–§5.5 byte for byte.

@@ -2,7 +2,8 @@ import CarteBundledImages
 import CarteCore
 import CarteCPS
 import CarteCrypto
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Foundation
 import Testing
 

@@ -5,12 +5,12 @@ import Testing
 /// `Logging` (libraries take a Logger) and the standard library's `Synchronization`.
 @Suite("Module shape")
 struct ModuleShapeTests {
-    @Test func carteCoreImportsNeitherFoundationNorC() throws {
+    /// Every `import` of the Swift files of `Sources/<module>`: (file, imported module).
+    static func imports(of module: String) throws -> [(file: String, module: String)] {
         let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Sources/CarteCore")
+            .deletingLastPathComponent().appendingPathComponent("Sources/\(module)")
         let files = try FileManager.default.contentsOfDirectory(atPath: sources.path).filter { $0.hasSuffix(".swift") }
-        #expect(files.count >= 10)
-        let allowed: Set<String> = ["Logging", "Synchronization"]
+        var found: [(file: String, module: String)] = []
         for file in files {
             let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
             for line in text.split(whereSeparator: \.isNewline) {
@@ -19,9 +19,47 @@ struct ModuleShapeTests {
                 guard let i = words.firstIndex(of: "import"), i + 1 < words.count,
                     words[..<i].allSatisfy({ $0.hasPrefix("@") || ["public", "internal", "private", "fileprivate", "package"].contains($0) })
                 else { continue }
-                let module = String(words[i + 1].split(separator: ".").first ?? words[i + 1])
-                #expect(allowed.contains(module), "\(file) imports \(module)")
+                found.append((file, String(words[i + 1].split(separator: ".").first ?? words[i + 1])))
             }
+        }
+        #expect(!files.isEmpty, "Sources/\(module) has no Swift file")
+        return found
+    }
+
+    @Test func carteCoreImportsNeitherFoundationNorC() throws {
+        let allowed: Set<String> = ["Logging", "Synchronization"]
+        for (file, module) in try Self.imports(of: "CarteCore") {
+            #expect(allowed.contains(module), "\(file) imports \(module)")
+        }
+    }
+
+    /// docs/design.md, "Modules": the package's own modules each module may import. Dependencies point
+    /// down only: a card emulator never reaches for the image formats, an image never for the daemon,
+    /// a library never for the CLI. A new import across layers must change this table and the design.
+    static let allowedImports: [String: Set<String>] = [
+        "CarteCore": [],
+        "CarteSimProtocol": [],
+        "CarteCrypto": ["COpenSSL"],
+        "CarteUSB": ["CLibUSB"],
+        "CartePCSC": ["CarteCore", "CPCSCLite"],
+        "CarteVitale": ["CarteCore"],
+        "CarteCPS": ["CarteCore", "CarteCrypto"],
+        "CarteApCV": ["CarteCore", "CarteCrypto", "CarteVitale"],
+        "CarteKit": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV"],
+        "CarteEmulator": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteApCV"],
+        "CarteImages": ["CarteEmulator", "CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteBundledProfiles"],
+        "CarteSimDaemon": ["CarteEmulator", "CarteCore", "CarteSimProtocol", "CarteBundledScripts"],
+        "CarteIFD": ["CIFDHandler", "CarteSimProtocol"],
+        "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles"],
+    ]
+
+    @Test(arguments: allowedImports.keys.sorted())
+    func moduleImportsOnlyWhatTheLayeringAllows(_ module: String) throws {
+        let allowed = Self.allowedImports[module] ?? []
+        // Only the package's own modules are layered here (Foundation, Logging, Yams… are not).
+        for (file, imported) in try Self.imports(of: module)
+        where imported.hasPrefix("Carte") || (imported.hasPrefix("C") && imported.dropFirst().first?.isUppercase == true) {
+            #expect(allowed.contains(imported), "\(module)/\(file) imports \(imported), which the layering does not allow")
         }
     }
 }

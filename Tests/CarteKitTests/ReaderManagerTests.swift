@@ -2,7 +2,8 @@ import CarteBundledImages
 import CarteCPS
 import CarteCore
 import CarteKit
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import CarteVitale
 import Testing
 

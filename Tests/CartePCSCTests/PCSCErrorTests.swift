@@ -42,6 +42,14 @@ struct PCSCErrorTests {
         #expect(PCSCError.serviceStopped.meansServiceGone && !PCSCError.removedCard.meansServiceGone)
     }
 
+    /// pcscd answers SCARD_E_INVALID_VALUE on a handle whose reader was unplugged (seen in the hotplug
+    /// test): on an open connection that is the reader gone, not a bad parameter.
+    @Test func invalidValueOnAConnectionMeansTheReaderLeft() {
+        #expect(PCSCError.invalidValue.connectionError(reader: "R") == .readerUnavailable(reader: "R"))
+        #expect(PCSCError.removedCard.connectionError(reader: "R") == .cardRemoved(reader: "R"))
+        if case .backend(let code, _, _) = PCSCError.invalidValue.cardError(reader: "R") { #expect(code == 0x8010_0011) } else { Issue.record("cardError keeps the code") }
+    }
+
     @Test func featureListsAndTLVProperties() {
         let list: [UInt8] = [0x12, 0x04, 0x42, 0x33, 0x00, 0x12, 0x06, 0x04, 0x42, 0x33, 0x00, 0x06, 0x07, 0x02, 0x01]  // last one truncated
         #expect(PCSCFeature.decodeFeatureList(list) == [0x12: 0x4233_0012, 0x06: 0x4233_0006])

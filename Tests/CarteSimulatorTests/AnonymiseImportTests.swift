@@ -1,7 +1,8 @@
 import CarteBundledImages
 import CarteCore
 import CarteCPS
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import CarteVitale
 import Foundation
 import InMemoryLogging

@@ -1,6 +1,8 @@
 import CarteCore
 import CarteSimProtocol
-import CarteSimulator
+import CarteEmulator
+import CarteImages
+import CarteSimDaemon
 import Foundation
 import Logging
 import PropertyBased

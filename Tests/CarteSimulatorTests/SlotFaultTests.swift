@@ -1,6 +1,7 @@
 import CarteBundledImages
 import CarteCore
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Testing
 
 @Suite("Slot faults (in memory)")

@@ -1,5 +1,6 @@
 import CarteCore
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import Testing
 
 @Suite("Virtual readers")

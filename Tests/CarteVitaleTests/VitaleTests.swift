@@ -1,6 +1,7 @@
 import CarteBundledImages
 import CarteCore
-import CarteSimulator
+import CarteEmulator
+import CarteImages
 import CarteVitale
 import Testing
 

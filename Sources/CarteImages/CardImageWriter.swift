@@ -1,0 +1,158 @@
+public import CarteEmulator
+import CarteCore
+import Foundation
+
+/// Writes a ``CardImage`` in the `carte-image/1` text format (what `carte image build` produces).
+/// Loading the text gives the same image back.
+public enum CardImageWriter {
+    /// The YAML text of `image`.
+    public static func yaml(_ image: CardImage) -> String {
+        var out: [String] = []
+        func quote(_ s: String) -> String {
+            "\"" + s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
+        }
+        func hex(_ b: [UInt8]) -> String { b.isEmpty ? "\"\"" : b.hexString() }
+        if let r = image.recorded {
+            out.append("# Written by `carte record` from \(r.reader) on \(r.date): the card's data as read (anonymise before sharing).")
+        } else {
+            out.append("# Written by `carte image build`\(image.source.map { " from \($0)" } ?? "")\(image.synthetic ? " — SYNTHETIC" : "").")
+        }
+        out.append("format: carte-image/\(CardImage.currentFormat)")
+        out.append("name: \(quote(image.name))")
+        out.append("synthetic: \(image.synthetic)")
+        if let s = image.summary { out.append("description: \(quote(s))") }
+        out.append("card:")
+        out.append("  atr: \(image.atr.hexString())")
+        out.append("  protocol: \(image.cardProtocol)")
+        out.append("  t0-responses: \(image.behaviour.t0Responses)")
+        out.append("  classes: [\(image.behaviour.classes.sorted().map { quote($0.hex) }.joined(separator: ", "))]")
+        if !image.behaviour.selectRejectedP2.isEmpty {
+            out.append("  select-rejected-p2: [\(image.behaviour.selectRejectedP2.sorted().map { quote($0.hex) }.joined(separator: ", "))]")
+        }
+        out.append("  challenge-seed: \(image.behaviour.challengeSeed)")
+        if image.behaviour.cps2terVolet { out.append("  cps2ter-volet: true") }
+        if image.behaviour.securityAttributesInFCP { out.append("  security-attributes-in-fcp: true") }
+        if image.behaviour.logicalChannels != 1 { out.append("  logical-channels: \(image.behaviour.logicalChannels)") }
+        if let m = image.memory {
+            out.append("  memory:")
+            out.append("    class: \(quote(m.cla.hex))")
+            out.append("    first-address: \(quote(m.firstAddress.hex))")
+            out.append("    word-size: \(m.wordSize)")
+            out.append("    data: \(hex(m.data))")
+        }
+        if !image.pins.isEmpty {
+            out.append("pins:")
+            for p in image.pins {
+                out.append("  - ref: \(quote(p.reference.hex))")
+                out.append("    value: \(hex(p.value))")
+                out.append("    tries: \(p.maxTries)")
+                out.append("    remaining: \(p.remainingTries)")
+                if let l = p.label { out.append("    label: \(quote(l))") }
+                if let u = p.unblockedBy { out.append("    unblocked-by: \(quote(u.hex))") }
+                if let u = p.usageCounter { out.append("    usage-counter: \(u)") }
+            }
+        }
+        if !image.keys.isEmpty {
+            out.append("keys:")
+            for k in image.keys {
+                out.append("  - ref: \(quote(k.reference.hex))")
+                if let l = k.label { out.append("    label: \(quote(l))") }
+                out.append("    usage: [\(CardImage.Key.Usage.allCases.filter(k.usages.contains).map(\.rawValue).joined(separator: ", "))]")
+                out.append("    use: \(quote(k.use.description))")
+                out.append("    private-key: |")
+                for line in k.privateKeyPEM.split(separator: "\n") { out.append("      \(line)") }
+            }
+        }
+        if let phone = image.apcv {
+            out.append("apcv:                        # SYNTHETIC appli carte Vitale (docs/apcv.md)")
+            out.append("  aid: \(phone.aid.hexString())")
+            out.append("  key-id: \(quote(phone.keyID))")
+            out.append("  subject: \(phone.subject.hexString())")
+            out.append("  token-lifetime: \(phone.tokenLifetime)")
+            out.append("  identity: \(quote(phone.identity))")
+            out.append("  consent: \(phone.consent.rawValue)")
+            out.append("  private-key: |")
+            for line in phone.privateKeyPEM.split(separator: "\n") { out.append("    \(line)") }
+        }
+        if let r = image.recorded {
+            out.append("recorded:")
+            out.append("  reader: \(quote(r.reader))")
+            if let v = r.vendor { out.append("  vendor: \(quote(v))") }
+            if let v = r.model { out.append("  model: \(quote(v))") }
+            if let v = r.firmware { out.append("  firmware: \(quote(v))") }
+            out.append("  date: \(quote(r.date))")
+            out.append("  session: \(quote(r.session))")
+        }
+        if let r = image.replay {
+            out.append("replay:")
+            out.append("  source: \(r.source.rawValue)")
+            out.append("  policy: \(r.policy.rawValue)")
+            out.append("  unexpected-sw: \(quote(r.unexpectedStatusWord.rawValue.hex))")
+            out.append("  transcript:")
+            for e in r.transcript {
+                let ms = e.milliseconds.map { ", ms: " + String(format: "%.3f", $0) } ?? ""
+                out.append("    - { command: \(quote(e.commandText)), response: \(quote(e.response.hexString()))\(ms) }")
+            }
+        }
+        if !image.faults.isEmpty {
+            out.append("faults:")
+            for f in image.faults {
+                var line = "  - { at: \(f.atAPDU), fault: "
+                switch f.fault {
+                case .removeBefore: line += "remove-before"
+                case .removeDuring: line += "remove-during"
+                case .removeAfter: line += "remove-after"
+                case .mute(let n): line += "mute, count: \(n)"
+                case .slow(let d): line += "slow, ms: \(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)"
+                case .statusWord(let sw, let n): line += "sw, sw: \(quote(sw.rawValue.hex)), count: \(n)"
+                case .warmReset: line += "reset"
+                }
+                out.append(line + " }")
+            }
+        }
+        func dedicated(_ df: CardImage.DedicatedFile, _ indent: String, root: Bool) {
+            if root {
+                out.append("filesystem:")
+                if let fid = df.fid { out.append("\(indent)fid: \(quote(fid.hex))") }
+            } else {
+                out.append("\(indent.dropLast(2))- df: \(df.fid.map { quote($0.hex) } ?? "~")")
+            }
+            if let aid = df.aid { out.append("\(indent)aid: \(aid.hexString())") }
+            if let l = df.label { out.append("\(indent)label: \(quote(l))") }
+            if let fci = df.fci { out.append("\(indent)fci: \(hex(fci))") }
+            guard !df.children.isEmpty else { return }
+            out.append("\(indent)files:")
+            for child in df.children {
+                switch child {
+                case .dedicated(let sub): dedicated(sub, indent + "    ", root: false)
+                case .elementary(let ef):
+                    out.append("\(indent)  - ef: \(ef.fid.map { quote($0.hex) } ?? "~")")
+                    let i = indent + "    "
+                    if let sfi = ef.sfi { out.append("\(i)sfi: \(sfi)") }
+                    if let l = ef.label { out.append("\(i)label: \(quote(l))") }
+                    if ef.read != .always { out.append("\(i)read: \(ef.read)") }
+                    if ef.synthetic { out.append("\(i)synthetic: true") }
+                    if let fci = ef.fci { out.append("\(i)fci: \(hex(fci))") }
+                    switch ef.content {
+                    case .transparent(let bytes): out.append("\(i)data: \(hex(bytes))")
+                    case .records(let records):
+                        out.append("\(i)records:")
+                        for r in records { out.append("\(i)  - \(hex(r))") }
+                    }
+                }
+            }
+        }
+        dedicated(image.root, "  ", root: true)
+        if !image.overrides.isEmpty {
+            out.append("overrides:")
+            for o in image.overrides { out.append("  - { command: \(hex(o.command)), response: \(hex(o.response)) }") }
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
+        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}

@@ -1,0 +1,460 @@
+public import CarteEmulator
+import CarteCore
+import CarteSimProtocol
+import Foundation
+public import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The simulator daemon's socket server (`carte sim serve`): hosts the virtual readers of a
+/// ``SimulatorBackend`` for the pcscd driver (`libifdcarte.so`) and for control clients
+/// (`carte sim insert/remove/status`, tests), on one Unix-domain socket created with mode 0600.
+///
+/// One thread per connection, blocking I/O (never on Swift's cooperative pool). The protocol is in
+/// `CarteSimProtocol`; control requests are JSON (documented in docs/simulator.md).
+public final class SimulatorServer: Sendable {
+    /// The backend whose readers are served.
+    public let backend: SimulatorBackend
+    /// The socket path.
+    public let path: String
+    private let loadImage: @Sendable (String) throws -> CardImage
+    private let logger: Logger
+    private let listener = Mutex<Int32>(-1)
+    private let stopped = Mutex(false)
+    private let clients = Mutex<Set<Int32>>([])
+
+    /// The most connections served at once (pcscd needs one per slot; control clients are short-lived).
+    public static let maximumConnections = 256
+    /// How long a new connection may take to say hello.
+    public static let helloDeadlineMilliseconds = 10_000
+
+    /// Creates a server; call ``start()`` to listen.
+    /// - Parameter loadImage: turns an image argument of a control request (a path, `bundled:…`) into an image.
+    /// - Parameter readerFaults: plays a reader-level fault (`unplug`, `plug`) on a physical reader (its
+    ///   index) and returns what to report, or throws why it cannot; `nil` when the daemon has no way to
+    ///   unplug a reader (only pcscd's hotplug removes readers: `carte sim serve --usb`).
+    /// - Parameter usb: what `status` reports under `"usb"` (the fake USB readers' pcscd environment).
+    public init(backend: SimulatorBackend, path: String, logger: Logger, loadImage: @escaping @Sendable (String) throws -> CardImage,
+                readerFaults: (@Sendable (_ reader: Int, _ fault: String) throws -> String)? = nil, usb: [String: String]? = nil) {
+        self.usb = usb
+        self.backend = backend
+        self.path = path
+        self.logger = logger
+        self.loadImage = loadImage
+        self.readerFaults = readerFaults
+    }
+
+    private let readerFaults: (@Sendable (Int, String) throws -> String)?
+    private let usb: [String: String]?
+
+    /// The faults played on a whole reader rather than a slot.
+    public static let readerFaultNames = ["unplug", "plug"]
+
+    /// Binds the socket (mode 0600; a stale socket file is replaced, a live one is an error) and starts
+    /// accepting connections on a thread of its own.
+    public func start() throws(SocketError) {
+        do { try SocketIO.checkPath(path) } catch { throw SocketError(error, path: path) }
+        // A socket file left by a daemon that died is replaced; one that answers belongs to a live daemon.
+        if FileManager.default.fileExists(atPath: path) {
+            if (try? FramedSocket.connect(to: path, timeoutMilliseconds: 500)) != nil {
+                throw SocketError(operation: "bind", path: path, reason: "another simulator daemon is already serving this socket")
+            }
+            var st = stat()
+            if lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK {
+                unlink(path)
+            } else {
+                throw SocketError(operation: "bind", path: path, reason: "the path exists and is not a socket")
+            }
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw .errno("socket", path) }
+        do {
+            try SocketIO.bind(fd, to: path)
+        } catch {
+            close(fd)
+            throw SocketError(error, path: path)
+        }
+        // 0600 before listen: nobody can connect in between, and no process-wide umask is touched.
+        guard chmod(path, 0o600) == 0 else {
+            let e = SocketError.errno("chmod", path)
+            close(fd)
+            unlink(path)
+            throw e
+        }
+        guard listen(fd, 64) == 0 else {
+            let e = SocketError.errno("listen", path)
+            close(fd)
+            throw e
+        }
+        listener.withLock { $0 = fd }
+        let thread = Thread { [self] in acceptLoop(fd) }
+        thread.name = "cartekit.sim.accept"
+        thread.start()
+        logger.info("simulator daemon listening on \(path)")
+    }
+
+    /// Stops accepting, closes the socket and removes its file.
+    public func stop() {
+        let fd = listener.withLock { fd -> Int32 in
+            defer { fd = -1 }
+            return fd
+        }
+        stopped.withLock { $0 = true }
+        if fd >= 0 {
+            shutdown(fd, Int32(SHUT_RDWR))
+            close(fd)
+            unlink(path)
+        }
+        // Connections end too: a stopped daemon serves nobody (their threads see the shutdown and exit).
+        for client in clients.withLock({ $0 }) { shutdown(client, Int32(SHUT_RDWR)) }
+    }
+
+    private func acceptLoop(_ fd: Int32) {
+        while !stopped.withLock({ $0 }) {
+            let client = accept(fd, nil, nil)
+            if client < 0 {
+                if errno == EINTR { continue }
+                if stopped.withLock({ $0 }) { return }
+                logger.error("accept failed on \(path): \(String(cString: strerror(errno)))")
+                usleep(10_000)
+                continue
+            }
+            let admitted = clients.withLock { c -> Bool in
+                guard c.count < SimulatorServer.maximumConnections else { return false }
+                c.insert(client)
+                return true
+            }
+            guard admitted else {
+                logger.warning("refusing a connection on \(path): \(SimulatorServer.maximumConnections) already open")
+                close(client)
+                continue
+            }
+            let connection = FramedSocket(fd: client)
+            connection.setTimeout(SimulatorServer.helloDeadlineMilliseconds)
+            let thread = Thread { [self] in
+                serve(connection)
+                clients.withLock { _ = $0.remove(client) }
+            }
+            thread.name = "cartekit.sim.connection"
+            thread.start()
+        }
+    }
+
+    // MARK: Connections
+
+    private enum Role {
+        case unknown, driver, control
+    }
+
+    private func serve(_ socket: FramedSocket) {
+        var role = Role.unknown
+        var attached: VirtualSlot? = nil
+        var description: ReaderDescription? = nil
+        while true {
+            let frame: Frame
+            do {
+                frame = try socket.receive()
+            } catch {
+                if case .closed(midFrame: false) = error { return }
+                logger.debug("dropping a connection: \(error)")
+                _ = socket.send(.failure(.badRequest, "\(error)"))
+                return
+            }
+            let reply: Frame
+            switch (frame.type, role) {
+            case (.hello, .unknown):
+                guard frame.payload.count >= 3, let version = readU16(frame.payload, 1) else {
+                    reply = .failure(.badRequest, "hello needs a role byte and a 2-byte version")
+                    break
+                }
+                guard version == Wire.version else {
+                    reply = .failure(.badRequest, "protocol version \(version) is not supported (this daemon speaks \(Wire.version))")
+                    break
+                }
+                switch ConnectionRole(rawValue: frame.payload[0]) {
+                case .driver: role = .driver
+                case .control: role = .control
+                case nil:
+                    reply = .failure(.badRequest, "unknown role \(frame.payload[0])")
+                    _ = socket.send(reply)
+                    return
+                }
+                reply = Frame(.ok)
+                socket.setTimeout(0)  // said hello: no deadline (pcscd's connections idle between polls)
+            case (.hello, _):
+                reply = .failure(.badRequest, "hello was already received")
+            case (_, .unknown):
+                reply = .failure(.notAttached, "say hello first")
+            case (.attach, .driver):
+                guard let reader = readU16(frame.payload, 0), let slot = readU16(frame.payload, 2) else {
+                    reply = .failure(.badRequest, "attach needs a 2-byte reader and a 2-byte slot")
+                    break
+                }
+                let readers = backend.physicalReaders
+                guard Int(reader) < readers.count, Int(slot) < readers[Int(reader)].slots.count else {
+                    reply = .failure(.noSuchSlot, "no reader \(reader) slot \(slot) (the daemon has \(readers.count) reader(s))")
+                    break
+                }
+                let entry = readers[Int(reader)]
+                attached = entry.slots[Int(slot)]
+                let d = SimulatorServer.describe(entry.profile, slot: Int(slot))
+                description = d
+                reply = Frame(.ok, d.encoded())
+            case (.presence, .driver), (.power, .driver), (.transmit, .driver), (.control, .driver):
+                guard let slot = attached, let d = description else {
+                    reply = .failure(.notAttached, "attach to a slot first")
+                    break
+                }
+                guard let answer = driverRequest(frame, slot: slot, description: d) else { continue }
+                reply = answer
+            case (.controlRequest, .control):
+                reply = Frame(.ok, Array(controlRequest(frame.payload).utf8))
+            default:
+                reply = .failure(.badRequest, "\(frame.type) is not valid on a \(role == .driver ? "driver" : "control") connection")
+            }
+            guard socket.send(reply) else { return }
+        }
+    }
+
+    /// The description the driver reports to pcscd for a reader with `profile`.
+    static func describe(_ profile: VirtualReaderProfile, slot: Int) -> ReaderDescription {
+        ReaderDescription(
+            name: profile.name, vendor: profile.vendor, model: profile.model ?? profile.name, ifdVersion: profile.ifdVersion,
+            serialNumber: profile.serialNumber ?? "", slotCount: profile.slots.count,
+            contactless: profile.slots[slot].contactless,
+            maxAPDUDataSize: profile.features.contains("extended-apdu") ? 0x10000 : 0,
+            usbVendorID: profile.usbVendorID ?? 0, usbProductID: profile.usbProductID ?? 0)
+    }
+
+    private func failure(_ error: CardError) -> Frame {
+        switch error {
+        case .noCard, .cardRemoved: return .failure(.noCard, error.description)
+        case .cardMute: return .failure(.mute, error.description)
+        default: return .failure(.other, error.description)
+        }
+    }
+
+    /// The reply to a driver request, or `nil` when a mute fault says the card does not answer (the
+    /// driver's own timeout then fires and it drops the connection).
+    private func driverRequest(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription) -> Frame? {
+        switch frame.type {
+        case .presence:
+            let state: SlotPresence
+            switch slot.slotState {
+            case .empty: state = .absent
+            case .present: state = .present
+            case .mute: state = .mute
+            }
+            // The insertion counter lets the driver see a card swapped between two polls.
+            return Frame(.ok, [state.rawValue] + bigEndian(UInt32(truncatingIfNeeded: slot.insertionCount)))
+        case .power:
+            guard let action = frame.payload.first, action <= 2 else { return .failure(.badRequest, "power needs an action byte 0, 1 or 2") }
+            if action == 0 { return Frame(.ok) }
+            switch slot.powerUp() {
+            case .success(let atr): return Frame(.ok, atr)
+            case .failure(let e): return failure(e)
+            }
+        case .transmit:
+            guard !frame.payload.isEmpty else { return .failure(.badRequest, "empty APDU") }
+            switch slot.transmitWithFaults(frame.payload) {
+            case .answer(let response, let delay):
+                if let delay { Thread.sleep(forTimeInterval: delay.seconds) }
+                return Frame(.ok, response)
+            case .noAnswer(let delay):
+                if let delay { Thread.sleep(forTimeInterval: delay.seconds) }
+                logger.info("\(slot.info.name): mute fault, no answer")
+                return nil
+            case .failure(let e): return failure(e)
+            }
+        case .control:
+            guard let code = readU32(frame.payload, 0) else { return .failure(.badRequest, "control needs a 4-byte code") }
+            return readerControl(code: code, description: description)
+        default:
+            return .failure(.badRequest, "not a driver request")
+        }
+    }
+
+    /// `SCardControl` codes the virtual readers answer, as CCID readers do (PC/SC part 10).
+    private func readerControl(code: UInt32, description: ReaderDescription) -> Frame {
+        let getFeatureRequest: UInt32 = 0x4200_0000 + 3400
+        let tlvProperties: UInt32 = 0x4200_0000 + 0x33_0000 + 0x12
+        switch code {
+        case getFeatureRequest:
+            return Frame(.ok, [0x12, 0x04] + bigEndian(tlvProperties))
+        case tlvProperties:
+            func le(_ v: UInt32, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(v >> (8 * UInt32($0)) & 0xFF) } }
+            var out: [UInt8] = []
+            out += [0x0A, 0x04] + le(description.maxAPDUDataSize, 4)  // dwMaxAPDUDataSize
+            if description.usbVendorID != 0 { out += [0x0B, 0x02] + le(UInt32(description.usbVendorID), 2) }  // wIdVendor
+            if description.usbProductID != 0 { out += [0x0C, 0x02] + le(UInt32(description.usbProductID), 2) }  // wIdProduct
+            return Frame(.ok, out)
+        default:
+            return .failure(.unsupported, "control code 0x\(String(code, radix: 16)) is not supported")
+        }
+    }
+
+    // MARK: Control requests (JSON)
+
+    private func controlRequest(_ payload: [UInt8]) -> String {
+        func answer(_ object: [String: Any]) -> String {
+            let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+            return String(decoding: data, as: UTF8.self)
+        }
+        /// `kind`: `request` (malformed request), `reader` (no such reader or slot), `image` (the card image cannot be loaded).
+        func fail(_ message: String, kind: String = "request") -> String { answer(["ok": false, "error": message, "kind": kind]) }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(payload)), let request = object as? [String: Any],
+            let op = request["op"] as? String
+        else { return fail("a control request is a JSON object with an \"op\" field") }
+        switch op {
+        case "status":
+            var status: [String: Any] = ["ok": true, "socket": path, "uid": Int(getuid()), "readers": statusReaders()]
+            if let usb { status["usb"] = usb }
+            return answer(status)
+        case "insert", "remove":
+            let slot: VirtualSlot
+            switch findSlot(request) {
+            case .success(let s): slot = s
+            case .failure(let message): return fail(message.description, kind: "reader")
+            }
+            do {
+                if op == "insert" {
+                    guard let imageArgument = request["image"] as? String else { return fail("insert needs \"image\"") }
+                    let image: CardImage
+                    do { image = try loadImage(imageArgument) } catch { return fail("\(error)", kind: "image") }
+                    try backend.insert(image, into: slot.info.name, mute: request["mute"] as? Bool ?? false)
+                    logger.info("inserted \(image.name) into \(slot.info.name)")
+                } else {
+                    try backend.remove(from: slot.info.name)
+                    logger.info("removed the card from \(slot.info.name)")
+                }
+            } catch {
+                return fail("\(error)", kind: "reader")
+            }
+            return answer(["ok": true, "reader": slot.info.name])
+        case "fault":
+            let slot: VirtualSlot
+            switch findSlot(request) {
+            case .success(let s): slot = s
+            case .failure(let message): return fail(message.description, kind: "reader")
+            }
+            guard let name = request["fault"] as? String else { return fail("fault needs \"fault\": \(SlotFault.names.joined(separator: ", ")), unplug, plug or clear") }
+            if SimulatorServer.readerFaultNames.contains(name) {
+                guard let readerFaults else {
+                    return fail("\(name): this daemon's readers are declared in reader.conf.d, which pcscd never removes; start it with --usb to unplug and plug readers", kind: "reader")
+                }
+                guard let index = backend.physicalReaders.firstIndex(where: { $0.slots.contains { $0 === slot } }) else { return fail("no reader for \(slot.info.name)", kind: "reader") }
+                do {
+                    let done = try readerFaults(index, name)
+                    logger.info("\(backend.physicalReaders[index].profile.name): \(done)")
+                    return answer(["ok": true, "reader": backend.physicalReaders[index].profile.name, "fault": name])
+                } catch {
+                    return fail("\(name): \(error)", kind: "reader")
+                }
+            }
+            if name == "clear" {
+                slot.clearFaults()
+                logger.info("\(slot.info.name): faults cleared")
+                return answer(["ok": true, "reader": slot.info.name, "fault": "clear"])
+            }
+            var sw: StatusWord? = nil
+            if let text = request["sw"] as? String {
+                guard let bytes = try? [UInt8](hex: text), bytes.count == 2 else { return fail("\"sw\" is 2 bytes in hexadecimal (6F00)") }
+                sw = StatusWord(sw1: bytes[0], sw2: bytes[1])
+            }
+            let fault: SlotFault
+            do { fault = try SlotFault.named(name, count: request["count"] as? Int, milliseconds: request["ms"] as? Int, statusWord: sw) } catch {
+                return fail("\(error)")
+            }
+            slot.inject(fault)
+            logger.info("\(slot.info.name): fault \(fault)")
+            return answer(["ok": true, "reader": slot.info.name, "fault": fault.description])
+        default:
+            return fail("unknown op \"\(op)\" (status, insert, remove, fault)")
+        }
+    }
+
+    private func statusReaders() -> [[String: Any]] {
+        backend.physicalReaders.enumerated().map { (index, entry) in
+            [
+                "index": index,
+                "profile": entry.profile.id,
+                "name": entry.profile.name,
+                "vendor": entry.profile.vendor,
+                "firmwareVersion": entry.profile.firmwareVersion,
+                "serialNumber": entry.profile.serialNumber ?? NSNull(),
+                "synthetic": entry.profile.synthetic,
+                "slots": entry.slots.map { slot -> [String: Any] in
+                    var s: [String: Any] = ["slot": slot.info.slot, "name": slot.info.name, "role": slot.info.role ?? NSNull(), "contactless": slot.info.isContactless]
+                    switch slot.slotState {
+                    case .empty: s["state"] = "empty"
+                    case .mute: s["state"] = "mute"
+                    case .present(let atr):
+                        s["state"] = "card"
+                        s["atr"] = atr.hexString()
+                    }
+                    if let image = slot.image {
+                        s["image"] = image.name
+                        s["synthetic"] = image.synthetic
+                    }
+                    return s
+                },
+            ]
+        }
+    }
+
+    private func findSlot(_ request: [String: Any]) -> Result<VirtualSlot, ControlFailure> {
+        let readers = backend.physicalReaders
+        let slotIndex = request["slot"] as? Int ?? 0
+        let entry: (profile: VirtualReaderProfile, slots: [VirtualSlot])
+        if let index = request["reader"] as? Int {
+            guard index >= 0, index < readers.count else { return .failure(ControlFailure("no reader \(index); the daemon has \(readers.count)")) }
+            entry = readers[index]
+        } else if let name = request["reader"] as? String {
+            let matches = readers.filter { $0.profile.name == name || $0.profile.id == name || $0.slots.contains { $0.info.name == name } }
+            let prefixed = matches.isEmpty ? readers.filter { $0.profile.name.hasPrefix(name) || $0.slots.first?.info.physicalReader.hasPrefix(name) == true } : matches
+            guard prefixed.count == 1 else {
+                return .failure(ControlFailure("reader \"\(name)\" matches \(prefixed.count) readers; use its index (carte sim status)"))
+            }
+            entry = prefixed[0]
+            if let exact = entry.slots.first(where: { $0.info.name == name }) { return .success(exact) }
+        } else {
+            return .failure(ControlFailure("\"reader\" must be an index or a name"))
+        }
+        guard slotIndex >= 0, slotIndex < entry.slots.count else {
+            return .failure(ControlFailure("reader \(entry.profile.name) has no slot \(slotIndex) (it has \(entry.slots.count))"))
+        }
+        return .success(entry.slots[slotIndex])
+    }
+
+    private struct ControlFailure: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
+    }
+}
+
+/// A client of the daemon's control interface (used by `carte sim insert/remove/status` and tests).
+public struct SimulatorControlClient: Sendable {
+    /// The daemon's socket.
+    public let path: String
+
+    /// A client of the daemon listening on `path`.
+    public init(path: String) { self.path = path }
+
+    /// Sends one JSON request and returns the JSON answer (blocking; call from a thread of your own).
+    public func send(_ request: [String: any Sendable]) throws -> [String: Any] {
+        let socket = try FramedSocket.connect(to: path)
+        guard socket.send(.hello(.control)) else { throw SocketError(operation: "send", path: path, reason: "the daemon closed the connection") }
+        let greeting = try socket.receive()
+        if let f = greeting.failure { throw SocketError(operation: "hello", path: path, reason: f.message) }
+        let body = try JSONSerialization.data(withJSONObject: request, options: [.sortedKeys])
+        guard socket.send(Frame(.controlRequest, Array(body))) else { throw SocketError(operation: "send", path: path, reason: "the daemon closed the connection") }
+        let reply = try socket.receive()
+        if let f = reply.failure { throw SocketError(operation: "control", path: path, reason: f.message) }
+        guard let object = try JSONSerialization.jsonObject(with: Data(reply.payload)) as? [String: Any] else {
+            throw SocketError(operation: "control", path: path, reason: "the daemon's answer is not a JSON object")
+        }
+        return object
+    }
+}
