@@ -31,6 +31,7 @@ let package = Package(
         .library(name: "CarteCrypto", targets: ["CarteCrypto"]),
         .library(name: "CarteCPS", targets: ["CarteCPS"]),
         .library(name: "CarteApCV", targets: ["CarteApCV"]),
+        .library(name: "CarteApCVHTTP", targets: ["CarteApCVHTTP"]),
         /// The C API: libCarteC.so, installed as libcarte.so.1 with include/carte.h (scripts/install-capi.sh).
         .library(name: "CarteC", type: .dynamic, targets: ["CarteC"]),
         /// The editors' Swift API (ReaderManager, typed sessions).
@@ -46,6 +47,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // MARK: - C system libraries
@@ -89,6 +92,15 @@ let package = Package(
         .target(
             name: "CarteApCV",
             dependencies: ["CarteCore", "CarteVitale", "CarteCrypto", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The simulated apCV service over HTTP on loopback (SwiftNIO) and its client (AsyncHTTPClient).
+        .target(
+            name: "CarteApCVHTTP",
+            dependencies: ["CarteApCV", "CarteVitale",
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client")],
             swiftSettings: strictSwiftSettings
         ),
         /// The editors' API: one session API over every reader backend and card kind.
@@ -253,6 +265,7 @@ let package = Package(
                 "CarteEmulator",
                 "CarteImages",
                 "CarteSimDaemon",
+                "CarteApCVHTTP",
                 "CartePCSC",
                 "CarteVitale",
                 "CarteCPS",
@@ -318,7 +331,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CarteApCVTests",
-            dependencies: ["CarteApCV", "CarteKit", "CarteCore", "CarteCrypto", "CarteVitale", "CarteEmulator", "CarteImages", "CarteBundledImages"],
+            dependencies: ["CarteApCV", "CarteApCVHTTP", "CarteKit", "CarteCore", "CarteCrypto", "CarteVitale", "CarteEmulator", "CarteImages", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
@@ -352,7 +365,7 @@ let package = Package(
         /// RecordReplay, Hotplug, Lifecycle, Clients, CAPI, Article).
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PCSCTestSupport", "CartePCSC", "CarteCore", "CarteEmulator", "CarteImages", "CarteSimDaemon", "CarteVitale", "CarteCPS", "CarteCrypto",
+            dependencies: ["PCSCTestSupport", "CarteApCVHTTP", "CartePCSC", "CarteCore", "CarteEmulator", "CarteImages", "CarteSimDaemon", "CarteVitale", "CarteCPS", "CarteCrypto",
                            "CarteApCV", "CarteKit", "CarteBundledImages", "carte"],
             swiftSettings: strictSwiftSettings
         ),

@@ -5,7 +5,7 @@ import Synchronization
 /// Turns an apCV session token into the insured person's identity: the role of the insurer's
 /// service (SESAM-Vitale / Assurance Maladie) in the real flow. A resolver acts for one professional
 /// software (its ``softwareID``), the audience tokens must name. Implementations: ``ApCVService``'s
-/// ``ApCVService/resolver(for:)`` in process (the simulator's), ``HTTPApCVResolver`` against a service
+/// ``ApCVService/resolver(for:)`` in process (the simulator's), `HTTPApCVResolver` (CarteApCVHTTP) against a service
 /// over HTTP (the simulated one of `carte sim apcv-service`); the real service plugs in as another one.
 public protocol ApCVResolver: Sendable {
     /// The professional software this resolver acts for.

@@ -1,4 +1,3 @@
-public import CarteEmulator
 public import CarteCrypto
 import Foundation
 

@@ -1,4 +1,3 @@
-public import CarteEmulator
 public import Foundation
 
 /// A fake USB smart card reader for a umockdev testbed (`scripts/usb-testbed.py`): what pcscd's hotplug

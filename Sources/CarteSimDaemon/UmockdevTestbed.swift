@@ -1,4 +1,3 @@
-public import CarteEmulator
 import CarteBundledScripts
 public import Foundation
 

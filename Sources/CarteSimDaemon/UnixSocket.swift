@@ -1,4 +1,3 @@
-public import CarteEmulator
 import CarteSimProtocol
 import Foundation
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CarteApCV
+import CarteApCVHTTP
 import CarteBundledImages
 import CarteCore
 import CarteCrypto

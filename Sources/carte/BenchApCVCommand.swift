@@ -1,5 +1,6 @@
 import ArgumentParser
 import CarteApCV
+import CarteApCVHTTP
 import CarteCore
 import CarteCrypto
 import CarteKit

@@ -34,12 +34,13 @@ struct Carte: AsyncParsableCommand {
         subcommands: [ReadCommand.self, RecordCommand.self, DoctorCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
     )
 
-    /// ArgumentParser's entry point, plus one step: a long-running command (``StopsOnSignal``) catches
-    /// SIGINT and SIGTERM as soon as its arguments are parsed, before it does anything else.
-    static func main() async {
+    /// ArgumentParser's entry point, plus one step: a long-running command (``StopSignals/commands``)
+    /// catches SIGINT and SIGTERM as soon as its arguments are parsed, before it does anything else.
+    nonisolated static func main() async {
         do {
             var command = try parseAsRoot()
-            if command is any StopsOnSignal { StopSignals.shared.install() }
+            let kind = ObjectIdentifier(type(of: command))
+            if StopSignals.commands.contains(where: { ObjectIdentifier($0) == kind }) { StopSignals.shared.install() }
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -50,9 +51,6 @@ struct Carte: AsyncParsableCommand {
         }
     }
 }
-
-/// A command that runs until it is told to stop: SIGINT and SIGTERM end it cleanly (``StopSignals``).
-protocol StopsOnSignal {}
 
 /// The version of the tool and of the JSON schemas it writes.
 enum CarteVersion {

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Synchronization
 
@@ -121,7 +122,7 @@ private func stopSignalHandler(_ signo: Int32) {
     errno = saved
 }
 
-extension SimCommand.Serve: StopsOnSignal {}
-extension SimCommand.ApCVServiceCommand: StopsOnSignal {}
-extension SimCommand.Soak: StopsOnSignal {}
-extension WatchCommand: StopsOnSignal {}
+extension StopSignals {
+    /// The commands that run until they are told to stop: SIGINT and SIGTERM end them cleanly.
+    static let commands: [any ParsableCommand.Type] = [SimCommand.Serve.self, SimCommand.ApCVServiceCommand.self, SimCommand.Soak.self, WatchCommand.self]
+}

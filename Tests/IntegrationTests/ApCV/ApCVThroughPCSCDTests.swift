@@ -1,4 +1,5 @@
 import CarteApCV
+import CarteApCVHTTP
 import CarteBundledImages
 import CarteCore
 import CarteKit

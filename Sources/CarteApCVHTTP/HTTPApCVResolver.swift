@@ -1,0 +1,68 @@
+import AsyncHTTPClient
+public import CarteApCV
+public import CarteVitale
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// An ``ApCVResolver`` that asks an apCV service over HTTP on loopback (`carte sim apcv-service`),
+/// through AsyncHTTPClient (its shared client: SwiftNIO's event loops, never Swift's concurrency pool
+/// for the I/O). The whole exchange — connecting, sending, receiving at most 64 KiB — is bounded by
+/// `timeout`.
+public struct HTTPApCVResolver: ApCVResolver {
+    /// The service's address.
+    public let endpoint: LoopbackEndpoint
+    /// The software the tokens must be for (their audience).
+    public let softwareID: String
+    /// The limit for the whole exchange (connecting, sending, receiving), in seconds.
+    public let timeout: Double
+
+    /// A resolver for the software `softwareID` against the service at `endpoint`. `timeout` is kept
+    /// within 0.05…300 s (a value that is not a number counts as the default, 5 s).
+    public init(endpoint: LoopbackEndpoint, softwareID: String, timeout: Double = 5) {
+        self.endpoint = endpoint
+        self.softwareID = softwareID
+        self.timeout = timeout.isNaN ? 5 : min(max(timeout, 0.05), 300)
+    }
+
+    public func resolve(token: [UInt8]) async throws(ApCVError) -> VitaleCard {
+        var request = HTTPClientRequest(url: "http://\(endpoint)\(identityPath)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(encodeJSON(IdentityRequest(token: Data(token).base64EncodedString(), softwareID: softwareID)))
+        let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
+        let status: Int
+        let body: ByteBuffer
+        do {
+            let response = try await HTTPClient.shared.execute(request, deadline: deadline)
+            status = Int(response.status.code)
+            body = try await response.body.collect(upTo: 65536)
+        } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
+            throw .serviceUnavailable("\(endpoint) did not answer within \(timeout) s")
+        } catch let error as HTTPClientError where error == .remoteConnectionClosed {
+            throw .serviceUnavailable("\(endpoint) closed the connection before answering")
+        } catch is NIOTooManyBytesError {
+            throw .malformedServiceResponse("the answer is larger than 64 KiB")
+        } catch let error as HTTPParserError {
+            throw .malformedServiceResponse("malformed HTTP message: \(error)")
+        } catch {
+            throw .serviceUnavailable("\(endpoint): \(error)")
+        }
+        let bytes = Data(body.readableBytesView)
+        let decoder = JSONDecoder()
+        if status == 200 {
+            let document: IdentityDocument
+            do { document = try decoder.decode(IdentityDocument.self, from: bytes) } catch {
+                throw .malformedServiceResponse("the identity document does not decode: \(error)")
+            }
+            guard document.schema == "carte.apcv-identity/1" else {
+                throw .malformedServiceResponse("schema \"\(document.schema)\", not carte.apcv-identity/1")
+            }
+            return document.identity
+        }
+        if let document = try? decoder.decode(ErrorDocument.self, from: bytes), let typed = document.apcvError {
+            throw typed
+        }
+        throw .serviceFailed(status: status, String(decoding: bytes.prefix(200), as: UTF8.self))
+    }
+}
