@@ -45,6 +45,7 @@ struct ModuleShapeTests {
         "CarteVitale": ["CarteCore"],
         "CarteCPS": ["CarteCore", "CarteCrypto"],
         "CarteApCV": ["CarteCore", "CarteCrypto", "CarteVitale"],
+        "CarteApCVHTTP": ["CarteApCV", "CarteVitale"],
         "CarteKit": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV"],
         "CarteEmulator": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteApCV"],
         "CarteImages": ["CarteEmulator", "CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteBundledProfiles"],
