@@ -2,7 +2,7 @@ public import CarteCore
 
 /// A card image: everything the simulator needs to play one card — its ATR and protocol, its
 /// ISO 7816-4 file tree, its PINs and its quirks. Loaded from the versioned text format documented in
-/// `CardImages/README.md` (see ``CardImageLoader``), or built in code.
+/// `CardImages/README.md` (see `CardImageLoader` in CarteImages), or built in code.
 public struct CardImage: Sendable, Hashable {
     /// The format version this build reads and writes.
     public static let currentFormat = 1

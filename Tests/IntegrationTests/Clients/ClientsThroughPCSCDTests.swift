@@ -4,7 +4,6 @@ import CartePCSC
 import CarteImages
 import CarteVitale
 import CarteEmulator
-import CarteImages
 import Foundation
 import PCSCTestSupport
 import Testing

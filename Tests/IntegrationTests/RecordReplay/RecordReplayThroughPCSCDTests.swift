@@ -2,7 +2,6 @@ import CarteImages
 import CarteSimDaemon
 import CartePCSC
 import CarteEmulator
-import CarteImages
 import Foundation
 import PCSCTestSupport
 import Testing
