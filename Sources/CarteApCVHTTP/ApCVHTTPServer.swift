@@ -117,6 +117,7 @@ final class HeaderGuard: ChannelInboundHandler {
     private var lineIndex = 0
     private var atLineStart = true
     private var colonSeen = false
+    private var requestLineSeen = false
 
     init(maximum: Int) { self.maximum = maximum }
 
@@ -147,18 +148,23 @@ final class HeaderGuard: ChannelInboundHandler {
     /// One header byte: a refusal, or nil.
     private func inspect(_ byte: UInt8) -> HeaderRefusal? {
         defer { last = (last.1, last.2, byte) }
-        if last == (13, 10, 13) && byte == 10 {
-            done = true
-            return nil
-        }
-        if byte == 13 || byte == 10 {
-            if byte == 10 {
-                lineIndex += 1
-                atLineStart = true
-                colonSeen = false
+        if byte == 10 {
+            // An empty line ends the header (CR LF CR LF, or bare LF endings, which the parser accepts too);
+            // empty lines before the request line are skipped (RFC 9112 §2.2).
+            let emptyLine = last.2 == 10 || (last.2 == 13 && last.1 == 10)
+            if emptyLine, requestLineSeen {
+                done = true
+                return nil
             }
+            if requestLineSeen || !atLineStart {
+                requestLineSeen = true
+                lineIndex += 1
+            }
+            atLineStart = true
+            colonSeen = false
             return nil
         }
+        if byte == 13 { return nil }
         if seen > maximum { return .tooLarge }
         // Header lines (not the request line) may not start with whitespace nor have any before the colon.
         if lineIndex > 0 {

@@ -4,11 +4,13 @@ public import CarteVitale
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// An ``ApCVResolver`` that asks an apCV service over HTTP on loopback (`carte sim apcv-service`),
-/// through AsyncHTTPClient (its shared client: SwiftNIO's event loops, never Swift's concurrency pool
-/// for the I/O). The whole exchange — connecting, sending, receiving at most 64 KiB — is bounded by
-/// `timeout`.
+/// through AsyncHTTPClient (one client per process on SwiftNIO's event loops, never Swift's
+/// concurrency pool for the I/O). It follows no redirect (the token goes to the loopback address given
+/// and nowhere else) and does not retry a refused connection. The whole exchange — connecting,
+/// sending, receiving at most 64 KiB — is bounded by `timeout`.
 public struct HTTPApCVResolver: ApCVResolver {
     /// The service's address.
     public let endpoint: LoopbackEndpoint
@@ -30,13 +32,27 @@ public struct HTTPApCVResolver: ApCVResolver {
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(encodeJSON(IdentityRequest(token: Data(token).base64EncodedString(), softwareID: softwareID)))
-        let deadline = NIODeadline.now() + .milliseconds(Int64(timeout * 1000))
+        let milliseconds = Int64(timeout * 1000)
+        let deadline = NIODeadline.now() + .milliseconds(milliseconds)
         let status: Int
         let body: ByteBuffer
         do {
-            let response = try await HTTPClient.shared.execute(request, deadline: deadline)
-            status = Int(response.status.code)
-            body = try await response.body.collect(upTo: 65536)
+            // The deadline of `execute` ends with the response head: the race with a sleep bounds the body too.
+            let answer = try await withThrowingTaskGroup(of: (Int, ByteBuffer)?.self) { group in
+                group.addTask { [request] in
+                    let response = try await HTTPApCVResolver.client.execute(request, deadline: deadline)
+                    return (Int(response.status.code), try await response.body.collect(upTo: 65536))
+                }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(milliseconds))
+                    return nil
+                }
+                let first = try await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            guard let answer else { throw HTTPClientError.deadlineExceeded }
+            (status, body) = answer
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout || error == .connectTimeout {
             throw .serviceUnavailable("\(endpoint) did not answer within \(timeout) s")
         } catch let error as HTTPClientError where error == .remoteConnectionClosed {
@@ -46,7 +62,7 @@ public struct HTTPApCVResolver: ApCVResolver {
         } catch let error as HTTPParserError {
             throw .malformedServiceResponse("malformed HTTP message: \(error)")
         } catch {
-            throw .serviceUnavailable("\(endpoint): \(error)")
+            throw .serviceUnavailable("\(endpoint): \(Self.reason(error))")
         }
         let bytes = Data(body.readableBytesView)
         let decoder = JSONDecoder()
@@ -64,5 +80,20 @@ public struct HTTPApCVResolver: ApCVResolver {
             throw typed
         }
         throw .serviceFailed(status: status, String(decoding: bytes.prefix(200), as: UTF8.self))
+    }
+
+    /// The client of every resolver in the process (never shut down, like AsyncHTTPClient's shared one).
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
+    /// A connection failure in words ("Connection refused").
+    static func reason(_ error: any Error) -> String {
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
+        if let e = error as? NIOConnectionError, let first = e.connectionErrors.first { return reason(first.error) }
+        return "\(error)"
     }
 }

@@ -126,7 +126,7 @@ struct SimCommand: AsyncParsableCommand {
                 }
                 // Wait for SIGINT/SIGTERM (caught since the command started), then remove the socket.
                 let signo = await StopSignals.shared.wait()
-                Output.stderr("simulator daemon stopped (\(signo == SIGINT ? "SIGINT" : "SIGTERM"))")
+                Output.stderr("simulator daemon stopped (\(signo == SIGINT ? "SIGINT" : signo == SIGTERM ? "SIGTERM" : "cancelled"))")
             }
         }
     }

@@ -59,11 +59,11 @@ extension SimCommand {
                 defer { setup.stop() }
                 let client = PCSCBackend(logger: logger)
                 var names: [String] = []
-                for _ in 0..<500 where names.count < 2 {
+                for _ in 0..<500 where names.count < 2 && StopSignals.shared.received == nil {
                     names = (try? await client.readerNames()) ?? []
                     if names.count < 2 { try await Task.sleep(for: .milliseconds(20)) }
                 }
-                guard names.count == 2 else { throw CLIError(kind: "soak", message: "pcscd shows no bi-fente reader; see \(setup.pcscd.logPath)", exitCode: CarteExit.cardOrReader) }
+                guard names.count == 2 || StopSignals.shared.received != nil else { throw CLIError(kind: "soak", message: "pcscd shows no bi-fente reader; see \(setup.pcscd.logPath)", exitCode: CarteExit.cardOrReader) }
                 let slots = setup.backend.readerNames
                 var rng = SplitMix64(seed: seed)
                 var report = SoakReport(seed: seed, driverTimeoutMilliseconds: driverTimeout)
@@ -141,8 +141,10 @@ extension SimCommand {
             defer { try? FileManager.default.removeItem(atPath: errPath) }
             p.standardError = FileHandle(forWritingAtPath: errPath) ?? FileHandle.nullDevice
             p.standardInput = FileHandle.nullDevice
+            // Forgotten as soon as it ends, before its PID can be reused: a stop signal kills only a live read.
+            p.terminationHandler = { _ in SoakChild.current.withLock { $0 = nil } }
             do { try p.run() } catch { return .untyped("cannot start carte: \(error)") }
-            SoakChild.current.withLock { $0 = p.processIdentifier }
+            SoakChild.current.withLock { $0 = p.isRunning ? p.processIdentifier : nil }
             defer { SoakChild.current.withLock { $0 = nil } }
             if StopSignals.shared.received != nil { kill(p.processIdentifier, SIGKILL) }
             let killed = OnceFlag()

@@ -21,7 +21,8 @@ final class StopSignals: Sendable {
     private struct State {
         var received: Int32?
         var handlers: [@Sendable (Int32) -> Void] = []
-        var waiters: [CheckedContinuation<Int32, Never>] = []
+        var waiters: [Int: CheckedContinuation<Int32?, Never>] = [:]
+        var nextWaiter = 0
     }
     private let state = Mutex(State())
     private let installed = Atomic<Bool>(false)
@@ -34,26 +35,12 @@ final class StopSignals: Sendable {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { return }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // The handler never blocks: with the pipe full (signals faster than the thread reads), a byte is dropped.
+        _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
         stopSignalPipe.store(fds[1], ordering: .releasing)
         let reader = fds[0]
-        let thread = Thread { [self] in
-            // The name tells a supervisor (and the tests) that the command now stops on a signal.
-            let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
-            if comm >= 0 {
-                _ = "carte-signals".withCString { write(comm, $0, strlen($0)) }
-                close(comm)
-            }
-            var mask = sigset_t()
-            sigemptyset(&mask)
-            for signo in StopSignals.signals { sigaddset(&mask, signo) }
-            pthread_sigmask(SIG_UNBLOCK, &mask, nil)
-            var byte: UInt8 = 0
-            while true {
-                let n = read(reader, &byte, 1)
-                if n == 1 { deliver(Int32(byte)) } else if n < 0, errno == EINTR { continue } else { return }
-            }
-        }
-        thread.start()
+        // The handler first, then the thread that unblocks the signals: a signal pending since the
+        // parent blocked it is caught, never given its default action.
         for signo in StopSignals.signals {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = stopSignalHandler
@@ -61,7 +48,24 @@ final class StopSignals: Sendable {
             action.sa_flags = SA_RESTART
             sigaction(signo, &action, nil)
         }
-        // Signals blocked by the parent and already pending reach the thread once it unblocks them.
+        let thread = Thread { [self] in
+            var mask = sigset_t()
+            sigemptyset(&mask)
+            for signo in StopSignals.signals { sigaddset(&mask, signo) }
+            pthread_sigmask(SIG_UNBLOCK, &mask, nil)
+            // The name tells a supervisor (and the tests) that the command now stops on a signal.
+            let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+            if comm >= 0 {
+                _ = "carte-signals".withCString { write(comm, $0, strlen($0)) }
+                close(comm)
+            }
+            var byte: UInt8 = 0
+            while true {
+                let n = read(reader, &byte, 1)
+                if n == 1 { deliver(Int32(byte)) } else if n < 0, errno == EINTR { continue } else { return }
+            }
+        }
+        thread.start()
     }
 
     /// The signals handled: SIGINT and SIGTERM.
@@ -80,24 +84,35 @@ final class StopSignals: Sendable {
         if let already { handler(already) }
     }
 
-    /// Suspends until SIGINT or SIGTERM arrives; returns its number.
-    func wait() async -> Int32 {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-            let already: Int32? = state.withLock { s in
-                if let r = s.received { return r }
-                s.waiters.append(continuation)
-                return nil
+    /// Suspends until SIGINT or SIGTERM arrives and returns its number, or until the task is
+    /// cancelled (then `nil`).
+    func wait() async -> Int32? {
+        let id = state.withLock { s -> Int in
+            defer { s.nextWaiter += 1 }
+            return s.nextWaiter
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Int32?, Never>) in
+                let resumeNow: Int32?? = state.withLock { s in
+                    if let r = s.received { return .some(r) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.waiters[id] = continuation
+                    return .none
+                }
+                if let value = resumeNow { continuation.resume(returning: value) }
             }
-            if let already { continuation.resume(returning: already) }
+        } onCancel: {
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume(returning: nil)
         }
     }
 
     private func deliver(_ signo: Int32) {
-        let taken: ([@Sendable (Int32) -> Void], [CheckedContinuation<Int32, Never>])? = state.withLock { s in
+        let taken: ([@Sendable (Int32) -> Void], [CheckedContinuation<Int32?, Never>])? = state.withLock { s in
             if s.received != nil { return nil }
             s.received = signo
-            defer { s.handlers = []; s.waiters = [] }
-            return (s.handlers, s.waiters)
+            defer { s.handlers = []; s.waiters = [:] }
+            return (s.handlers, Array(s.waiters.values))
         }
         guard let (handlers, waiters) = taken else {
             // A second signal: the user or the service manager insists.

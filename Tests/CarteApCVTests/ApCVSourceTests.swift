@@ -182,12 +182,16 @@ struct ApCVHTTPTests {
         #expect(good.generation == .apcv)
         // Stopped: the resolver says the service cannot be reached.
         server.stop()
+        let asked = ContinuousClock.now
         do {
             _ = try await HTTPApCVResolver(endpoint: server.endpoint, softwareID: Fixture.software, timeout: 2).resolve(token: try f.token())
             Issue.record("a stopped service answered")
         } catch let error as ApCVError {
             guard case .serviceUnavailable(let why) = error else { Issue.record("\(error)"); return }
             #expect(why.contains("127.0.0.1:\(port)"))
+            // Refused at once (no retry until the deadline), and said so.
+            #expect(why.lowercased().contains("refused"), "\(why)")
+            #expect(ContinuousClock.now - asked < .seconds(1.5), "a refused connection took \(ContinuousClock.now - asked)")
         } catch {
             Issue.record("\(error)")
         }

@@ -49,19 +49,12 @@ struct StopSignalTests {
         }
     }
 
-    /// A second signal while a command is still stopping ends it at once: here, a daemon sent two
-    /// SIGTERMs back to back ends either way, and never keeps running.
-    @Test func twoSignalsInARowEndTheDaemon() throws {
-        let dir = try ScriptedStart.directory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let socket = dir + "/sim.sock"
-        let script = try ScriptedStart(directory: dir, prefix: "", arguments: LongRunning.serve.arguments(socket: socket))
-        defer { script.end() }
-        try script.waitUntilListening(socket: socket)
-        kill(script.pid, SIGTERM)
-        kill(script.pid, SIGTERM)
-        let status = try script.waitForExit(seconds: 1)
-        #expect(status == 0 || status == 128 + SIGTERM, "exit \(status.map(String.init) ?? "none within 1 s")")
+    /// `watch --seconds` ends by itself: the signal wait in its task group gives way when the time is up.
+    @Test(.timeLimit(.minutes(1))) func watchWithSecondsEndsByItself() throws {
+        let started = ContinuousClock.now
+        let r = try Carte.run(["watch", "--seconds", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(10))
     }
 }
 

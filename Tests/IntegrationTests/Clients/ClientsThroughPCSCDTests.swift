@@ -52,13 +52,16 @@ extension SharedSandboxTests {
         let s = try sandbox()
         // Generous margins: `carte watch` reports changes after its first snapshot, and a loaded
         // 2-core machine may take a while to start it.
-        let watch = Task.detached { try s.run(PCSCSandbox.carteBinary.path, ["watch", "--backend", "pcsc", "--json", "--seconds", "8"]) }
+        // --seconds ends it by itself: the run's own limit (a SIGTERM at 25 s) must not be what stops it.
+        let started = ContinuousClock.now
+        let watch = Task.detached { try s.run(PCSCSandbox.carteBinary.path, ["watch", "--backend", "pcsc", "--json", "--seconds", "8"], timeout: 25) }
         try await Task.sleep(for: .milliseconds(2500))
         try s.control(["op": "insert", "reader": 0, "slot": 0, "image": "bundled:demo/vitale2-demo.yaml"])
         try await Task.sleep(for: .milliseconds(1500))
         try s.control(["op": "remove", "reader": 0, "slot": 0])
         let output = try await watch.value
         #expect(output.status == 0, "\(output.stderr)")
+        #expect(ContinuousClock.now - started < .seconds(20), "carte watch --seconds 8 ended only after \(ContinuousClock.now - started)")
         let lines = output.stdout.split(separator: "\n")
         #expect(lines.contains { $0.contains("\"event\":\"card-inserted\"") && $0.contains("3B 75 13 00 00 45 09 EA 90 00") && $0.contains("carte.event/1") }, "\(output.stdout)")
         #expect(lines.contains { $0.contains("\"event\":\"card-removed\"") && $0.contains(biFente0) }, "\(output.stdout)")
