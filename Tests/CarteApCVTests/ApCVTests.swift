@@ -23,9 +23,13 @@ struct Fixture {
     let phone: CardImage
     let key: ECPrivateKey
     let service: ApCVService
+    /// The service's time; tokens are issued by it unless a test says otherwise, so a frozen clock
+    /// stays consistent however long a loaded machine takes between two requests.
+    let clock: @Sendable () -> Int64
     static let software = "CARTEKIT-DEMO-LGO"
 
     init(clock: @escaping @Sendable () -> Int64 = { currentUnixTime() }) async throws {
+        self.clock = clock
         phone = try bundled("apcv/claire-exemple.yaml")
         key = try ECPrivateKey(pem: try #require(phone.apcv).privateKeyPEM)
         let phones = try BundledImages.apcvImages.map { try bundled($0.path) }
@@ -33,9 +37,10 @@ struct Fixture {
     }
 
     /// A token signed by the phone's key, with fields to vary.
-    func token(audience: String = software, issuedAt: Int64 = currentUnixTime(), lifetime: Int64 = 120, channel: SessionToken.Channel = .qr,
+    func token(audience: String = software, issuedAt: Int64? = nil, lifetime: Int64 = 120, channel: SessionToken.Channel = .qr,
                nonce: [UInt8]? = nil, keyID: String? = nil, subject: [UInt8]? = nil, signingKey: ECPrivateKey? = nil) throws -> [UInt8] {
         let p = try #require(phone.apcv)
+        let issuedAt = issuedAt ?? clock()
         var t = SessionToken(id: try secureRandomBytes(16), keyID: keyID ?? p.keyID, audience: audience, issuedAt: issuedAt, expiresAt: issuedAt + lifetime,
                              subject: subject ?? p.subject, channel: channel, nonce: nonce)
         return try t.sign(with: signingKey ?? key)

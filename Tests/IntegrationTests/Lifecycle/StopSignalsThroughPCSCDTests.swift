@@ -115,7 +115,7 @@ struct StopSignalsThroughPCSCDTests {
         try s.waitFor("pcscd to see the slots empty again") { try readers().allSatisfy { $0["state"] as? String == "empty" } }
     }
 
-    @Test func aSoakStoppedBySIGTERMReportsAndLeavesNothingRunning() throws {
+    @Test func aSoakStoppedBySIGTERMReportsAndLeavesNothingRunning() async throws {
         let s = try sandbox()
         let dir = try PrivatePCSCD.makeWorkDirectory(prefix: "cartekit-soak-signal")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -123,7 +123,7 @@ struct StopSignalsThroughPCSCDTests {
         defer { soak.end() }
         // Let it run a few rounds: its private pcscd and daemon are its children by then.
         try s.waitFor("the soak to start") { soak.catchesSignals }
-        Thread.sleep(forTimeInterval: 4)
+        try await Task.sleep(for: .seconds(4))
         let children = descendants(of: soak.pid)
         #expect(!children.isEmpty, "the soak runs its private pcscd and daemon")
         let stopped = soak.stop(SIGTERM, seconds: 10)
