@@ -371,7 +371,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CarteCLITests",
-            dependencies: ["carte"],
+            dependencies: ["carte", "PCSCTestSupport"],
             swiftSettings: strictSwiftSettings
         ),
     ]

@@ -11,56 +11,9 @@ import Testing
 /// SIGTERM ends its read, its private pcscd and daemon, and reports the rounds it ran.
 @Suite("Stop signals through pcscd", .serialized, .enabled(if: PCSCSandbox.enabled), .timeLimit(.minutes(3)))
 struct StopSignalsThroughPCSCDTests {
-    /// `carte ARGS` as a script's background job (`carte … & p=$!; wait $p`): its PID and exit status in files.
-    struct ScriptJob {
-        let directory: String
-        let shell: Process
-        let pid: Int32
-
-        init(_ s: PCSCSandbox, directory: String, name: String, _ arguments: [String]) throws {
-            self.directory = directory + "/" + name
-            try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
-            let command = ([PCSCSandbox.carteBinary.path] + arguments).map { "'\($0)'" }.joined(separator: " ")
-            shell = Process()
-            shell.executableURL = URL(fileURLWithPath: "/bin/bash")
-            shell.arguments = ["-c", "cd '\(self.directory)' || exit 1; \(command) >out 2>err & p=$!; echo $p >pid; wait $p; echo $? >rc.tmp; mv rc.tmp rc"]
-            shell.environment = ProcessInfo.processInfo.environment.merging(["PCSCLITE_CSOCK_NAME": s.clientSocket]) { $1 }
-            shell.standardInput = FileHandle.nullDevice
-            shell.standardOutput = FileHandle.nullDevice
-            shell.standardError = FileHandle.nullDevice
-            try shell.run()
-            let pidFile = self.directory + "/pid"
-            try s.waitFor("the script's job") { FileManager.default.fileExists(atPath: pidFile) }
-            pid = Int32((try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
-        }
-
-        /// Whether the job catches its stop signals yet (its `carte-signals` thread runs).
-        var catchesSignals: Bool {
-            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-            return tasks.contains { ((try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8)) ?? "").hasPrefix("carte-signals") }
-        }
-
-        /// Sends `signo`; returns the exit status and how long the job took to end (nil: not within `seconds`).
-        func stop(_ signo: Int32, seconds: Double) -> (status: Int32?, took: Duration) {
-            let sent = ContinuousClock.now
-            kill(pid, signo)
-            let deadline = Date().addingTimeInterval(seconds)
-            repeat {
-                if let text = try? String(contentsOfFile: directory + "/rc", encoding: .utf8) {
-                    return (Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), ContinuousClock.now - sent)
-                }
-                usleep(5_000)
-            } while Date() < deadline
-            return (nil, ContinuousClock.now - sent)
-        }
-
-        func output(_ name: String) -> String { (try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? "" }
-
-        func end() {
-            if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
-            if shell.isRunning { shell.terminate() }
-            shell.waitUntilExit()
-        }
+    /// `carte ARGS` as a script's background job, reaching the sandbox's pcscd.
+    func job(_ s: PCSCSandbox, _ arguments: [String]) throws -> ScriptedJob {
+        try ScriptedJob(PCSCSandbox.carteBinary.path, arguments, environment: ["PCSCLITE_CSOCK_NAME": s.clientSocket])
     }
 
     @Test func aScriptedDaemonStopsOnEachSignalAndPCSCDStaysConsistent() throws {
@@ -69,7 +22,7 @@ struct StopSignalsThroughPCSCDTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let socket = dir + "/sim.sock"
         let serve = ["sim", "serve", "--socket", socket, "--profile", "bi-fente"]
-        let first = try ScriptJob(s, directory: dir, name: "first", serve)
+        let first = try job(s, serve)
         defer { first.end() }
         try s.waitFor("the daemon") { first.catchesSignals && FileManager.default.fileExists(atPath: socket) }
         let conf = URL(fileURLWithPath: dir + "/conf")
@@ -102,7 +55,7 @@ struct StopSignalsThroughPCSCDTests {
         #expect(pcscd.pid.map { kill($0, 0) == 0 } == true, "pcscd keeps running")
 
         // The daemon started again on the same socket: pcscd's driver reconnects and the card reads again.
-        let second = try ScriptJob(s, directory: dir, name: "second", serve)
+        let second = try job(s, serve)
         defer { second.end() }
         try s.waitFor("the daemon again") { second.catchesSignals && FileManager.default.fileExists(atPath: socket) }
         try s.waitFor("pcscd to see the Vitale again") { try readers().first?["state"] as? String == "card" }
@@ -117,9 +70,7 @@ struct StopSignalsThroughPCSCDTests {
 
     @Test func aSoakStoppedBySIGTERMReportsAndLeavesNothingRunning() async throws {
         let s = try sandbox()
-        let dir = try PrivatePCSCD.makeWorkDirectory(prefix: "cartekit-soak-signal")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let soak = try ScriptJob(s, directory: dir, name: "soak", ["sim", "soak", "--faults", "100000", "--seed", "3", "--json"])
+        let soak = try job(s, ["sim", "soak", "--faults", "100000", "--seed", "3", "--json"])
         defer { soak.end() }
         // Let it run a few rounds: its private pcscd and daemon are its children by then.
         try s.waitFor("the soak to start") { soak.catchesSignals }
