@@ -24,7 +24,7 @@ public final class ApCVHTTPServer: Sendable {
 
     private let group: MultiThreadedEventLoopGroup
     private let channel: any Channel
-    private let state: Mutex<(stopped: Bool, served: Int)>
+    private let stopped = Atomic<Bool>(false)
     private let counter: ServedCounter
 
     /// The largest header and body accepted.
@@ -36,7 +36,6 @@ public final class ApCVHTTPServer: Sendable {
         self.service = service
         let timeout = min(max(connectionTimeout, .milliseconds(50)), .seconds(60))
         self.connectionTimeout = timeout
-        state = Mutex((false, 0))
         let counter = ServedCounter()
         self.counter = counter
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -70,11 +69,7 @@ public final class ApCVHTTPServer: Sendable {
 
     /// Stops accepting, closes the listening socket and ends the event loop (and the connections).
     public func stop() {
-        let first = state.withLock { s -> Bool in
-            defer { s.stopped = true }
-            return !s.stopped
-        }
-        guard first else { return }
+        guard stopped.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         try? channel.close().wait()
         try? group.syncShutdownGracefully()
     }
@@ -112,11 +107,11 @@ final class HeaderGuard: ChannelInboundHandler {
     private var seen = 0
     private var done = false
     private var refused = false
-    /// The last bytes (for CR LF CR LF), where the current line starts, and whether its colon came.
+    /// The last bytes (for the empty line), whether a line is starting, and whether its colon came.
     private var last: (UInt8, UInt8, UInt8) = (0, 0, 0)
-    private var lineIndex = 0
     private var atLineStart = true
     private var colonSeen = false
+    /// Whether the request line has ended: the lines after it are header fields.
     private var requestLineSeen = false
 
     init(maximum: Int) { self.maximum = maximum }
@@ -156,10 +151,7 @@ final class HeaderGuard: ChannelInboundHandler {
                 done = true
                 return nil
             }
-            if requestLineSeen || !atLineStart {
-                requestLineSeen = true
-                lineIndex += 1
-            }
+            if !atLineStart { requestLineSeen = true }
             atLineStart = true
             colonSeen = false
             return nil
@@ -167,7 +159,7 @@ final class HeaderGuard: ChannelInboundHandler {
         if byte == 13 { return nil }
         if seen > maximum { return .tooLarge }
         // Header lines (not the request line) may not start with whitespace nor have any before the colon.
-        if lineIndex > 0 {
+        if requestLineSeen {
             if atLineStart, byte == 32 || byte == 9 { return .folded }
             if !colonSeen {
                 if byte == 58 { colonSeen = true } else if byte == 32 || byte == 9 { return .whitespaceInName }
