@@ -180,6 +180,7 @@ let package = Package(
                 .embedInCode("virtual/mono-fente.yaml"),
                 .embedInCode("virtual/bi-fente.yaml"),
                 .embedInCode("virtual/contactless.yaml"),
+                .embedInCode("virtual/bi-fente-pinpad.yaml"),
                 .embedInCode("catalog.yaml"),
             ],
             swiftSettings: strictSwiftSettings

@@ -11,6 +11,7 @@ public enum BundledProfiles {
         File(path: "virtual/mono-fente.yaml", text: String(decoding: PackageResources.mono_fente_yaml, as: UTF8.self)),
         File(path: "virtual/bi-fente.yaml", text: String(decoding: PackageResources.bi_fente_yaml, as: UTF8.self)),
         File(path: "virtual/contactless.yaml", text: String(decoding: PackageResources.contactless_yaml, as: UTF8.self)),
+        File(path: "virtual/bi-fente-pinpad.yaml", text: String(decoding: PackageResources.bi_fente_pinpad_yaml, as: UTF8.self)),
     ]
 
     /// The reader catalog of `carte doctor` (`Firmware/catalog.yaml`, format carte-reader-catalog/1).

@@ -22,6 +22,8 @@ const char *carte_status_name(carte_status status) {
     case CARTE_E_UNSUPPORTED: return "CARTE_E_UNSUPPORTED";
     case CARTE_E_INTERNAL: return "CARTE_E_INTERNAL";
     case CARTE_E_TOKEN_REFUSED: return "CARTE_E_TOKEN_REFUSED";
+    case CARTE_E_PIN_CANCELLED: return "CARTE_E_PIN_CANCELLED";
+    case CARTE_E_PIN_ENTRY: return "CARTE_E_PIN_ENTRY";
     }
     return "unknown";
 }

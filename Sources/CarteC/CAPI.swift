@@ -136,6 +136,9 @@ struct Failure: Error {
         case .notACPS: status = CARTE_E_WRONG_CARD
         case .unsupported: status = CARTE_E_UNSUPPORTED
         case .crypto: status = CARTE_E_DATA
+        case .pinPad(.cancelled): status = CARTE_E_PIN_CANCELLED
+        case .pinPad(.timeout): status = CARTE_E_TIMEOUT
+        case .pinPad(.lengthOutOfRange), .pinPad(.confirmationMismatch): status = CARTE_E_PIN_ENTRY
         case .unreadable, .operationRefused, .card: status = CARTE_E_CARD
         }
     }

@@ -241,6 +241,29 @@ public func carte_cpx_verify_pin(_ cpx: OpaquePointer?, _ pin: UnsafePointer<CCh
     }
 }
 
+@_cdecl("carte_cpx_has_pin_pad")
+public func carte_cpx_has_pin_pad(_ cpx: OpaquePointer?, _ hasPad: UnsafeMutablePointer<Int32>?) -> carte_status {
+    guard let h = lookUp(cpx, .cpx, as: CPxHandle.self), let hasPad else { return CARTE_E_INVALID_ARGUMENT }
+    let pad: Bool = blocking { await h.cps.pinPad() != nil }
+    hasPad.pointee = pad ? 1 : 0
+    return h.succeed()
+}
+
+@_cdecl("carte_cpx_verify_pin_on_pad")
+public func carte_cpx_verify_pin_on_pad(_ cpx: OpaquePointer?, _ triesLeft: UnsafeMutablePointer<Int32>?) -> carte_status {
+    guard let h = lookUp(cpx, .cpx, as: CPxHandle.self) else { return CARTE_E_INVALID_ARGUMENT }
+    let result: Result<Void, CPSError> = blocking {
+        do throws(CPSError) { try await h.cps.verifyPINOnPad(); return .success(()) } catch { return .failure(error) }
+    }
+    switch result {
+    case .success: return h.succeed()
+    case .failure(let e):
+        if case .wrongPIN(_, let tries) = e { triesLeft?.pointee = Int32(clamping: tries) }
+        if case .pinBlocked = e { triesLeft?.pointee = 0 }
+        return h.fail(Failure(e))
+    }
+}
+
 @_cdecl("carte_cpx_sign")
 public func carte_cpx_sign(_ cpx: OpaquePointer?, _ data: UnsafePointer<UInt8>?, _ dataLength: Int, _ sig: UnsafeMutablePointer<UInt8>?,
                            _ sigSize: Int, _ sigLength: UnsafeMutablePointer<Int>?) -> carte_status {

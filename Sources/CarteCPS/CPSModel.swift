@@ -357,6 +357,9 @@ public enum CPSError: Error, Hashable, Sendable, CustomStringConvertible {
     case operationRefused(String, StatusWord)
     /// What this card or interface cannot do (a contactless CPS3 has no PIN and does not sign).
     case unsupported(String)
+    /// The reader's PIN pad ended the entry itself (timeout, cancel, wrong length, confirmation
+    /// differing): the card was not asked and no try was consumed.
+    case pinPad(PINPadStatus)
     /// A certificate or signature problem.
     case crypto(CryptoError)
     /// The exchange with the card failed.
@@ -375,6 +378,7 @@ public enum CPSError: Error, Hashable, Sendable, CustomStringConvertible {
         case .invalidPINFormat(let why): return "invalid PIN: \(why)"
         case .operationRefused(let what, let sw): return "the card refused \(what) (\(sw): \(sw.meaning))"
         case .unsupported(let what): return "not supported: \(what)"
+        case .pinPad(let status): return status.description
         case .crypto(let e): return e.description
         case .card(let e): return e.description
         }

@@ -38,6 +38,8 @@ public struct CPSReader: Sendable {
         /// The PIN's try counter maximum, reported by a CPS4 whose PIN is verified (its status query
         /// then says only "verified"). **Synthetic** default 3 ([P] production cards, §5.6).
         public var pinMaxTries: Int = 3
+        /// Seconds the reader's PIN pad waits for the holder (`bTimerOut`; OpenSC uses 30).
+        public var pinPadTimeout: UInt8 = 30
 
         /// The defaults described on each property.
         public init() {}
@@ -419,6 +421,110 @@ public struct CPSReader: Sendable {
             }
             let r = try await send(held, apdu(0x00, 0x2C, 0x00, configuration.pinReference, block(puk) + block(newPIN)), policy: .raw)
             try pinOutcome(r.statusWord, which: "PUK", what: "RESET RETRY COUNTER")
+        }
+    }
+
+    // MARK: - PIN on the reader's PIN pad
+
+    /// The reader's PIN pad when this card's PIN can be entered on it, `nil` otherwise (no pad, the
+    /// pad is not announced, or a contactless CPS3, which has no PIN). Callers enter the PIN on the
+    /// host only when this is `nil` or when the user asks.
+    public func pinPad() async -> PINPadCapabilities? {
+        guard generation != .cps3Contactless, let pad = await channel.pinPad(), pad.verify else { return nil }
+        return pad
+    }
+
+    /// The PIN limits the structures announce: what the pad accepts, within the card's block.
+    private func padLimits(_ pad: PINPadCapabilities) -> (UInt8, UInt8) {
+        let block = min(configuration.pinBlockLength, 15)
+        let minimum = max(4, pad.minimumPINLength ?? 4)
+        let maximum = max(minimum, min(block, pad.maximumPINLength ?? block))
+        return (UInt8(minimum), UInt8(maximum))
+    }
+
+    private func requirePad(modify: Bool) async throws(CPSError) -> PINPadCapabilities {
+        if generation == .cps3Contactless { throw .unsupported("the contactless interface of a CPS3 has no PIN object") }
+        guard let pad = await channel.pinPad() else { throw .unsupported("the reader has no PIN pad: enter the PIN on the computer") }
+        guard pad.verify, !modify || pad.modify else { throw .unsupported("the reader's PIN pad cannot \(modify ? "change" : "verify") a PIN") }
+        return pad
+    }
+
+    private func padVerifyStructure(_ pad: PINPadCapabilities, reference: UInt8) -> PINVerifyStructure {
+        let block = min(configuration.pinBlockLength, 15)
+        let (minimum, maximum) = padLimits(pad)
+        let template = PINCommandTemplate(header: [securityClass, 0x20, 0x00, reference], data: [UInt8](repeating: configuration.pinPadding, count: block))
+        return PINVerifyStructure(timeout: configuration.pinPadTimeout, format: .ascii(blockSize: block), minimumLength: minimum, maximumLength: maximum,
+                                  numberOfMessages: pad.lcdLayout == 0 ? 0 : 1, template: template)
+    }
+
+    private func padModifyStructure(_ pad: PINPadCapabilities, header: [UInt8], withCurrent: Bool) -> PINModifyStructure {
+        let block = min(configuration.pinBlockLength, 15)
+        let (minimum, maximum) = padLimits(pad)
+        let template = PINCommandTemplate(header: header, data: [UInt8](repeating: configuration.pinPadding, count: block * (withCurrent ? 2 : 1)))
+        return PINModifyStructure(timeout: configuration.pinPadTimeout, format: .ascii(blockSize: block), insertionOffsetOld: 0, insertionOffsetNew: withCurrent ? UInt8(block) : 0,
+                                  minimumLength: minimum, maximumLength: maximum, confirmPIN: withCurrent ? 0x03 : 0x01,
+                                  numberOfMessages: pad.lcdLayout == 0 ? 0 : (withCurrent ? 3 : 2), messageIndexes: withCurrent ? [0, 1, 2] : [1, 2, 2], template: template)
+    }
+
+    private func padOutcome(_ r: ResponseAPDU, which: String, what: String) throws(CPSError) {
+        if let status = PINPadStatus(r.statusWord) { throw .pinPad(status) }
+        try pinOutcome(r.statusWord, which: which, what: what)
+    }
+
+    private func padVerify(_ held: Held, _ pad: PINPadCapabilities, reference: UInt8, which: String) async throws(CPSError) {
+        let r: ResponseAPDU
+        do { r = try await held.verifyPINOnPad(padVerifyStructure(pad, reference: reference)) } catch { throw .card(error) }
+        try padOutcome(r, which: which, what: "VERIFY on the PIN pad")
+    }
+
+    private func padModify(_ held: Held, _ pad: PINPadCapabilities, header: [UInt8], withCurrent: Bool, which: String, what: String) async throws(CPSError) {
+        let r: ResponseAPDU
+        do { r = try await held.modifyPINOnPad(padModifyStructure(pad, header: header, withCurrent: withCurrent)) } catch { throw .card(error) }
+        try padOutcome(r, which: which, what: what)
+    }
+
+    /// Has the holder type the PIN on the reader's PIN pad: the reader builds the VERIFY, so the PIN
+    /// never passes through the host. Sent once. Throws ``CPSError/pinPad(_:)`` when the entry is
+    /// cancelled, times out or has the wrong length, ``CPSError/wrongPIN(which:triesLeft:)`` with the
+    /// tries left, and ``CPSError/unsupported(_:)`` when the reader has no pad.
+    public func verifyPINOnPad() async throws(CPSError) {
+        let pad = try await requirePad(modify: false)
+        try await exclusive { held throws(CPSError) in
+            if generation == .cps4 { try await selectChipDoc(held) }
+            try await padVerify(held, pad, reference: configuration.pinReference, which: "PIN")
+        }
+    }
+
+    /// Changes the PIN on the pad: the current PIN, the new one and its confirmation are typed on
+    /// the reader (CPS3: one CHANGE REFERENCE DATA; CPS4: VERIFY, then CHANGE with the new PIN).
+    public func changePINOnPad() async throws(CPSError) {
+        let pad = try await requirePad(modify: true)
+        try await exclusive { held throws(CPSError) in
+            if generation == .cps4 {
+                try await selectChipDoc(held)
+                try await padVerify(held, pad, reference: configuration.pinReference, which: "PIN")
+                try await padModify(held, pad, header: [0x01, 0x24, 0x01, configuration.pinReference], withCurrent: false, which: "PIN", what: "CHANGE REFERENCE DATA on the PIN pad")
+                return
+            }
+            try await padModify(held, pad, header: [0x00, 0x24, 0x00, configuration.pinReference], withCurrent: true, which: "PIN", what: "CHANGE REFERENCE DATA on the PIN pad")
+        }
+    }
+
+    /// Unblocks the PIN on the pad: the PUK, then the new PIN and its confirmation are typed on the
+    /// reader (CPS3: RESET RETRY COUNTER with PUK ‖ new PIN; CPS4: VERIFY of the PUK, UNBLOCK, CHANGE).
+    public func unblockPINOnPad() async throws(CPSError) {
+        let pad = try await requirePad(modify: true)
+        try await exclusive { held throws(CPSError) in
+            if generation == .cps4 {
+                try await selectChipDoc(held)
+                try await padVerify(held, pad, reference: configuration.pukReference, which: "PUK")
+                let u = try await send(held, apdu(0x01, 0x2C, 0x03, configuration.pinReference), policy: .raw)
+                try pinOutcome(u.statusWord, which: "PUK", what: "UNBLOCK")
+                try await padModify(held, pad, header: [0x01, 0x24, 0x01, configuration.pinReference], withCurrent: false, which: "PIN", what: "CHANGE REFERENCE DATA on the PIN pad")
+                return
+            }
+            // The "current PIN" of the structure is the PUK here.
+            try await padModify(held, pad, header: [0x00, 0x2C, 0x00, configuration.pinReference], withCurrent: true, which: "PUK", what: "RESET RETRY COUNTER on the PIN pad")
         }
     }
 

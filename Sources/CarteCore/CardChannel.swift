@@ -114,6 +114,56 @@ public final class CardChannel: Sendable {
             guard valid.withLock({ $0 }) else { throw .notConnected }
             return try await channel.run(command, policy: policy ?? channel.policy)
         }
+        /// ``CardChannel/verifyPINOnPad(_:)`` while the channel is held.
+        public func verifyPINOnPad(_ structure: PINVerifyStructure) async throws(CardError) -> ResponseAPDU {
+            guard valid.withLock({ $0 }) else { throw .notConnected }
+            return try await channel.padExchange(structure.template.encoded) { t throws(CardError) in try await t.verifyPINOnPad(structure) }
+        }
+        /// ``CardChannel/modifyPINOnPad(_:)`` while the channel is held.
+        public func modifyPINOnPad(_ structure: PINModifyStructure) async throws(CardError) -> ResponseAPDU {
+            guard valid.withLock({ $0 }) else { throw .notConnected }
+            return try await channel.padExchange(structure.template.encoded) { t throws(CardError) in try await t.modifyPINOnPad(structure) }
+        }
+    }
+
+    // MARK: - PIN pad
+
+    /// The PIN pad of the transport's reader, or `nil` when the transport has no reader with one
+    /// (or cannot say).
+    public func pinPad() async -> PINPadCapabilities? {
+        guard let pad = transport as? any PINPadTransport else { return nil }
+        return try? await pad.pinPadCapabilities()
+    }
+
+    /// Has the reader take the PIN on its keypad and send the VERIFY it builds from `structure`'s
+    /// template; returns the card's response or the pad's own (`64 00` timeout, `64 01` cancelled,
+    /// `64 03` length; see ``PINPadStatus``). The PIN never passes through the host: the trace and
+    /// the log show the template (its data redacted as for any VERIFY) with the marker `pin-pad`.
+    /// Sent once, never repeated. Throws ``CardError/unsupported(_:)`` without a PIN pad.
+    public func verifyPINOnPad(_ structure: PINVerifyStructure) async throws(CardError) -> ResponseAPDU {
+        try await lock.withLock { () async throws(CardError) -> ResponseAPDU in
+            try await self.padExchange(structure.template.encoded) { t throws(CardError) in try await t.verifyPINOnPad(structure) }
+        }
+    }
+
+    /// Same as ``verifyPINOnPad(_:)`` for a change or unblock (`PIN_MODIFY_STRUCTURE`; `64 02` when
+    /// the new PIN and its confirmation differ).
+    public func modifyPINOnPad(_ structure: PINModifyStructure) async throws(CardError) -> ResponseAPDU {
+        try await lock.withLock { () async throws(CardError) -> ResponseAPDU in
+            try await self.padExchange(structure.template.encoded) { t throws(CardError) in try await t.modifyPINOnPad(structure) }
+        }
+    }
+
+    func padExchange(_ template: [UInt8], _ body: (any PINPadTransport) async throws(CardError) -> [UInt8]) async throws(CardError) -> ResponseAPDU {
+        guard let pad = transport as? any PINPadTransport else { throw .unsupported("the reader has no PIN pad") }
+        let command: CommandAPDU
+        do { command = try CommandAPDU(bytes: template) } catch { throw .invalidCommand(error) }
+        trace?.recordCommand(command, encoded: template, marker: .pinPad)
+        if logger.logLevel <= .trace { logger.trace("> \(command.redactedHex)  [\(TraceEvent.Marker.pinPad.rawValue)]") }
+        let responseBytes = try await body(pad)
+        trace?.recordResponse(responseBytes, marker: .pinPad)
+        if logger.logLevel <= .trace { logger.trace("< \(responseBytes.hexString())") }
+        do { return try ResponseAPDU(bytes: responseBytes) } catch { throw .malformedResponse(error) }
     }
 
     // MARK: - The exchange engine

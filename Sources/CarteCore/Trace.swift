@@ -18,6 +18,9 @@ public struct TraceEvent: Hashable, Sendable {
         case resendWithCorrectLe = "auto:resend-le"
         /// One segment of a chained command (CLA bit `b5` set on all but the last).
         case chainedSegment = "auto:chain"
+        /// A command the reader's PIN pad completed with the PIN typed on its keypad: the bytes are
+        /// the template the host sent (the PIN itself never reached the host).
+        case pinPad = "pin-pad"
     }
 
     /// Position in the trace, from 0, never reused even when old events are dropped.

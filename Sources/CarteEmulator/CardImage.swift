@@ -38,6 +38,9 @@ public struct CardImage: Sendable, Hashable {
     public var apcv: Phone? = nil
     /// Faults the slot plays on this card, each armed at an APDU number counted from the insertion.
     public var faults: [ScheduledFault] = []
+    /// Entries typed on the reader's PIN pad, queued when the card is inserted (a reader without a
+    /// pad ignores them).
+    public var keypad: [KeypadEntry] = []
     /// Where the image was recorded (`carte record`), if it was.
     public var recorded: Recording? = nil
     /// How a recorded image answers (its transcript or its learned file system), if it is one.

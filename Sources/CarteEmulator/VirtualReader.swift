@@ -42,6 +42,8 @@ public struct VirtualReaderProfile: Sendable, Hashable, Codable {
     public var usbVendorID: UInt16?
     /// See ``usbVendorID``.
     public var usbProductID: UInt16?
+    /// The reader's PIN pad, if it has one (PC/SC part 10 secure PIN entry).
+    public var pinPad: PINPadProfile?
 
     /// `SCARD_ATTR_VENDOR_IFD_VERSION` as USB readers report it: the BCD firmware version `<< 16`
     /// (`1.08` → `0x01080000`). Versions that are not `digits.digits` give 0.
@@ -54,7 +56,8 @@ public struct VirtualReaderProfile: Sendable, Hashable, Codable {
     }
 
     /// Creates a profile; see the properties for each parameter.
-    public init(id: String, name: String, vendor: String, firmwareVersion: String, serialNumber: String? = nil, slots: [Slot], features: [String] = [], synthetic: Bool = true, model: String? = nil, usbVendorID: UInt16? = nil, usbProductID: UInt16? = nil) {
+    public init(id: String, name: String, vendor: String, firmwareVersion: String, serialNumber: String? = nil, slots: [Slot], features: [String] = [], synthetic: Bool = true, model: String? = nil, usbVendorID: UInt16? = nil, usbProductID: UInt16? = nil, pinPad: PINPadProfile? = nil) {
+        self.pinPad = pinPad
         self.model = model
         self.usbVendorID = usbVendorID
         self.usbProductID = usbProductID
@@ -92,10 +95,16 @@ public final class VirtualSlot: Sendable {
     let state = Mutex(State())
     /// Tells the backend's event streams what the slot did on its own (a fault removing the card).
     let notify: @Sendable ([ReaderEvent]) -> Void
+    /// The reader's PIN pad (shared by its slots' prompts), if it has one.
+    public let pinPad: PINPadProfile?
+    /// The keypad entries scripted for this slot's PIN prompts.
+    public let keypad: VirtualKeypad
 
-    init(notify: @escaping @Sendable ([ReaderEvent]) -> Void = { _ in }, info: ReaderInfo) {
+    init(notify: @escaping @Sendable ([ReaderEvent]) -> Void = { _ in }, info: ReaderInfo, pinPad: PINPadProfile? = nil) {
         self.info = info
         self.notify = notify
+        self.pinPad = pinPad
+        self.keypad = VirtualKeypad(script: pinPad?.script ?? [])
     }
 
     // MARK: Faults
@@ -280,8 +289,8 @@ public final class SimulatorBackend: ReaderBackend {
                     vendor: profile.vendor,
                     firmwareVersion: profile.firmwareVersion,
                     serialNumber: profile.serialNumber,
-                    features: profile.features,
-                    role: slot.role))
+                    features: (profile.features + (profile.pinPad?.featureNames ?? [])).sorted(),
+                    role: slot.role), pinPad: profile.pinPad)
             }
             r.readers.append((profile, slots))
             return (slots, slots.map { .readerAdded($0.info) })
@@ -338,6 +347,7 @@ public final class SimulatorBackend: ReaderBackend {
             s.faults.scheduled = image.faults.map { ($0.atAPDU, $0.fault) }
             return had
         }
+        if !image.keypad.isEmpty { slot.keypad.type(image.keypad) }
         var events: [ReaderEvent] = []
         if removed { events.append(.cardRemoved(reader: slot.info.name)) }
         events.append(mute ? .cardMute(reader: slot.info.name) : .cardInserted(reader: slot.info.name, atr: image.atr))
@@ -486,6 +496,18 @@ public final class SimulatedConnection: CardConnection {
     /// Synchronous form of ``transmit(_:)`` (used by benchmarks): a slow card's delay is not waited for.
     public func transmitNow(_ command: [UInt8]) throws(CardError) -> [UInt8] {
         try exchange(command).0.get()
+    }
+
+    /// Throws when the connection could not send a command now (closed, card gone, another owner).
+    func checkUsable() throws(CardError) {
+        let (insertion, open) = state.withLock { ($0.insertion, $0.open) }
+        guard open else { throw .notConnected }
+        let name = slot.info.name
+        try slot.state.withLock { s throws(CardError) in
+            guard s.card != nil, s.insertion == insertion else { throw .cardRemoved(reader: name) }
+            if s.mute { throw .cardMute(reader: name, timeout: .zero) }
+            if let owner = s.exclusiveOwner, owner != id { throw .sharingViolation(reader: name) }
+        }
     }
 
     private func exchange(_ command: [UInt8]) -> (Result<[UInt8], CardError>, Duration?) {

@@ -175,7 +175,18 @@ public func IFDHControl(
     guard let link = link(for: lun) else { return RESPONSECODE(IFD_COMMUNICATION_ERROR) }
     let data = tx.map { Array(UnsafeBufferPointer(start: $0, count: Int(txLength))) } ?? []
     let code = UInt32(truncatingIfNeeded: controlCode)
-    switch link.request(.control, bigEndian(code) + data, timeout: controlTimeout) {
+    // Secure PIN entry waits for the keypad: bTimerOut seconds per entry (up to three for a change),
+    // as long as libccid allows (max(90, bTimerOut + 10) s per entry). pcscd's presence polls are
+    // answered from the last state meanwhile instead of queueing behind the entry.
+    let securePIN = code == 0x4233_0006 || code == 0x4233_0007
+    var timeout = controlTimeout
+    if securePIN {
+        let perEntry = max(90, Int(data.first ?? 0) + 10) * 1_000
+        timeout = code == 0x4233_0007 ? 3 * perEntry : perEntry
+    }
+    if securePIN { link.beginPINEntry() }
+    defer { if securePIN { link.endPINEntry() } }
+    switch link.request(.control, bigEndian(code) + data, timeout: timeout) {
     case .success(let answer):
         return copy(answer, to: rx, capacity: Int(rxLength), length: returned) ? ok() : RESPONSECODE(IFD_ERROR_INSUFFICIENT_BUFFER)
     case .failure(.failed(.unsupported, _)):

@@ -79,6 +79,15 @@ final class SlotLink: @unchecked Sendable {
     /// if pcscd also asks for presence elsewhere (and ignores the answer) in between.
     static let swapAbsence: Duration = .milliseconds(600)
 
+    /// Set while a secure PIN entry holds the connection (see ``beginPINEntry()``).
+    /// Holds the last presence reported too, readable without `lock`.
+    private let pinEntry = Mutex<(active: Bool, last: SlotPresence?)>((false, nil))
+
+    /// Marks the start of a secure PIN entry: presence answers from the last state until it ends.
+    func beginPINEntry() { pinEntry.withLock { $0.active = true } }
+    /// Marks its end.
+    func endPINEntry() { pinEntry.withLock { $0.active = false } }
+
     /// The reader description from the last attach (kept when the daemon goes away).
     var cachedDescription: ReaderDescription? { lock.withLock { _ in description } }
     /// The ATR of the last power-up (pcscd asks for it with `TAG_IFD_ATR`).
@@ -137,6 +146,9 @@ final class SlotLink: @unchecked Sendable {
     /// (a card swapped, possibly within one 400 ms poll), the slot reads "absent" for ``swapAbsence``,
     /// so pcscd reports a removal and then an insertion of the new card.
     func presence(timeout: Int) -> SlotPresence? {
+        // While the keypad takes a PIN the connection is busy: the card is still the one being used.
+        // (Read without `lock`, which the PIN entry's request holds.)
+        if let held = pinEntry.withLock({ $0.active ? ($0.last ?? .present) : nil }) { return held }
         guard case .success(let bytes) = request(.presence, timeout: timeout), let first = bytes.first,
             let state = SlotPresence(rawValue: first)
         else { return nil }
@@ -154,6 +166,7 @@ final class SlotLink: @unchecked Sendable {
                 if now < until { reported = .absent } else { absentUntil = nil }
             }
             lastReported = reported
+            pinEntry.withLock { $0.last = reported }
             return reported
         }
     }

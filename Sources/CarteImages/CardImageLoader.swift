@@ -255,7 +255,7 @@ struct YAMLDocumentReader {
     // MARK: Document
 
     mutating func image(_ root: Node) throws(CardImageError) -> CardImage {
-        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides", "apcv", "faults", "recorded", "replay"])
+        let f = try fields(root, "", allowed: ["format", "name", "description", "synthetic", "card", "pins", "keys", "filesystem", "overrides", "apcv", "faults", "keypad", "recorded", "replay"])
         guard let formatNode = f["format"] else { throw fail(root, "format", .missingField) }
         let format = try scalar(formatNode, "format")
         guard format == "carte-image/\(CardImage.currentFormat)" || format == "\(CardImage.currentFormat)" else {
@@ -418,6 +418,7 @@ struct YAMLDocumentReader {
             if replay.source == .transcript && replay.transcript.isEmpty { throw fail(n, "replay.transcript", .missingField) }
             image.replay = replay
         }
+        if let n = f["keypad"] { image.keypad = try ReaderProfileLoader.keypadScript(n, "keypad", self) }
         if let n = f["faults"] {
             for (i, item) in try list(n, "faults").enumerated() {
                 let path = "faults[\(i)]"

@@ -110,6 +110,20 @@ public enum CardImageWriter {
                 out.append(line + " }")
             }
         }
+        if !image.keypad.isEmpty {
+            out.append("keypad:")
+            for e in image.keypad {
+                func ms(_ d: Duration) -> String {
+                    let v = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+                    return v > 0 ? ", after-ms: \(v)" : ""
+                }
+                switch e {
+                case .digits(let d, let after): out.append("  - { digits: \(quote(d.text))\(ms(after)) }")
+                case .cancel(let after): out.append("  - { cancel: true\(ms(after)) }")
+                case .timeout: out.append("  - { timeout: true }")
+                }
+            }
+        }
         func dedicated(_ df: CardImage.DedicatedFile, _ indent: String, root: Bool) {
             if root {
                 out.append("filesystem:")

@@ -45,21 +45,21 @@ public struct PCSCReaderAttributes: Hashable, Sendable {
     }
 }
 
-/// PC/SC part 10 feature tags (`FEATURE_*`).
+/// PC/SC part 10 feature tags (`FEATURE_*`); the codes and decoders live in ``Part10`` (CarteCore).
 public enum PCSCFeature {
     /// `FEATURE_VERIFY_PIN_DIRECT`.
-    public static let verifyPINDirect: UInt8 = 0x06
+    public static let verifyPINDirect = Part10.Feature.verifyPINDirect
     /// `FEATURE_MODIFY_PIN_DIRECT`.
-    public static let modifyPINDirect: UInt8 = 0x07
+    public static let modifyPINDirect = Part10.Feature.modifyPINDirect
     /// `FEATURE_IFD_PIN_PROPERTIES`.
-    public static let ifdPINProperties: UInt8 = 0x0A
+    public static let ifdPINProperties = Part10.Feature.ifdPINProperties
     /// `FEATURE_GET_TLV_PROPERTIES`.
-    public static let getTLVProperties: UInt8 = 0x12
+    public static let getTLVProperties = Part10.Feature.getTLVProperties
     /// `FEATURE_CCID_ESC_COMMAND`.
-    public static let ccidEscapeCommand: UInt8 = 0x13
+    public static let ccidEscapeCommand = Part10.Feature.ccidEscapeCommand
 
     /// `CM_IOCTL_GET_FEATURE_REQUEST` = `SCARD_CTL_CODE(3400)` on pcsc-lite (`0x42000000 + code`).
-    public static let getFeatureRequest: UInt32 = 0x4200_0000 + 3400
+    public static let getFeatureRequest = Part10.getFeatureRequest
 
     /// A short name for a feature tag.
     public static func name(of tag: UInt8) -> String {
@@ -87,33 +87,11 @@ public enum PCSCFeature {
         }
     }
 
-    /// Decodes a `FEATURE_GET_TLV_PROPERTIES` answer: TLVs of tag (1), length (1), little-endian value.
-    public static func decodeTLVProperties(_ bytes: [UInt8]) -> [UInt8: [UInt8]] {
-        var out: [UInt8: [UInt8]] = [:]
-        forEachShortTLV(bytes) { tag, value in out[tag] = Array(value) }
-        return out
-    }
+    /// Decodes a `FEATURE_GET_TLV_PROPERTIES` answer (see ``Part10/decodeProperties(_:)``).
+    public static func decodeTLVProperties(_ bytes: [UInt8]) -> [UInt8: [UInt8]] { Part10.decodeProperties(bytes) }
 
-    /// Decodes a `CM_IOCTL_GET_FEATURE_REQUEST` answer: TLVs of tag (1), length (1) = 4, big-endian code (4).
-    public static func decodeFeatureList(_ bytes: [UInt8]) -> [UInt8: UInt32] {
-        var out: [UInt8: UInt32] = [:]
-        forEachShortTLV(bytes) { tag, value in
-            if value.count == 4 { out[tag] = value.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
-        }
-        return out
-    }
-
-    /// Walks the TLVs with a 1-byte tag and a 1-byte length that PC/SC part 10 answers use; stops at
-    /// the first truncated one.
-    private static func forEachShortTLV(_ bytes: [UInt8], _ body: (UInt8, ArraySlice<UInt8>) -> Void) {
-        var i = 0
-        while i + 2 <= bytes.count {
-            let length = Int(bytes[i + 1])
-            guard i + 2 + length <= bytes.count else { return }
-            body(bytes[i], bytes[(i + 2)..<(i + 2 + length)])
-            i += 2 + length
-        }
-    }
+    /// Decodes a `CM_IOCTL_GET_FEATURE_REQUEST` answer (see ``Part10/decodeFeatureList(_:)``).
+    public static func decodeFeatureList(_ bytes: [UInt8]) -> [UInt8: UInt32] { Part10.decodeFeatureList(bytes) }
 }
 
 /// PC/SC attribute identifiers used by CarteKit (pcsc-lite `reader.h`).

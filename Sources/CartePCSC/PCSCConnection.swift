@@ -29,6 +29,8 @@ public final class PCSCConnection: CardConnection {
     private let receive = ReceiveBuffer()
     /// Whether the reader takes extended APDUs (from its `dwMaxAPDUDataSize`, when known).
     public let capabilities: TransportCapabilities
+    /// The reader's part 10 features, read on first use.
+    let padCache = Mutex<PadFeatures?>(nil)
 
     init(readerName: String, context: PCSCContext, card: SCARDHANDLE, proto: DWORD, share: DWORD, atr: [UInt8], capabilities: TransportCapabilities) {
         self.readerName = readerName
@@ -313,3 +315,49 @@ func pcscControl(_ card: SCARDHANDLE, code: UInt32, data: [UInt8]) -> Result<[UI
 /// `MAX_BUFFER_SIZE_EXTENDED` (4 + 3 + 65536 + 3 + 2): the C macro is an expression and does not import.
 /// pcsc-lite 1.9.x refuses larger receive buffers, so this is the exact size to pass.
 let maxBufferSizeExtended = 4 + 3 + (1 << 16) + 3 + 2
+
+extension PCSCConnection: PINPadTransport {
+    /// The reader's PIN pad from its feature list (`CM_IOCTL_GET_FEATURE_REQUEST`), PIN properties and
+    /// TLV properties; `nil` when the reader announces neither `FEATURE_VERIFY_PIN_DIRECT` nor
+    /// `FEATURE_MODIFY_PIN_DIRECT`. Read once per connection.
+    public func pinPadCapabilities() async throws(CardError) -> PINPadCapabilities? {
+        try await padFeatures().capabilities
+    }
+
+    /// `SCardControl(FEATURE_VERIFY_PIN_DIRECT)`: the reader takes the PIN on its keypad. Blocks the
+    /// connection's own thread (not the cooperative pool) for as long as the keypad waits.
+    public func verifyPINOnPad(_ structure: PINVerifyStructure) async throws(CardError) -> [UInt8] {
+        guard let code = try await padFeatures().codes[Part10.Feature.verifyPINDirect] else { throw .unsupported("reader \"\(readerName)\" announces no FEATURE_VERIFY_PIN_DIRECT") }
+        return try await control(code: code, data: structure.encoded)
+    }
+
+    /// `SCardControl(FEATURE_MODIFY_PIN_DIRECT)`.
+    public func modifyPINOnPad(_ structure: PINModifyStructure) async throws(CardError) -> [UInt8] {
+        guard let code = try await padFeatures().codes[Part10.Feature.modifyPINDirect] else { throw .unsupported("reader \"\(readerName)\" announces no FEATURE_MODIFY_PIN_DIRECT") }
+        return try await control(code: code, data: structure.encoded)
+    }
+
+    private func padFeatures() async throws(CardError) -> PadFeatures {
+        if let cached = padCache.withLock({ $0 }) { return cached }
+        let list: [UInt8]
+        do { list = try await control(code: Part10.getFeatureRequest) } catch {
+            // A driver without part 10 features refuses the request: no pad, not a failure.
+            guard case .backend(let code, _, _) = error, UInt32(truncatingIfNeeded: code) == PCSCError.unsupportedFeature.rawValue else { throw error }
+            list = []
+        }
+        let codes = Part10.decodeFeatureList(list)
+        var pinProperties: [UInt8]? = nil
+        var tlv: [UInt8: [UInt8]] = [:]
+        if let c = codes[Part10.Feature.ifdPINProperties] { pinProperties = try? await control(code: c) }
+        if let c = codes[Part10.Feature.getTLVProperties], let t = try? await control(code: c) { tlv = Part10.decodeProperties(t) }
+        let features = PadFeatures(codes: codes, capabilities: PINPadCapabilities(features: codes, pinProperties: pinProperties, tlvProperties: tlv))
+        padCache.withLock { $0 = features }
+        return features
+    }
+}
+
+/// A reader's feature codes and what they say of its PIN pad.
+struct PadFeatures: Sendable {
+    var codes: [UInt8: UInt32]
+    var capabilities: PINPadCapabilities?
+}

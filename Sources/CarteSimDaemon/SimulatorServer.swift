@@ -270,26 +270,69 @@ public final class SimulatorServer: Sendable {
             }
         case .control:
             guard let code = readU32(frame.payload, 0) else { return .failure(.badRequest, "control needs a 4-byte code") }
-            return readerControl(code: code, description: description)
+            return readerControl(code: code, data: Array(frame.payload.dropFirst(4)), slot: slot, description: description)
         default:
             return .failure(.badRequest, "not a driver request")
         }
     }
 
-    /// `SCardControl` codes the virtual readers answer, as CCID readers do (PC/SC part 10).
-    private func readerControl(code: UInt32, description: ReaderDescription) -> Frame {
-        let getFeatureRequest: UInt32 = 0x4200_0000 + 3400
-        let tlvProperties: UInt32 = 0x4200_0000 + 0x33_0000 + 0x12
+    /// `SCardControl` codes the virtual readers answer, as CCID readers do through libccid (PC/SC part
+    /// 10): the feature list, TLV properties and, on a reader with a PIN pad, its PIN properties and
+    /// secure PIN verification and modification (the keypad waits, so this may block for seconds).
+    private func readerControl(code: UInt32, data: [UInt8], slot: VirtualSlot, description: ReaderDescription) -> Frame {
+        let pad = slot.pinPad
+        let announced = pad?.announced == true ? pad : nil
+        let verify = Part10.featureControlCode(Part10.Feature.verifyPINDirect)
+        let modify = Part10.featureControlCode(Part10.Feature.modifyPINDirect)
+        let pinProperties = Part10.featureControlCode(Part10.Feature.ifdPINProperties)
+        let tlvProperties = Part10.featureControlCode(Part10.Feature.getTLVProperties)
         switch code {
-        case getFeatureRequest:
-            return Frame(.ok, [0x12, 0x04] + bigEndian(tlvProperties))
+        case Part10.getFeatureRequest:
+            // libccid's order: verify, modify, PIN properties, TLV properties.
+            var features: [(tag: UInt8, code: UInt32)] = []
+            if let announced {
+                if announced.verify { features.append((Part10.Feature.verifyPINDirect, verify)) }
+                if announced.modify { features.append((Part10.Feature.modifyPINDirect, modify)) }
+                features.append((Part10.Feature.ifdPINProperties, pinProperties))
+            }
+            features.append((Part10.Feature.getTLVProperties, tlvProperties))
+            return Frame(.ok, Part10.encodeFeatureList(features))
         case tlvProperties:
-            func le(_ v: UInt32, _ n: Int) -> [UInt8] { (0..<n).map { UInt8(v >> (8 * UInt32($0)) & 0xFF) } }
-            var out: [UInt8] = []
-            out += [0x0A, 0x04] + le(description.maxAPDUDataSize, 4)  // dwMaxAPDUDataSize
-            if description.usbVendorID != 0 { out += [0x0B, 0x02] + le(UInt32(description.usbVendorID), 2) }  // wIdVendor
-            if description.usbProductID != 0 { out += [0x0C, 0x02] + le(UInt32(description.usbProductID), 2) }  // wIdProduct
-            return Frame(.ok, out)
+            var properties: [(tag: UInt8, value: UInt32, size: Int)] = []
+            if let announced {
+                let layout = announced.lcdLayout
+                properties.append((Part10.Property.lcdLayout, UInt32(layout), 2))
+                if layout != 0 {
+                    properties.append((Part10.Property.lcdMaxCharacters, UInt32(layout & 0xFF), 2))
+                    properties.append((Part10.Property.lcdMaxLines, UInt32(layout >> 8), 2))
+                }
+                properties.append((Part10.Property.entryValidationCondition, UInt32(announced.entryValidationCondition), 1))
+                properties.append((Part10.Property.timeOut2, UInt32(announced.timeout2), 1))
+                properties.append((Part10.Property.minPINSize, UInt32(min(max(announced.minimumPINLength, 0), 255)), 1))
+                properties.append((Part10.Property.maxPINSize, UInt32(min(max(announced.maximumPINLength, 0), 255)), 1))
+                properties.append((Part10.Property.ppduSupport, 0, 1))
+            }
+            properties.append((Part10.Property.maxAPDUDataSize, description.maxAPDUDataSize, 4))
+            if description.usbVendorID != 0 { properties.append((Part10.Property.idVendor, UInt32(description.usbVendorID), 2)) }
+            if description.usbProductID != 0 { properties.append((Part10.Property.idProduct, UInt32(description.usbProductID), 2)) }
+            return Frame(.ok, Part10.encodeProperties(properties))
+        case pinProperties where announced != nil:
+            return Frame(.ok, announced!.capabilities?.pinPropertiesStructure ?? [])
+        case verify where announced?.verify == true, modify where announced?.modify == true:
+            let isVerify = code == verify
+            logger.info("\(slot.info.name): PIN \(isVerify ? "verification" : "modification") on the keypad (\(slot.keypad.pending) entries scripted)")
+            let result = isVerify ? slot.verifyOnPad(data) : slot.modifyOnPad(data)
+            switch result {
+            case .success(let response):
+                // The response only: the command the reader built holds the PIN and is never logged.
+                logger.info("\(slot.info.name): PIN pad answered \(response.suffix(2).hexString())")
+                return Frame(.ok, response)
+            case .failure(.card(let e)):
+                return failure(e)
+            case .failure(let f):
+                logger.info("\(slot.info.name): \(f)")
+                return .failure(.unsupported, f.description)
+            }
         default:
             return .failure(.unsupported, "control code 0x\(String(code, radix: 16)) is not supported")
         }
@@ -370,23 +413,69 @@ public final class SimulatorServer: Sendable {
             slot.inject(fault)
             logger.info("\(slot.info.name): fault \(fault)")
             return answer(["ok": true, "reader": slot.info.name, "fault": fault.description])
+        case "keypad":
+            let slot: VirtualSlot
+            switch findSlot(request) {
+            case .success(let s): slot = s
+            case .failure(let message): return fail(message.description, kind: "reader")
+            }
+            guard slot.pinPad != nil else { return fail(KeypadError.noPINPad(reader: slot.info.name).description, kind: "reader") }
+            let entries: [KeypadEntry]
+            switch SimulatorServer.keypadEntries(request["entries"]) {
+            case .success(let e): entries = e
+            case .failure(let message): return fail(message.description)
+            }
+            if request["clear"] as? Bool == true { slot.keypad.clear() }
+            slot.keypad.type(entries)
+            // Entries are described by kind and length only: the digits are never logged.
+            logger.info("\(slot.info.name): keypad scripted: \(entries.isEmpty ? "nothing" : entries.map(\.description).joined(separator: ", "))")
+            return answer(["ok": true, "reader": slot.info.name, "pending": slot.keypad.pending, "typed": slot.keypad.typed])
         default:
-            return fail("unknown op \"\(op)\" (status, insert, remove, fault)")
+            return fail("unknown op \"\(op)\" (status, insert, remove, fault, keypad)")
         }
     }
 
+    /// Decodes the `entries` of a `keypad` request: `{"digits": "1234", "afterMs": 0}`,
+    /// `{"cancel": true, "afterMs": 0}` or `{"timeout": true}`.
+    private static func keypadEntries(_ value: Any?) -> Result<[KeypadEntry], ControlFailure> {
+        guard let value else { return .success([]) }
+        guard let list = value as? [[String: Any]] else { return .failure(ControlFailure("\"entries\" is a list of objects ({\"digits\": \"…\"}, {\"cancel\": true} or {\"timeout\": true})")) }
+        var out: [KeypadEntry] = []
+        for (i, item) in list.enumerated() {
+            let ms = item["afterMs"] as? Int ?? 0
+            guard (0...600_000).contains(ms) else { return .failure(ControlFailure("entries[\(i)].afterMs is 0 to 600000 milliseconds")) }
+            let after = Duration.milliseconds(ms)
+            if let text = item["digits"] as? String {
+                do { out.append(.digits(try KeypadDigits(text), after: after)) } catch { return .failure(ControlFailure("entries[\(i)]: \(error)")) }
+            } else if item["cancel"] as? Bool == true {
+                out.append(.cancel(after: after))
+            } else if item["timeout"] as? Bool == true {
+                out.append(.timeout)
+            } else {
+                return .failure(ControlFailure("entries[\(i)] needs \"digits\", \"cancel\": true or \"timeout\": true"))
+            }
+        }
+        return .success(out)
+    }
+
     private func statusReaders() -> [[String: Any]] {
-        backend.physicalReaders.enumerated().map { (index, entry) in
-            [
+        backend.physicalReaders.enumerated().map { (index, entry) -> [String: Any] in
+            let pinPad: Any = entry.profile.pinPad.map { pad -> [String: Any] in
+                ["verify": pad.verify, "modify": pad.modify, "announced": pad.announced, "minimumPINLength": pad.minimumPINLength,
+                 "maximumPINLength": pad.maximumPINLength, "lcdLayout": Int(pad.lcdLayout), "defaultTimeoutSeconds": pad.defaultTimeoutSeconds]
+            } ?? NSNull()
+            return [
                 "index": index,
                 "profile": entry.profile.id,
                 "name": entry.profile.name,
                 "vendor": entry.profile.vendor,
                 "firmwareVersion": entry.profile.firmwareVersion,
-                "serialNumber": entry.profile.serialNumber ?? NSNull(),
+                "serialNumber": entry.profile.serialNumber.map { $0 as Any } ?? NSNull(),
                 "synthetic": entry.profile.synthetic,
+                "pinPad": pinPad,
                 "slots": entry.slots.map { slot -> [String: Any] in
-                    var s: [String: Any] = ["slot": slot.info.slot, "name": slot.info.name, "role": slot.info.role ?? NSNull(), "contactless": slot.info.isContactless]
+                    var s: [String: Any] = ["slot": slot.info.slot, "name": slot.info.name, "role": slot.info.role.map { $0 as Any } ?? NSNull(), "contactless": slot.info.isContactless]
+                    if slot.pinPad != nil { s["keypad"] = ["pending": slot.keypad.pending, "typed": slot.keypad.typed] }
                     switch slot.slotState {
                     case .empty: s["state"] = "empty"
                     case .mute: s["state"] = "mute"

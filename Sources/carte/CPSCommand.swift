@@ -89,7 +89,7 @@ struct CPSCommand: AsyncParsableCommand {
     /// Maps a CPx failure to the message and exit code of `carte --help`.
     static func cliError(_ error: CPSError) -> CLIError {
         switch error {
-        case .wrongPIN, .pinBlocked, .pukBlocked, .pinRequired: return CLIError(kind: "pin", message: error.description, exitCode: CarteExit.pinRefused)
+        case .wrongPIN, .pinBlocked, .pukBlocked, .pinRequired, .pinPad: return CLIError(kind: "pin", message: error.description, exitCode: CarteExit.pinRefused)
         case .invalidPINFormat: return CLIError(kind: "pin", message: error.description, exitCode: CarteExit.invalidInput)
         case .malformed: return CLIError(kind: "cps", message: error.description, exitCode: CarteExit.invalidInput)
         default: return CLIError(kind: "cps", message: error.description, exitCode: CarteExit.cardOrReader)
@@ -142,7 +142,11 @@ struct CPSCommand: AsyncParsableCommand {
                 verify   present the PIN once; a wrong PIN reports the tries left
                 change   current PIN, then the new PIN (twice on a terminal)
                 unblock  the PUK, then the new PIN (twice on a terminal)
-                Exit code 5 when the card refuses the PIN or PUK (wrong, blocked).
+                On a reader with a PIN pad (PC/SC part 10, e.g. the bi-fente-pinpad profile), the PIN, PUK
+                and new PIN are typed on the reader, which builds the commands itself: they never pass
+                through this computer. --host-pin asks for them here instead.
+                Exit code 5 when the card refuses the PIN or PUK (wrong, blocked) or the PIN-pad entry is
+                cancelled, times out or has the wrong length.
                 """
         )
         enum Action: String, ExpressibleByArgument, CaseIterable { case status, verify, change, unblock }
@@ -151,26 +155,45 @@ struct CPSCommand: AsyncParsableCommand {
         @OptionGroup var common: Common
         @Argument(help: "status, verify, change or unblock.")
         var action: Action
+        @Flag(name: .customLong("host-pin"), help: "Enter the PIN on this computer even when the reader has a PIN pad.")
+        var hostPIN = false
 
         func run() async throws {
             let logger = global.makeLogger()
             try await reporting(json: global.json) {
-                // Secrets first (before any card work), so a prompt never waits with the card held.
+                var session = try await CPSCommand.open(common, logger: logger)
+                // On a reader with a PIN pad the holder types on the reader: the PIN never reaches this computer.
+                let pad = action == .status || hostPIN ? nil : await session.cps.pinPad()
+                let onPad = pad != nil
                 var secrets: [PINCode] = []
-                switch action {
-                case .status: break
-                case .verify: secrets = [try SecretInput.read("PIN")]
-                case .change: secrets = [try SecretInput.read("current PIN"), try SecretInput.readNew("new PIN")]
-                case .unblock: secrets = [try SecretInput.read("PUK"), try SecretInput.readNew("new PIN")]
+                if !onPad && action != .status {
+                    // Secrets before the card work, so a prompt never waits with the card held.
+                    await session.close()
+                    switch action {
+                    case .status: break
+                    case .verify: secrets = [try SecretInput.read("PIN")]
+                    case .change: secrets = [try SecretInput.read("current PIN"), try SecretInput.readNew("new PIN")]
+                    case .unblock: secrets = [try SecretInput.read("PUK"), try SecretInput.readNew("new PIN")]
+                    }
+                    session = try await CPSCommand.open(common, logger: logger)
                 }
-                let session = try await CPSCommand.open(common, logger: logger)
                 var report = PINReport(reader: session.reader, action: action.rawValue)
+                if action != .status { report.entry = onPad ? "pin-pad" : "host" }
+                if onPad {
+                    let prompt: String
+                    switch action {
+                    case .status, .verify: prompt = "enter the PIN on the reader"
+                    case .change: prompt = "enter the current PIN, then the new PIN twice, on the reader"
+                    case .unblock: prompt = "enter the PUK, then the new PIN twice, on the reader"
+                    }
+                    if global.json { Output.stderr(prompt) } else { print(prompt); fflush(nil) }
+                }
                 do throws(CPSError) {
                     switch action {
                     case .status: break
-                    case .verify: try await session.cps.verifyPIN(secrets[0])
-                    case .change: try await session.cps.changePIN(current: secrets[0], new: secrets[1])
-                    case .unblock: try await session.cps.unblockPIN(puk: secrets[0], newPIN: secrets[1])
+                    case .verify: if onPad { try await session.cps.verifyPINOnPad() } else { try await session.cps.verifyPIN(secrets[0]) }
+                    case .change: if onPad { try await session.cps.changePINOnPad() } else { try await session.cps.changePIN(current: secrets[0], new: secrets[1]) }
+                    case .unblock: if onPad { try await session.cps.unblockPINOnPad() } else { try await session.cps.unblockPIN(puk: secrets[0], newPIN: secrets[1]) }
                     }
                     report.result = "ok"
                     if let s = try? await session.cps.pinStatus() { report.status(s) }

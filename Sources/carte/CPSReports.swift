@@ -1,3 +1,4 @@
+import CarteCore
 import CarteCPS
 import CarteCrypto
 import CarteKit
@@ -8,8 +9,11 @@ struct PINReport: Encodable {
     var schema = "carte.cps-pin/1"
     let reader: String
     let action: String
-    /// `ok`, `wrong-pin`, `wrong-puk`, `pin-blocked`, `puk-blocked`, `pin-required`, `refused`.
+    /// `ok`, `wrong-pin`, `wrong-puk`, `pin-blocked`, `puk-blocked`, `pin-required`, `pin-pad-cancelled`,
+    /// `pin-pad-timeout`, `pin-pad-length`, `pin-pad-mismatch`, `refused`.
     var result = "ok"
+    /// Where the PIN was typed: `pin-pad` (the reader's keypad) or `host`; absent for `status`.
+    var entry: String?
     var triesLeft: Int?
     var maxTries: Int?
     var blocked: Bool?
@@ -33,6 +37,10 @@ struct PINReport: Encodable {
         case .pinBlocked: result = "pin-blocked"
         case .pukBlocked: result = "puk-blocked"
         case .pinRequired: result = "pin-required"
+        case .pinPad(.cancelled): result = "pin-pad-cancelled"
+        case .pinPad(.timeout): result = "pin-pad-timeout"
+        case .pinPad(.lengthOutOfRange): result = "pin-pad-length"
+        case .pinPad(.confirmationMismatch): result = "pin-pad-mismatch"
         default: result = "refused"
         }
     }

@@ -15,7 +15,7 @@ struct SimCommand: AsyncParsableCommand {
             PC/SC program (pcsc_scan, opensc-tool, pyscard, your software) then sees the virtual readers. \
             Cards are inserted and removed at run time with carte sim insert/remove. See docs/simulator.md.
             """,
-        subcommands: [Serve.self, Insert.self, Remove.self, Fault.self, Status.self, ReaderConf.self, Soak.self, ApCVServiceCommand.self, ApCVQR.self]
+        subcommands: [Serve.self, Insert.self, Remove.self, Fault.self, Keypad.self, Status.self, ReaderConf.self, Soak.self, ApCVServiceCommand.self, ApCVQR.self]
     )
 
     struct SocketOption: ParsableArguments {
@@ -206,6 +206,63 @@ struct SimCommand: AsyncParsableCommand {
         }
     }
 
+    struct Keypad: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "keypad",
+            abstract: "Type on the PIN pad of a virtual reader (what the holder's fingers do).",
+            discussion: """
+                A reader whose profile has a pin-pad section (bi-fente-pinpad) takes the PIN on its own keypad
+                when software asks it to (PC/SC part 10 FEATURE_VERIFY_PIN_DIRECT / MODIFY_PIN_DIRECT): the
+                reader builds the VERIFY itself, so the PIN never passes through the host. This command
+                queues what the next prompts get, in order:
+                  --digits 1234   digits typed, then the validation key (repeat for a change: current PIN,
+                                  new PIN, confirmation)
+                  --cancel        the cancel key: the reader answers 64 01
+                  --timeout       nobody types: the reader answers 64 00 at once
+                  --after MS      each entry is typed MS milliseconds after the prompt starts; later than
+                                  the prompt's timeout (bTimerOut), the reader answers 64 00
+                An entry shorter or longer than the prompt allows gets 64 03; a confirmation that differs
+                gets 64 02. Without a queued entry, a prompt waits for one until its timeout (the host's
+                bTimerOut, or the profile's default-timeout), then answers 64 00. The digits are never
+                logged or reported, only how many there are.
+                """
+        )
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var socket: SocketOption
+        @Argument(help: "The reader: its index (carte sim status) or a unique name prefix.")
+        var reader: String
+        @Argument(help: "The slot index (0 for the first slot).")
+        var slot: Int
+        @Option(name: .customLong("digits"), help: ArgumentHelp("Digits typed, then validated (repeatable, in order).", valueName: "DIGITS"))
+        var digits: [String] = []
+        @Flag(help: "Press the cancel key (after the digits entries, if any).")
+        var cancel = false
+        @Flag(help: "Type nothing: the prompt times out at once (after the digits entries, if any).")
+        var timeout = false
+        @Option(help: ArgumentHelp("Type each entry this many milliseconds after its prompt starts.", valueName: "MS"))
+        var after: Int = 0
+        @Flag(help: "Forget the entries queued before this command.")
+        var clear = false
+
+        func validate() throws {
+            guard !(cancel && timeout) else { throw ValidationError("--cancel and --timeout are exclusive") }
+            guard !digits.isEmpty || cancel || timeout || clear else { throw ValidationError("say what to type: --digits, --cancel or --timeout (or --clear)") }
+            guard (0...600_000).contains(after) else { throw ValidationError("--after is 0 to 600000 milliseconds") }
+            for d in digits {
+                // Checked here too, so a typo is refused before the daemon is asked (the message never repeats the digits).
+                do { _ = try KeypadDigits(d) } catch { throw ValidationError(error.description) }
+            }
+        }
+
+        func run() async throws {
+            _ = global.makeLogger()
+            var entries: [[String: any Sendable]] = digits.map { ["digits": $0, "afterMs": after] }
+            if cancel { entries.append(["cancel": true, "afterMs": after]) }
+            if timeout { entries.append(["timeout": true]) }
+            try await control(global: global, socket: socket.path, ["op": "keypad", "reader": readerArgument(reader), "slot": slot, "entries": entries, "clear": clear])
+        }
+    }
+
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "remove", abstract: "Remove the card from a slot of the running daemon.")
         @OptionGroup var global: GlobalOptions
@@ -383,16 +440,22 @@ private func control(global: GlobalOptions, socket: String, _ request: [String: 
         }
         if let readers = answer["readers"] as? [[String: Any]] {
             for r in readers {
-                print("\(r["index"] ?? "?"): \(r["name"] ?? "?")  [\(r["profile"] ?? "?"), firmware \(r["firmwareVersion"] ?? "?")]")
+                let pad = (r["pinPad"] as? [String: Any]).map { p in (p["announced"] as? Bool == false) ? ", PIN pad (not announced)" : ", PIN pad" } ?? ""
+                print("\(r["index"] ?? "?"): \(r["name"] ?? "?")  [\(r["profile"] ?? "?"), firmware \(r["firmwareVersion"] ?? "?")\(pad)]")
                 for s in r["slots"] as? [[String: Any]] ?? [] {
                     var line = "   slot \(s["slot"] ?? "?"): \(s["state"] ?? "?")"
                     if let atr = s["atr"] as? String { line += " \(atr)" }
                     if let image = s["image"] as? String { line += " — \(image)" }
+                    if let keypad = s["keypad"] as? [String: Any], let pending = keypad["pending"] as? Int, pending > 0 { line += " (keypad: \(pending) entries queued)" }
                     print(line)
                 }
             }
         } else if let reader = answer["reader"] as? String {
-            print("ok: \(reader)")
+            if let pending = answer["pending"] as? Int {
+                print("ok: \(reader) (keypad: \(pending) \(pending == 1 ? "entry" : "entries") queued)")
+            } else {
+                print("ok: \(reader)")
+            }
         }
     }
 }

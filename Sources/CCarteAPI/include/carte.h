@@ -37,7 +37,7 @@ extern "C" {
 #endif
 
 /** The API version this header describes. */
-#define CARTE_API_VERSION 1
+#define CARTE_API_VERSION 2
 
 /** Status codes. */
 typedef enum carte_status {
@@ -55,8 +55,11 @@ typedef enum carte_status {
     CARTE_E_DATA = 11,             /**< the card's data or a card image is malformed */
     CARTE_E_UNSUPPORTED = 12,      /**< not possible with this card, interface or backend */
     CARTE_E_INTERNAL = 13,         /**< a bug in libcarte: please report it */
-    CARTE_E_TOKEN_REFUSED = 14     /**< an appli carte Vitale token was refused: forged, unknown key, for another
+    CARTE_E_TOKEN_REFUSED = 14,    /**< an appli carte Vitale token was refused: forged, unknown key, for another
                                         software, expired, already used, or for nobody the service knows */
+    CARTE_E_PIN_CANCELLED = 15,    /**< the holder pressed cancel on the reader's PIN pad (API 2) */
+    CARTE_E_PIN_ENTRY = 16         /**< the PIN typed on the reader's PIN pad was too short or too long, or the
+                                        new PIN and its confirmation differed; no try was used (API 2) */
 } carte_status;
 
 /** Where readers come from. */
@@ -206,6 +209,18 @@ carte_status carte_cpx_pin_status(carte_cpx *cpx, int32_t *tries_left, int32_t *
  *  *tries_left to 0); CARTE_E_INVALID_ARGUMENT (cpx, pin NULL, pin not 4 to 16 digits: nothing sent);
  *  CARTE_E_UNSUPPORTED (no PIN on this interface); CARTE_E_CARD. */
 carte_status carte_cpx_verify_pin(carte_cpx *cpx, const char *pin, int32_t *tries_left);
+/** Whether the reader holding the card has a PIN pad that can take this card's PIN (PC/SC part 10
+ *  FEATURE_VERIFY_PIN_DIRECT): *has_pad is 1 or 0. Session-serialised. (API 2)
+ *  Returns: CARTE_OK; CARTE_E_INVALID_ARGUMENT (cpx not a live session, has_pad NULL). */
+carte_status carte_cpx_has_pin_pad(carte_cpx *cpx, int *has_pad);
+/** Has the holder type the PIN on the reader's PIN pad: the reader builds the VERIFY, so the PIN never
+ *  passes through the host or this library. Waits for the keypad (up to 30 s, the reader's timeout).
+ *  Never retried. Session-serialised. (API 2)
+ *  Returns: CARTE_OK; CARTE_E_WRONG_PIN (sets *tries_left when not NULL); CARTE_E_PIN_BLOCKED (sets
+ *  *tries_left to 0); CARTE_E_PIN_CANCELLED; CARTE_E_TIMEOUT (nobody typed in time); CARTE_E_PIN_ENTRY
+ *  (too short or too long); CARTE_E_UNSUPPORTED (the reader has no PIN pad, or no PIN on this
+ *  interface: use carte_cpx_verify_pin); CARTE_E_CARD; CARTE_E_INVALID_ARGUMENT. */
+carte_status carte_cpx_verify_pin_on_pad(carte_cpx *cpx, int32_t *tries_left);
 /** Signs data (SHA-256, PKCS#1 v1.5) with the signature key; the PIN must be verified. The signature
  *  (the key's size, 256 bytes for RSA 2048) goes into sig; with a sig too small (or NULL), nothing is
  *  signed and CARTE_E_BUFFER_TOO_SMALL sets *sig_len to the size needed (the certificates are read
