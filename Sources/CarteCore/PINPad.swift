@@ -190,20 +190,23 @@ public struct PINFormat: Hashable, Sendable {
         guard digits.allSatisfy({ (0x30...0x39).contains($0) }) else { throw .invalidField(field: field, reason: "only digits 0-9 can be typed") }
         let bitsPerDigit = encoding == .bcd ? 4 : 8
         let pinBits = digits.count * bitsPerDigit
-        let start = offset * 8 + pinPositionBits
+        // The block starts at the insertion offset and holds the format bits before the PIN (ISO 9564
+        // format 2: control and length nibbles, then the digits): the PIN starts at its position in it.
+        let blockStart = offset * 8
+        let start = blockStart + pinPositionBits
         if blockSize == 0 {
             // The data field ends with the PIN: it grows or shrinks to hold it exactly.
             let needed = (start + pinBits + 7) / 8
             if data.count < needed { data += [UInt8](repeating: 0xFF, count: needed - data.count) } else if data.count > needed && offset == 0 { data.removeLast(data.count - needed) }
         }
-        let blockBits = blockSize == 0 ? pinBits : blockSize * 8
-        guard pinBits <= blockBits else {
-            throw .invalidField(field: field, reason: "\(digits.count) digits do not fit a \(blockSize)-byte PIN block")
+        let blockBits = blockSize == 0 ? pinPositionBits + pinBits : blockSize * 8
+        guard pinPositionBits + pinBits <= blockBits else {
+            throw .invalidField(field: field, reason: "\(digits.count) digits at bit \(pinPositionBits) do not fit a \(blockSize)-byte PIN block")
         }
-        guard start + blockBits <= data.count * 8 else {
-            throw .invalidField(field: "bmPINBlockString", reason: "a \(blockBits / 8)-byte PIN block at bit \(start) passes the \(data.count)-byte data field")
+        guard blockStart + blockBits <= data.count * 8 else {
+            throw .invalidField(field: "bmPINBlockString", reason: "a \(blockBits / 8)-byte PIN block at byte \(offset) passes the \(data.count)-byte data field")
         }
-        var bit = start + (rightJustified ? blockBits - pinBits : 0)
+        var bit = start + (rightJustified ? blockBits - pinPositionBits - pinBits : 0)
         for d in digits {
             let value = d - 0x30
             switch encoding {

@@ -43,6 +43,9 @@ public struct ReaderCatalog: Sendable, Hashable {
         public var source: String
         /// What to do when pcscd does not claim it (readers absent from libccid).
         public var remedy: String?
+        /// Whether the model has a PIN pad its CCID descriptor announces (`bPINSupport`), so a reader
+        /// of this model that lists no secure-PIN feature is misconfigured.
+        public var pinPad: Bool = false
     }
 
     /// A reader name shown by the legacy GALSS/PSS stack.
@@ -121,9 +124,14 @@ public struct ReaderCatalog: Sendable, Hashable {
             if let firmware, Version(firmware) == nil { throw CatalogError(description: "\(source): \(id): firmware \"\(firmware)\" is not a version") }
             let remedy = r["remedy"]?.string
             if libccid == "absent" && remedy == nil { throw CatalogError(description: "\(source): \(id): a reader absent from libccid needs a remedy") }
+            var pinPad = false
+            if let n = r["pin-pad"] {
+                guard let b = n.bool else { throw CatalogError(description: "\(source): \(id): pin-pad is true or false") }
+                pinPad = b
+            }
             entries.append(Entry(id: id, name: try string(r["name"], "\(id).name"), usb: ids, layout: try string(r["layout"], "\(id).layout"),
                                  slots: r["slots"]?.int, ccidClass: klass == "ccid", inLibCCID: libccid == "listed", listedFirmware: firmware,
-                                 source: try string(r["source"], "\(id).source"), remedy: remedy))
+                                 source: try string(r["source"], "\(id).source"), remedy: remedy, pinPad: pinPad))
         }
         var legacy: [LegacyName] = []
         for (i, node) in (map["legacy"]?.sequence ?? []).enumerated() {

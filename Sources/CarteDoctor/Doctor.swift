@@ -244,7 +244,11 @@ public struct Doctor: Sendable {
         evidence.append("vendor \(info.vendor ?? "unknown"), firmware \(info.firmwareVersion ?? "unknown"), serial \(info.serialNumber ?? "unknown")")
         if let v = r.attributes?.usbVendorID, let p = r.attributes?.usbProductID { evidence.append("USB \(v.hex):\(p.hex)") }
         if !info.features.isEmpty {
-            evidence.append("features: " + info.features.joined(separator: ", ") + (info.features.contains { $0.contains("verify-pin") } ? " (PIN pad)" : ""))
+            evidence.append("features: " + info.features.joined(separator: ", "))
+        }
+        let announcesPad = info.features.contains("pin-verify") || info.features.contains("pin-modify")
+        if announcesPad {
+            evidence.append(Self.pinPadEvidence(features: info.features, pad: r.attributes?.pinPad))
         }
         if let legacy = catalog.legacyName(r.physical) {
             return DoctorCheck(id: "reader.\(r.physical)", title: "\(r.physical): legacy GALSS/PSS mode (TL 3.30)", status: .fail,
@@ -254,6 +258,11 @@ public struct Doctor: Sendable {
             return DoctorCheck(id: "reader.\(r.physical)", title: "\(r.physical)", status: .ok, evidence: evidence + ["not in CarteKit's reader catalog"])
         }
         evidence.append("catalog: \(entry.name) — \(entry.layout)")
+        if entry.pinPad && !announcesPad {
+            return DoctorCheck(id: "reader.\(r.physical)", title: "\(r.physical): the \(entry.name) has a PIN pad but the reader announces none", status: .warn,
+                               evidence: evidence + ["CM_IOCTL_GET_FEATURE_REQUEST lists no FEATURE_VERIFY_PIN_DIRECT or FEATURE_MODIFY_PIN_DIRECT; the catalog says this model has a PIN pad (\(entry.source))"],
+                               fix: "software will ask for the PIN on the computer instead of the reader's keypad: make sure pcscd uses libccid for this reader (not a generic or vendor driver), update libccid and the reader's firmware, and check the reader's own PIN-pad setting")
+        }
         if let listed = entry.listedFirmware.flatMap(Version.init), let firmware = info.firmwareVersion, let reported = Version(firmware) {
             if reported < listed {
                 return DoctorCheck(id: "reader.\(r.physical)", title: "\(r.physical): firmware \(firmware) is older than the \(listed) libccid lists", status: .warn,
@@ -263,6 +272,18 @@ public struct Doctor: Sendable {
             evidence.append("firmware \(firmware) is at least the \(listed) libccid lists")
         }
         return DoctorCheck(id: "reader.\(r.physical)", title: "\(r.physical)", status: .ok, evidence: evidence)
+    }
+
+    /// "secure PIN entry: verify, modify; display 2×16; PIN 4–8 digits…" from the part 10 answers.
+    static func pinPadEvidence(features: [String], pad: PINPadCapabilities?) -> String {
+        var parts = [[features.contains("pin-verify") ? "verify" : nil, features.contains("pin-modify") ? "modify" : nil].compactMap { $0 }.joined(separator: " and ")]
+        if let pad {
+            parts.append(pad.lcdLayout == 0 ? "no display" : "display \(pad.lcdLayout >> 8)×\(pad.lcdLayout & 0xFF)")
+            if let lo = pad.minimumPINLength, let hi = pad.maximumPINLength { parts.append("PIN \(lo)–\(hi) digits") }
+            parts.append("bEntryValidationCondition \(pad.entryValidationCondition.hex)")
+            parts.append("bTimeOut2 \(pad.timeout2)")
+        }
+        return "secure PIN entry (PC/SC part 10): " + parts.joined(separator: ", ")
     }
 
     /// A slot with a card: its ATR, kind, a SELECT MF and the round-trip time; `nil` for an empty slot.

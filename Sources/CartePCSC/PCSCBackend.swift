@@ -25,6 +25,8 @@ public struct PCSCReaderAttributes: Hashable, Sendable {
     public var usbVendorID: UInt16?
     /// See ``usbVendorID``.
     public var usbProductID: UInt16?
+    /// The PIN pad the features, `FEATURE_IFD_PIN_PROPERTIES` and TLV properties describe, if any.
+    public var pinPad: PINPadCapabilities?
 
     /// Attributes with only a feature list (the rest filled in as they are read).
     public init(features: [UInt8: UInt32]) { self.features = features }
@@ -294,12 +296,16 @@ func readReaderAttributes(_ ctx: SCARDCONTEXT, _ reader: String) -> Result<PCSCR
     if case .success(let list) = pcscControl(card, code: PCSCFeature.getFeatureRequest, data: []) {
         a.features = PCSCFeature.decodeFeatureList(list)
     }
+    var properties: [UInt8: [UInt8]] = [:]
     if let code = a.features[PCSCFeature.getTLVProperties], case .success(let tlv) = pcscControl(card, code: code, data: []) {
-        let properties = PCSCFeature.decodeTLVProperties(tlv)
+        properties = PCSCFeature.decodeTLVProperties(tlv)
         a.maxAPDUDataSize = properties[0x0A].map(littleEndian)
         a.usbVendorID = properties[0x0B].map { UInt16(truncatingIfNeeded: littleEndian($0)) }
         a.usbProductID = properties[0x0C].map { UInt16(truncatingIfNeeded: littleEndian($0)) }
     }
+    var pinProperties: [UInt8]? = nil
+    if let code = a.features[PCSCFeature.ifdPINProperties], case .success(let p) = pcscControl(card, code: code, data: []) { pinProperties = p }
+    a.pinPad = PINPadCapabilities(features: a.features, pinProperties: pinProperties, tlvProperties: properties)
     return .success(a)
 }
 

@@ -34,10 +34,17 @@ struct CPSBench {
     let channel: CardChannel
     let reader: CPSReader
     let image: CardImage
+    let backend: SimulatorBackend
+    /// The slot the card is in (its keypad, when the reader has a PIN pad).
+    var slot: VirtualSlot { backend.physicalReaders[0].slots[0] }
 
-    init(_ name: String, logger: Logger? = nil) throws {
+    /// `pinPad`: give the reader this PIN pad.
+    init(_ name: String, logger: Logger? = nil, pinPad: PINPadProfile? = nil) throws {
         let image = try cpsImage(name)
-        let backend = SimulatorBackend(profiles: [image.cardProtocol == .t1 && image.atr.starts(with: [0x3B, 0x8F, 0x80, 0x01]) ? .contactless : .monoFente])
+        var profile: VirtualReaderProfile = image.cardProtocol == .t1 && image.atr.starts(with: [0x3B, 0x8F, 0x80, 0x01]) ? .contactless : .monoFente
+        profile.pinPad = pinPad
+        let backend = SimulatorBackend(profiles: [profile])
+        self.backend = backend
         let slot = backend.readerNames[0]
         try backend.insert(image, into: slot)
         let connection = try backend.connectNow(to: slot)
