@@ -119,6 +119,16 @@ int main(int argc, char **argv) {
     /* The session's message says what happened, never the PIN. */
     EXPECT(carte_cpx_last_error(cpx, buf, sizeof buf, &needed), CARTE_OK);
     CHECK(strstr(buf, "2") != NULL && strstr(buf, "9999") == NULL);
+    /* The in-process bi-fente has no PIN pad: the pad call says so and sends nothing. */
+    int has_pad = -1;
+    EXPECT(carte_cpx_has_pin_pad(cpx, &has_pad), CARTE_OK);
+    CHECK(has_pad == 0);
+    EXPECT(carte_cpx_has_pin_pad(cpx, NULL), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_has_pin_pad(NULL, &has_pad), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_verify_pin_on_pad(cpx, &tries), CARTE_E_UNSUPPORTED);
+    EXPECT(carte_cpx_verify_pin_on_pad(NULL, &tries), CARTE_E_INVALID_ARGUMENT);
+    EXPECT(carte_cpx_pin_status(cpx, &tries, &max), CARTE_OK);
+    CHECK(tries == 2);
     EXPECT(carte_cpx_verify_pin(cpx, "1234", &tries), CARTE_OK);
     EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, 10, &sig_len), CARTE_E_BUFFER_TOO_SMALL);
     CHECK(sig_len == 256);
@@ -184,6 +194,8 @@ int main(int argc, char **argv) {
         CHECK(strstr(buf, "already used") != NULL);
     }
     CHECK(strcmp(carte_status_name(CARTE_E_TOKEN_REFUSED), "CARTE_E_TOKEN_REFUSED") == 0);
+    CHECK(strcmp(carte_status_name(CARTE_E_PIN_CANCELLED), "CARTE_E_PIN_CANCELLED") == 0);
+    CHECK(strcmp(carte_status_name(CARTE_E_PIN_ENTRY), "CARTE_E_PIN_ENTRY") == 0);
 
     /* A reading outlives its context. */
     carte_vitale *kept = NULL;

@@ -6,6 +6,7 @@
  *   ./read_card                        # the readers pcscd knows
  *   CARTE_BACKEND=simulator ./read_card # in-process virtual bi-fente reader with bundled test cards
  *   echo 1234 | ./read_card --pin      # also verify the CPx PIN (read from standard input, never argv)
+ *   ./read_card --pin-pad              # verify it on the reader's PIN pad (the PIN never reaches this program)
  */
 #include <carte.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@ static carte_status cpx_json(const void *c, char *b, size_t n, size_t *k) { retu
 
 int main(int argc, char **argv) {
     int with_pin = argc > 1 && strcmp(argv[1], "--pin") == 0;
+    int on_pad = argc > 1 && strcmp(argv[1], "--pin-pad") == 0;
     const char *backend = getenv("CARTE_BACKEND");
     int simulator = backend && strcmp(backend, "simulator") == 0;
     carte_status s = carte_context_new(simulator ? CARTE_BACKEND_SIMULATOR : CARTE_BACKEND_PCSC, &ctx);
@@ -93,8 +95,13 @@ int main(int argc, char **argv) {
             if ((s = carte_cpx_open(ctx, readers[i].name, &cpx)) != CARTE_OK) { status = fail("open cpx", s); continue; }
             int32_t left = -1, max = -1;
             if (carte_cpx_pin_status(cpx, &left, &max) == CARTE_OK) fprintf(stderr, "  PIN: %d/%d tries left\n", left, max);
-            if (pin[0]) {
-                s = carte_cpx_verify_pin(cpx, pin, &left);
+            int has_pad = 0;
+            if (on_pad && carte_cpx_has_pin_pad(cpx, &has_pad) == CARTE_OK && !has_pad) {
+                status = fail("PIN pad", CARTE_E_UNSUPPORTED);
+            }
+            if (pin[0] || has_pad) {
+                if (has_pad) fprintf(stderr, "  enter the PIN on the reader\n");
+                s = has_pad ? carte_cpx_verify_pin_on_pad(cpx, &left) : carte_cpx_verify_pin(cpx, pin, &left);
                 if (s == CARTE_E_WRONG_PIN) fprintf(stderr, "  wrong PIN: %d tries left\n", left);
                 else if (s != CARTE_OK) status = fail("verify PIN", s);
                 else {

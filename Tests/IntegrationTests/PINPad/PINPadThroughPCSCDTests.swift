@@ -165,6 +165,19 @@ struct PINPadThroughPCSCDTests {
         #expect(opensc.status == 0, "\(opensc.stdout)\(opensc.stderr)")
         #expect(try bench.triesLeft() == 3, "the right PIN on the pad reset the counter")
 
+        // The C API: the example verifies on the pad, then signs (the wrong entry first: the tries it reports).
+        let example = try CAPI.compile("examples/c/read_card.c", "read_card_pinpad")
+        try bench.keypad(["--digits", "9999"])
+        let cWrong = try bench.run(example, ["--pin-pad"])
+        #expect(cWrong.stderr.contains("enter the PIN on the reader") && cWrong.stderr.contains("wrong PIN: 2 tries left"), "\(cWrong.stderr)")
+        try bench.keypad(["--digits", "1234"])
+        let c = try bench.run(example, ["--pin-pad"])
+        #expect(c.status == 0 && c.stderr.contains("signed: 256 bytes"), "\(c.stderr)")
+        try bench.keypad(["--cancel"])
+        let cCancel = try bench.run(example, ["--pin-pad"])
+        #expect(cCancel.stderr.contains("CARTE_E_PIN_CANCELLED"), "\(cCancel.stderr)")
+        #expect(try bench.triesLeft() == 3)
+
         // Nothing on the host side ever held the PIN: outputs, the daemon's log, pcscd's --apdu log.
         let pcscdLog = (try? String(contentsOfFile: bench.pcscd.logPath, encoding: .utf8)) ?? ""
         let daemonLog = (try? String(contentsOf: bench.daemonLog, encoding: .utf8)) ?? ""
