@@ -123,6 +123,61 @@ struct SimulatorServerTests {
         }
     }
 
+    @Test func aPINPadReaderAnswersPart10AndItsKeypadIsScriptedByControlClients() throws {
+        let path = NSTemporaryDirectory() + "ck-pad-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let backend = SimulatorBackend(profiles: [.biFentePINPad, .monoFente])
+        try backend.insert(try bundled("cps/medecin-liberal.yaml"), into: backend.readerNames[1])
+        let server = SimulatorServer(backend: backend, path: path, logger: Logger(label: "test"), loadImage: { _ in throw CardError.notConnected })
+        try server.start()
+        defer { server.stop() }
+        let c = try RawClient(path)
+        #expect(c.request(Frame(.hello, [1, 0, 1]))?.type == .ok)
+        #expect(c.request(Frame(.attach, [0, 0, 0, 1]))?.type == .ok)
+        let features = try #require(c.request(Frame(.control, bigEndian(0x4200_0D48)))?.payload)
+        #expect(Part10.decodeFeatureList(features) == [0x06: 0x4233_0006, 0x07: 0x4233_0007, 0x0A: 0x4233_000A, 0x12: 0x4233_0012])
+        #expect(c.request(Frame(.control, bigEndian(0x4233_000A)))?.payload == [0x10, 0x02, 0x02, 0x00])
+        let tlv = Part10.decodeProperties(try #require(c.request(Frame(.control, bigEndian(0x4233_0012)))?.payload))
+        #expect(tlv[0x01] == [0x10, 0x02] && tlv[0x06] == [4] && tlv[0x07] == [8] && tlv[0x0A] == [0, 0, 1, 0])
+        // A malformed structure is refused as libccid does (not supported), and the connection goes on.
+        #expect(c.request(Frame(.control, bigEndian(0x4233_0006) + [1, 2, 3]))?.failure?.code == .unsupported)
+        let client = SimulatorControlClient(path: path)
+        #expect(try client.send(["op": "keypad", "reader": 0, "slot": 1, "entries": [["digits": "1234"]]])["pending"] as? Int == 1)
+        let verify = PINVerifyStructure(format: .ascii(blockSize: 8), minimumLength: 4, maximumLength: 8,
+                                        template: PINCommandTemplate(header: [0x00, 0x20, 0x00, 0x01], data: [UInt8](repeating: 0xFF, count: 8)))
+        #expect(c.request(Frame(.control, bigEndian(0x4233_0006) + verify.encoded))?.payload == [0x90, 0x00])
+        _ = try client.send(["op": "keypad", "reader": 0, "slot": 1, "entries": [["cancel": true], ["timeout": true], ["digits": "123456789"]] as [[String: any Sendable]]])
+        for sw: [UInt8] in [[0x64, 0x01], [0x64, 0x00], [0x64, 0x03]] {
+            #expect(c.request(Frame(.control, bigEndian(0x4233_0006) + verify.encoded))?.payload == sw)
+        }
+        // The status says what is queued, never the digits.
+        _ = try client.send(["op": "keypad", "reader": 0, "slot": 1, "entries": [["digits": "2468"]]])
+        let status = try client.send(["op": "status"])
+        let reader = try #require((status["readers"] as? [[String: Any]])?.first)
+        #expect((reader["pinPad"] as? [String: Any])?["maximumPINLength"] as? Int == 8)
+        let slot = try #require((reader["slots"] as? [[String: Any]])?[1])
+        #expect((slot["keypad"] as? [String: Any])?["pending"] as? Int == 1)
+        let data = try JSONSerialization.data(withJSONObject: status)
+        #expect(!String(decoding: data, as: UTF8.self).contains("2468"))
+        #expect(try client.send(["op": "keypad", "reader": 0, "slot": 1, "clear": true])["pending"] as? Int == 0)
+        // Refusals are precise.
+        for (request, phrase) in [
+            (["op": "keypad", "reader": 1, "slot": 0, "entries": [["digits": "1234"]]] as [String: any Sendable], "has no PIN pad"),
+            (["op": "keypad", "reader": 0, "slot": 1, "entries": [["digits": "12x4"]]], "only the digits 0-9"),
+            (["op": "keypad", "reader": 0, "slot": 1, "entries": [["nothing": true]]], "needs \"digits\""),
+            (["op": "keypad", "reader": 0, "slot": 1, "entries": "1234"], "a list of objects"),
+            (["op": "keypad", "reader": 0, "slot": 1, "entries": [["digits": "1234", "afterMs": -1] as [String: any Sendable]]], "afterMs"),
+        ] {
+            let answer = try client.send(request)
+            #expect(answer["ok"] as? Bool == false && (answer["error"] as? String)?.contains(phrase) == true, "\(answer)")
+        }
+        // A reader without a pad announces only the TLV properties and refuses the PIN codes.
+        let m = try RawClient(path)
+        #expect(m.request(Frame(.hello, [1, 0, 1]))?.type == .ok)
+        #expect(m.request(Frame(.attach, [0, 1, 0, 0]))?.type == .ok)
+        #expect(m.request(Frame(.control, bigEndian(0x4200_0D48)))?.payload == [0x12, 0x04, 0x42, 0x33, 0x00, 0x12])
+        #expect(m.request(Frame(.control, bigEndian(0x4233_0006) + verify.encoded))?.failure?.code == .unsupported)
+    }
+
     @Test func aLiveSocketIsNotStolenAndAStaleOneIsReplaced() throws {
         let (server, path) = try startServer()
         let second = SimulatorServer(backend: SimulatorBackend(), path: path, logger: Logger(label: "test"), loadImage: { _ in throw CardError.cancelled })
@@ -170,15 +225,65 @@ struct WireTests {
 struct ReaderProfileTests {
     @Test func bundledProfilesLoadAndAreSynthetic() {
         let ids = VirtualReaderProfile.builtIn.map(\.id)
-        #expect(ids == ["mono-fente", "bi-fente", "contactless"])
+        #expect(ids == ["mono-fente", "bi-fente", "contactless", "bi-fente-pinpad"])
         #expect(VirtualReaderProfile.builtIn.allSatisfy { $0.synthetic })
         #expect(VirtualReaderProfile.biFente.slots.map(\.role) == ["vitale", "cpx"])
         #expect(VirtualReaderProfile.contactless.slots.first?.contactless == true)
+        let pad = VirtualReaderProfile.biFentePINPad.pinPad
+        #expect(pad == PINPadProfile(verify: true, modify: true, announced: true, displayCharacters: 16, displayLines: 2, minimumPINLength: 4, maximumPINLength: 8,
+                                     entryValidationCondition: 2, timeout2: 0, defaultTimeoutSeconds: 30))
+        #expect(VirtualReaderProfile.builtIn.filter { $0.pinPad != nil }.map(\.id) == ["bi-fente-pinpad"])
+    }
+
+    @Test func aPINPadSectionAndKeypadScriptsLoad() throws {
+        let text = """
+            format: carte-reader/1
+            id: pad
+            name: Pad
+            vendor: V
+            firmware: "1.00"
+            synthetic: true
+            slots: [{ role: cpx }]
+            pin-pad:
+              modify: false
+              announced: true
+              display: none
+              min-pin: 6
+              max-pin: 12
+              entry-validation: 7
+              timeout2: 5
+              default-timeout: 9
+              script:
+                - { digits: "123456", after-ms: 250 }
+                - { cancel: true }
+                - { timeout: true }
+            """
+        let p = try ReaderProfileLoader.load(text: text, source: "p.yaml")
+        let pad = try #require(p.pinPad)
+        #expect(!pad.modify && pad.verify && pad.lcdLayout == 0 && pad.minimumPINLength == 6 && pad.maximumPINLength == 12)
+        #expect(pad.entryValidationCondition == 7 && pad.timeout2 == 5 && pad.defaultTimeoutSeconds == 9)
+        #expect(pad.script.count == 3 && pad.script[1] == .cancel(after: .zero) && pad.script[2] == .timeout)
+        // Entries describe themselves without their digits.
+        #expect("\(pad.script[0])" == "6 digits after 0.25 seconds" && !String(reflecting: pad.script[0]).contains("123456"))
+        // A card image may script the keypad too, and writing it keeps the script.
+        let image = """
+            format: carte-image/1
+            name: Pad test
+            synthetic: true
+            card: { atr: 3B 02 14 50, protocol: T=0 }
+            keypad:
+              - { digits: "1234" }
+              - { cancel: true, after-ms: 10 }
+            filesystem: { fid: 3F00 }
+            """
+        let loaded = try CardImageLoader.load(text: image, source: "i.yaml")
+        #expect(loaded.keypad.count == 2 && loaded.keypad[1] == .cancel(after: .milliseconds(10)))
+        #expect(try CardImageLoader.load(text: CardImageWriter.yaml(loaded), source: "again.yaml").keypad == loaded.keypad)
     }
 
     @Test func bundledCopiesAreTheFilesInFirmware() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        for file in ["mono-fente", "bi-fente", "contactless"] {
+        for file in ["mono-fente", "bi-fente", "contactless", "bi-fente-pinpad"] {
             let path = root.appendingPathComponent("Firmware/virtual/\(file).yaml").path
             #expect(try ReaderProfileLoader.load(path: path) == VirtualReaderProfile.builtIn.first { $0.id == file })
         }
@@ -199,6 +304,11 @@ struct ReaderProfileTests {
         ("format: carte-reader/1\nid: x\nname: X\nvendor: V\nfirmware: \"1.00\"\nsynthetic: true\nslots: []\n", "slots", "1 to 16"),
         ("format: carte-reader/1\nid: x\nname: X\nvendor: V\nfirmware: \"1.00\"\nsynthetic: true\nslots: [{ role: patient }]\n", "slots[0].role", "vitale, cpx or any"),
         ("format: carte-reader/1\nid: x\nname: X\nvendor: V\nfirmware: \"1.00\"\nsynthetic: true\nslots: [{}]\nusb: { vendor: 1C }\n", "usb.vendor", "2 bytes"),
+        ("format: carte-reader/1\nid: x\nname: X\nvendor: V\nfirmware: \"1.00\"\nsynthetic: true\nslots: [{}]\npin-pad: { display: big }\n", "pin-pad.display", "16x2"),
+        ("format: carte-reader/1\nid: x\nname: X\nvendor: V\nfirmware: \"1.00\"\nsynthetic: true\nslots: [{}]\npin-pad: { min-pin: 8, max-pin: 4 }\n", "pin-pad.max-pin", "at least min-pin"),
+        ("format: carte-reader/1\nid: x\nname: X\nvendor: V\nfirmware: \"1.00\"\nsynthetic: true\nslots: [{}]\npin-pad: { script: [{ digits: \"12a4\" }] }\n", "pin-pad.script[0].digits", "only the digits"),
+        ("format: carte-reader/1\nid: x\nname: X\nvendor: V\nfirmware: \"1.00\"\nsynthetic: true\nslots: [{}]\npin-pad: { script: [{ after-ms: 3 }] }\n", "pin-pad.script[0]", "digits, cancel"),
+        ("format: carte-reader/1\nid: x\nname: X\nvendor: V\nfirmware: \"1.00\"\nsynthetic: true\nslots: [{}]\npin-pad: { colour: red }\n", "pin-pad.colour", "unknown field"),
     ])
     func malformed(text: String, field: String, phrase: String) {
         #expect {
