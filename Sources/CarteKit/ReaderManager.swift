@@ -275,11 +275,33 @@ public final class ReaderManager: Sendable {
     /// Reads the CPx card in `reader` (default: the first slot holding one), verifying `pin` first when
     /// given (the situations need it). The PIN is sent once.
     public func readCPx(on reader: String? = nil, pin: PINCode? = nil, timeout: Duration = .seconds(30)) async throws(CarteKitError) -> ProfessionalCard {
+        try await readCPx(on: reader, entry: pin.map { .host($0) }, timeout: timeout)
+    }
+
+    /// Reads the CPx card after the PIN is presented as `entry` says (`nil`: not at all). With
+    /// ``PINEntry/pinPad`` the holder types it on the reader's PIN pad (the reader must have one:
+    /// otherwise ``CarteKitError/cpx(_:)`` with ``CPSError/unsupported(_:)``); `timeout` then includes
+    /// the time the holder takes.
+    public func readCPx(on reader: String? = nil, entry: PINEntry?, timeout: Duration = .seconds(60)) async throws(CarteKitError) -> ProfessionalCard {
         let name = try await slot(reader, wanted: "a CPx card", matching: { $0.isCPx })
         return try await withSession(on: name, timeout: timeout) { session throws(CarteKitError) in
             guard case .cpx(let cpx) = session else { throw .wrongCard(reader: name, expected: "a CPx card", found: session.kind) }
-            if let pin { try await cpx.verifyPIN(pin) }
+            switch entry {
+            case .host(let pin): try await cpx.verifyPIN(pin)
+            case .pinPad: try await cpx.verifyPINOnPad()
+            case nil: break
+            }
             return try await cpx.read()
+        }
+    }
+
+    /// Whether the reader (slot) holding the CPx card has a PIN pad that takes its PIN; software asks
+    /// the holder to type on the reader then, and enters the PIN on the computer only otherwise.
+    public func cpxReaderHasPINPad(on reader: String? = nil) async throws(CarteKitError) -> Bool {
+        let name = try await slot(reader, wanted: "a CPx card", matching: { $0.isCPx })
+        return try await withSession(on: name, timeout: .seconds(10)) { session throws(CarteKitError) in
+            guard case .cpx(let cpx) = session else { throw .wrongCard(reader: name, expected: "a CPx card", found: session.kind) }
+            return await cpx.pinPad() != nil
         }
     }
 
@@ -288,11 +310,17 @@ public final class ReaderManager: Sendable {
     /// verifies the PIN once and reads the holder, the situations and the certificates; the Vitale is
     /// read in parallel on its own slot.
     public func readVitaleAndVerifyPIN(_ pin: PINCode, timeout: Duration = .seconds(30)) async throws(CarteKitError) -> PatientAndProfessional {
+        try await readVitaleAndVerifyPIN(entry: .host(pin), timeout: timeout)
+    }
+
+    /// ``readVitaleAndVerifyPIN(_:timeout:)`` with the PIN presented as `entry` says: on the
+    /// bi-fente's own PIN pad with ``PINEntry/pinPad`` (the PIN never reaches the computer).
+    public func readVitaleAndVerifyPIN(entry: PINEntry, timeout: Duration = .seconds(60)) async throws(CarteKitError) -> PatientAndProfessional {
         guard let pair = try await pairs().first else { throw .noReaderPair }
         async let vitale = readVitaleResult(pair.vitale, timeout)
         let professional: ProfessionalCard
         do {
-            professional = try await readCPx(on: pair.cpx, pin: pin, timeout: timeout)
+            professional = try await readCPx(on: pair.cpx, entry: entry, timeout: timeout)
         } catch {
             _ = await vitale
             throw error
@@ -303,6 +331,14 @@ public final class ReaderManager: Sendable {
     private func readVitaleResult(_ reader: String, _ timeout: Duration) async -> Result<VitaleCard, CarteKitError> {
         do { return .success(try await readVitale(on: reader, timeout: timeout)) } catch { return .failure(error) }
     }
+}
+
+/// How the professional's PIN is presented to the CPx card.
+public enum PINEntry: Sendable {
+    /// Typed on the computer (and sent once by CarteKit).
+    case host(PINCode)
+    /// Typed on the reader's PIN pad (PC/SC part 10): the reader builds the VERIFY itself.
+    case pinPad
 }
 
 /// Runs `body`, throwing ``CarteKitError/timeout(_:)`` when `limit` passes first.

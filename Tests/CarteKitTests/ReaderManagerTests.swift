@@ -57,6 +57,26 @@ struct ReaderManagerTests {
         }
     }
 
+    @Test func onABiFenteWithAPINPadThePINIsTypedOnTheReader() async throws {
+        let sim = SimulatorBackend(profiles: [.biFentePINPad, .biFente])
+        let names = sim.readerNames
+        try sim.insert(try image("vitale/family-five.yaml"), into: names[0])
+        try sim.insert(try image("cps/medecin-liberal.yaml"), into: names[1])
+        try sim.insert(try image("cps/cpa.yaml"), into: names[3])
+        let manager = ReaderManager(backend: sim)
+        #expect(try await manager.cpxReaderHasPINPad(on: names[1]))
+        #expect(try await manager.cpxReaderHasPINPad(on: names[3]) == false)
+        let keypad = sim.physicalReaders[0].slots[1].keypad
+        keypad.type([.digits(try KeypadDigits("1234"), after: .milliseconds(50))])
+        let both = try await manager.readVitaleAndVerifyPIN(entry: .pinPad)
+        #expect(both.vitale.beneficiaries.count == 7 && both.professional.situations?.first?.structureName == "CABINET DR DOCTEST")
+        keypad.type([.digits(try KeypadDigits("9999"), after: .zero), .cancel(after: .zero)])
+        await #expect(throws: CarteKitError.cpx(.wrongPIN(which: "PIN", triesLeft: 2))) { try await manager.readCPx(on: names[1], entry: .pinPad) }
+        await #expect(throws: CarteKitError.cpx(.pinPad(.cancelled))) { try await manager.readCPx(on: names[1], entry: .pinPad) }
+        // The reader without a pad says so rather than waiting.
+        await #expect(throws: CarteKitError.self) { try await manager.readCPx(on: names[3], entry: .pinPad) }
+    }
+
     @Test func twoMonoFenteReadersMakeAPairToo() async throws {
         let sim = SimulatorBackend(profiles: [.monoFente, .monoFente])
         try sim.insert(try image("cps/cps4-medecin.yaml"), into: sim.readerNames[0])
