@@ -13,7 +13,9 @@ extension BenchCommand {
             commandName: "cps",
             abstract: "APDU count and time of a CPx reading (holder, situations, both certificates) and of one signature.",
             discussion: """
-                Verifies the test PIN once, then reads the card --reads times and signs --signatures times, in \
+                Verifies the test PIN --signatures times from the host and as many times on the reader's PIN pad \
+                (a mono-fente with a pad; the simulated keypad types at once), then reads the card --reads times \
+                and signs --signatures times, in \
                 memory and through a private pcscd loading libifdcarte.so (root only; skipped with the reason \
                 otherwise). References measured in the same run: one SELECT round trip on the same path, and \
                 one RSA PKCS#1 v1.5 signature made by OpenSSL in this process with a key of the card's size \
@@ -57,17 +59,21 @@ extension BenchCommand {
                 let openssl = percentile(opensslTimes, 0.5)
 
                 var rows: [BenchCPSReport.Row] = []
-                let memory = SimulatorBackend(profiles: [.monoFente])
+                // A mono-fente with a PIN pad: the PIN is also verified on the pad, typed by the simulated keypad.
+                var profile = VirtualReaderProfile.monoFente
+                profile.pinPad = PINPadProfile()
+                let memory = SimulatorBackend(profiles: [profile])
                 try memory.insert(card, into: memory.readerNames[0])
                 let memoryChannel = CardChannel(transport: try memory.connectNow(to: memory.readerNames[0]), trace: Trace(capacity: 256))
-                rows.append(try await measure("in memory (simulator)", memoryChannel, atr: card.atr, openssl: openssl))
+                rows.append(try await measure("in memory (simulator)", memoryChannel, atr: card.atr, openssl: openssl, keypad: memory.physicalReaders[0].slots[0].keypad))
 
                 var skipped: String? = nil
                 if PrivatePCSCD.unavailableReason == nil {
-                    let setup = try PrivateVirtualReader.start(image: card, logger: logger)
+                    let setup = try PrivateVirtualReader.start(profile: profile, images: [card], logger: logger)
                     defer { setup.stop() }
                     let connection = try await setup.connect(PCSCBackend(logger: logger))
-                    rows.append(try await measure("through pcscd (libifdcarte.so)", CardChannel(transport: connection, trace: Trace(capacity: 256)), atr: card.atr, openssl: openssl))
+                    rows.append(try await measure("through pcscd (libifdcarte.so)", CardChannel(transport: connection, trace: Trace(capacity: 256)), atr: card.atr, openssl: openssl,
+                                                  keypad: setup.backend.physicalReaders[0].slots[0].keypad))
                     try? await connection.disconnect(.reset)
                 } else {
                     skipped = "through pcscd not measured: \(PrivatePCSCD.unavailableReason!)"
@@ -78,14 +84,32 @@ extension BenchCommand {
             }
         }
 
-        private func measure(_ name: String, _ channel: CardChannel, atr: [UInt8], openssl: Double) async throws -> BenchCPSReport.Row {
+        private func measure(_ name: String, _ channel: CardChannel, atr: [UInt8], openssl: Double, keypad: VirtualKeypad) async throws -> BenchCPSReport.Row {
             let reader = try CPSReader(channel: channel, atr: atr)
-            do {
-                try await reader.verifyPIN(try PINCode("1234"))
-            } catch {
-                throw CLIError(kind: "bench", message: "the test card's PIN was refused: \(error.description)", exitCode: CarteExit.pinRefused)
-            }
             let clock = ContinuousClock()
+            // The PIN, typed on the host and on the reader's pad (the keypad types at once).
+            var hostTimes: [Double] = []
+            var padTimes: [Double] = []
+            var padAPDUs = 0
+            do {
+                let pin = try PINCode("1234")
+                let entry = KeypadEntry.digits(try KeypadDigits("1234"), after: .zero)
+                for _ in 0..<signatures {
+                    var start = clock.now
+                    try await reader.verifyPIN(pin)
+                    hostTimes.append((clock.now - start).microseconds / 1000)
+                    keypad.type([entry])
+                    let before = channel.trace!.nextSequence
+                    start = clock.now
+                    try await reader.verifyPINOnPad()
+                    padTimes.append((clock.now - start).microseconds / 1000)
+                    padAPDUs = channel.trace!.events(from: before).filter { $0.direction == .toCard }.count
+                }
+            } catch {
+                throw CLIError(kind: "bench", message: "the test card's PIN was refused: \(error)", exitCode: CarteExit.pinRefused)
+            }
+            let host = percentile(hostTimes, 0.5)
+            let pad = percentile(padTimes, 0.5)
             var apdus = 0
             var situations = 0
             for _ in 0..<5 { _ = try await reader.read() }
@@ -111,7 +135,8 @@ extension BenchCommand {
             let sign = percentile(signTimes, 0.5)
             return .init(name: name, readAPDUs: apdus, situations: situations, readMedianMilliseconds: read, readP99Milliseconds: percentile(times, 0.99),
                          signatureAPDUs: signAPDUs, signatureMedianMilliseconds: sign, selectRoundTripMilliseconds: reference,
-                         readInRoundTrips: read / reference, signatureOverOpenSSL: sign / openssl)
+                         readInRoundTrips: read / reference, signatureOverOpenSSL: sign / openssl,
+                         pinPadVerifyAPDUs: padAPDUs, hostPINVerifyMedianMilliseconds: host, pinPadVerifyMedianMilliseconds: pad, pinPadOverHost: pad / host)
         }
     }
 }
@@ -143,6 +168,14 @@ struct BenchCPSReport: Encodable {
         let readInRoundTrips: Double
         /// A signature's median time divided by OpenSSL's own signing time.
         let signatureOverOpenSSL: Double
+        /// Commands of one PIN verification on the reader's pad (the pad's VERIFY; a CPS4 adds its SELECT).
+        let pinPadVerifyAPDUs: Int
+        /// The PIN verified from the host (VERIFY), median.
+        let hostPINVerifyMedianMilliseconds: Double
+        /// The PIN verified on the reader's pad (`FEATURE_VERIFY_PIN_DIRECT`, the keypad typing at once), median.
+        let pinPadVerifyMedianMilliseconds: Double
+        /// The pad's median over the host's.
+        let pinPadOverHost: Double
     }
 
     var text: String {
@@ -152,6 +185,7 @@ struct BenchCPSReport: Encodable {
             lines.append("\(r.name):")
             lines.append("  reading (holder, \(r.situations) situation(s), 2 certificates): \(r.readAPDUs) APDUs, median \(ms(r.readMedianMilliseconds)) ms, p99 \(ms(r.readP99Milliseconds)) ms = \(String(format: "%.1f", r.readInRoundTrips)) x one SELECT round trip (\(ms(r.selectRoundTripMilliseconds)) ms)")
             lines.append("  signature: \(r.signatureAPDUs) APDUs, median \(ms(r.signatureMedianMilliseconds)) ms = \(String(format: "%.2f", r.signatureOverOpenSSL)) x OpenSSL's own RSA signature (\(ms(opensslSignatureMilliseconds)) ms)")
+            lines.append("  PIN on the reader's pad: \(r.pinPadVerifyAPDUs) APDU(s), median \(ms(r.pinPadVerifyMedianMilliseconds)) ms = \(String(format: "%.2f", r.pinPadOverHost)) x the host's VERIFY (\(ms(r.hostPINVerifyMedianMilliseconds)) ms)")
         }
         if let skipped { lines.append(skipped) }
         lines.append("")

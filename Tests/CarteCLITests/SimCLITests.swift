@@ -10,6 +10,47 @@ struct SimCLITests {
         #expect(r.stderr.contains("carte sim serve --socket /nonexistent/sim.sock"))
     }
 
+    @Test func theKeypadCommandQueuesEntriesAndRefusesWhatCannotBeTyped() throws {
+        let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("ck-keypad-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let socket = dir.appendingPathComponent("sim.sock").path
+        let serve = Process()
+        serve.executableURL = Carte.binary
+        serve.arguments = ["sim", "serve", "--exit-with-parent", "--no-card", "--socket", socket, "--profile", "bi-fente-pinpad", "--profile", "mono-fente"]
+        serve.standardError = FileHandle.nullDevice
+        try serve.run()
+        defer {
+            if serve.isRunning { serve.terminate() }
+            serve.waitUntilExit()
+        }
+        var ready = false
+        for _ in 0..<500 where !ready {
+            ready = (try? Carte.run(["sim", "status", "--socket", socket]))?.status == 0
+            if !ready { usleep(20_000) }
+        }
+        #expect(ready)
+        let queued = try Carte.run(["sim", "keypad", "--socket", socket, "0", "1", "--digits", "1234", "--digits", "5678", "--after", "100"])
+        #expect(queued.status == 0 && queued.stdout.contains("2 entries queued"), "\(queued.stdout)\(queued.stderr)")
+        let json = try Carte.run(["sim", "keypad", "--json", "--socket", socket, "0", "1", "--cancel"])
+        #expect(json.json["schema"] as? String == "carte.sim/1" && json.json["pending"] as? Int == 3, "\(json.stdout)")
+        let status = try Carte.run(["sim", "status", "--socket", socket])
+        #expect(status.stdout.contains("PIN pad") && status.stdout.contains("keypad: 3 entries queued"), "\(status.stdout)")
+        #expect(!status.stdout.contains("1234") && !json.stdout.contains("1234"))
+        #expect(try Carte.run(["sim", "keypad", "--json", "--socket", socket, "0", "1", "--clear"]).json["pending"] as? Int == 0)
+        // Refusals: nothing to type, a non-digit (not echoed), exclusive flags, a reader without a pad.
+        #expect(try Carte.run(["sim", "keypad", "--socket", socket, "0", "1"]).status == 64)
+        let letters = try Carte.run(["sim", "keypad", "--socket", socket, "0", "1", "--digits", "12x4"])
+        #expect(letters.status == 64 && letters.stderr.contains("only the digits 0-9") && !letters.stderr.contains("12x4"), "\(letters.stderr)")
+        #expect(try Carte.run(["sim", "keypad", "--socket", socket, "0", "1", "--cancel", "--timeout"]).status == 64)
+        let plain = try Carte.run(["sim", "keypad", "--socket", socket, "1", "0", "--digits", "1234"])
+        #expect(plain.status == 3 && plain.stderr.contains("has no PIN pad"), "\(plain.stderr)")
+        let help = try Carte.run(["sim", "keypad", "--help"]).stdout
+        #expect(help.contains("--digits") && help.contains("64 01") && help.contains("--after"))
+        #expect(try Carte.run(["cps", "pin", "--help"]).stdout.contains("--host-pin"))
+    }
+
     @Test func serveDriveAndWriteReaderConf() throws {
         let dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("ck-cli-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
