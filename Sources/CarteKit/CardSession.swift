@@ -110,13 +110,13 @@ public struct CPxSession: Sendable {
     public func changePIN(current: PINCode, new: PINCode) async throws(CarteKitError) { try await run { () throws(CPSError) in try await cps.changePIN(current: current, new: new) } }
     /// Unblocks the PIN with the PUK and sets a new one.
     public func unblockPIN(puk: PINCode, newPIN: PINCode) async throws(CarteKitError) { try await run { () throws(CPSError) in try await cps.unblockPIN(puk: puk, newPIN: newPIN) } }
-    /// The reader's PIN pad when it can take this card's PIN (see ``CPSReader/pinPad()``).
+    /// The reader's PIN pad when it can take this card's PIN (see `CPSReader.pinPad()`).
     public func pinPad() async -> PINPadCapabilities? { await cps.pinPad() }
-    /// Has the holder type the PIN on the reader's PIN pad (see ``CPSReader/verifyPINOnPad()``).
+    /// Has the holder type the PIN on the reader's PIN pad (see `CPSReader.verifyPINOnPad()`).
     public func verifyPINOnPad() async throws(CarteKitError) { try await run { () throws(CPSError) in try await cps.verifyPINOnPad() } }
-    /// Changes the PIN on the reader's PIN pad (see ``CPSReader/changePINOnPad()``).
+    /// Changes the PIN on the reader's PIN pad (see `CPSReader.changePINOnPad()`).
     public func changePINOnPad() async throws(CarteKitError) { try await run { () throws(CPSError) in try await cps.changePINOnPad() } }
-    /// Unblocks the PIN on the reader's PIN pad (see ``CPSReader/unblockPINOnPad()``).
+    /// Unblocks the PIN on the reader's PIN pad (see `CPSReader.unblockPINOnPad()`).
     public func unblockPINOnPad() async throws(CarteKitError) { try await run { () throws(CPSError) in try await cps.unblockPINOnPad() } }
     /// Both certificates.
     public func certificates() async throws(CarteKitError) -> [CPSCertificate] { try await run { () throws(CPSError) in try await cps.certificates() } }

@@ -280,7 +280,7 @@ public final class ReaderManager: Sendable {
 
     /// Reads the CPx card after the PIN is presented as `entry` says (`nil`: not at all). With
     /// ``PINEntry/pinPad`` the holder types it on the reader's PIN pad (the reader must have one:
-    /// otherwise ``CarteKitError/cpx(_:)`` with ``CPSError/unsupported(_:)``); `timeout` then includes
+    /// otherwise ``CarteKitError/cpx(_:)`` with `CPSError.unsupported`); `timeout` then includes
     /// the time the holder takes.
     public func readCPx(on reader: String? = nil, entry: PINEntry?, timeout: Duration = .seconds(60)) async throws(CarteKitError) -> ProfessionalCard {
         let name = try await slot(reader, wanted: "a CPx card", matching: { $0.isCPx })
