@@ -165,6 +165,19 @@ struct PINPadThroughPCSCDTests {
         #expect(opensc.status == 0, "\(opensc.stdout)\(opensc.stderr)")
         #expect(try bench.triesLeft() == 3, "the right PIN on the pad reset the counter")
 
+        // OpenSC's PKCS#11 module: a login without a PIN goes to the pad (CKF_PROTECTED_AUTHENTICATION_PATH).
+        func pkcs11Login() throws -> (status: Int32, stdout: String, stderr: String) {
+            try bench.run("/usr/bin/pkcs11-tool", ["--module", "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so", "--slot-description", Self.reader, "--login", "--list-objects"])
+        }
+        try bench.keypad(["--digits", "9999"])
+        let p11Wrong = try pkcs11Login()
+        #expect(p11Wrong.status != 0 && p11Wrong.stderr.contains("CKR_PIN_INCORRECT"), "\(p11Wrong.stdout)\(p11Wrong.stderr)")
+        #expect(try bench.triesLeft() == 2)
+        try bench.keypad(["--digits", "1234"])
+        let p11 = try pkcs11Login()
+        #expect(p11.status == 0 && p11.stdout.contains("Private Key Object"), "\(p11.stdout)\(p11.stderr)")
+        #expect(try bench.triesLeft() == 3)
+
         // The C API: the example verifies on the pad, then signs (the wrong entry first: the tries it reports).
         let example = try CAPI.compile("examples/c/read_card.c", "read_card_pinpad")
         try bench.keypad(["--digits", "9999"])
