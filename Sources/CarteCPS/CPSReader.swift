@@ -452,15 +452,17 @@ public struct CPSReader: Sendable {
     private func padVerifyStructure(_ pad: PINPadCapabilities, reference: UInt8) -> PINVerifyStructure {
         let block = min(configuration.pinBlockLength, 15)
         let (minimum, maximum) = padLimits(pad)
-        let template = PINCommandTemplate(header: [securityClass, 0x20, 0x00, reference], data: [UInt8](repeating: configuration.pinPadding, count: block))
+        // 4 header bytes, at most 15 data bytes: always a valid template.
+        let template = try! PINCommandTemplate(header: [securityClass, 0x20, 0x00, reference], data: [UInt8](repeating: configuration.pinPadding, count: block))
         return PINVerifyStructure(timeout: configuration.pinPadTimeout, format: .ascii(blockSize: block), minimumLength: minimum, maximumLength: maximum,
                                   numberOfMessages: pad.lcdLayout == 0 ? 0 : 1, template: template)
     }
 
     private func padModifyStructure(_ pad: PINPadCapabilities, header: [UInt8], withCurrent: Bool) -> PINModifyStructure {
-        let block = min(configuration.pinBlockLength, 15)
+        let block = max(1, min(configuration.pinBlockLength, 15))
         let (minimum, maximum) = padLimits(pad)
-        let template = PINCommandTemplate(header: header, data: [UInt8](repeating: configuration.pinPadding, count: block * (withCurrent ? 2 : 1)))
+        // 4 header bytes, at most 30 data bytes: always a valid template.
+        let template = try! PINCommandTemplate(header: header, data: [UInt8](repeating: configuration.pinPadding, count: block * (withCurrent ? 2 : 1)))
         return PINModifyStructure(timeout: configuration.pinPadTimeout, format: .ascii(blockSize: block), insertionOffsetOld: 0, insertionOffsetNew: withCurrent ? UInt8(block) : 0,
                                   minimumLength: minimum, maximumLength: maximum, confirmPIN: withCurrent ? 0x03 : 0x01,
                                   numberOfMessages: pad.lcdLayout == 0 ? 0 : (withCurrent ? 3 : 2), messageIndexes: withCurrent ? [0, 1, 2] : [1, 2, 2], template: template)

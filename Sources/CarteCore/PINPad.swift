@@ -76,12 +76,14 @@ public enum Part10 {
         return out
     }
 
-    /// Encodes TLV properties: tag (1), length (1), value little-endian on `size` bytes.
+    /// Encodes TLV properties: tag (1), length (1), value little-endian on `size` bytes (1 to 4; other
+    /// sizes are brought into that range).
     public static func encodeProperties(_ properties: [(tag: UInt8, value: UInt32, size: Int)]) -> [UInt8] {
         var out: [UInt8] = []
         for p in properties {
-            out += [p.tag, UInt8(p.size)]
-            out += littleEndianBytes(p.value, p.size)
+            let size = min(max(p.size, 1), 4)
+            out += [p.tag, UInt8(size)]
+            out += littleEndianBytes(p.value, size)
         }
         return out
     }
@@ -268,8 +270,10 @@ public struct PINCommandTemplate: Hashable, Sendable {
         le = bytes.count == 6 + lc ? bytes[5 + lc] : nil
     }
 
-    /// A template from its parts.
-    public init(header: [UInt8], data: [UInt8], le: UInt8? = nil) {
+    /// A template from its parts: a 4-byte header and at most 255 data bytes (a short APDU).
+    public init(header: [UInt8], data: [UInt8], le: UInt8? = nil) throws(PINPadError) {
+        guard header.count == 4 else { throw .invalidTemplate("the header is CLA INS P1 P2 (4 bytes), not \(header.count)") }
+        guard data.count <= 255 else { throw .invalidTemplate("\(data.count) data bytes; a PIN pad takes short APDUs (at most 255)") }
         self.header = header
         self.data = data
         self.le = le
@@ -281,8 +285,8 @@ public struct PINCommandTemplate: Hashable, Sendable {
         return header + [UInt8(data.count)] + data + (le.map { [$0] } ?? [])
     }
 
-    /// The encoded template.
-    public var encoded: [UInt8] { header + [UInt8(data.count)] + data + (le.map { [$0] } ?? []) }
+    /// The encoded template (the initialisers keep the data within 255 bytes).
+    public var encoded: [UInt8] { header + [UInt8(truncatingIfNeeded: data.count)] + data + (le.map { [$0] } ?? []) }
 }
 
 /// `PIN_VERIFY_STRUCTURE` (pcsc-lite `reader.h`): 19 bytes of fields, then the APDU template.
@@ -460,7 +464,7 @@ public struct PINModifyStructure: Hashable, Sendable {
 
     /// The APDU the reader sends: the current PIN (when asked) and the new one formatted at their offsets.
     public func command(current: [UInt8]?, new: [UInt8]) throws(PINPadError) -> [UInt8] {
-        guard format.blockSize > 0 else {
+        guard format.blockSize > 0 || !asksCurrentPIN else {
             throw .invalidField(field: "bmPINBlockString", reason: "a modify structure needs a fixed PIN block size to place two PINs")
         }
         var data = template.data

@@ -246,7 +246,8 @@ public struct Doctor: Sendable {
         if !info.features.isEmpty {
             evidence.append("features: " + info.features.joined(separator: ", "))
         }
-        let announcesPad = info.features.contains("pin-verify") || info.features.contains("pin-modify")
+        // FEATURE_VERIFY_PIN_DIRECT / MODIFY_PIN_DIRECT, or the START/FINISH pairs of older readers.
+        let announcesPad = ["pin-verify", "pin-modify", "verify-pin-start", "modify-pin-start"].contains { info.features.contains($0) }
         if announcesPad {
             evidence.append(Self.pinPadEvidence(features: info.features, pad: r.attributes?.pinPad))
         }
@@ -274,11 +275,13 @@ public struct Doctor: Sendable {
         return DoctorCheck(id: "reader.\(r.physical)", title: "\(r.physical)", status: .ok, evidence: evidence)
     }
 
-    /// "secure PIN entry: verify, modify; display 2×16; PIN 4–8 digits…" from the part 10 answers.
+    /// "secure PIN entry: verify and modify, display 16x2, PIN 4–8 digits…" from the part 10 answers.
     static func pinPadEvidence(features: [String], pad: PINPadCapabilities?) -> String {
-        var parts = [[features.contains("pin-verify") ? "verify" : nil, features.contains("pin-modify") ? "modify" : nil].compactMap { $0 }.joined(separator: " and ")]
+        let verify = features.contains("pin-verify") || features.contains("verify-pin-start")
+        let modify = features.contains("pin-modify") || features.contains("modify-pin-start")
+        var parts = [[verify ? "verify" : nil, modify ? "modify" : nil].compactMap { $0 }.joined(separator: " and ")]
         if let pad {
-            parts.append(pad.lcdLayout == 0 ? "no display" : "display \(pad.lcdLayout >> 8)×\(pad.lcdLayout & 0xFF)")
+            parts.append(pad.lcdLayout == 0 ? "no display" : "display \(pad.lcdLayout & 0xFF)x\(pad.lcdLayout >> 8) (characters x lines)")
             if let lo = pad.minimumPINLength, let hi = pad.maximumPINLength { parts.append("PIN \(lo)–\(hi) digits") }
             parts.append("bEntryValidationCondition \(pad.entryValidationCondition.hex)")
             parts.append("bTimeOut2 \(pad.timeout2)")

@@ -89,8 +89,22 @@ public enum KeypadEntry: Sendable, Hashable, Codable, CustomStringConvertible, C
 }
 
 /// Digits typed on a simulated keypad: ASCII `0`–`9`, 1 to 16 of them, never shown.
+///
+/// Decoding checks them like ``init(_:)``; encoding refuses (a profile or image holding a keypad
+/// script is written as YAML by `CardImageWriter`, never as JSON by accident).
 public struct KeypadDigits: Sendable, Hashable, Codable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     let bytes: [UInt8]
+
+    /// Decodes a string of digits, checked as ``init(_:)`` checks it.
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { try self.init(text) } catch { throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description)) }
+    }
+
+    /// Always throws: keypad digits are never encoded.
+    public func encode(to encoder: any Encoder) throws {
+        throw EncodingError.invalidValue(self, .init(codingPath: encoder.codingPath, debugDescription: "keypad digits are secret and are not encoded"))
+    }
 
     /// Accepts 1 to 16 digits 0-9; the error never repeats the input.
     public init(_ text: String) throws(KeypadError) {
@@ -197,12 +211,18 @@ extension VirtualSlot {
     /// builds the VERIFY from the template and sends it to the card (faults apply). Returns the card's
     /// response or the pad's own `64 00` (timeout), `64 01` (cancel) or `64 03` (length out of range).
     /// Blocks while the keypad waits: call from a thread of your own.
-    public func verifyOnPad(_ bytes: [UInt8]) -> Result<[UInt8], PINPadFailure> {
+    ///
+    /// - Parameters:
+    ///   - insertion: the card the caller talks to (``insertionCount`` when its connection was made);
+    ///     a card swapped since then is not sent the PIN. `nil`: the card present when the prompt starts.
+    ///   - abandon: polled while the keypad waits; `true` ends the prompt without sending anything
+    ///     (the daemon passes "the driver's connection is gone").
+    public func verifyOnPad(_ bytes: [UInt8], insertion: Int? = nil, abandon: @escaping () -> Bool = { false }) -> Result<[UInt8], PINPadFailure> {
         guard let pad = pinPad, pad.verify else { return .failure(.unsupported("\(info.name) has no PIN verification on its pad")) }
         let structure: PINVerifyStructure
         do { structure = try PINVerifyStructure(bytes: bytes) } catch { return .failure(.malformed(error)) }
         let session = PadSession(slot: self, profile: pad, timeout: structure.timeout, timeout2: structure.timeout2,
-                                 minimum: structure.minimumLength, maximum: structure.maximumLength)
+                                 minimum: structure.minimumLength, maximum: structure.maximumLength, insertion: insertion, abandon: abandon)
         if let failure = session.checkCard() { return .failure(failure) }
         let digits: KeypadDigits
         switch session.take(first: true) {
@@ -217,7 +237,7 @@ extension VirtualSlot {
 
     /// Answers `FEATURE_MODIFY_PIN_DIRECT`: takes the current PIN (when `bConfirmPIN` asks), the new
     /// PIN and its confirmation (when asked) from the keypad; `64 02` when the two new entries differ.
-    public func modifyOnPad(_ bytes: [UInt8]) -> Result<[UInt8], PINPadFailure> {
+    public func modifyOnPad(_ bytes: [UInt8], insertion: Int? = nil, abandon: @escaping () -> Bool = { false }) -> Result<[UInt8], PINPadFailure> {
         guard let pad = pinPad, pad.modify else { return .failure(.unsupported("\(info.name) has no PIN modification on its pad")) }
         let structure: PINModifyStructure
         do { structure = try PINModifyStructure(bytes: bytes) } catch { return .failure(.malformed(error)) }
@@ -225,7 +245,7 @@ extension VirtualSlot {
             return .failure(.malformed(.invalidField(field: "bNumberMessage", reason: "\(structure.numberOfMessages) messages (0…3 or FF)")))
         }
         let session = PadSession(slot: self, profile: pad, timeout: structure.timeout, timeout2: structure.timeout2,
-                                 minimum: structure.minimumLength, maximum: structure.maximumLength)
+                                 minimum: structure.minimumLength, maximum: structure.maximumLength, insertion: insertion, abandon: abandon)
         if let failure = session.checkCard() { return .failure(failure) }
         var entries: [KeypadDigits] = []
         let count = (structure.asksCurrentPIN ? 1 : 0) + 1 + (structure.asksConfirmation ? 1 : 0)
@@ -254,8 +274,10 @@ private struct PadSession {
     let minimum: Int
     let maximum: Int
     let insertion: Int
+    let abandon: () -> Bool
 
-    init(slot: VirtualSlot, profile: PINPadProfile, timeout: UInt8, timeout2: UInt8, minimum: UInt8, maximum: UInt8) {
+    init(slot: VirtualSlot, profile: PINPadProfile, timeout: UInt8, timeout2: UInt8, minimum: UInt8, maximum: UInt8, insertion: Int?, abandon: @escaping () -> Bool) {
+        self.abandon = abandon
         self.slot = slot
         self.profile = profile
         self.timeout = timeout
@@ -263,7 +285,7 @@ private struct PadSession {
         // A minimum above the maximum means an exact length (as vsmartcard's reader reads it).
         self.minimum = Int(minimum)
         self.maximum = max(Int(maximum), Int(minimum))
-        self.insertion = slot.insertionCount
+        self.insertion = insertion ?? slot.insertionCount
     }
 
     enum Taken {
@@ -286,8 +308,9 @@ private struct PadSession {
         let seconds = first || timeout2 == 0 ? (timeout == 0 ? profile.defaultTimeoutSeconds : Int(timeout)) : Int(timeout2)
         let limit = Duration.seconds(max(seconds, 1))
         let removed = { slot.insertionCount != insertion }
-        guard let (entry, waited) = slot.keypad.next(within: limit, abandon: removed) else {
+        guard let (entry, waited) = slot.keypad.next(within: limit, abandon: { removed() || abandon() }) else {
             if removed() { return .failed(.card(.cardRemoved(reader: slot.info.name))) }
+            if abandon() { return .failed(.card(.cancelled)) }
             return .status(PINPadStatus.timeout.statusWord.bytes)
         }
         // An entry typed later than the prompt allows is a timeout; otherwise wait until it is typed.
@@ -298,7 +321,8 @@ private struct PadSession {
                 return .status(PINPadStatus.timeout.statusWord.bytes)
             }
             PadSession.sleep(after)
-            return removed() ? .failed(.card(.cardRemoved(reader: slot.info.name))) : nil
+            if removed() { return .failed(.card(.cardRemoved(reader: slot.info.name))) }
+            return abandon() ? .failed(.card(.cancelled)) : nil
         }
         switch entry {
         case .timeout:
@@ -315,9 +339,14 @@ private struct PadSession {
     /// Sends the command the reader built, unless the card changed while the PIN was typed.
     func send(_ command: [UInt8]) -> Result<[UInt8], PINPadFailure> {
         if let failure = checkCard() { return .failure(failure) }
+        if abandon() { return .failure(.card(.cancelled)) }
         switch slot.transmitWithFaults(command) {
-        case .answer(let r, _): return .success(r)
-        case .noAnswer: return .failure(.card(.cardMute(reader: slot.info.name, timeout: .zero)))
+        case .answer(let r, let delay):
+            if let delay { PadSession.sleep(delay) }  // a slow card is slow under the pad too
+            return .success(r)
+        case .noAnswer(let delay):
+            if let delay { PadSession.sleep(delay) }
+            return .failure(.card(.cardMute(reader: slot.info.name, timeout: delay ?? .zero)))
         case .failure(let e): return .failure(.card(e))
         }
     }
@@ -343,19 +372,21 @@ extension SimulatedConnection: PINPadTransport {
 
     /// Runs ``VirtualSlot/verifyOnPad(_:)`` on a thread of its own (the keypad waits block).
     public func verifyPINOnPad(_ structure: PINVerifyStructure) async throws(CardError) -> [UInt8] {
-        try await onPad { $0.verifyOnPad(structure.encoded) }
+        try await onPad { $0.verifyOnPad(structure.encoded, insertion: $1) }
     }
 
     /// Runs ``VirtualSlot/modifyOnPad(_:)`` on a thread of its own.
     public func modifyPINOnPad(_ structure: PINModifyStructure) async throws(CardError) -> [UInt8] {
-        try await onPad { $0.modifyOnPad(structure.encoded) }
+        try await onPad { $0.modifyOnPad(structure.encoded, insertion: $1) }
     }
 
-    private func onPad(_ body: @escaping @Sendable (VirtualSlot) -> Result<[UInt8], PINPadFailure>) async throws(CardError) -> [UInt8] {
-        try checkUsable()
+    private func onPad(_ body: @escaping @Sendable (VirtualSlot, Int) -> Result<[UInt8], PINPadFailure>) async throws(CardError) -> [UInt8] {
+        let insertion = try checkUsable()
         guard slot.pinPad?.capabilities != nil else { throw .unsupported("reader \"\(slot.info.name)\" has no PIN pad") }
         let slot = self.slot
-        let result = await runOnOwnThread { body(slot) }
+        // The keypad wait runs on a thread of its own and does not see task cancellation: a
+        // caller's deadline takes effect once the reader answers.
+        let result = await runOnOwnThread { body(slot, insertion) }
         switch result {
         case .success(let r): return r
         case .failure(.card(let e)): throw e

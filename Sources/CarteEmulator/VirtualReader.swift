@@ -95,16 +95,17 @@ public final class VirtualSlot: Sendable {
     let state = Mutex(State())
     /// Tells the backend's event streams what the slot did on its own (a fault removing the card).
     let notify: @Sendable ([ReaderEvent]) -> Void
-    /// The reader's PIN pad (shared by its slots' prompts), if it has one.
+    /// The reader's PIN pad, if it has one (each slot keeps its own queue of keypad entries).
     public let pinPad: PINPadProfile?
     /// The keypad entries scripted for this slot's PIN prompts.
     public let keypad: VirtualKeypad
 
-    init(notify: @escaping @Sendable ([ReaderEvent]) -> Void = { _ in }, info: ReaderInfo, pinPad: PINPadProfile? = nil) {
+    /// `scripted`: whether this slot gets the profile's keypad script (the CPx slot, or the first).
+    init(notify: @escaping @Sendable ([ReaderEvent]) -> Void = { _ in }, info: ReaderInfo, pinPad: PINPadProfile? = nil, scripted: Bool = false) {
         self.info = info
         self.notify = notify
         self.pinPad = pinPad
-        self.keypad = VirtualKeypad(script: pinPad?.script ?? [])
+        self.keypad = VirtualKeypad(script: scripted ? pinPad?.script ?? [] : [])
     }
 
     // MARK: Faults
@@ -290,7 +291,7 @@ public final class SimulatorBackend: ReaderBackend {
                     firmwareVersion: profile.firmwareVersion,
                     serialNumber: profile.serialNumber,
                     features: (profile.features + (profile.pinPad?.featureNames ?? [])).sorted(),
-                    role: slot.role), pinPad: profile.pinPad)
+                    role: slot.role), pinPad: profile.pinPad, scripted: i == (profile.slots.firstIndex { $0.role == "cpx" } ?? 0))
             }
             r.readers.append((profile, slots))
             return (slots, slots.map { .readerAdded($0.info) })
@@ -347,6 +348,8 @@ public final class SimulatorBackend: ReaderBackend {
             s.faults.scheduled = image.faults.map { ($0.atAPDU, $0.fault) }
             return had
         }
+        // A card pulled out (or replaced) ends the typing scripted for it; the new card's own script follows.
+        if removed { slot.keypad.clear() }
         if !image.keypad.isEmpty { slot.keypad.type(image.keypad) }
         var events: [ReaderEvent] = []
         if removed { events.append(.cardRemoved(reader: slot.info.name)) }
@@ -376,7 +379,10 @@ public final class SimulatorBackend: ReaderBackend {
             s.faults = SlotFaults()
             return had
         }
-        if had { broadcast([.cardRemoved(reader: slot.info.name)]) }
+        if had {
+            slot.keypad.clear()  // entries scripted for the card that left are not typed for the next one
+            broadcast([.cardRemoved(reader: slot.info.name)])
+        }
     }
 
     /// The tries left for the PIN `reference` of the card in the slot `reader` (for tests and the
@@ -498,16 +504,19 @@ public final class SimulatedConnection: CardConnection {
         try exchange(command).0.get()
     }
 
-    /// Throws when the connection could not send a command now (closed, card gone, another owner).
-    func checkUsable() throws(CardError) {
-        let (insertion, open) = state.withLock { ($0.insertion, $0.open) }
+    /// Throws when the connection could not send a command now (closed, card gone, reset by another
+    /// connection, another owner); returns the insertion the connection belongs to.
+    func checkUsable() throws(CardError) -> Int {
+        let (insertion, resets, open) = state.withLock { ($0.insertion, $0.resets, $0.open) }
         guard open else { throw .notConnected }
         let name = slot.info.name
         try slot.state.withLock { s throws(CardError) in
             guard s.card != nil, s.insertion == insertion else { throw .cardRemoved(reader: name) }
             if s.mute { throw .cardMute(reader: name, timeout: .zero) }
+            if s.resets != resets { throw .cardReset(reader: name) }
             if let owner = s.exclusiveOwner, owner != id { throw .sharingViolation(reader: name) }
         }
+        return insertion
     }
 
     private func exchange(_ command: [UInt8]) -> (Result<[UInt8], CardError>, Duration?) {

@@ -175,14 +175,18 @@ public func IFDHControl(
     guard let link = link(for: lun) else { return RESPONSECODE(IFD_COMMUNICATION_ERROR) }
     let data = tx.map { Array(UnsafeBufferPointer(start: $0, count: Int(txLength))) } ?? []
     let code = UInt32(truncatingIfNeeded: controlCode)
-    // Secure PIN entry waits for the keypad: bTimerOut seconds per entry (up to three for a change),
-    // as long as libccid allows (max(90, bTimerOut + 10) s per entry). pcscd's presence polls are
-    // answered from the last state meanwhile instead of queueing behind the entry.
+    // Secure PIN entry waits for the keypad: per entry bTimerOut seconds (the reader's own default, at
+    // most 255, when 0) or bTimerOut2, up to three entries for a change. The driver waits longer than
+    // the daemon can (and at least libccid's 90 s), so it never gives up on a prompt still running.
+    // (pcscd serialises a slot's calls, so its presence polls wait for the entry; answering them from
+    // the last state here is defensive.)
     let securePIN = code == 0x4233_0006 || code == 0x4233_0007
     var timeout = controlTimeout
     if securePIN {
-        let perEntry = max(90, Int(data.first ?? 0) + 10) * 1_000
-        timeout = code == 0x4233_0007 ? 3 * perEntry : perEntry
+        let first = data.first.map { $0 == 0 ? 255 : Int($0) } ?? 255
+        let later = data.count > 1 && data[1] != 0 ? Int(data[1]) : first
+        let entries = code == 0x4233_0007 ? 3 : 1
+        timeout = max(90, first + (entries - 1) * later + 10) * 1_000
     }
     if securePIN { link.beginPINEntry() }
     defer { if securePIN { link.endPINEntry() } }

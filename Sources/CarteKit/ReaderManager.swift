@@ -281,7 +281,8 @@ public final class ReaderManager: Sendable {
     /// Reads the CPx card after the PIN is presented as `entry` says (`nil`: not at all). With
     /// ``PINEntry/pinPad`` the holder types it on the reader's PIN pad (the reader must have one:
     /// otherwise ``CarteKitError/cpx(_:)`` with `CPSError.unsupported`); `timeout` then includes
-    /// the time the holder takes.
+    /// the time the holder takes, and once the reader's prompt has started it ends only when the
+    /// reader answers (its own timeout, the `bTimerOut` of the structure, bounds it).
     public func readCPx(on reader: String? = nil, entry: PINEntry?, timeout: Duration = .seconds(60)) async throws(CarteKitError) -> ProfessionalCard {
         let name = try await slot(reader, wanted: "a CPx card", matching: { $0.isCPx })
         return try await withSession(on: name, timeout: timeout) { session throws(CarteKitError) in

@@ -207,7 +207,7 @@ public final class SimulatorServer: Sendable {
                     reply = .failure(.notAttached, "attach to a slot first")
                     break
                 }
-                guard let answer = driverRequest(frame, slot: slot, description: d) else { continue }
+                guard let answer = driverRequest(frame, slot: slot, description: d, peer: socket.fd) else { continue }
                 reply = answer
             case (.controlRequest, .control):
                 reply = Frame(.ok, Array(controlRequest(frame.payload).utf8))
@@ -238,7 +238,7 @@ public final class SimulatorServer: Sendable {
 
     /// The reply to a driver request, or `nil` when a mute fault says the card does not answer (the
     /// driver's own timeout then fires and it drops the connection).
-    private func driverRequest(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription) -> Frame? {
+    private func driverRequest(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription, peer: Int32) -> Frame? {
         switch frame.type {
         case .presence:
             let state: SlotPresence
@@ -270,7 +270,7 @@ public final class SimulatorServer: Sendable {
             }
         case .control:
             guard let code = readU32(frame.payload, 0) else { return .failure(.badRequest, "control needs a 4-byte code") }
-            return readerControl(code: code, data: Array(frame.payload.dropFirst(4)), slot: slot, description: description)
+            return readerControl(code: code, data: Array(frame.payload.dropFirst(4)), slot: slot, description: description, peer: peer)
         default:
             return .failure(.badRequest, "not a driver request")
         }
@@ -279,7 +279,7 @@ public final class SimulatorServer: Sendable {
     /// `SCardControl` codes the virtual readers answer, as CCID readers do through libccid (PC/SC part
     /// 10): the feature list, TLV properties and, on a reader with a PIN pad, its PIN properties and
     /// secure PIN verification and modification (the keypad waits, so this may block for seconds).
-    private func readerControl(code: UInt32, data: [UInt8], slot: VirtualSlot, description: ReaderDescription) -> Frame {
+    private func readerControl(code: UInt32, data: [UInt8], slot: VirtualSlot, description: ReaderDescription, peer: Int32) -> Frame {
         let pad = slot.pinPad
         let announced = pad?.announced == true ? pad : nil
         let verify = Part10.featureControlCode(Part10.Feature.verifyPINDirect)
@@ -321,7 +321,9 @@ public final class SimulatorServer: Sendable {
         case verify where announced?.verify == true, modify where announced?.modify == true:
             let isVerify = code == verify
             logger.info("\(slot.info.name): PIN \(isVerify ? "verification" : "modification") on the keypad (\(slot.keypad.pending) entries scripted)")
-            let result = isVerify ? slot.verifyOnPad(data) : slot.modifyOnPad(data)
+            // A driver that gave up (its connection closed) ends the prompt: nothing is sent for nobody.
+            let gone = { SimulatorServer.peerClosed(peer) }
+            let result = isVerify ? slot.verifyOnPad(data, abandon: gone) : slot.modifyOnPad(data, abandon: gone)
             switch result {
             case .success(let response):
                 // The response only: the command the reader built holds the PIN and is never logged.
@@ -336,6 +338,15 @@ public final class SimulatorServer: Sendable {
         default:
             return .failure(.unsupported, "control code 0x\(String(code, radix: 16)) is not supported")
         }
+    }
+
+    /// Whether the other end of `fd` closed its connection (without reading anything).
+    static func peerClosed(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 0) > 0 else { return false }
+        if p.revents & Int16(POLLHUP | POLLERR) != 0 { return true }
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) == 0
     }
 
     // MARK: Control requests (JSON)
@@ -442,7 +453,16 @@ public final class SimulatorServer: Sendable {
         guard let list = value as? [[String: Any]] else { return .failure(ControlFailure("\"entries\" is a list of objects ({\"digits\": \"…\"}, {\"cancel\": true} or {\"timeout\": true})")) }
         var out: [KeypadEntry] = []
         for (i, item) in list.enumerated() {
-            let ms = item["afterMs"] as? Int ?? 0
+            let ms: Int
+            if let value = item["afterMs"] {
+                // Whole numbers only: "100" and 1.5 are refused rather than read as 0.
+                guard let whole = value as? Int else {
+                    return .failure(ControlFailure("entries[\(i)].afterMs is a whole number of milliseconds (0 to 600000)"))
+                }
+                ms = whole
+            } else {
+                ms = 0
+            }
             guard (0...600_000).contains(ms) else { return .failure(ControlFailure("entries[\(i)].afterMs is 0 to 600000 milliseconds")) }
             let after = Duration.milliseconds(ms)
             if let text = item["digits"] as? String {

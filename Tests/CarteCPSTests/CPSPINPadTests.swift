@@ -1,6 +1,7 @@
 import CarteCore
 import CarteCPS
 import CarteEmulator
+import CarteImages
 import Foundation
 import InMemoryLogging
 import Logging
@@ -115,6 +116,39 @@ struct CPSPINPadTests {
         try await b.reader.verifyPIN(try PINCode("4321"))
         let pad = try #require(b.channel.trace?.events.last { $0.marker == .pinPad && $0.direction == .toCard })
         #expect(pad.bytes.prefix(3) == [0x01, 0x24, 0x01])
+    }
+
+    @Test func anImagesKeypadScriptIsTypedForItsCardAndDroppedWithIt() async throws {
+        var image = try cpsImage("medecin-liberal")
+        image.keypad = [Self.digits("1234"), Self.digits("1234")]
+        var profile = VirtualReaderProfile.monoFente
+        profile.pinPad = PINPadProfile()
+        let backend = SimulatorBackend(profiles: [profile])
+        let name = backend.readerNames[0]
+        let keypad = backend.physicalReaders[0].slots[0].keypad
+        try backend.insert(image, into: name)
+        #expect(keypad.pending == 2)
+        let reader = try CPSReader(channel: CardChannel(transport: try backend.connectNow(to: name)), atr: image.atr)
+        try await reader.verifyPINOnPad()
+        #expect(keypad.pending == 1)
+        try backend.remove(from: name)
+        #expect(keypad.pending == 0, "the entries scripted for the card that left are not typed for the next")
+        try backend.insert(image, into: name)
+        try backend.insert(image, into: name)  // a replacement does not double them
+        #expect(keypad.pending == 2)
+    }
+
+    @Test func laterEntriesOfAChangeWaitBTimeOut2() async throws {
+        let b = try CPSBench("medecin-liberal", pinPad: PINPadProfile())
+        let template = try PINCommandTemplate(header: [0x00, 0x24, 0x00, 0x01], data: [UInt8](repeating: 0xFF, count: 16))
+        let change = PINModifyStructure(timeout: 30, timeout2: 1, format: .ascii(blockSize: 8), insertionOffsetOld: 0, insertionOffsetNew: 8,
+                                        minimumLength: 4, maximumLength: 8, confirmPIN: 0x03, template: template)
+        // The second entry comes 1.5 s after its prompt: past bTimeOut2 (1 s), though within bTimerOut (30 s).
+        b.slot.keypad.type([Self.digits("1234"), Self.digits("5678", after: 1_500), Self.digits("5678")])
+        let r = try await b.channel.modifyPINOnPad(change)
+        #expect(PINPadStatus(r.statusWord) == .timeout)
+        #expect(try await b.reader.pinStatus().triesLeft == 3)
+        try await b.reader.verifyPIN(pin1234)  // unchanged
     }
 
     @Test func removingTheCardDuringTheEntryIsATypedError() async throws {

@@ -5,7 +5,7 @@ import Testing
 struct PINPadStructureTests {
     /// The VERIFY OpenSC builds for an IAS-ECC PIN of 8 padded bytes (reader-pcsc.c): format 0x82, block 8.
     static let cpsVerify = PINVerifyStructure(timeout: 30, timeout2: 30, format: .ascii(blockSize: 8), minimumLength: 4, maximumLength: 8,
-                                              template: PINCommandTemplate(header: [0x00, 0x20, 0x00, 0x01], data: [UInt8](repeating: 0xFF, count: 8)))
+                                              template: try! PINCommandTemplate(header: [0x00, 0x20, 0x00, 0x01], data: [UInt8](repeating: 0xFF, count: 8)))
 
     @Test func verifyStructureLayoutIsPCSCLites() throws {
         let bytes = Self.cpsVerify.encoded
@@ -32,7 +32,7 @@ struct PINPadStructureTests {
 
     @Test func iso9564Format2PutsTheLengthInTheFirstNibbleAndBCDDigitsAfter() throws {
         // OpenSC's GLP encoding: bmFormatString 0x41 (bits, position 8, BCD), block 0x48, length at bit 4.
-        let template = PINCommandTemplate(header: [0x00, 0x20, 0x00, 0x81], data: [0x2F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        let template = try PINCommandTemplate(header: [0x00, 0x20, 0x00, 0x81], data: [0x2F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
         let s = PINVerifyStructure(format: PINFormat(formatString: 0x41, blockString: 0x48, lengthFormat: 0x04), minimumLength: 4, maximumLength: 12, template: template)
         #expect(try s.command(digits: Array("12345".utf8)) == [0x00, 0x20, 0x00, 0x81, 0x08, 0x25, 0x12, 0x34, 0x5F, 0xFF, 0xFF, 0xFF, 0xFF])
     }
@@ -46,7 +46,7 @@ struct PINPadStructureTests {
     }
 
     @Test func modifyPlacesTheCurrentAndTheNewPINAtTheirOffsets() throws {
-        let template = PINCommandTemplate(header: [0x00, 0x24, 0x00, 0x01], data: [UInt8](repeating: 0xFF, count: 16))
+        let template = try PINCommandTemplate(header: [0x00, 0x24, 0x00, 0x01], data: [UInt8](repeating: 0xFF, count: 16))
         let s = PINModifyStructure(format: .ascii(blockSize: 8), insertionOffsetOld: 0, insertionOffsetNew: 8, minimumLength: 4, maximumLength: 8, confirmPIN: 0x03, template: template)
         let bytes = s.encoded
         #expect(bytes.count == 24 + 21)
@@ -65,32 +65,78 @@ struct PINPadStructureTests {
         #expect(throws: PINPadError.dataLengthMismatch(structure: "PIN_VERIFY_STRUCTURE", declared: 40, actual: 13)) { try PINVerifyStructure(bytes: bytes) }
         #expect(throws: PINPadError.truncated(structure: "PIN_MODIFY_STRUCTURE", needed: 24, got: 19)) { try PINModifyStructure(bytes: Array(repeating: 0, count: 19)) }
         // A template whose Lc disagrees with its bytes.
-        #expect(throws: PINPadError.self) { try PINCommandTemplate(bytes: [0x00, 0x20, 0x00, 0x01, 0x08, 0xFF]) }
+        #expect(throws: PINPadError.invalidTemplate("Lc 8 but 1 bytes follow the header")) { try PINCommandTemplate(bytes: [0x00, 0x20, 0x00, 0x01, 0x08, 0xFF]) }
         // A PIN position past the data field.
         let far = PINVerifyStructure(format: PINFormat(formatString: 0x80 | 0x0F << 3 | 0x02, blockString: 0x08, lengthFormat: 0), minimumLength: 4, maximumLength: 8,
-                                     template: PINCommandTemplate(header: [0, 0x20, 0, 1], data: [UInt8](repeating: 0xFF, count: 8)))
-        #expect(throws: PINPadError.self) { try far.command(digits: Array("1234".utf8)) }
+                                     template: try! PINCommandTemplate(header: [0, 0x20, 0, 1], data: [UInt8](repeating: 0xFF, count: 8)))
+        #expect { try far.command(digits: Array("1234".utf8)) } throws: { ($0 as? PINPadError).map { "\($0)".hasPrefix("PIN: ") } ?? false }
         // Reserved format 3.
         let reserved = PINVerifyStructure(format: PINFormat(formatString: 0x83, blockString: 0x08, lengthFormat: 0), minimumLength: 4, maximumLength: 8,
-                                          template: PINCommandTemplate(header: [0, 0x20, 0, 1], data: [UInt8](repeating: 0xFF, count: 8)))
-        #expect(throws: PINPadError.self) { try reserved.command(digits: Array("1234".utf8)) }
+                                          template: try! PINCommandTemplate(header: [0, 0x20, 0, 1], data: [UInt8](repeating: 0xFF, count: 8)))
+        #expect(throws: PINPadError.invalidField(field: "bmFormatString", reason: "PIN format 3 is reserved")) { try reserved.command(digits: Array("1234".utf8)) }
     }
 
-    @Test func arbitraryBytesNeverTrap() {
+    @Test func arbitraryFieldsNeverTrapAndStayInTheirBlock() throws {
         var generator = SystemRandomNumberGenerator()
-        for _ in 0..<5_000 {
-            let count = Int.random(in: 0..<64, using: &generator)
-            var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            if bytes.count >= 19, Bool.random(using: &generator) {
-                let n = UInt8(bytes.count - 19)
-                bytes[15] = n
-                bytes[16] = 0
-                bytes[17] = 0
-                bytes[18] = 0
+        var formatted = 0
+        for _ in 0..<20_000 {
+            // Well-formed structures with random PIN fields, templates and digits: the formatter's inputs.
+            let format = PINFormat(formatString: .random(in: 0...255, using: &generator), blockString: .random(in: 0...255, using: &generator),
+                                   lengthFormat: .random(in: 0...255, using: &generator))
+            let data = (0..<Int.random(in: 0...24, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let digits = (0..<Int.random(in: 0...16, using: &generator)).map { _ in UInt8.random(in: 0x30...0x39, using: &generator) }
+            let template = try PINCommandTemplate(header: [0, 0x20, 0, 1], data: data)
+            let verify = PINVerifyStructure(format: format, minimumLength: 0, maximumLength: 16, template: template)
+            let parsed = try PINVerifyStructure(bytes: verify.encoded)
+            #expect(parsed == verify || data.isEmpty)
+            if let apdu = try? verify.command(digits: digits) {
+                formatted += 1
+                // Only the data field changes, and only within Lc.
+                #expect(apdu.prefix(4) == [0, 0x20, 0, 1] && Int(apdu[4]) == apdu.count - 5)
             }
-            if let s = try? PINVerifyStructure(bytes: bytes) { _ = try? s.command(digits: Array("1234".utf8)) }
-            if let s = try? PINModifyStructure(bytes: bytes) { _ = try? s.command(current: Array("1234".utf8), new: Array("5678".utf8)) }
+            let modify = PINModifyStructure(format: format, insertionOffsetOld: .random(in: 0...20, using: &generator), insertionOffsetNew: .random(in: 0...20, using: &generator),
+                                            minimumLength: 0, maximumLength: 16, confirmPIN: .random(in: 0...3, using: &generator), template: template)
+            #expect(try PINModifyStructure(bytes: modify.encoded).confirmPIN == modify.confirmPIN)
+            _ = try? modify.command(current: digits, new: digits.reversed())
+            // And arbitrary bytes, with the length field of each layout made consistent half the time.
+            var bytes = (0..<Int.random(in: 0..<64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            for fixed in [19, 24] where bytes.count >= fixed && Bool.random(using: &generator) {
+                bytes.replaceSubrange((fixed - 4)..<fixed, with: [UInt8(bytes.count - fixed), 0, 0, 0])
+            }
+            if let s = try? PINVerifyStructure(bytes: bytes) { _ = try? s.command(digits: digits) }
+            if let s = try? PINModifyStructure(bytes: bytes) { _ = try? s.command(current: digits, new: digits) }
         }
+        #expect(formatted > 1_000, "the formatter ran on \(formatted) random formats")
+    }
+
+    @Test func bcdRightJustifiedBinaryAndByteUnitLengths() throws {
+        // BCD, right-justified, 5 digits in a 4-byte block: the odd digit count leaves a pad nibble in front.
+        let bcd = PINFormat(formatString: 0x80 | 0x04 | 0x01, blockString: 0x04, lengthFormat: 0)
+        var data: [UInt8] = [0xFF, 0xFF, 0xFF, 0xFF]
+        try bcd.insert(Array("12345".utf8), into: &data)
+        #expect(data == [0xFF, 0xF1, 0x23, 0x45])
+        // Binary: one byte per digit value.
+        let binary = PINFormat(formatString: 0x80, blockString: 0x06, lengthFormat: 0)
+        data = [UInt8](repeating: 0xFF, count: 6)
+        try binary.insert(Array("9012".utf8), into: &data)
+        #expect(data == [0x09, 0x00, 0x01, 0x02, 0xFF, 0xFF])
+        // A one-byte length in byte units at byte 0, ASCII PIN from byte 1.
+        let counted = PINFormat(formatString: 0x80 | 1 << 3 | 0x02, blockString: 0x80 | 0x09, lengthFormat: 0x10)
+        data = [UInt8](repeating: 0x00, count: 9)
+        try counted.insert(Array("4321".utf8), into: &data)
+        #expect(data == [0x04, 0x34, 0x33, 0x32, 0x31, 0x00, 0x00, 0x00, 0x00])
+        // The same in a modify, at the new PIN's offset.
+        let template = try PINCommandTemplate(header: [0, 0x24, 0, 1], data: [UInt8](repeating: 0, count: 18))
+        let modify = PINModifyStructure(format: counted, insertionOffsetOld: 0, insertionOffsetNew: 9, minimumLength: 4, maximumLength: 8, confirmPIN: 0x03, template: template)
+        let apdu = try modify.command(current: Array("1111".utf8), new: Array("22222".utf8))
+        #expect(Array(apdu[5...]) == [4, 0x31, 0x31, 0x31, 0x31, 0, 0, 0, 0, 5, 0x32, 0x32, 0x32, 0x32, 0x32, 0, 0, 0])
+        // A modify of the new PIN alone may use a variable-length data field.
+        let variable = PINModifyStructure(format: PINFormat(formatString: 0x82, blockString: 0, lengthFormat: 0), insertionOffsetOld: 0, insertionOffsetNew: 0,
+                                          minimumLength: 4, maximumLength: 8, confirmPIN: 0x01, template: try PINCommandTemplate(bytes: [0, 0x24, 1, 1, 0]))
+        #expect(try variable.command(current: nil, new: Array("567890".utf8)) == [0, 0x24, 1, 1, 6, 0x35, 0x36, 0x37, 0x38, 0x39, 0x30])
+        // Templates the host cannot build.
+        #expect(throws: PINPadError.self) { try PINCommandTemplate(header: [0, 0x20, 0], data: []) }
+        #expect(throws: PINPadError.self) { try PINCommandTemplate(header: [0, 0x20, 0, 1], data: [UInt8](repeating: 0, count: 256)) }
     }
 
     @Test func featureListsAndPropertiesRoundTrip() {

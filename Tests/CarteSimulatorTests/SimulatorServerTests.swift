@@ -143,7 +143,7 @@ struct SimulatorServerTests {
         let client = SimulatorControlClient(path: path)
         #expect(try client.send(["op": "keypad", "reader": 0, "slot": 1, "entries": [["digits": "1234"]]])["pending"] as? Int == 1)
         let verify = PINVerifyStructure(format: .ascii(blockSize: 8), minimumLength: 4, maximumLength: 8,
-                                        template: PINCommandTemplate(header: [0x00, 0x20, 0x00, 0x01], data: [UInt8](repeating: 0xFF, count: 8)))
+                                        template: try PINCommandTemplate(header: [0x00, 0x20, 0x00, 0x01], data: [UInt8](repeating: 0xFF, count: 8)))
         #expect(c.request(Frame(.control, bigEndian(0x4233_0006) + verify.encoded))?.payload == [0x90, 0x00])
         _ = try client.send(["op": "keypad", "reader": 0, "slot": 1, "entries": [["cancel": true], ["timeout": true], ["digits": "123456789"]] as [[String: any Sendable]]])
         for sw: [UInt8] in [[0x64, 0x01], [0x64, 0x00], [0x64, 0x03]] {
@@ -170,6 +170,18 @@ struct SimulatorServerTests {
             let answer = try client.send(request)
             #expect(answer["ok"] as? Bool == false && (answer["error"] as? String)?.contains(phrase) == true, "\(answer)")
         }
+        // A driver that gives up (its connection closes) ends the prompt: a later entry is not typed for nobody.
+        let leaving = try RawClient(path)
+        #expect(leaving.request(Frame(.hello, [1, 0, 1]))?.type == .ok)
+        #expect(leaving.request(Frame(.attach, [0, 0, 0, 1]))?.type == .ok)
+        leaving.write(Frame(.control, bigEndian(0x4233_0006) + verify.encoded).encoded())
+        usleep(150_000)
+        shutdown(leaving.fd, Int32(SHUT_RDWR))
+        usleep(300_000)
+        _ = try client.send(["op": "keypad", "reader": 0, "slot": 1, "entries": [["digits": "9999"]]])
+        usleep(300_000)
+        #expect(try client.send(["op": "keypad", "reader": 0, "slot": 1])["pending"] as? Int == 1)
+        #expect(try backend.remainingTries(forPIN: 0x01, in: backend.readerNames[1]) == 3)
         // A reader without a pad announces only the TLV properties and refuses the PIN codes.
         let m = try RawClient(path)
         #expect(m.request(Frame(.hello, [1, 0, 1]))?.type == .ok)

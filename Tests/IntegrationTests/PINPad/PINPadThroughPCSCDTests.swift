@@ -239,7 +239,7 @@ struct PINPadThroughPCSCDTests {
         let pad = try #require(checks.first { ($0["id"] as? String)?.contains("Bi-fente PIN pad") == true }, "\(doctor.stdout)")
         #expect(pad["status"] as? String == "ok")
         let evidence = (pad["evidence"] as? [String] ?? []).joined(separator: "\n")
-        #expect(evidence.contains("secure PIN entry (PC/SC part 10): verify and modify, display 2×16, PIN 4–8 digits"), "\(evidence)")
+        #expect(evidence.contains("secure PIN entry (PC/SC part 10): verify and modify, display 16x2 (characters x lines), PIN 4–8 digits"), "\(evidence)")
         let leo = try #require(checks.first { ($0["id"] as? String)?.contains("INGENICO Leo") == true }, "\(doctor.stdout)")
         #expect(leo["status"] as? String == "warn", "\(leo)")
         #expect((leo["title"] as? String)?.contains("has a PIN pad but the reader announces none") == true, "\(leo)")
