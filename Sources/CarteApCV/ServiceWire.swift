@@ -158,3 +158,112 @@ package func encodeJSON<T: Encodable>(_ value: T) -> [UInt8] {
     encoder.outputFormatting = [.sortedKeys]
     return (try? Array(encoder.encode(value))) ?? Array(#"{"schema":"carte.apcv-error/1","error":"internal","message":"encoding failed"}"#.utf8)
 }
+
+// MARK: - Request framing and answers, without the transport
+
+/// What the raw-byte header guard refuses before an HTTP parser sees the request.
+package enum HTTPHeaderRefusal: Error, Hashable, CustomStringConvertible {
+    /// More header bytes than the limit before the empty line.
+    case tooLarge
+    /// A header line starting with a space or a tab (obsolete line folding).
+    case folded
+    /// A space or a tab before a header field's colon.
+    case whitespaceInName
+
+    package var description: String {
+        switch self {
+        case .tooLarge: return "the header is too large"
+        case .folded: return "malformed HTTP message: a folded header line"
+        case .whitespaceInName: return "malformed HTTP message: whitespace in a header name"
+        }
+    }
+}
+
+/// Reads a request's header bytes one at a time, as they arrive: at most `maximum` of them before the
+/// empty line, no folded lines, no whitespace before a field's colon. Empty lines before the request line
+/// are skipped (RFC 9112 §2.2); bare LF line endings count like CR LF (as the parser accepts them).
+package struct HTTPHeaderScanner {
+    /// The scanner's verdict on a byte.
+    package enum Verdict: Hashable {
+        /// The header goes on.
+        case more
+        /// This byte ended the header (the LF of the empty line).
+        case end
+        /// The request is refused.
+        case refused(HTTPHeaderRefusal)
+    }
+
+    package let maximum: Int
+    /// The bytes seen so far.
+    package private(set) var seen = 0
+    private var last: (UInt8, UInt8) = (0, 0)
+    private var atLineStart = true
+    private var colonSeen = false
+    private var requestLineSeen = false
+
+    package init(maximum: Int) { self.maximum = maximum }
+
+    /// One more header byte.
+    package mutating func feed(_ byte: UInt8) -> Verdict {
+        seen += 1
+        defer { last = (last.1, byte) }
+        if byte == 10 {
+            let emptyLine = last.1 == 10 || (last.1 == 13 && last.0 == 10)
+            if emptyLine, requestLineSeen { return .end }
+            if !atLineStart { requestLineSeen = true }
+            atLineStart = true
+            colonSeen = false
+            return .more
+        }
+        if byte == 13 { return .more }
+        if seen > maximum { return .refused(.tooLarge) }
+        if requestLineSeen {
+            if atLineStart, byte == 32 || byte == 9 { return .refused(.folded) }
+            if !colonSeen {
+                if byte == 58 { colonSeen = true } else if byte == 32 || byte == 9 { return .refused(.whitespaceInName) }
+            }
+        }
+        atLineStart = false
+        return .more
+    }
+}
+
+extension IdentityDocument {
+    /// The identity in an answer of the service with HTTP `status` and `body`: the card of a
+    /// `carte.apcv-identity/1` document, or the typed error of a `carte.apcv-error/1` one.
+    package static func identity(status: Int, body: [UInt8]) throws(ApCVError) -> VitaleCard {
+        let bytes = Data(body)
+        let decoder = JSONDecoder()
+        if status == 200 {
+            let document: IdentityDocument
+            do { document = try decoder.decode(IdentityDocument.self, from: bytes) } catch {
+                throw .malformedServiceResponse("the identity document does not decode: \(error)")
+            }
+            guard document.schema == "carte.apcv-identity/1" else {
+                throw .malformedServiceResponse("schema \"\(document.schema.prefix(80))\", not carte.apcv-identity/1")
+            }
+            return document.identity
+        }
+        if let document = try? decoder.decode(ErrorDocument.self, from: bytes), let typed = document.apcvError {
+            throw typed
+        }
+        throw .serviceFailed(status: status, String(decoding: body.prefix(200), as: UTF8.self))
+    }
+}
+
+extension IdentityRequest {
+    /// The token and software of a request body, or why the body is refused (the 400 message).
+    package static func parse(_ body: [UInt8]) -> Result<(token: [UInt8], softwareID: String), HTTPRequestRefusal> {
+        guard let request = try? JSONDecoder().decode(IdentityRequest.self, from: Data(body)) else {
+            return .failure(HTTPRequestRefusal("the body is not {\"token\": \"<Base64>\", \"software-id\": \"…\"}"))
+        }
+        guard let token = Data(base64Encoded: request.token) else { return .failure(HTTPRequestRefusal("the token is not Base64")) }
+        return .success((Array(token), request.softwareID))
+    }
+}
+
+/// Why a request body is refused (HTTP 400), in words.
+package struct HTTPRequestRefusal: Error, Hashable {
+    package var message: String
+    package init(_ message: String) { self.message = message }
+}

@@ -82,39 +82,18 @@ final class ServedCounter: Sendable {
     func increment() { count.add(1, ordering: .relaxed) }
 }
 
-/// What the raw-byte guard refuses before NIO's parser sees it.
-enum HeaderRefusal: Error, CustomStringConvertible {
-    case tooLarge
-    case folded
-    case whitespaceInName
-
-    var description: String {
-        switch self {
-        case .tooLarge: return "the header is too large"
-        case .folded: return "malformed HTTP message: a folded header line"
-        case .whitespaceInName: return "malformed HTTP message: whitespace in a header name"
-        }
-    }
-}
-
-/// Reads the request's header bytes as they arrive, before NIO's parser: at most `maximum` of them,
-/// no folded (obsolete line-folding) lines, no whitespace before a field's colon. Then it steps aside.
+/// Reads the request's header bytes as they arrive, before NIO's parser, through an
+/// ``HTTPHeaderScanner`` (at most `maximum` bytes, no folded lines, no whitespace before a field's
+/// colon). Then it steps aside.
 final class HeaderGuard: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private let maximum: Int
-    private var seen = 0
+    private var scanner: HTTPHeaderScanner
     private var done = false
     private var refused = false
-    /// The last bytes (for the empty line), whether a line is starting, and whether its colon came.
-    private var last: (UInt8, UInt8, UInt8) = (0, 0, 0)
-    private var atLineStart = true
-    private var colonSeen = false
-    /// Whether the request line has ended: the lines after it are header fields.
-    private var requestLineSeen = false
 
-    init(maximum: Int) { self.maximum = maximum }
+    init(maximum: Int) { scanner = HTTPHeaderScanner(maximum: maximum) }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
@@ -124,49 +103,22 @@ final class HeaderGuard: ChannelInboundHandler {
             return
         }
         for byte in buffer.readableBytesView {
-            seen += 1
-            if let refusal = inspect(byte) {
+            switch scanner.feed(byte) {
+            case .more: continue
+            case .end: done = true
+            case .refused(let refusal):
                 refused = true
                 context.fireErrorCaught(refusal)
                 return
             }
-            if done { break }
+            break
         }
-        if !done, seen > maximum {
+        if !done, scanner.seen > scanner.maximum {
             refused = true
-            context.fireErrorCaught(HeaderRefusal.tooLarge)
+            context.fireErrorCaught(HTTPHeaderRefusal.tooLarge)
             return
         }
         context.fireChannelRead(data)
-    }
-
-    /// One header byte: a refusal, or nil.
-    private func inspect(_ byte: UInt8) -> HeaderRefusal? {
-        defer { last = (last.1, last.2, byte) }
-        if byte == 10 {
-            // An empty line ends the header (CR LF CR LF, or bare LF endings, which the parser accepts too);
-            // empty lines before the request line are skipped (RFC 9112 §2.2).
-            let emptyLine = last.2 == 10 || (last.2 == 13 && last.1 == 10)
-            if emptyLine, requestLineSeen {
-                done = true
-                return nil
-            }
-            if !atLineStart { requestLineSeen = true }
-            atLineStart = true
-            colonSeen = false
-            return nil
-        }
-        if byte == 13 { return nil }
-        if seen > maximum { return .tooLarge }
-        // Header lines (not the request line) may not start with whitespace nor have any before the colon.
-        if requestLineSeen {
-            if atLineStart, byte == 32 || byte == 9 { return .folded }
-            if !colonSeen {
-                if byte == 58 { colonSeen = true } else if byte == 32 || byte == 9 { return .whitespaceInName }
-            }
-        }
-        atLineStart = false
-        return nil
     }
 }
 
@@ -237,9 +189,9 @@ final class IdentityHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard !answered else { return }
         switch error {
-        case HeaderRefusal.tooLarge: refuse(context, 413, HeaderRefusal.tooLarge.description)
-        case let refusal as HeaderRefusal: refuse(context, 400, refusal.description)
-        case HTTPParserError.headerOverflow: refuse(context, 413, HeaderRefusal.tooLarge.description)
+        case HTTPHeaderRefusal.tooLarge: refuse(context, 413, HTTPHeaderRefusal.tooLarge.description)
+        case let refusal as HTTPHeaderRefusal: refuse(context, 400, refusal.description)
+        case HTTPParserError.headerOverflow: refuse(context, 413, HTTPHeaderRefusal.tooLarge.description)
         case let parser as HTTPParserError: refuse(context, 400, "malformed HTTP message: \(parser)")
         default: refuse(context, 400, "malformed HTTP message: \(error)")
         }
@@ -266,13 +218,13 @@ final class IdentityHandler: ChannelInboundHandler {
         guard h.headers.first(name: "content-type")?.lowercased().hasPrefix("application/json") == true else {
             return refusal(415, "the body must be application/json")
         }
-        let request: IdentityRequest
-        do { request = try JSONDecoder().decode(IdentityRequest.self, from: Data(body)) } catch {
-            return refusal(400, "the body is not {\"token\": \"<Base64>\", \"software-id\": \"…\"}")
+        let token: [UInt8], softwareID: String
+        switch IdentityRequest.parse(body) {
+        case .success(let parsed): (token, softwareID) = parsed
+        case .failure(let problem): return refusal(400, problem.message)
         }
-        guard let token = Data(base64Encoded: request.token) else { return refusal(400, "the token is not Base64") }
         do {
-            let identity = try service.resolve(token: Array(token), softwareID: request.softwareID)
+            let identity = try service.resolve(token: token, softwareID: softwareID)
             return (200, encodeJSON(IdentityDocument(identity: identity)))
         } catch {
             return (ErrorDocument.status(of: error), encodeJSON(ErrorDocument(error)))

@@ -64,22 +64,7 @@ public struct HTTPApCVResolver: ApCVResolver {
         } catch {
             throw .serviceUnavailable("\(endpoint): \(Self.reason(error))")
         }
-        let bytes = Data(body.readableBytesView)
-        let decoder = JSONDecoder()
-        if status == 200 {
-            let document: IdentityDocument
-            do { document = try decoder.decode(IdentityDocument.self, from: bytes) } catch {
-                throw .malformedServiceResponse("the identity document does not decode: \(error)")
-            }
-            guard document.schema == "carte.apcv-identity/1" else {
-                throw .malformedServiceResponse("schema \"\(document.schema)\", not carte.apcv-identity/1")
-            }
-            return document.identity
-        }
-        if let document = try? decoder.decode(ErrorDocument.self, from: bytes), let typed = document.apcvError {
-            throw typed
-        }
-        throw .serviceFailed(status: status, String(decoding: bytes.prefix(200), as: UTF8.self))
+        return try IdentityDocument.identity(status: status, body: Array(body.readableBytesView))
     }
 
     /// The client of every resolver in the process (never shut down, like AsyncHTTPClient's shared one).
