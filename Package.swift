@@ -32,6 +32,8 @@ let package = Package(
         .library(name: "CarteCPS", targets: ["CarteCPS"]),
         .library(name: "CarteApCV", targets: ["CarteApCV"]),
         .library(name: "CarteApCVHTTP", targets: ["CarteApCVHTTP"]),
+        /// The fuzz targets' entry points (Fuzz/ builds them with libFuzzer; the test suite replays them).
+        .library(name: "CarteFuzzEntries", targets: ["CarteFuzzEntries"]),
         /// The C API: libCarteC.so, installed as libcarte.so.1 with include/carte.h (scripts/install-capi.sh).
         .library(name: "CarteC", type: .dynamic, targets: ["CarteC"]),
         /// The editors' Swift API (ReaderManager, typed sessions).
@@ -161,6 +163,13 @@ let package = Package(
             name: "CarteImages",
             dependencies: ["CarteEmulator", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteBundledProfiles", logging,
                            .product(name: "Yams", package: "Yams")],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The entry points of the libFuzzer targets (Fuzz/), one per parser of untrusted input, with the
+        /// invariant each checks; the test suite replays the seeds and regression inputs through them.
+        .target(
+            name: "CarteFuzzEntries",
+            dependencies: ["CarteCore", "CarteSimProtocol", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteBundledImages"],
             swiftSettings: strictSwiftSettings
         ),
         /// The simulator daemon and its transports: the control/driver socket server, the vpcd card side,
@@ -301,6 +310,11 @@ let package = Package(
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
+            name: "FuzzRegressionTests",
+            dependencies: ["CarteFuzzEntries"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

@@ -31,6 +31,10 @@ public final class SimulatedCard {
 
     var files: [FileEntry] = []
     var pins: [UInt8: PINState] = [:]
+
+    /// Every file's content and records, in tree order (the fuzz targets check that commands do not
+    /// change them: the simulated card has no write command).
+    package var fileSnapshot: [[[UInt8]]] { files.map { [$0.data] + ($0.records ?? []) } }
     struct PINState: CustomReflectable {
         var value: [UInt8]
         var maxTries: Int

@@ -52,6 +52,7 @@ struct ModuleShapeTests {
         "CarteSimDaemon": ["CarteEmulator", "CarteCore", "CarteSimProtocol", "CarteBundledScripts"],
         "CarteIFD": ["CIFDHandler", "CarteSimProtocol"],
         "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles"],
+        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteBundledImages"],
     ]
 
     @Test(arguments: allowedImports.keys.sorted())

@@ -1,0 +1,349 @@
+// The entry points the libFuzzer targets of Fuzz/ call, one per parser of untrusted input, and that
+// the normal test suite replays over every regression input (Fuzz/Regressions/) and seed
+// (Fuzz/Corpus/). Each one feeds the bytes to the parser and checks its invariant; a violated
+// invariant traps (`preconditionFailure`), which libFuzzer records as a crash. A parser's typed
+// error is the expected outcome for bad input, never a finding.
+public import CarteCore
+import CarteApCV
+import CarteBundledImages
+import CarteCPS
+import CarteCrypto
+import CarteEmulator
+import CarteImages
+import CarteSimProtocol
+import CarteVitale
+import Dispatch
+import Synchronization
+
+/// The fuzz targets by name: `scripts/fuzz.sh` lists them, `Fuzz/Targets/<name>` calls them.
+public enum FuzzEntries {
+    /// Every target and its entry point.
+    public static let all: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
+        ("atr", atr), ("apdu", apdu), ("tlv", tlv), ("hex-script", hexAndScript), ("channel", channel),
+        ("wire", wire), ("pin-structures", pinStructures), ("card-image", cardImage), ("reader-profile", readerProfile),
+        ("persona", persona), ("replay-import", replayImport), ("simulated-card", simulatedCard),
+        ("card-decoders", cardDecoders), ("apcv", apcv), ("apcv-http", apcvHTTP), ("anonymiser", anonymiser), ("x509", x509),
+    ]
+
+    /// Builds the one-time state of the targets (the bundled images) before the first input, so
+    /// libFuzzer's per-input leak check does not take a lazy global for a leak.
+    public static func prepare() {
+        _ = images.count
+    }
+
+    /// The entry point named `name`.
+    public static func entry(_ name: String) -> (@Sendable ([UInt8]) -> Void)? { all.first { $0.name == name }?.run }
+
+    // MARK: - CarteCore
+
+    /// ATR parsing: a typed error or an ATR that re-encodes to the bytes it was parsed from.
+    @Sendable public static func atr(_ data: [UInt8]) {
+        guard let atr = try? ATR(bytes: data) else { return }
+        _ = atr.protocols
+        _ = "\(atr)"
+    }
+
+    /// Command and response APDUs: what parses re-encodes to the same bytes.
+    @Sendable public static func apdu(_ data: [UInt8]) {
+        if let c = try? CommandAPDU(bytes: data) {
+            guard c.encoded() == data else { preconditionFailure("CommandAPDU re-encodes \(data.hexString()) as \(c.encoded().hexString())") }
+            _ = c.redactedHex
+        }
+        if let r = try? ResponseAPDU(bytes: data) {
+            guard r.encoded() == data else { preconditionFailure("ResponseAPDU re-encodes differently") }
+        }
+    }
+
+    /// BER-TLV: decoding never traps; what decodes re-encodes to bytes that decode to the same objects
+    /// (the encoding is canonical: a non-minimal length may shrink, nothing else changes).
+    @Sendable public static func tlv(_ data: [UInt8]) {
+        if let objects = try? TLV.decode(data, allowPadding: false) {
+            let again = objects.flatMap { $0.encoded() }
+            guard (try? TLV.decode(again, allowPadding: false)) == objects else { preconditionFailure("TLV \(data.hexString()) re-encodes as \(again.hexString()), which decodes differently") }
+            for o in objects { _ = o.dump() }
+        }
+        _ = try? TLV.decode(data, allowPadding: true)
+        _ = try? TLV.decodeSingle(data)
+    }
+
+    /// Hexadecimal text and APDU scripts.
+    @Sendable public static func hexAndScript(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        if let bytes = try? [UInt8](hex: text) {
+            guard (try? [UInt8](hex: bytes.hexString())) == bytes else { preconditionFailure("hex does not round-trip") }
+        }
+        _ = try? APDUScript(parsing: text)
+    }
+
+    /// `CardChannel` against a card answering fuzzed responses: a response or a typed error, and never
+    /// more automatic exchanges than the policy allows. Input: policy byte, command selector, then
+    /// responses as `length (1 byte) bytes`.
+    @Sendable public static func channel(_ data: [UInt8]) {
+        guard data.count >= 2 else { return }
+        var policy = TransmitPolicy.default
+        policy.getResponseOn61 = data[0] & 1 != 0
+        policy.getResponseOn9F = data[0] & 2 != 0
+        policy.resendOnWrongLe = data[0] & 4 != 0
+        policy.commandChaining = data[0] & 8 != 0
+        policy.extendedLength = data[0] & 16 != 0
+        policy.maxAutomaticExchanges = Int(data[0] >> 5)
+        let extended = data[1] & 0x80 != 0
+        let commands: [CommandAPDU] = [
+            try! CommandAPDU(cla: 0x00, ins: 0xB0, p1: 0, p2: 0, le: 256),
+            try! CommandAPDU(cla: 0xA0, ins: 0xC0, p1: 0, p2: 0, le: 0x10),
+            try! CommandAPDU(cla: 0x00, ins: 0xD6, p1: 0, p2: 0, data: [UInt8](repeating: 0x5A, count: 600)),
+            try! CommandAPDU(cla: 0x00, ins: 0xB0, p1: 0, p2: 0, le: 4000),
+            try! CommandAPDU(cla: 0x80, ins: 0xCA, p1: 0x9F, p2: 0x7F, data: [1, 2, 3], le: 0x2D),
+            try! CommandAPDU(cla: 0x00, ins: 0xA4, p1: 0x04, p2: 0x00, data: [0xA0, 0, 0, 0, 3]),
+        ]
+        let command = commands[Int(data[1] & 0x7F) % commands.count]
+        var responses: [[UInt8]] = []
+        var i = 2
+        while i < data.count {
+            let n = Int(data[i])
+            i += 1
+            let end = min(data.count, i + n)
+            responses.append(Array(data[i..<end]))
+            i = end
+        }
+        let transport = FuzzedCard(responses: responses, extended: extended)
+        let channel = CardChannel(transport: transport, policy: policy)
+        _ = runBlocking { try? await channel.transmit(command) }
+        // The caller's chained segments are not automatic; everything else is.
+        let segments = (command.data.count > 255 && !(extended && policy.extendedLength)) ? (command.data.count - 1) / 255 : 0
+        let limit = 1 + segments + policy.maxAutomaticExchanges
+        guard transport.exchanges <= limit else { preconditionFailure("\(transport.exchanges) exchanges for a policy allowing \(limit)") }
+    }
+
+    // MARK: - Simulator protocol
+
+    /// Frames between the driver, the daemon and control clients; reader descriptions.
+    @Sendable public static func wire(_ data: [UInt8]) {
+        var i = 0
+        while i + 4 <= data.count {
+            guard let n = try? Frame.length(fromHeader: data[i..<(i + 4)]) else { return }
+            i += 4
+            guard i + n <= data.count else { return }
+            guard let frame = try? Frame(body: data[i..<(i + n)]) else { return }
+            i += n
+            guard (try? Frame(body: Array(frame.encoded().dropFirst(4)))) == frame else { preconditionFailure("frame does not round-trip") }
+            _ = frame.failure
+            _ = readU16(frame.payload, 1)
+            _ = readU32(frame.payload, 1)
+            if let d = try? ReaderDescription(decoding: frame.payload) {
+                _ = try? ReaderDescription(decoding: d.encoded())
+            }
+        }
+    }
+
+    /// PC/SC part 10 structures as any PC/SC client can send them through pcscd, executed by the
+    /// formatter with digits from the input.
+    @Sendable public static func pinStructures(_ data: [UInt8]) {
+        guard let first = data.first else { return }
+        let digits = (0..<Int(first & 0x0F)).map { UInt8(0x30 + ($0 * 7 + Int(first)) % 10) }
+        let body = Array(data.dropFirst())
+        if let v = try? PINVerifyStructure(bytes: body) {
+            if let apdu = try? v.command(digits: digits) {
+                guard apdu.count >= 6, Int(apdu[4]) == apdu.count - 5 - (v.template.le == nil ? 0 : 1) else { preconditionFailure("a verify APDU whose Lc is wrong") }
+            }
+            guard (try? PINVerifyStructure(bytes: v.encoded)) == v else { preconditionFailure("verify structure does not round-trip") }
+        }
+        if let m = try? PINModifyStructure(bytes: body) {
+            _ = try? m.command(current: digits, new: digits.reversed())
+            guard (try? PINModifyStructure(bytes: m.encoded)) == m else { preconditionFailure("modify structure does not round-trip") }
+        }
+        _ = PINPadCapabilities(features: Part10.decodeFeatureList(body), pinProperties: body, tlvProperties: Part10.decodeProperties(body))
+    }
+
+    // MARK: - Files
+
+    /// Card images (YAML); what loads is written and loads again the same.
+    @Sendable public static func cardImage(_ data: [UInt8]) {
+        guard data.count <= 1 << 16 else { return }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let image = try? CardImageLoader.load(text: text, source: "fuzz.yaml") else { return }
+        guard let again = try? CardImageLoader.load(text: CardImageWriter.yaml(image), source: "again.yaml") else {
+            preconditionFailure("an image that loads does not load again once written")
+        }
+        _ = again
+    }
+
+    /// Reader profiles (YAML).
+    @Sendable public static func readerProfile(_ data: [UInt8]) {
+        guard data.count <= 1 << 16 else { return }
+        _ = try? ReaderProfileLoader.load(text: String(decoding: data, as: UTF8.self), source: "fuzz.yaml")
+    }
+
+    /// Vitale, CPS and apCV personas (YAML), compiled when they load.
+    @Sendable public static func persona(_ data: [UInt8]) {
+        guard data.count <= 1 << 16 else { return }
+        let text = String(decoding: data, as: UTF8.self)
+        if let p = try? PersonaCompiler.load(text: text, source: "fuzz.yaml") { _ = PersonaCompiler.compile(p) }
+        _ = try? CPSPersonaCompiler.load(text: text, source: "fuzz.yaml")
+    }
+
+    /// The replay importers (pcscd `--apdu` logs, pcsc-spy output) and the images they make.
+    @Sendable public static func replayImport(_ data: [UInt8]) {
+        guard data.count <= 1 << 16 else { return }
+        let text = String(decoding: data, as: UTF8.self)
+        for format in ReplayImporter.Format.allCases {
+            guard let capture = try? ReplayImporter.parse(text, format: format) else { continue }
+            _ = try? ReplayImporter.image(capture, source: "fuzz", date: "2026-12-02")
+        }
+        _ = ReplayImporter.Format.detect(text)
+    }
+
+    // MARK: - The simulated card
+
+    /// The bundled images, one per kind, loaded once.
+    static let images: [CardImage] = ["demo/vitale2-demo.yaml", "vitale/vitale1.yaml", "cps/medecin-liberal.yaml", "cps/cps4-medecin.yaml",
+                                      "cps/cps3-sans-contact.yaml", "cps/cpa.yaml", "apcv/claire-exemple.yaml", "demo/iso-generic.yaml"].compactMap { path in
+        BundledImages.image(at: path).flatMap { try? CardImageLoader.load(text: $0.text, source: $0.path) }
+    }
+
+    /// Arbitrary command APDUs against a bundled image (the first byte picks it): an answer every
+    /// time, at least a status word, and the card's files unchanged (it accepts no write command).
+    @Sendable public static func simulatedCard(_ data: [UInt8]) {
+        guard let first = data.first, !images.isEmpty else { return }
+        let image = images[Int(first) % images.count]
+        let card = SimulatedCard(image: image)
+        let before = card.fileSnapshot
+        var i = 1
+        while i < data.count {
+            let n = Int(data[i])
+            i += 1
+            let end = min(data.count, i + n)
+            let command = Array(data[i..<end])
+            i = end
+            let response = card.process(command)
+            guard response.count >= 2 else { preconditionFailure("the simulated card answered \(response.count) bytes") }
+        }
+        guard card.fileSnapshot == before else { preconditionFailure("the card's files changed") }
+    }
+
+    // MARK: - Decoders of card answers
+
+    /// The Vitale and CPx readers over a card answering fuzzed responses (same input layout as
+    /// ``channel(_:)`` after a selector byte): a card or a typed error.
+    @Sendable public static func cardDecoders(_ data: [UInt8]) {
+        guard let first = data.first else { return }
+        var responses: [[UInt8]] = []
+        var i = 1
+        while i < data.count {
+            let n = Int(data[i])
+            i += 1
+            let end = min(data.count, i + n)
+            responses.append(Array(data[i..<end]))
+            i = end
+        }
+        let transport = FuzzedCard(responses: responses, extended: first & 0x80 != 0)
+        let channel = CardChannel(transport: transport)
+        switch first & 3 {
+        case 0: _ = runBlocking { try? await VitaleReader(channel: channel).read() }
+        case 1: _ = runBlocking { try? await VitaleReader(channel: channel).readVitale1() }
+        case 2:
+            let reader = CPSReader(channel: channel, generation: first & 4 != 0 ? .cps4 : .cps3)
+            _ = runBlocking { try? await reader.read() }
+        default:
+            let reader = CPSReader(channel: channel, generation: .cps3)
+            _ = runBlocking { try? await reader.pinStatus() }
+            _ = CPSReader.decodePINStatus(Array(data.dropFirst()))
+        }
+    }
+
+    /// apCV QR payloads and session tokens.
+    @Sendable public static func apcv(_ data: [UInt8]) {
+        _ = try? SessionToken(bytes: data)
+        let text = String(decoding: data, as: UTF8.self)
+        if let token = try? QRPayload.decode(text) {
+            _ = try? SessionToken(bytes: token)
+            guard (try? QRPayload.decode(QRPayload.encode(token))) == token else { preconditionFailure("QR payload does not round-trip") }
+        }
+    }
+
+    /// The apCV service's HTTP framing without the transport: the raw-byte header guard over the
+    /// bytes (a verdict for each byte up to the first refusal or the header's end, the end only on the
+    /// LF of an empty line, "too large" only past the limit), the request body, and the service's
+    /// answer documents (an identity that decodes encodes back to itself; an error status never yields one).
+    @Sendable public static func apcvHTTP(_ data: [UInt8]) {
+        let maximum = 256
+        var scanner = HTTPHeaderScanner(maximum: maximum)
+        scan: for (i, byte) in data.enumerated() {
+            switch scanner.feed(byte) {
+            case .more: continue
+            case .end:
+                guard byte == 10, i > 0, data[i - 1] == 10 || (data[i - 1] == 13 && i > 1 && data[i - 2] == 10) else {
+                    preconditionFailure("the header ended at byte \(i), which is not the LF of an empty line")
+                }
+                break scan
+            case .refused(.tooLarge):
+                guard i + 1 > maximum else { preconditionFailure("too large after \(i + 1) bytes, the limit is \(maximum)") }
+                break scan
+            case .refused(.folded), .refused(.whitespaceInName):
+                guard byte == 32 || byte == 9 else { preconditionFailure("a whitespace refusal on byte \(byte)") }
+                break scan
+            }
+        }
+        _ = IdentityRequest.parse(data)
+        if let card = try? IdentityDocument.identity(status: 200, body: data) {
+            let again = try? IdentityDocument.identity(status: 200, body: encodeJSON(IdentityDocument(identity: card)))
+            guard again == card else { preconditionFailure("an identity document does not round-trip") }
+        }
+        if (try? IdentityDocument.identity(status: 400, body: data)) != nil { preconditionFailure("an error status gave an identity") }
+    }
+
+    /// The image anonymiser over a card image (YAML): a typed refusal, or an image that is written,
+    /// loads again and is named as anonymised.
+    @Sendable public static func anonymiser(_ data: [UInt8]) {
+        guard data.count <= 1 << 16 else { return }
+        guard let image = try? CardImageLoader.load(text: String(decoding: data, as: UTF8.self), source: "fuzz.yaml") else { return }
+        guard let out = runBlocking({ try? await ImageAnonymiser.anonymise(image, seed: 1).image }) else { return }
+        guard out.name.hasPrefix("Anonymised "), (try? CardImageLoader.load(text: CardImageWriter.yaml(out), source: "anonymised.yaml")) != nil else {
+            preconditionFailure("an anonymised image does not load once written")
+        }
+    }
+
+    /// X.509 certificates, DER and PEM, through OpenSSL.
+    @Sendable public static func x509(_ data: [UInt8]) {
+        if let c = try? X509Certificate(der: data) {
+            _ = c.subjectValue("CN")
+            _ = try? c.publicKey()
+        }
+        _ = try? X509Certificate(pem: String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// A card that answers the fuzzer's responses in order, then `6F00`; counts the exchanges.
+final class FuzzedCard: CardTransport, @unchecked Sendable {
+    private let state: Mutex<(responses: [[UInt8]], next: Int, exchanges: Int)>
+    let capabilities: TransportCapabilities
+
+    init(responses: [[UInt8]], extended: Bool) {
+        state = Mutex((responses, 0, 0))
+        capabilities = extended ? .extended : .short
+    }
+
+    var exchanges: Int { state.withLock { $0.exchanges } }
+
+    func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
+        state.withLock { s in
+            s.exchanges += 1
+            guard s.next < s.responses.count else { return [0x6F, 0x00] }
+            defer { s.next += 1 }
+            return s.responses[s.next]
+        }
+    }
+}
+
+/// Runs `body` on the concurrency pool and waits for it (the fuzzer calls from its own thread).
+func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+    let result = Mutex<T?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        let value = await body()
+        result.withLock { $0 = value }
+        done.signal()
+    }
+    done.wait()
+    return result.withLock { $0! }
+}
