@@ -19,4 +19,12 @@ failed_tests=$(grep -E "^✘ Test .* failed after" "$log" | grep -cv "^✘ Test 
 if [ -n "$total" ]; then
   echo "tests: $((total - failed_tests)) passed, $failed_tests failed"
 fi
+
+# A short run of every libFuzzer target (Fuzz/, scripts/fuzz.sh): fails on a crash, leak, timeout or
+# out-of-memory. FUZZ_SECONDS=0 skips it (for a quick local run; CI always runs it).
+fuzz_seconds=${FUZZ_SECONDS:-30}
+if [ "${CI:-}" = true ] || [ "$fuzz_seconds" != 0 ]; then
+  [ "$fuzz_seconds" = 0 ] && fuzz_seconds=30
+  bash scripts/fuzz.sh --ci "$fuzz_seconds" || status=1
+fi
 exit "$status"
