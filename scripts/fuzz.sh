@@ -6,6 +6,7 @@
 #   scripts/fuzz.sh --ci [SECONDS]   every target for SECONDS (default 30), two at a time; fails on any
 #                                    crash, leak, timeout or out-of-memory (what scripts/test.sh runs)
 #   scripts/fuzz.sh --list           the targets
+#   FUZZ_RUNS=N scripts/fuzz.sh …    also stop a target after N executions (a campaign toward a count)
 #
 # Each target starts from its seeds (Fuzz/Corpus/TARGET, committed) and a working corpus kept in
 # Fuzz/.build-fuzz/corpus/TARGET between runs. An input that crashes, leaks, hangs (10 s) or takes more
@@ -32,6 +33,7 @@ case "${1:-}" in
     fi
     selected=$1; seconds=${2:-600} ;;
 esac
+if [ -n "${FUZZ_RUNS:-}" ] && ! [[ "$FUZZ_RUNS" =~ ^[1-9][0-9]*$ ]]; then say "FUZZ_RUNS must be a positive whole number, not '$FUZZ_RUNS'"; exit 2; fi
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then say "SECONDS must be a positive whole number, not '$seconds'"; exit 2; fi
 
 # libFuzzer and ASan come with the Swift toolchain. `--sanitize fuzzer` links libFuzzer; the combined
@@ -49,11 +51,12 @@ run() {
   local t=$1 s=$2
   local work="$scratch/corpus/$t" log="$scratch/logs/$t.log"
   mkdir -p "$work" "Fuzz/Regressions/$t" "$scratch/logs"
-  local status=0
+  local status=0 runs=()
+  [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
   # Leaks are checked after each input and at exit (Fuzz/lsan.supp says what is not a leak).
   ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:handle_abort=1" LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0" \
     "$bin/fuzz-$t" "$work" "Fuzz/Corpus/$t" -max_total_time="$s" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
-      -max_len=65536 -print_final_stats=1 -artifact_prefix="Fuzz/Regressions/$t/" >"$log" 2>&1 || status=$?
+      -max_len=65536 -print_final_stats=1 "${runs[@]}" -artifact_prefix="Fuzz/Regressions/$t/" >"$log" 2>&1 || status=$?
   local execs cov
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -oE "cov: [0-9]+" "$log" | tail -1 | cut -d' ' -f2)
