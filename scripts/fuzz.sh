@@ -3,13 +3,13 @@
 #
 #   scripts/fuzz.sh                  every target, 60 s each, one after the other (one core)
 #   scripts/fuzz.sh TARGET [SECONDS] one target (default 600 s); TARGET as in `scripts/fuzz.sh --list`
-#   scripts/fuzz.sh --ci [SECONDS]   every target for SECONDS (default 30), two at a time; fails on any
-#                                    crash, leak, timeout or out-of-memory (what scripts/test.sh runs)
+#   scripts/fuzz.sh --ci [SECONDS]   every target for SECONDS (default 15), two at a time, debug build; fails
+#                                    on any crash, leak, timeout or out-of-memory (what scripts/test.sh runs)
 #   scripts/fuzz.sh --list           the targets
 #   FUZZ_RUNS=N scripts/fuzz.sh …    also stop a target after N executions (a campaign toward a count)
 #
 # Each target starts from its seeds (Fuzz/Corpus/TARGET, committed) and a working corpus kept in
-# Fuzz/.build-fuzz/corpus/TARGET between runs. An input that crashes, leaks, hangs (10 s) or takes more
+# Fuzz/.build-fuzz/corpus/TARGET (Fuzz/.build-fuzz-ci/ for --ci) between runs. An input that crashes, leaks, hangs (10 s) or takes more
 # than 2 GiB is written to Fuzz/Regressions/TARGET/ (crash-…, leak-…, timeout-…, oom-…): commit it
 # with the fix, and the normal test suite replays it for good (Tests/FuzzRegressionTests).
 # A summary line per target gives its executions, coverage (edges) and outcome.
@@ -24,7 +24,7 @@ targets=$(ls Fuzz/Targets)
 mode=one
 case "${1:-}" in
   --list) printf '%s\n' $targets; exit 0 ;;
-  --ci) mode=ci; seconds=${2:-30}; selected=$targets ;;
+  --ci) mode=ci; seconds=${2:-15}; selected=$targets ;;
   "") mode=all; seconds=60; selected=$targets ;;
   *)
     if ! grep -qx -- "$1" <<<"$targets"; then
@@ -38,10 +38,14 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then say "SECONDS mus
 
 # libFuzzer and ASan come with the Swift toolchain. `--sanitize fuzzer` links libFuzzer; the combined
 # -sanitize=fuzzer,address reaches every Swift module (two separate -sanitize flags keep only the last).
-say "building the targets (release, libFuzzer + address sanitizer) in $scratch"
-swift build --package-path Fuzz -c release --sanitize fuzzer -Xswiftc -sanitize=fuzzer,address --scratch-path "$scratch" 2>&1 \
+# Campaigns use an optimised build (about four times the executions per second); the short CI runs use
+# a debug build, which compiles in half the time and keeps every debug precondition.
+configuration=release
+[ "$mode" = ci ] && { configuration=debug; scratch=Fuzz/.build-fuzz-ci; }
+say "building the targets ($configuration, libFuzzer + address sanitizer) in $scratch"
+swift build --package-path Fuzz -c "$configuration" --sanitize fuzzer -Xswiftc -sanitize=fuzzer,address --scratch-path "$scratch" 2>&1 \
   | grep -E "error|warning: unre|Compiling|Build" | grep -v "^\[" || true
-bin="$scratch/release"
+bin="$scratch/$configuration"
 for t in $selected; do
   [ -x "$bin/fuzz-$t" ] || { say "the build did not produce fuzz-$t"; exit 1; }
 done
