@@ -1,7 +1,7 @@
 // swift-tools-version: 6.0
-// CarteKit's libFuzzer targets: one executable per parser of untrusted input, each calling its entry
-// point in CarteFuzzEntries (the main package). Built only by scripts/fuzz.sh, with
-// `-sanitize=fuzzer,address`; the main package never builds them.
+// CarteKit's libFuzzer executable: `fuzz`, whose target (one per parser of untrusted input) is chosen by
+// CARTE_FUZZ_TARGET among the entry points of CarteFuzzEntries (the main package). Built only by
+// scripts/fuzz.sh, with `-sanitize=fuzzer,address`; the main package never builds it.
 import Foundation
 import PackageDescription
 
@@ -9,20 +9,16 @@ import PackageDescription
 let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 let rootIdentity = root.lastPathComponent.lowercased()
 
-// One target per folder of Targets/ (a test checks those folders against FuzzEntries.all).
-let names = ((try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("Fuzz/Targets").path)) ?? [])
-    .filter { !$0.hasPrefix(".") }.sorted()
-
 let package = Package(
     name: "CarteKitFuzz",
     dependencies: [.package(path: "..")],
-    targets: names.map { name in
+    targets: [
         .executableTarget(
-            name: "fuzz-\(name)",
+            name: "fuzz",
             dependencies: [.product(name: "CarteFuzzEntries", package: rootIdentity)],
-            path: "Targets/\(name)",
-            // libFuzzer provides main(); the target only defines LLVMFuzzerTestOneInput.
+            path: "Driver",
+            // libFuzzer provides main(); the executable only defines its hooks.
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
-        )
-    }
+        ),
+    ]
 )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds CarteKit's libFuzzer targets (Fuzz/) with address sanitizer and runs them.
+# Builds CarteKit's libFuzzer executable (Fuzz/) with address sanitizer and runs its targets.
 #
 #   scripts/fuzz.sh                  every target, 60 s each, one after the other (one core)
 #   scripts/fuzz.sh TARGET [SECONDS] one target (default 600 s); TARGET as in `scripts/fuzz.sh --list`
@@ -19,7 +19,7 @@ command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:/opt/swift/b
 
 say() { printf 'fuzz: %s\n' "$*" >&2; }
 scratch=Fuzz/.build-fuzz
-targets=$(ls Fuzz/Targets)
+targets=$(ls Fuzz/Corpus)
 
 mode=one
 case "${1:-}" in
@@ -46,9 +46,7 @@ say "building the targets ($configuration, libFuzzer + address sanitizer) in $sc
 swift build --package-path Fuzz -c "$configuration" --sanitize fuzzer -Xswiftc -sanitize=fuzzer,address --scratch-path "$scratch" 2>&1 \
   | grep -E "error|warning: unre|Compiling|Build" | grep -v "^\[" || true
 bin="$scratch/$configuration"
-for t in $selected; do
-  [ -x "$bin/fuzz-$t" ] || { say "the build did not produce fuzz-$t"; exit 1; }
-done
+[ -x "$bin/fuzz" ] || { say "the build did not produce $bin/fuzz"; exit 1; }
 
 # One run of one target; prints its summary line and returns libFuzzer's status.
 run() {
@@ -59,7 +57,7 @@ run() {
   [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
   # Leaks are checked after each input and at exit (Fuzz/lsan.supp says what is not a leak).
   ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:handle_abort=1" LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0" \
-    "$bin/fuzz-$t" "$work" "Fuzz/Corpus/$t" -max_total_time="$s" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
+    CARTE_FUZZ_TARGET="$t" "$bin/fuzz" "$work" "Fuzz/Corpus/$t" -max_total_time="$s" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
       -max_len=65536 -print_final_stats=1 "${runs[@]}" -artifact_prefix="Fuzz/Regressions/$t/" >"$log" 2>&1 || status=$?
   local execs cov
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -15,7 +15,8 @@ import CarteVitale
 import Dispatch
 import Synchronization
 
-/// The fuzz targets by name: `scripts/fuzz.sh` lists them, `Fuzz/Targets/<name>` calls them.
+/// The fuzz targets by name: `scripts/fuzz.sh` lists them, the `fuzz` executable (Fuzz/) runs the one
+/// CARTE_FUZZ_TARGET names, and each has its seeds in `Fuzz/Corpus/<name>`.
 public enum FuzzEntries {
     /// Every target and its entry point.
     public static let all: [(name: String, run: @Sendable ([UInt8]) -> Void)] = [
