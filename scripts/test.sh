@@ -22,9 +22,9 @@ fi
 
 # A short run of every libFuzzer target (Fuzz/, scripts/fuzz.sh): fails on a crash, leak, timeout or
 # out-of-memory. FUZZ_SECONDS=0 skips it (for a quick local run; CI always runs it).
-fuzz_seconds=${FUZZ_SECONDS:-15}
+fuzz_seconds=${FUZZ_SECONDS:-12}
 if [ "${CI:-}" = true ] || [ "$fuzz_seconds" != 0 ]; then
-  [ "$fuzz_seconds" = 0 ] && fuzz_seconds=15
+  [ "$fuzz_seconds" = 0 ] && fuzz_seconds=12
   bash scripts/fuzz.sh --ci "$fuzz_seconds" || status=1
 fi
 exit "$status"
