@@ -98,15 +98,7 @@ public enum FuzzEntries {
             try! CommandAPDU(cla: 0x00, ins: 0xA4, p1: 0x04, p2: 0x00, data: [0xA0, 0, 0, 0, 3]),
         ]
         let command = commands[Int(data[1] & 0x7F) % commands.count]
-        var responses: [[UInt8]] = []
-        var i = 2
-        while i < data.count {
-            let n = Int(data[i])
-            i += 1
-            let end = min(data.count, i + n)
-            responses.append(Array(data[i..<end]))
-            i = end
-        }
+        let responses = lengthPrefixed(data, from: 2)
         let transport = FuzzedCard(responses: responses, extended: extended)
         let channel = CardChannel(transport: transport, policy: policy)
         _ = runBlocking { try? await channel.transmit(command) }
@@ -222,14 +214,11 @@ public enum FuzzEntries {
         guard card.fileSnapshot == before else { preconditionFailure("the card's files changed") }
     }
 
-    // MARK: - Decoders of card answers
-
-    /// The Vitale and CPx readers over a card answering fuzzed responses (same input layout as
-    /// ``channel(_:)`` after a selector byte): a card or a typed error.
-    @Sendable public static func cardDecoders(_ data: [UInt8]) {
-        guard let first = data.first else { return }
+    /// The card's responses in a fuzz input: from `start` on, each is a length byte and that many
+    /// bytes (the last one cut short where the input ends).
+    static func lengthPrefixed(_ data: [UInt8], from start: Int) -> [[UInt8]] {
         var responses: [[UInt8]] = []
-        var i = 1
+        var i = start
         while i < data.count {
             let n = Int(data[i])
             i += 1
@@ -237,6 +226,16 @@ public enum FuzzEntries {
             responses.append(Array(data[i..<end]))
             i = end
         }
+        return responses
+    }
+
+    // MARK: - Decoders of card answers
+
+    /// The Vitale and CPx readers over a card answering fuzzed responses (same input layout as
+    /// ``channel(_:)`` after a selector byte): a card or a typed error.
+    @Sendable public static func cardDecoders(_ data: [UInt8]) {
+        guard let first = data.first else { return }
+        let responses = lengthPrefixed(data, from: 1)
         let transport = FuzzedCard(responses: responses, extended: first & 0x80 != 0)
         let channel = CardChannel(transport: transport)
         switch first & 3 {
