@@ -37,7 +37,7 @@ public enum FuzzEntries {
 
     // MARK: - CarteCore
 
-    /// ATR parsing: a typed error or an ATR that re-encodes to the bytes it was parsed from.
+    /// ATR parsing: a typed error or an ATR whose protocols and description can be read.
     @Sendable public static func atr(_ data: [UInt8]) {
         guard let atr = try? ATR(bytes: data) else { return }
         _ = atr.protocols
