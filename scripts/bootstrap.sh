@@ -10,6 +10,7 @@ PACKAGES=(
   libusb-1.0-0-dev                # USB diagnostics
   libssl-dev                      # OpenSSL for card crypto
   opensc pcsc-tools python3-pyscard  # independent PC/SC clients the tests drive (opensc-tool, pcsc_scan, pyscard)
+  curl libengine-pkcs11-openssl   # mutual TLS with the card's key through OpenSC's PKCS#11 (curl --engine pkcs11)
   util-linux procps iproute2      # unshare (private pcscd namespace), pgrep, ip (loopback in a private netns)
   vsmartcard-vpcd                 # stock vpcd, the second reference of `carte bench pcsc`
   gcc libc6-dev binutils valgrind # the C API: the C example and misuse program, nm/strip, valgrind checks

@@ -5,39 +5,107 @@ import CarteCrypto
 // PIN's status, CHANGE REFERENCE DATA, RESET RETRY COUNTER with the PUK, MSE SET, PSO HASH /
 // COMPUTE DIGITAL SIGNATURE / DECIPHER and INTERNAL AUTHENTICATE, with real RSA keys through OpenSSL.
 extension SimulatedCard {
-    /// IAS-ECC data object class bytes in a GET DATA `BF <class> <ref>` header.
+    /// IAS-ECC data object class bytes in a GET DATA `BF <class> <ref>` header (the class with bit 8,
+    /// "local to the current application", set).
     static let chvClass: UInt8 = 0x81
+    /// The class of an RSA private key SDO (`10` | `80`).
+    static let privateKeyClass: UInt8 = 0x90
 
-    /// GET DATA `CB 3F FF` with `4D … BF 81 <ref> …`: the CHV's maximum tries (`9A`), tries left
-    /// (`9B`) and usage counter (`9D`). Needs the MF selected (otherwise `6A88`, as OpenSC logged).
+    /// GET DATA `CB 3F FF` with the extended header list `4D … 70 … BF <class> <ref> <n> <tag> 80`:
+    /// an IAS-ECC security data object (SDO), as OpenSC's `iasecc` driver asks for it
+    /// (docs/research/opensc-iasecc-0.23.md §1).
+    ///
+    /// - CHV (class `81`, needs the MF selected, otherwise `6A88` as OpenSC logged): tag `A0` gives the
+    ///   DOCP as a real CPx answers it (OpenSC issue 2275: `9A` maximum tries, `9B` tries left, `9D`
+    ///   usage counter, `A1 { 8C … }` access rules); tag `7F41` gives the PIN's maximum (`80`) and
+    ///   minimum (`81`) lengths, never its value (**synthetic**: a real CPx's `7F41` answer is not public).
+    /// - RSA private key (class `90`, ref = key reference without bit 8): tag `A0` gives the DOCP with
+    ///   the key size in bytes (`80`) and the access rules of its operations (`A1 { 8C … }`), built from
+    ///   the image's key usages and use condition (**synthetic** encoding of IAS-ECC's scheme); tag `7F48`
+    ///   (the private components) gets `6A80`: they never leave the card.
+    /// - Anything else (the security environments `BF FB`, unknown objects): `6A88`, as a real CPx
+    ///   answers a security environment request (OpenSC issue 2275).
     func getData(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
         guard c.p1 == 0x3F, c.p2 == 0xFF else { return ([], .referencedDataNotFound) }
-        guard currentDF == 0 else { return ([], .referencedDataNotFound) }
-        // Find the three-byte SDO header BF <class> <ref> in the extended header list.
-        var header: (cls: UInt8, ref: UInt8)?
-        var i = c.data.startIndex
-        while i + 2 < c.data.endIndex {
-            if c.data[i] == 0xBF { header = (c.data[i + 1], c.data[i + 2]); break }
-            i += 1
+        guard let request = Self.sdoRequest(c.data) else { return ([], .incorrectData) }
+        switch request.cls {
+        case Self.chvClass:
+            guard currentDF == 0 else { return ([], .referencedDataNotFound) }
+            guard let pin = pins[request.ref] else { return ([], .referencedDataNotFound) }
+            switch request.tag {
+            case 0xA0:
+                var tries = pin.remaining
+                if pin.usageCounter == 0 { tries = 0 }  // the CPS3 contact interface reports 0 then
+                var inner: [TLV] = [TLV(tag: 0x9A, value: [UInt8(clamping: pin.maxTries)]), TLV(tag: 0x9B, value: [UInt8(clamping: tries)])]
+                if let usage = pin.usageCounter {
+                    inner.append(TLV(tag: 0x9D, value: usage > 0xFF ? [UInt8(usage >> 8 & 0xFF), UInt8(usage & 0xFF)] : [UInt8(usage)]))
+                }
+                // AMB F3: CHANGE 00 (always), VERIFY 00, RESET 13 (user authentication, SE 3: the PUK),
+                // PUT DATA FF (never), GET DATA 00 — a real CPx's rules (OpenSC issue 2275).
+                inner.append(TLV(tag: 0xA1, children: [TLV(tag: 0x8C, value: [0xF3, 0x00, 0x00, 0x13, 0xFF, 0x00])]))
+                return (Self.sdoAnswer(request, TLV(tag: 0xA0, children: inner)), .success)
+            case 0x7F41:
+                let length = UInt8(clamping: pin.value.count)
+                let data = TLV(tag: 0x7F41, children: [TLV(tag: 0x80, value: [length]), TLV(tag: 0x81, value: [min(length, 4)])])
+                return (Self.sdoAnswer(request, data), .success)
+            default:
+                return ([], .incorrectData)
+            }
+        case Self.privateKeyClass:
+            guard let entry = privateKeys[request.ref | 0x80] ?? privateKeys[request.ref] else { return ([], .referencedDataNotFound) }
+            switch request.tag {
+            case 0xA0:
+                let bytes = entry.rsa?.modulusBytes ?? 0
+                let rule: UInt8
+                switch entry.key.use {
+                case .always: rule = 0x00
+                case .never: rule = 0xFF
+                case .pin: rule = 0x12  // user authentication in SE 2 (synthetic number)
+                }
+                // AMB bits: 40 PSO COMPUTE DIGITAL SIGNATURE, 20 INTERNAL AUTHENTICATE, 10 PSO DECIPHER,
+                // 01 GET DATA (always); each set bit is followed by its rule, in that order.
+                var amb: UInt8 = 0x01
+                var rules: [UInt8] = []
+                for (bit, usage) in [(UInt8(0x40), CardImage.Key.Usage.sign), (0x20, .authenticate), (0x10, .decipher)] where entry.key.usages.contains(usage) {
+                    amb |= bit
+                    rules.append(rule)
+                }
+                let docp = TLV(tag: 0xA0, children: [
+                    TLV(tag: 0x80, value: [UInt8(bytes >> 8 & 0xFF), UInt8(bytes & 0xFF)]),
+                    TLV(tag: 0xA1, children: [TLV(tag: 0x8C, value: [amb] + rules + [0x00])]),
+                ])
+                return (Self.sdoAnswer(request, docp), .success)
+            case 0x7F48:
+                return ([], .incorrectData)
+            default:
+                return ([], .incorrectData)
+            }
+        default:
+            return ([], .referencedDataNotFound)
         }
-        guard let header else { return ([], .incorrectData) }
-        guard header.cls == Self.chvClass, let pin = pins[header.ref] else { return ([], .referencedDataNotFound) }
-        var tries = pin.remaining
-        if pin.usageCounter == 0 { tries = 0 }  // the CPS3 contact interface reports 0 then
-        var inner: [TLV] = [TLV(tag: 0x9A, value: [UInt8(clamping: pin.maxTries)]), TLV(tag: 0x9B, value: [UInt8(clamping: tries)])]
-        if let usage = pin.usageCounter {
-            inner.append(TLV(tag: 0x9D, value: usage > 0xFF ? [UInt8(usage >> 8 & 0xFF), UInt8(usage & 0xFF)] : [UInt8(usage)]))
-        }
-        // As a real CPx answers (OpenSC issue 2275): 70 { BF 81 01 { A0 { 9A 9B [9D] A1 { 8C … } } } }.
-        inner.append(TLV(tag: 0xA1, children: [TLV(tag: 0x8C, value: [0xF3, 0x00, 0x00, 0x13, 0xFF, 0x00])]))
-        let template = TLV(tag: 0xA0, children: inner).encoded()
-        var sdo: [UInt8] = [0xBF, header.cls, header.ref]
-        sdo += berLength(template.count)
-        sdo += template
-        return ([0x70] + berLength(sdo.count) + sdo, .success)
     }
 
-    private func berLength(_ n: Int) -> [UInt8] {
+    /// The object and tag an SDO GET DATA names: `4D L { 70 L { BF <class> <ref> L { <tag> 80 } } }`,
+    /// or `nil` when the data field is not that shape.
+    static func sdoRequest(_ data: [UInt8]) -> (cls: UInt8, ref: UInt8, tag: UInt32)? {
+        guard data.count >= 8, data[0] == 0x4D, Int(data[1]) == data.count - 2, data[2] == 0x70, Int(data[3]) == data.count - 4,
+              data[4] == 0xBF, Int(data[7]) == data.count - 8 else { return nil }
+        let list = data[8...]
+        guard list.last == 0x80, list.count == 2 || list.count == 3 else { return nil }
+        let tag = list.dropLast().reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        return (data[5], data[6], tag)
+    }
+
+    /// `70 L { BF <class> <ref> L { object } }`: how an IAS-ECC card wraps an SDO it returns.
+    static func sdoAnswer(_ request: (cls: UInt8, ref: UInt8, tag: UInt32), _ object: TLV) -> [UInt8] {
+        let body = object.encoded()
+        var sdo: [UInt8] = [0xBF, request.cls, request.ref]
+        sdo += berLength(body.count)
+        sdo += body
+        return [0x70] + berLength(sdo.count) + sdo
+    }
+
+    static func berLength(_ n: Int) -> [UInt8] {
         n < 0x80 ? [UInt8(n)] : n <= 0xFF ? [0x81, UInt8(n)] : [0x82, UInt8(n >> 8), UInt8(n & 0xFF)]
     }
 

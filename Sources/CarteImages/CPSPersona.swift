@@ -286,6 +286,16 @@ public enum CPSPersonaCompiler {
             TLV(tag: 0x0C, value: Array("CarteKit (synthetic test card)".utf8)),
             TLV(tag: 0x80, value: Array("\(p.type.rawValue) \(p.firstName) \(p.surname) (synthetic)".utf8)),
             TLV(tag: 0x03, value: [0x07, 0x80]),  // tokenflags: readOnly
+            // supportedAlgorithms [2]: what OpenSC's iasecc driver looks up to fill each MSE SET
+            // (docs/research/opensc-iasecc-0.23.md §3). Synthetic list; the algRef bytes are IAS-ECC's
+            // (AT 02, CT 1A, HT SHA-256 40, DST SHA-256 42).
+            // The contactless interface only does raw PKCS#1 (domain-facts §5.3): the first entry alone.
+            TLV(tag: 0xA2, children: Self.supportedAlgorithms.prefix(contactless ? 1 : Self.supportedAlgorithms.count).map { a in
+                TLV(tag: 0x30, children: [
+                    TLV(tag: 0x02, value: [a.reference]), TLV(tag: 0x02, value: a.mechanism), TLV(tag: 0x05, value: []),
+                    TLV(tag: 0x03, value: a.operations), TLV(tag: 0x02, value: [a.algRef]),
+                ])
+            }),
         ]).encoded()
         var cdf: [UInt8] = []
         var certificateEntries: [(UInt8, String, UInt16)] = [(1, CPSCertificate.Role.authentication.label, CPSLayout.authenticationCertificateFile)]
@@ -302,14 +312,17 @@ public enum CPSPersonaCompiler {
         // PrKDF: one private RSA key object per key (id matching its certificate, key reference, PIN 01 as authId).
         var prkdf: [UInt8] = []
         // KeyUsageFlags: decrypt(1) and sign(2) for authentication; sign(2) and nonRepudiation(9) for signature.
-        var keyEntries: [(UInt8, String, UInt8, [UInt8], Int)] = [(1, "Cle d'authentification CPS", authenticationKeyRef, [0x05, 0x60], authKey.modulusBytes * 8)]
-        if let signKey { keyEntries.append((2, "Cle de signature CPS", signatureKeyRef, [0x06, 0x20, 0x40], signKey.modulusBytes * 8)) }
-        for (id, label, ref, usage, bits) in keyEntries {
+        // algReference [1]: the supportedAlgorithms entries each key may use (RSA PKCS#1 v1.5 signature,
+        // for both; deciphering for the authentication key).
+        var keyEntries: [(UInt8, String, UInt8, [UInt8], Int, [UInt8])] = [(1, "Cle d'authentification CPS", authenticationKeyRef, [0x05, 0x60], authKey.modulusBytes * 8, contactless ? [1] : [1, 2])]
+        if let signKey { keyEntries.append((2, "Cle de signature CPS", signatureKeyRef, [0x06, 0x20, 0x40], signKey.modulusBytes * 8, [1])) }
+        for (id, label, ref, usage, bits, algorithms) in keyEntries {
             var common = [TLV(tag: 0x0C, value: Array(label.utf8)), TLV(tag: 0x03, value: [0x07, 0x80])]  // private
             if !contactless { common.append(TLV(tag: 0x04, value: [0x01])) }  // authId: the PIN
             prkdf += TLV(tag: 0x30, children: [
                 TLV(tag: 0x30, children: common),
-                TLV(tag: 0x30, children: [TLV(tag: 0x04, value: [id]), TLV(tag: 0x03, value: usage), TLV(tag: 0x02, value: [ref])]),
+                TLV(tag: 0x30, children: [TLV(tag: 0x04, value: [id]), TLV(tag: 0x03, value: usage), TLV(tag: 0x02, value: [ref]),
+                                          TLV(tag: 0xA1, children: algorithms.map { TLV(tag: 0x02, value: [$0]) })]),
                 TLV(tag: 0xA1, children: [TLV(tag: 0x30, children: [
                     TLV(tag: 0x30, children: [TLV(tag: 0x04, value: appPath)]),
                     TLV(tag: 0x02, value: [UInt8(bits >> 8), UInt8(bits & 0xFF)]),
@@ -317,9 +330,11 @@ public enum CPSPersonaCompiler {
             ]).encoded()
         }
         // AODF: the PIN (CHV 01) and the PUK (synthetic reference 02), ASCII digits padded with FF to 8 bytes.
-        func authObject(label: String, authId: UInt8, flags: [UInt8], reference: UInt8, minLength: UInt8) -> [UInt8] {
+        // The PIN's common attributes name the PUK's authId (02): how PKCS#15 says which object
+        // unblocks it (OpenSC's pkcs15-tool --unblock-pin verifies that reference, then RESET RETRY COUNTER).
+        func authObject(label: String, authId: UInt8, flags: [UInt8], reference: UInt8, minLength: UInt8, unblockedBy: UInt8? = nil) -> [UInt8] {
             TLV(tag: 0x30, children: [
-                TLV(tag: 0x30, children: [TLV(tag: 0x0C, value: Array(label.utf8)), TLV(tag: 0x03, value: [0x06, 0x40])]),
+                TLV(tag: 0x30, children: [TLV(tag: 0x0C, value: Array(label.utf8)), TLV(tag: 0x03, value: [0x06, 0x40])] + (unblockedBy.map { [TLV(tag: 0x04, value: [$0])] } ?? [])),
                 TLV(tag: 0x30, children: [TLV(tag: 0x04, value: [authId])]),
                 TLV(tag: 0xA1, children: [TLV(tag: 0x30, children: [
                     TLV(tag: 0x03, value: flags), TLV(tag: 0x0A, value: [0x01]), TLV(tag: 0x02, value: [minLength]),
@@ -327,7 +342,7 @@ public enum CPSPersonaCompiler {
                 ])]),
             ]).encoded()
         }
-        let aodf = authObject(label: "PIN porteur", authId: 1, flags: [0x02, 0x0C], reference: pinRef, minLength: 4)
+        let aodf = authObject(label: "PIN porteur", authId: 1, flags: [0x02, 0x0C], reference: pinRef, minLength: 4, unblockedBy: 2)
             + authObject(label: "PUK (synthetic reference)", authId: 2, flags: [0x01, 0x0E], reference: pukRef, minLength: 8)
 
         var ias: [CardImage.Node] = [
@@ -392,13 +407,33 @@ public enum CPSPersonaCompiler {
         var imageKeys = [CardImage.Key(reference: authenticationKeyRef, label: "authentication key (test key)", usages: contactless ? [.authenticate] : [.authenticate, .decipher],
                                        use: contactless ? .always : .pin(pinRef), privateKeyPEM: authKey.pem)]
         if let signKey {
-            imageKeys.append(CardImage.Key(reference: signatureKeyRef, label: "signature key (test key)", usages: [.sign], use: .pin(pinRef), privateKeyPEM: signKey.pem))
+            // INTERNAL AUTHENTICATE with the signature key is what PKCS#11's CKM_RSA_PKCS becomes on
+            // IAS-ECC (OpenSC 0.23): whether a real CPS3 allows it is not public ([U], synthetic here).
+            imageKeys.append(CardImage.Key(reference: signatureKeyRef, label: "signature key (test key)", usages: [.sign, .authenticate], use: .pin(pinRef), privateKeyPEM: signKey.pem))
         }
         var image = CardImage(name: p.name, summary: p.summary, synthetic: true, source: source, atr: atr, cardProtocol: proto, behaviour: behaviour,
                               root: CardImage.DedicatedFile(fid: 0x3F00, label: "MF", children: mf), pins: pins)
         image.keys = imageKeys
         return image
     }
+
+    /// One PKCS#15 `AlgorithmInfo` of EF.TokenInfo: its reference (what PrKDF `algReference` names),
+    /// the PKCS#11 mechanism, the operations (a BIT STRING) and the card's algorithm byte for MSE SET.
+    struct SupportedAlgorithm {
+        var reference: UInt8
+        var mechanism: [UInt8]
+        var operations: [UInt8]
+        var algRef: UInt8
+    }
+
+    /// The synthetic CPS3 list: CKM_RSA_PKCS signature (AT) and deciphering (CT), CKM_SHA256 hashing
+    /// (HT) and CKM_SHA256_RSA_PKCS (DST). Operations: compute-signature `06 40`, decipher `02 04`, hash `01 02`.
+    static let supportedAlgorithms: [SupportedAlgorithm] = [
+        SupportedAlgorithm(reference: 1, mechanism: [0x01], operations: [0x06, 0x40], algRef: 0x02),
+        SupportedAlgorithm(reference: 2, mechanism: [0x01], operations: [0x02, 0x04], algRef: 0x1A),
+        SupportedAlgorithm(reference: 3, mechanism: [0x02, 0x50], operations: [0x01, 0x02], algRef: 0x40),
+        SupportedAlgorithm(reference: 4, mechanism: [0x40], operations: [0x06, 0x40], algRef: 0x42),
+    ]
 
     /// The Luhn check digit of a digit string (the last digit of an RPPS number and of a CPx card's PAN).
     public static func luhn(_ digits: String) -> Int {

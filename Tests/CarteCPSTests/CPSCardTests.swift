@@ -54,6 +54,29 @@ struct CPSCardTests {
         #expect(try await b.raw("00 CB 3F FF 0A 4D 08 70 06 BF 81 07 02 A0 80 00").suffix(2) == [0x6A, 0x88])
     }
 
+    @Test func getDataOfKeysAndCHVDataAnswersWhatOpenSCsIASECCDriverParses() async throws {
+        let b = try CPSBench("medecin-liberal")
+        #expect(try await b.raw("00 A4 09 0C 04 3F 00 00 01") == [0x90, 0x00])
+        // The private key SDO (ref 02 = key 82): its private components never leave the card (6A80,
+        // which OpenSC reads as "no public part"), its DOCP gives the size in bytes and the access rules:
+        // AMB 61 = PSO CDS 12, INTERNAL AUTHENTICATE 12 (after the PIN), GET DATA 00.
+        #expect(try await b.raw("00 CB 3F FF 0B 4D 09 70 07 BF 90 02 03 7F 48 80 00") == [0x6A, 0x80])
+        let signKey = try await b.channel.transmit(bytes: try [UInt8](hex: "00 CB 3F FF 0A 4D 08 70 06 BF 90 02 02 A0 80 00"))
+        #expect(signKey.data == (try [UInt8](hex: "70 12 BF 90 02 0E A0 0C 80 02 01 00 A1 06 8C 04 61 12 12 00")))
+        // Key 81 (authentication and deciphering): AMB 31 = INTERNAL AUTHENTICATE, PSO DECIPHER, GET DATA.
+        let authKey = try await b.channel.transmit(bytes: try [UInt8](hex: "00 CB 3F FF 0A 4D 08 70 06 BF 90 01 02 A0 80 00"))
+        #expect(authKey.data == (try [UInt8](hex: "70 12 BF 90 01 0E A0 0C 80 02 01 00 A1 06 8C 04 31 12 12 00")))
+        #expect(try await b.raw("00 CB 3F FF 0A 4D 08 70 06 BF 90 05 02 A0 80 00") == [0x6A, 0x88])
+        // The CHV's lengths (no value), with the MF selected; security environments are not given out.
+        #expect(try await b.raw("00 A4 09 0C 02 3F 00") == [0x90, 0x00])
+        let chv = try await b.channel.transmit(bytes: try [UInt8](hex: "00 CB 3F FF 0B 4D 09 70 07 BF 81 01 03 7F 41 80 00"))
+        #expect(chv.data == (try [UInt8](hex: "70 0D BF 81 01 09 7F 41 06 80 01 08 81 01 04")))
+        #expect(try await b.raw("00 CB 3F FF 0A 4D 08 70 06 BF FB 03 02 7B 80 00") == [0x6A, 0x88])
+        // A header list that is not an SDO request is refused as bad data.
+        #expect(try await b.raw("00 CB 3F FF 03 5C 01 7E 00") == [0x6A, 0x80])
+        #expect(try await b.raw("00 CB 3F FF 0A 4D 09 70 06 BF 90 02 02 A0 80 00") == [0x6A, 0x80])
+    }
+
     @Test func verifyCountsDownBlocksAndThePUKUnblocks() async throws {
         let b = try CPSBench("medecin-liberal")
         let wrong = "00 20 00 01 08 39 39 39 39 FF FF FF FF"

@@ -92,7 +92,8 @@ struct CPSPersonaTests {
             #expect(error.field.hasPrefix("keys[") && error.field.hasSuffix(".private-key"))
             #expect(!error.description.contains("XII"))
         }
-        let usage = text.replacingOccurrences(of: "usage: [sign]", with: "usage: [sing]")
+        let usage = text.replacingOccurrences(of: "usage: [sign, authenticate]", with: "usage: [sing, authenticate]")
+        #expect(usage != text)
         #expect(throws: CardImageError.self) { try CardImageLoader.load(text: usage, source: "k.yaml") }
         let image = try CardImageLoader.load(text: text, source: "k.yaml")
         #expect(!"\(image.keys)".contains("PRIVATE KEY"))
