@@ -32,6 +32,8 @@ let package = Package(
         .library(name: "CarteCPS", targets: ["CarteCPS"]),
         .library(name: "CarteApCV", targets: ["CarteApCV"]),
         .library(name: "CarteApCVHTTP", targets: ["CarteApCVHTTP"]),
+        /// The synthetic rights-consultation service over mutual TLS and its client signing with a CPx card.
+        .library(name: "CarteRights", targets: ["CarteRights"]),
         /// The fuzz targets' entry points (Fuzz/ builds them with libFuzzer; the test suite replays them).
         .library(name: "CarteFuzzEntries", targets: ["CarteFuzzEntries"]),
         /// The C API: libCarteC.so, installed as libcarte.so.1 with include/carte.h (scripts/install-capi.sh).
@@ -94,6 +96,13 @@ let package = Package(
         .target(
             name: "CarteApCV",
             dependencies: ["CarteCore", "CarteVitale", "CarteCrypto", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The synthetic online rights-consultation service (mutual TLS 1.2 on loopback, system OpenSSL's
+        /// libssl) and its client, whose handshake signature comes from a CPx card (TLSClientKey).
+        .target(
+            name: "CarteRights",
+            dependencies: ["COpenSSL", "CarteCrypto", "CarteKit", "CarteVitale", "CarteApCV", logging],
             swiftSettings: strictSwiftSettings
         ),
         /// The simulated apCV service over HTTP on loopback (SwiftNIO) and its client (AsyncHTTPClient).
@@ -276,6 +285,7 @@ let package = Package(
                 "CarteImages",
                 "CarteSimDaemon",
                 "CarteApCVHTTP",
+                "CarteRights",
                 "CartePCSC",
                 "CarteVitale",
                 "CarteCPS",

@@ -18,6 +18,9 @@ public struct CertificateBuilder: Sendable {
     public var isCertificateAuthority: Bool
     /// Extended key usage short names (`clientAuth`, `emailProtection`…), if any.
     public var extendedKeyUsage: [String] = []
+    /// Subject alternative names in OpenSSL's configuration syntax (`IP:127.0.0.1`, `DNS:localhost`):
+    /// what a TLS client checks a server's address against.
+    public var subjectAlternativeNames: [String] = []
 
     /// Creates a builder.
     public init(subject: [(String, String)], serial: UInt64, notBefore: Int64, notAfter: Int64, keyUsage: Set<X509Certificate.KeyUsage>, isCertificateAuthority: Bool = false, extendedKeyUsage: [String] = []) {
@@ -62,6 +65,7 @@ public struct CertificateBuilder: Sendable {
         let usage = X509Certificate.KeyUsage.allCases.filter(keyUsage.contains).map(\.rawValue)
         if !usage.isEmpty { extensions.append((NID_key_usage, "critical," + usage.joined(separator: ","))) }
         if !extendedKeyUsage.isEmpty { extensions.append((NID_ext_key_usage, extendedKeyUsage.joined(separator: ","))) }
+        if !subjectAlternativeNames.isEmpty { extensions.append((NID_subject_alt_name, subjectAlternativeNames.joined(separator: ","))) }
         extensions.append((NID_subject_key_identifier, "hash"))
         if issuer != nil || isCertificateAuthority { extensions.append((NID_authority_key_identifier, "keyid:always")) }
         for (nid, value) in extensions {

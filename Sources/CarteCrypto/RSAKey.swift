@@ -20,7 +20,7 @@ public enum DigestAlgorithm: String, Sendable, Hashable, CaseIterable {
 /// Its text forms never show the key; ``pem`` does, on purpose, for writing card images.
 public final class RSAPrivateKey: @unchecked Sendable, CustomStringConvertible {
     // Immutable after init; OpenSSL allows concurrent use of one EVP_PKEY for sign/decrypt.
-    let key: OpaquePointer
+    package let key: OpaquePointer
 
     private init(owning key: OpaquePointer) { self.key = key }
     deinit { EVP_PKEY_free(key) }
@@ -105,7 +105,7 @@ public final class RSAPrivateKey: @unchecked Sendable, CustomStringConvertible {
 
 /// An RSA public key (`SubjectPublicKeyInfo`), for verifying card signatures and enciphering for a card.
 public final class RSAPublicKey: @unchecked Sendable, Hashable {
-    let key: OpaquePointer
+    package let key: OpaquePointer
     /// The DER `SubjectPublicKeyInfo`.
     public let der: [UInt8]
 

@@ -5,7 +5,7 @@ internal import Glibc
 
 /// An X.509 certificate decoded by OpenSSL: the fields a health professional's software shows and checks.
 public final class X509Certificate: @unchecked Sendable, Hashable, CustomStringConvertible {
-    let x509: OpaquePointer
+    package let x509: OpaquePointer
     /// The DER encoding, as stored on the card.
     public let der: [UInt8]
 

@@ -46,14 +46,29 @@ extension VitaleDate {
 /// `carte read --json`, schema `carte.vitale/1` (docs/json.md).
 public struct VitaleReport: Encodable, Sendable {
     var schema = "carte.vitale/1"
-    let reader: String
+    private(set) var reader: String
     let date: String
     let generation: String
     let syntheticLayout: Bool
     let card: CardPart
-    let people: [Person]
+    private(set) var people: [Person]
     let issues: [String]
     let apduCount: Int
+
+    /// The NIRs (15 characters) of the people on the card, in card order; unreadable ones are skipped.
+    public var nirs: [String] { people.compactMap(\.nir) }
+
+    /// The same report with only the person whose NIR is `nir` (15 characters, as ``nirs`` gives
+    /// them) and `reader` as its source, or `nil` when nobody on the card has it: what the synthetic
+    /// rights service answers (`carte sim rights-service`, docs/json.md `carte.rights/1`).
+    public func restricted(toNIR nir: String, reader: String) -> VitaleReport? {
+        let matching = people.filter { $0.nir == nir }
+        guard !matching.isEmpty else { return nil }
+        var copy = self
+        copy.people = matching
+        copy.reader = reader
+        return copy
+    }
 
     struct CardPart: Encodable, Sendable {
         let type: String?

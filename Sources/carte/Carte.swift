@@ -28,10 +28,12 @@ struct Carte: AsyncParsableCommand {
               6   an appli carte Vitale token was refused: forged, signed by an unknown key, for another
                   software, expired, already used, or for no known person (carte read)
               7   carte doctor found a failing check (its report says what and how to fix it)
+              8   the rights service refused the request or the card's certificate, or cannot be reached
+                  (carte rights)
               64  invalid command line (unknown option, missing argument)
             """,
         version: CarteVersion.string,
-        subcommands: [ReadCommand.self, RecordCommand.self, DoctorCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
+        subcommands: [ReadCommand.self, RecordCommand.self, DoctorCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, RightsCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
     )
 
     /// ArgumentParser's entry point, plus one step: a long-running command (``StopSignals/commands``)
@@ -67,6 +69,7 @@ enum CarteExit {
     static let pinRefused: Int32 = 5
     static let tokenRefused: Int32 = 6
     static let diagnosticFailed: Int32 = 7
+    static let rightsRefused: Int32 = 8
 }
 
 /// Options shared by every command.

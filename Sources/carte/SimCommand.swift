@@ -15,7 +15,7 @@ struct SimCommand: AsyncParsableCommand {
             PC/SC program (pcsc_scan, opensc-tool, pyscard, your software) then sees the virtual readers. \
             Cards are inserted and removed at run time with carte sim insert/remove. See docs/simulator.md.
             """,
-        subcommands: [Serve.self, Insert.self, Remove.self, Fault.self, Keypad.self, Status.self, ReaderConf.self, Soak.self, ApCVServiceCommand.self, ApCVQR.self]
+        subcommands: [Serve.self, Insert.self, Remove.self, Fault.self, Keypad.self, Status.self, ReaderConf.self, Soak.self, ApCVServiceCommand.self, ApCVQR.self, RightsServiceCommand.self]
     )
 
     struct SocketOption: ParsableArguments {

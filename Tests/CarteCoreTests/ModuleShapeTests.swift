@@ -46,6 +46,7 @@ struct ModuleShapeTests {
         "CarteCPS": ["CarteCore", "CarteCrypto"],
         "CarteApCV": ["CarteCore", "CarteCrypto", "CarteVitale"],
         "CarteApCVHTTP": ["CarteApCV", "CarteVitale"],
+        "CarteRights": ["COpenSSL", "CarteCrypto", "CarteKit", "CarteVitale", "CarteApCV"],
         "CarteKit": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV"],
         "CarteEmulator": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteApCV"],
         "CarteImages": ["CarteEmulator", "CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteBundledProfiles"],
