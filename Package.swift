@@ -395,6 +395,11 @@ let package = Package(
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
+            name: "CarteRightsTests",
+            dependencies: ["CarteRights", "CarteApCV", "CarteBundledImages", "CarteCore", "CarteCPS", "CarteCrypto", "CarteEmulator", "CarteImages", "CarteKit", "CarteVitale", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        .testTarget(
             name: "CarteCLITests",
             dependencies: ["carte", "PCSCTestSupport"],
             swiftSettings: strictSwiftSettings

@@ -221,35 +221,13 @@ public final class RightsServer: Sendable {
         guard let (head, _) = TLS.readHead(ssl, limit: 8192) else {
             return refuse(400, "bad-request", "no complete request head within 8 KiB and \(connectionTimeout) s")
         }
-        guard let text = String(validating: head, as: UTF8.self) else { return refuse(400, "bad-request", "the request head is not UTF-8") }
-        let lines = text.components(separatedBy: "\r\n")
-        let parts = lines[0].split(separator: " ", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { return refuse(400, "bad-request", "malformed request line") }
-        guard parts[0] == "GET" else { return refuse(405, "method-not-allowed", "only GET /rights/v1/<NIR> is served") }
-        for line in lines.dropFirst() where !line.isEmpty {
-            guard let colon = line.firstIndex(of: ":"), !line[..<colon].contains(" ") else { return refuse(400, "bad-request", "malformed header line") }
-            let name = line[..<colon].lowercased()
-            if name == "content-length", line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) != "0" {
-                return refuse(400, "bad-request", "a GET has no body")
-            }
-            if name == "transfer-encoding" { return refuse(400, "bad-request", "a GET has no body") }
-        }
-        let target = String(parts[1])
-        let pathAndQuery = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        let path = String(pathAndQuery[0])
-        guard path.hasPrefix("/rights/v1/") else { return refuse(404, "not-found", "unknown path; the service answers GET /rights/v1/<NIR>") }
-        let nirText = String(path.dropFirst("/rights/v1/".count)).replacingOccurrences(of: "%20", with: "")
+        let request: RightsRequest
+        do { request = try RightsRequest.parse(head: head) } catch { return refuse(error.status, error.kind, error.message) }
         var day: VitaleDate
-        do { day = try VitaleDate.todayInParis() } catch { return refuse(500, "internal", "cannot form today's date") }
-        if pathAndQuery.count == 2 {
-            for item in pathAndQuery[1].split(separator: "&") {
-                let kv = item.split(separator: "=", maxSplits: 1).map(String.init)
-                guard kv.count == 2, kv[0] == "date" else { return refuse(400, "bad-request", "unknown query parameter \"\(item.prefix(32))\" (only date=YYYY-MM-DD)") }
-                let digits = kv[1].replacingOccurrences(of: "-", with: "")
-                guard kv[1].count == 10, let d = VitaleDate(digits), !d.isLunar else { return refuse(400, "bad-request", "date takes YYYY-MM-DD") }
-                day = d
-            }
+        if let date = request.date { day = date } else {
+            do { day = try VitaleDate.todayInParis() } catch { return refuse(500, "internal", "cannot form today's date") }
         }
+        let nirText = request.nir
         do {
             let answer = try service.answer(nir: nirText, on: day, professional: professional)
             return (200, answer.json(), "rights of \(answer.nir) on \(answer.date)")

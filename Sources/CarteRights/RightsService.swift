@@ -79,6 +79,64 @@ public struct RightsAnswer: Encodable, Sendable {
     }
 }
 
+/// A request of the rights service, parsed from its HTTP head (untrusted bytes: the fuzz target
+/// `rights-request` checks this never traps).
+package struct RightsRequest: Hashable, Sendable {
+    /// The NIR as the path gives it (`%20` spaces removed), not yet checked.
+    package var nir: String
+    /// The `date=YYYY-MM-DD` query parameter, if any.
+    package var date: VitaleDate?
+
+    /// Why a request is refused: the HTTP status, the error kind and message of `carte.rights-error/1`.
+    package struct Refusal: Error, Hashable, Sendable {
+        package var status: Int
+        package var kind: String
+        package var message: String
+        init(_ status: Int, _ kind: String, _ message: String) {
+            self.status = status
+            self.kind = kind
+            self.message = message
+        }
+    }
+
+    /// Parses `GET /rights/v1/<NIR>[?date=YYYY-MM-DD] HTTP/1.x` and its header lines (no body allowed).
+    package static func parse(head: [UInt8]) throws(Refusal) -> RightsRequest {
+        guard let text = String(validating: head, as: UTF8.self) else { throw Refusal(400, "bad-request", "the request head is not UTF-8") }
+        let lines = text.components(separatedBy: "\r\n")
+        let parts = lines[0].split(separator: " ", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[2].hasPrefix("HTTP/1.") else { throw Refusal(400, "bad-request", "malformed request line") }
+        guard parts[0] == "GET" else { throw Refusal(405, "method-not-allowed", "only GET /rights/v1/<NIR> is served") }
+        for line in lines.dropFirst() where !line.isEmpty {
+            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex, !line[..<colon].contains(" "), !line[..<colon].contains("\t") else {
+                throw Refusal(400, "bad-request", "malformed header line")
+            }
+            let name = line[..<colon].lowercased()
+            if name == "content-length", line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) != "0" {
+                throw Refusal(400, "bad-request", "a GET has no body")
+            }
+            if name == "transfer-encoding" { throw Refusal(400, "bad-request", "a GET has no body") }
+        }
+        let target = parts[1]
+        let pathAndQuery = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let path = pathAndQuery[0]
+        guard path.hasPrefix("/rights/v1/") else { throw Refusal(404, "not-found", "unknown path; the service answers GET /rights/v1/<NIR>") }
+        let nir = String(path.dropFirst("/rights/v1/".count)).replacingOccurrences(of: "%20", with: "")
+        var date: VitaleDate? = nil
+        if pathAndQuery.count == 2 {
+            for item in pathAndQuery[1].split(separator: "&", omittingEmptySubsequences: false) {
+                let kv = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                guard kv.count == 2, kv[0] == "date" else {
+                    throw Refusal(400, "bad-request", "unknown query parameter \"\(item.prefix(32))\" (only date=YYYY-MM-DD)")
+                }
+                let digits = kv[1].replacingOccurrences(of: "-", with: "")
+                guard kv[1].count == 10, digits.count == 8, let d = VitaleDate(digits), !d.isLunar else { throw Refusal(400, "bad-request", "date takes YYYY-MM-DD") }
+                date = d
+            }
+        }
+        return RightsRequest(nir: nir, date: date)
+    }
+}
+
 /// An error document of the service, schema `carte.rights-error/1`.
 struct RightsErrorDocument: Codable {
     var schema = "carte.rights-error/1"
