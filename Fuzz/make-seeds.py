@@ -20,8 +20,11 @@ def hexbytes(text):
 def write(target, blobs):
     d = os.path.join(corpus, target)
     os.makedirs(d, exist_ok=True)
+    # Only this script's own seeds (16 hex digits) are replaced: what a campaign added (libFuzzer's
+    # 40-digit names, merged back into the corpus) stays.
     for old in os.listdir(d):
-        os.remove(os.path.join(d, old))
+        if re.fullmatch(r"[0-9a-f]{16}", old):
+            os.remove(os.path.join(d, old))
     seen = set()
     for b in blobs:
         if b in seen:
@@ -140,6 +143,14 @@ http = [b"POST /apcv/v1/identity HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ap
         b'{"token":"not base64!","software-id":"X"}']
 http += [read(p) for p in files("Fuzz/Fixtures", ext=".json")]
 write("apcv-http", http)
+
+# The rights service's HTTP framing (carte sim rights-service): request heads and answers.
+answer = b'{"schema":"carte.rights-error/1","status":404,"error":"unknown-nir","message":"no one with NIR 299019900000077"}'
+write("rights-http", [b"GET /rights/v1/172056912304522?date=2026-06-15 HTTP/1.1\r\nHost: 127.0.0.1:8443\r\nAccept: application/json",
+                      b"GET /rights/v1/2%2072%2005%2069 HTTP/1.0\r\nContent-Length: 0", b"POST /rights/v1/1 HTTP/1.1\r\nTransfer-Encoding: chunked",
+                      b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                      b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer,
+                      b"HTTP/1.1 400 Bad Request\r\nContent-Length: 99999\r\n\r\n{}"])
 
 x509 = []
 for p in files("CardImages/cps/pki", ext=".pem"):

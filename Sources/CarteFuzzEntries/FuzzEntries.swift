@@ -10,6 +10,7 @@ import CarteCPS
 import CarteCrypto
 import CarteEmulator
 import CarteImages
+import CarteRights
 import CarteSimProtocol
 import CarteVitale
 import Dispatch
@@ -24,6 +25,7 @@ public enum FuzzEntries {
         ("wire", wire), ("pin-structures", pinStructures), ("card-image", cardImage), ("reader-profile", readerProfile),
         ("persona", persona), ("replay-import", replayImport), ("simulated-card", simulatedCard),
         ("card-decoders", cardDecoders), ("apcv", apcv), ("apcv-http", apcvHTTP), ("anonymiser", anonymiser), ("x509", x509),
+        ("rights-http", rightsHTTP),
     ]
 
     /// Builds the one-time state of the targets (the bundled images) before the first input, so
@@ -346,4 +348,22 @@ func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
     }
     done.wait()
     return result.withLock { $0! }
+
+}
+
+extension FuzzEntries {
+    // MARK: - CarteRights
+
+    /// The rights service's HTTP framing: the same bytes as a request head (server side) and as an
+    /// answer (client side). Each gives a typed refusal or a value that keeps its promises: a NIR with
+    /// no encoded space left, a body no longer than what arrived.
+    @Sendable static func rightsHTTP(_ data: [UInt8]) {
+        if let request = try? RightsRequest.parse(head: data) {
+            precondition(!request.nir.contains("%20"), "a parsed NIR still holds an encoded space")
+            if let nir = try? RightsService.normalise(nir: request.nir) { precondition(nir.count == 15, "a normalised NIR is not 15 characters") }
+        }
+        if let body = try? RightsClient.parseResponse(data, nir: "299019900000077") {
+            precondition(body.count <= data.count, "a body longer than the answer")
+        }
+    }
 }

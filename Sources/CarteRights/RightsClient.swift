@@ -132,26 +132,36 @@ public enum RightsClient {
             response += chunk[0..<Int(n)]
         }
         guard response.count <= 4 << 20 else { throw .protocolError("the answer exceeds 4 MiB") }
+        _ = SSL_shutdown(ssl)
+        let body = try parseResponse(response, nir: nir)
+        return RightsReply(json: body, signatures: signer?.count ?? 0, handshakeSeconds: seconds(handshake), signatureSeconds: signer?.seconds ?? 0)
+    }
+
+    /// The body of a `200` answer of the service, or the typed error its status and error document
+    /// say (untrusted bytes: the fuzz target `rights-http` checks this never traps).
+    package static func parseResponse(_ response: [UInt8], nir: String) throws(RightsError) -> [UInt8] {
         guard let end = TLS.headEnd(response), let head = String(validating: response[..<end], as: UTF8.self) else {
             throw .protocolError("the answer has no complete HTTP head")
         }
         let lines = head.components(separatedBy: "\r\n")
         let status = lines[0].split(separator: " ")
-        guard status.count >= 2, status[0].hasPrefix("HTTP/1."), let code = Int(status[1]) else { throw .protocolError("malformed status line \"\(lines[0].prefix(64))\"") }
+        guard status.count >= 2, status[0].hasPrefix("HTTP/1."), status[1].count == 3, let code = Int(status[1]) else {
+            throw .protocolError("malformed status line \"\(lines[0].prefix(64))\"")
+        }
         var body = Array(response[(end + 4)...])
         if let lengthLine = lines.first(where: { $0.lowercased().hasPrefix("content-length:") }) {
-            guard let n = Int(lengthLine.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)), n >= 0, n <= body.count else {
-                throw .protocolError("the answer is shorter than its Content-Length")
+            let value = lengthLine.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)
+            guard value.count <= 9, value.allSatisfy(\.isASCII), let n = Int(value), n >= 0, n <= body.count else {
+                throw .protocolError("the answer is shorter than its Content-Length (or the length is malformed)")
             }
             body = Array(body.prefix(n))
         }
-        _ = SSL_shutdown(ssl)
         guard code == 200 else {
             let document = try? JSONDecoder().decode(RightsErrorDocument.self, from: Data(body))
             if code == 404, document?.error == "unknown-nir" { throw .unknownNIR(nir) }
-            throw .serviceError(status: code, message: document?.message ?? "no error document")
+            throw .serviceError(status: code, message: document.map { String($0.message.prefix(512)) } ?? "no error document")
         }
-        return RightsReply(json: body, signatures: signer?.count ?? 0, handshakeSeconds: seconds(handshake), signatureSeconds: signer?.seconds ?? 0)
+        return body
     }
 
     private static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
