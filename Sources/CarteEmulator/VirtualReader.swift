@@ -194,6 +194,10 @@ public final class VirtualSlot: Sendable {
         return outcome
     }
 
+    /// How many APDUs the card in the slot has been sent since it was inserted (what benchmarks count
+    /// for clients they do not trace, such as OpenSC through pcscd).
+    public var apduCount: Int { state.withLock { $0.faults.apdus } }
+
     /// How many times a card was inserted or removed (lets a driver notice a swap between two polls).
     public var insertionCount: Int { state.withLock { $0.insertion } }
 

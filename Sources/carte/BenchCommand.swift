@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure CarteKit's speed against references measured in the same run.",
-        subcommands: [Core.self, PCSC.self, Vitale.self, CPS.self, ApCV.self, Doctor.self]
+        subcommands: [Core.self, PCSC.self, Vitale.self, CPS.self, ApCV.self, Rights.self, Doctor.self]
     )
 
     struct Core: AsyncParsableCommand {

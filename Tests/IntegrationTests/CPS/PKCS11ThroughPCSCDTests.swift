@@ -87,6 +87,22 @@ extension SharedSandboxTests {
         let hashed = try pkcs11(s, ["--login", "--pin", "1234", "--sign", "-m", "SHA256-RSA-PKCS", "--id", "02", "-i", messageFile, "-o", messageFile + ".sig"])
         #expect(hashed.status != 0 && (hashed.stdout + hashed.stderr).contains("CKR_FUNCTION_NOT_SUPPORTED"), "\(hashed.stdout)\(hashed.stderr)")
 
+        // PSO DECIPHER (MSE SET CT, then a 2048-bit cryptogram in two chained commands over T=0) with the
+        // authentication key: OpenSSL enciphers for the card's certificate, PKCS#11 deciphers.
+        let authCertificate = s.directory.appendingPathComponent("auth.pem").path
+        try (try s.run("/usr/bin/pkcs15-tool", ["-r", "1", "--read-certificate", "01"])).stdout.write(toFile: authCertificate, atomically: true, encoding: .utf8)
+        let authKey = s.directory.appendingPathComponent("auth-key.pem").path
+        #expect(try s.run("/usr/bin/openssl", ["x509", "-in", authCertificate, "-pubkey", "-noout", "-out", authKey]).status == 0)
+        let plain = s.directory.appendingPathComponent("plain.txt").path, cryptogram = plain + ".enc", deciphered = plain + ".dec"
+        try "clé de session 42".write(toFile: plain, atomically: true, encoding: .utf8)
+        #expect(try s.run("/usr/bin/openssl", ["pkeyutl", "-encrypt", "-pubin", "-inkey", authKey, "-in", plain, "-out", cryptogram]).status == 0)
+        let decrypt = try pkcs11(s, ["--login", "--pin", "1234", "--decrypt", "-m", "RSA-PKCS", "--id", "01", "-i", cryptogram, "-o", deciphered])
+        #expect(decrypt.status == 0, "\(decrypt.stderr)")
+        #expect(try String(contentsOfFile: deciphered, encoding: .utf8) == "clé de session 42")
+        // The signature key has no deciphering right: OpenSC does not even offer it.
+        let refused = try pkcs11(s, ["--login", "--pin", "1234", "--decrypt", "-m", "RSA-PKCS", "--id", "02", "-i", cryptogram, "-o", deciphered + "2"])
+        #expect(refused.status != 0, "\(refused.stdout)")
+
         // A wrong PIN: PKCS#11 says incorrect, and the token flags give the tries left the way PKCS#11
         // can (count low after one, final try after two), read from the card's counter each time.
         let wrong = try pkcs11(s, ["--login", "--pin", "9999", "--list-objects"])
