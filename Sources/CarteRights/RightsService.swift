@@ -82,7 +82,7 @@ public struct RightsAnswer: Encodable, Sendable {
 /// A request of the rights service, parsed from its HTTP head (untrusted bytes: the fuzz target
 /// `rights-request` checks this never traps).
 package struct RightsRequest: Hashable, Sendable {
-    /// The NIR as the path gives it (`%20` spaces removed), not yet checked.
+    /// The NIR as the path gives it (percent-decoded, spaces removed), not yet checked.
     package var nir: String
     /// The `date=YYYY-MM-DD` query parameter, if any.
     package var date: VitaleDate?
@@ -120,7 +120,11 @@ package struct RightsRequest: Hashable, Sendable {
         let pathAndQuery = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let path = pathAndQuery[0]
         guard path.hasPrefix("/rights/v1/") else { throw Refusal(404, "not-found", "unknown path; the service answers GET /rights/v1/<NIR>") }
-        let nir = String(path.dropFirst("/rights/v1/".count)).replacingOccurrences(of: "%20", with: "")
+        // Percent-decoded once (a NIR typed with spaces arrives as %20), then the spaces dropped.
+        guard let decoded = String(path.dropFirst("/rights/v1/".count)).removingPercentEncoding else {
+            throw Refusal(400, "bad-request", "malformed percent-encoding in the path")
+        }
+        let nir = decoded.filter { $0 != " " }
         var date: VitaleDate? = nil
         if pathAndQuery.count == 2 {
             for item in pathAndQuery[1].split(separator: "&", omittingEmptySubsequences: false) {

@@ -26,6 +26,12 @@ extension SharedSandboxTests {
         try await waitUntil("the card in slot 1") { if case .present = try await backend.state(of: biFente1) { return true } else { return false } }
     }
 
+    /// Leaves the second slot empty as pcscd sees it, for the suites that share the sandbox next.
+    func leaveSlot1Empty(_ s: PCSCSandbox, _ backend: PCSCBackend) async throws {
+        try s.control(["op": "remove", "reader": 0, "slot": 1])
+        try await waitUntil("slot 1 empty") { try await backend.state(of: biFente1) == .empty }
+    }
+
     /// Writes the SHA-256 DigestInfo of `message` (what CKM_RSA_PKCS signs) and returns its path.
     func digestInfoFile(_ s: PCSCSandbox, _ message: String, name: String) throws -> String {
         let path = s.directory.appendingPathComponent(name).path
@@ -145,6 +151,7 @@ extension SharedSandboxTests {
         let data = Array("after PKCS#11".utf8)
         try #require(card.certificates.first { $0.role == .signature }).verifySignature(try await cps.sign(data), of: data)
         try await connection.disconnect(.reset)
+        try await leaveSlot1Empty(s, backend)
     }
 
     @Test func aBlockedCPSRefusesThePKCS11Login() async throws {
@@ -158,6 +165,7 @@ extension SharedSandboxTests {
         let login = try pkcs11Sign(s, id: "01", pin: "1234", input: input)
         #expect(login.status != 0 && login.output.contains("CKR_PIN_LOCKED"), "\(login.output)")
         #expect(!FileManager.default.fileExists(atPath: login.signature))
+        try await leaveSlot1Empty(s, backend)
     }
 }
 
@@ -176,5 +184,6 @@ extension SharedSandboxTests {
             let token = try pkcs11(s, ["--list-token-slots"])
             #expect(!token.stdout.contains("token label"), "\(image): \(token.stdout)")
         }
+        try await leaveSlot1Empty(s, backend)
     }
 }

@@ -145,5 +145,6 @@ extension SharedSandboxTests {
         #expect(log.contains("no-client-certificate") && log.contains("untrusted-client-certificate") && log.contains("expired-client-certificate"), "\(log)")
         #expect(log.contains("rights service stopped: answered 2, expired-client-certificate 2, no-client-certificate 1, refused-request 1, untrusted-client-certificate 2"), "\(log)")
         #expect(!log.contains("1234"))
+        try await leaveSlot1Empty(s, backend)
     }
 }
