@@ -181,7 +181,11 @@ final class Signer: @unchecked Sendable {
     var seconds: Double { state.withLock { $0.seconds } }
     var failure: String? { state.withLock { $0.failure } }
 
+    /// The RSA_METHOD of the key ``makeKey()`` made (freed with the signer, which outlives the key).
+    private var method: OpaquePointer? = nil
+
     init(_ key: any TLSClientKey) { self.key = key }
+    deinit { if let method { RSA_meth_free(method) } }
 
     /// Blocks the calling (TLS) thread until the key has signed.
     func signBlocking(_ digestInfo: [UInt8]) -> [UInt8]? {
@@ -220,6 +224,8 @@ final class Signer: @unchecked Sendable {
         var n: OpaquePointer? = nil, e: OpaquePointer? = nil
         RSA_get0_key(rsaPublic, &n, &e, nil)
         guard let n, let e, let method = RSA_meth_dup(RSA_get_default_method()) else { return nil }
+        if let old = self.method { RSA_meth_free(old) }
+        self.method = method
         _ = RSA_meth_set1_name(method, "CarteKit card key")
         _ = RSA_meth_set_priv_enc(method, { length, from, to, rsa, padding -> Int32 in
             guard let rsa, let from, let to, padding == carte_rsa_pkcs1_padding, let context = carte_rsa_get_app_data(rsa) else { return -1 }
@@ -229,7 +235,7 @@ final class Signer: @unchecked Sendable {
             signature.withUnsafeBufferPointer { to.update(from: $0.baseAddress!, count: $0.count) }
             return Int32(signature.count)
         })
-        guard let rsa = RSA_new() else { RSA_meth_free(method); return nil }
+        guard let rsa = RSA_new() else { return nil }
         defer { RSA_free(rsa) }
         // The method is set before the key is wrapped, so OpenSSL treats the key as foreign (legacy path).
         guard RSA_set_method(rsa, method) == 1, RSA_set0_key(rsa, BN_dup(n), BN_dup(e), nil) == 1 else { return nil }
