@@ -187,3 +187,21 @@ extension SharedSandboxTests {
         try await leaveSlot1Empty(s, backend)
     }
 }
+
+extension SharedSandboxTests {
+    /// The CPE, CPF and CPA share the CPS3 platform (and ATR): OpenSC's PKCS#11 signs with each.
+    @Test func theCPECPFAndCPASignThroughPKCS11Too() async throws {
+        let s = try sandbox()
+        let backend = PCSCBackend()
+        defer { _ = try? s.control(["op": "remove", "reader": 0, "slot": 1]) }
+        let input = try digestInfoFile(s, "attestation", name: "family.bin")
+        for image in ["cpe-etablissement", "cpf-etudiant", "cpa"] {
+            try await swapCPS(s, backend, "bundled:cps/\(image).yaml")
+            let signed = try pkcs11Sign(s, id: "02", pin: "1234", input: input)
+            #expect(signed.status == 0, "\(image): \(signed.output)")
+            let certificate = try s.run("/usr/bin/pkcs15-tool", ["-r", "1", "--read-certificate", "02"])
+            #expect(try opensslVerifies(s, certificatePEM: certificate.stdout, message: "attestation", signature: signed.signature), "\(image)")
+        }
+        try await leaveSlot1Empty(s, backend)
+    }
+}
