@@ -44,6 +44,7 @@ static inline int carte_ssl_ctx_add_extra_chain_cert(SSL_CTX *c, X509 *x) { retu
 static inline int carte_ssl_set_tlsext_host_name(SSL *s, const char *n) { return (int)SSL_set_tlsext_host_name(s, n); }
 static inline int carte_ssl_ctx_set_session_cache_off(SSL_CTX *c) { return (int)SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF); }
 static const unsigned long carte_ssl_op_no_ticket = SSL_OP_NO_TICKET;
+static const unsigned long carte_ssl_op_no_renegotiation = SSL_OP_NO_RENEGOTIATION;
 static inline int carte_rsa_set_app_data(RSA *r, void *p) { return RSA_set_ex_data(r, 0, p); }
 static inline void *carte_rsa_get_app_data(const RSA *r) { return RSA_get_ex_data(r, 0); }
 

@@ -51,6 +51,12 @@ public enum RightsClient {
     public static func fetch(nir: String, date: String? = nil, endpoint: LoopbackEndpoint, roots: [X509Certificate],
                              key: (any TLSClientKey)?, timeout: Double = 10) async throws(RightsError) -> RightsReply {
         let normalised = try RightsService.normalise(nir: nir)
+        if let date {
+            let parts = date.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 3, parts.map(\.count) == [4, 2, 2], parts.allSatisfy({ $0.allSatisfy { $0.isASCII && $0.isNumber } }) else {
+                throw .invalidDate(String(date.prefix(32)))
+            }
+        }
         let signer = key.map { Signer($0) }
         let result: Result<RightsReply, RightsError> = await withCheckedContinuation { continuation in
             let thread = Thread {
@@ -67,10 +73,10 @@ public enum RightsClient {
     /// The blocking exchange, on the client's own thread.
     static func exchange(nir: String, date: String?, endpoint: LoopbackEndpoint, roots: [X509Certificate], signer: Signer?, timeout: Double) throws(RightsError) -> RightsReply {
         let started = ContinuousClock.now
+        TLS.blockSIGPIPE()
         _ = TLS.drainErrors()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw .setup("SSL_CTX_new: \(TLS.lastReason("?"))") }
-        let box = ContextBox(ctx)
-        _ = box
+        defer { SSL_CTX_free(ctx) }
         guard carte_ssl_ctx_set_min_proto(ctx, carte_tls1_2_version) == 1, carte_ssl_ctx_set_max_proto(ctx, carte_tls1_2_version) == 1,
               carte_ssl_ctx_set1_sigalgs(ctx, TLS.pkcs1SignatureAlgorithms) == 1 else { throw .setup("TLS 1.2 settings: \(TLS.lastReason("?"))") }
         guard TLS.trust(ctx, roots.map(\.x509)) else { throw .setup("no trust store") }
@@ -94,7 +100,12 @@ public enum RightsClient {
             return fd
         } ?? -1
         guard fd >= 0 else { throw .serviceUnavailable("\(endpoint): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        // The whole exchange (the card's signature included) within `timeout`.
+        let deadline = Deadline(fd: fd, seconds: timeout)
+        defer {
+            deadline.finish()
+            close(fd)
+        }
         guard let ssl = SSL_new(ctx) else { throw .setup("SSL_new") }
         defer { SSL_free(ssl) }
         SSL_set_fd(ssl, fd)
@@ -107,11 +118,14 @@ public enum RightsClient {
             }
         }
         if SSL_connect(ssl) != 1 {
-            let reason = TLS.lastReason("the service closed the connection during the handshake")
+            let errors = TLS.drainErrors()
+            let reason = errors.last.map { TLS.reasonPart($0) } ?? ""
             if let failure = signer?.failure { throw .cardSignature(failure) }
+            if deadline.expired { throw .serviceUnavailable("no complete handshake with \(endpoint) within \(timeout) s") }
             let verify = SSL_get_verify_result(ssl)
             if verify != X509_V_OK { throw .untrustedService("the service's certificate: \(TLS.verifyText(verify))") }
             if reason.contains("alert") { throw .refusedByService(alert: reason) }
+            if reason.isEmpty || reason.contains("eof") { throw .serviceUnavailable("\(endpoint) closed the connection during the handshake") }
             throw .untrustedService(reason)
         }
         let handshake = ContinuousClock.now - started
@@ -125,8 +139,9 @@ public enum RightsClient {
             let n = chunk.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
             if n <= 0 {
                 let code = SSL_get_error(ssl, n)
+                if deadline.expired || code == SSL_ERROR_WANT_READ { throw .protocolError("no complete answer within \(timeout) s") }
                 if code == SSL_ERROR_ZERO_RETURN || (code == SSL_ERROR_SYSCALL && !response.isEmpty) { break }
-                if response.isEmpty { throw mapAfterHandshake(TLS.lastReason(code == SSL_ERROR_SYSCALL ? "no answer within \(timeout) s" : "the connection broke")) }
+                if response.isEmpty { throw mapAfterHandshake(TLS.lastReason("the service closed the connection without answering")) }
                 break
             }
             response += chunk[0..<Int(n)]
@@ -187,6 +202,9 @@ final class Signer: @unchecked Sendable {
     init(_ key: any TLSClientKey) { self.key = key }
     deinit { if let method { RSA_meth_free(method) } }
 
+    /// Records why the signature failed (what the client reports as ``RightsError/cardSignature(_:)``).
+    func fail(_ why: String) { state.withLock { $0.failure = why } }
+
     /// Blocks the calling (TLS) thread until the key has signed.
     func signBlocking(_ digestInfo: [UInt8]) -> [UInt8]? {
         let started = ContinuousClock.now
@@ -199,7 +217,11 @@ final class Signer: @unchecked Sendable {
             result.withLock { $0 = r }
             semaphore.signal()
         }
-        semaphore.wait()
+        // A card or reader that never answers does not hold the handshake forever.
+        if semaphore.wait(timeout: .now() + 60) == .timedOut {
+            state.withLock { $0.failure = "the card did not answer within 60 s" }
+            return nil
+        }
         let elapsed = ContinuousClock.now - started
         let outcome = result.withLock { $0 }!
         return state.withLock { s in
@@ -218,22 +240,28 @@ final class Signer: @unchecked Sendable {
     /// the only one TLS 1.2 with PKCS#1 signature algorithms asks for) calls ``signBlocking(_:)``.
     /// The returned key holds this signer unretained: it must not outlive it.
     func makeKey() -> OpaquePointer? {
-        guard let publicKey = X509_get0_pubkey(key.certificate.x509) else { return nil }
+        guard method == nil, let publicKey = X509_get0_pubkey(key.certificate.x509) else { return nil }
         guard let rsaPublic = EVP_PKEY_get1_RSA(publicKey) else { return nil }
         defer { RSA_free(rsaPublic) }
         var n: OpaquePointer? = nil, e: OpaquePointer? = nil
         RSA_get0_key(rsaPublic, &n, &e, nil)
         guard let n, let e, let method = RSA_meth_dup(RSA_get_default_method()) else { return nil }
-        if let old = self.method { RSA_meth_free(old) }
         self.method = method
         _ = RSA_meth_set1_name(method, "CarteKit card key")
         _ = RSA_meth_set_priv_enc(method, { length, from, to, rsa, padding -> Int32 in
             guard let rsa, let from, let to, padding == carte_rsa_pkcs1_padding, let context = carte_rsa_get_app_data(rsa) else { return -1 }
             let signer = Unmanaged<Signer>.fromOpaque(context).takeUnretainedValue()
             let digestInfo = Array(UnsafeBufferPointer(start: from, count: Int(length)))
-            guard let signature = signer.signBlocking(digestInfo), signature.count == Int(RSA_size(rsa)) else { return -1 }
+            guard var signature = signer.signBlocking(digestInfo) else { return -1 }
+            let size = Int(RSA_size(rsa))
+            // A signature with its leading zero bytes dropped is still the modulus-size block.
+            if signature.count < size { signature = [UInt8](repeating: 0, count: size - signature.count) + signature }
+            guard signature.count == size else {
+                signer.fail("the card returned \(signature.count) bytes for a \(size)-byte key")
+                return -1
+            }
             signature.withUnsafeBufferPointer { to.update(from: $0.baseAddress!, count: $0.count) }
-            return Int32(signature.count)
+            return Int32(size)
         })
         guard let rsa = RSA_new() else { return nil }
         defer { RSA_free(rsa) }

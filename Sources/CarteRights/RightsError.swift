@@ -6,9 +6,12 @@ public enum RightsError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalidEndpoint(String)
     /// A NIR that is not 13 characters plus a 2-digit key (the text says what is wrong).
     case invalidNIR(String)
+    /// A rights date that is not `YYYY-MM-DD`.
+    case invalidDate(String)
     /// The service cannot be set up: its certificate, its key, its trust list or its socket.
     case setup(String)
-    /// Nothing answers at the address (connection refused, or closed before the handshake).
+    /// Nothing answers at the address (connection refused, closed during the handshake, or no complete
+    /// handshake within the client's timeout).
     case serviceUnavailable(String)
     /// The TLS handshake failed on the client's side before the service decided anything (the
     /// service's certificate is not trusted or does not name the address, the protocol versions do not
@@ -20,7 +23,7 @@ public enum RightsError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The card could not sign the handshake (the PIN is not verified, the key refuses, the card was
     /// removed); the card's own error is given.
     case cardSignature(String)
-    /// The exchange broke after the handshake: a timeout, a malformed or oversized answer.
+    /// The exchange broke after the handshake: no complete answer in time, a malformed or oversized one.
     case protocolError(String)
     /// The service knows nobody with this NIR.
     case unknownNIR(String)
@@ -31,6 +34,7 @@ public enum RightsError: Error, Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .invalidEndpoint(let s): return "invalid service address: \(s)"
         case .invalidNIR(let s): return "invalid NIR: \(s)"
+        case .invalidDate(let s): return "invalid date \"\(s)\": YYYY-MM-DD"
         case .setup(let s): return "rights service set-up: \(s)"
         case .serviceUnavailable(let s): return "rights service unavailable: \(s)"
         case .untrustedService(let s): return "TLS handshake with the rights service failed: \(s)"

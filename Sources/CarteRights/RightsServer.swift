@@ -115,7 +115,7 @@ public final class RightsServer: Sendable {
         SSL_CTX_set_verify_depth(ctx, 4)
         _ = SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT)
         _ = carte_ssl_ctx_set_session_cache_off(ctx)
-        _ = SSL_CTX_set_options(ctx, UInt64(carte_ssl_op_no_ticket))
+        _ = SSL_CTX_set_options(ctx, UInt64(carte_ssl_op_no_ticket) | UInt64(carte_ssl_op_no_renegotiation))
         self.context = box
 
         // The listening socket: loopback only, checked by LoopbackEndpoint.
@@ -142,23 +142,25 @@ public final class RightsServer: Sendable {
         thread.start()
     }
 
-    deinit { stop() }
-
-    /// Stops accepting and closes the listening socket; connections being served finish on their own
-    /// (each within its timeout).
+    /// Stops accepting: the listening socket is shut down here and closed by the accept thread as it
+    /// ends; connections being served finish on their own (each within its timeout). The server and its
+    /// socket live until then, whoever holds it.
     public func stop() {
         guard stopped.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
     }
 
     private func acceptLoop() {
+        defer { close(listener) }
         while !stopped.load(ordering: .acquiring) {
             let fd = accept(listener, nil, nil)
             if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if errno == EMFILE || errno == ENFILE { usleep(50_000); continue }
-                return  // the listener was closed (stop)
+                if stopped.load(ordering: .acquiring) { return }  // stop() shut the listener down
+                if errno != EINTR && errno != ECONNABORTED {
+                    logger.warning("rights-service: accept failed (\(String(cString: strerror(errno)))); going on")
+                    usleep(50_000)
+                }
+                continue
             }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             while active.load(ordering: .acquiring) >= maximumConnections && !stopped.load(ordering: .acquiring) { usleep(5_000) }
@@ -175,15 +177,20 @@ public final class RightsServer: Sendable {
 
     private func record(_ outcome: Outcome, _ peer: String, _ detail: String) {
         counts.withLock { $0[outcome, default: 0] += 1 }
+        // NIRs are health identifiers: a successful answer names its NIR at debug level only.
         if outcome == .answered {
-            logger.info("rights-service: \(peer): \(detail)")
+            logger.info("rights-service: \(peer): answered")
+            logger.debug("rights-service: \(peer): \(detail)")
         } else {
-            logger.warning("rights-service: refused \(peer): \(outcome.rawValue): \(detail)")
+            logger.warning("rights-service: refused \(peer): \(outcome.rawValue): \(TLS.printable(detail))")
         }
     }
 
     private func serve(_ fd: Int32) {
+        TLS.blockSIGPIPE()
         TLS.setTimeouts(fd, seconds: connectionTimeout)
+        let deadline = Deadline(fd: fd, seconds: connectionTimeout)
+        defer { deadline.finish() }
         let peer = Self.peerName(fd)
         guard let ssl = SSL_new(context.ctx) else { return }
         defer { SSL_free(ssl) }
@@ -191,7 +198,7 @@ public final class RightsServer: Sendable {
         _ = TLS.drainErrors()
         guard SSL_accept(ssl) == 1 else {
             let verify = SSL_get_verify_result(ssl)
-            let reason = TLS.lastReason("the connection closed during the handshake")
+            let reason = deadline.expired ? "no complete handshake within \(connectionTimeout) s" : TLS.lastReason("the connection closed during the handshake")
             switch Int32(verify) {
             case X509_V_OK where reason.contains("did not return a certificate") || reason.contains("peer did not return"):
                 record(.noClientCertificate, peer, "no client certificate")
@@ -233,14 +240,14 @@ public final class RightsServer: Sendable {
             return (200, answer.json(), "rights of \(answer.nir) on \(answer.date)")
         } catch {
             switch error {
-            case .unknownNIR(let nir): return self.unknown(nir)
+            case .unknownNIR: return self.unknown()
             default: return refuse(400, "invalid-nir", error.description)
             }
         }
     }
 
-    private func unknown(_ nir: String) -> (Int, [UInt8], String) {
-        (404, RightsErrorDocument(status: 404, error: "unknown-nir", message: "no one with NIR \(nir)").json(), "404 unknown NIR \(nir)")
+    private func unknown() -> (Int, [UInt8], String) {
+        (404, RightsErrorDocument(status: 404, error: "unknown-nir", message: "no one with this NIR").json(), "404 unknown NIR")
     }
 
     private static func professional(_ ssl: OpaquePointer) -> RightsService.Professional {

@@ -25,6 +25,11 @@ enum TLS {
         return out
     }
 
+    /// The reason part of one OpenSSL error string (`error:0A000418:SSL routines::tlsv1 alert unknown ca`).
+    static func reasonPart(_ error: String) -> String {
+        error.split(separator: ":", omittingEmptySubsequences: false).last.map { String($0) }.flatMap { $0.isEmpty ? nil : $0 } ?? error
+    }
+
     /// The reason part of OpenSSL's last queued error (`tlsv1 alert unknown ca`), or `fallback`.
     static func lastReason(_ fallback: String) -> String {
         let errors = drainErrors()
@@ -100,6 +105,21 @@ enum TLS {
         return true
     }
 
+    /// Blocks SIGPIPE on the calling thread: a peer that goes away makes a write fail with EPIPE
+    /// instead of ending the process (OpenSSL's socket writes do not pass MSG_NOSIGNAL). Only the
+    /// service's and client's own threads call it; the process's signal dispositions are left alone.
+    static func blockSIGPIPE() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// What a peer sent, made safe for one log line: control characters become `?`.
+    static func printable(_ text: some StringProtocol) -> String {
+        String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : Character($0) })
+    }
+
     /// A minimal HTTP/1.1 message (`Connection: close`, `Content-Length`).
     static func httpMessage(startLine: String, headers: [(String, String)], body: [UInt8]) -> [UInt8] {
         var text = startLine + "\r\n"
@@ -107,4 +127,33 @@ enum TLS {
         text += "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
         return Array(text.utf8) + body
     }
+}
+
+/// A whole-exchange deadline for one socket: when it passes, the socket is shut down, so every
+/// blocked read or write (inside a TLS handshake too) returns at once. `SO_RCVTIMEO` alone bounds each
+/// read, not a peer that trickles a byte at a time. Call ``finish()`` before closing the socket: the
+/// watchdog then never touches a descriptor number the system may have given to another file.
+final class Deadline: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    private var fired = false
+    private let fd: Int32
+
+    init(fd: Int32, seconds: Double) {
+        self.fd = fd
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
+            lock.lock()
+            defer { lock.unlock() }
+            if !done {
+                fired = true
+                shutdown(fd, Int32(SHUT_RDWR))
+            }
+        }
+    }
+
+    /// Whether the deadline passed before ``finish()``.
+    var expired: Bool { lock.lock(); defer { lock.unlock() }; return fired }
+
+    /// The exchange is over (the socket is about to be closed).
+    func finish() { lock.lock(); done = true; lock.unlock() }
 }

@@ -90,16 +90,7 @@ extension SimCommand {
                 }
                 // The first line of standard output is the address, for scripts and tests.
                 FileHandle.standardOutput.write(Data("listening on http://\(server.endpoint)\n".utf8))
-                if exitWithParent {
-                    let parent = getppid()
-                    Thread {
-                        while getppid() == parent { usleep(200_000) }
-                        server.stop()
-                        Foundation.exit(0)
-                    }.start()
-                }
-                _ = await StopSignals.shared.wait()
-                server.stop()
+                await serveUntilStopped(exitWithParent: exitWithParent) { server.stop() }
                 Output.stderr("apCV service stopped after \(server.servedCount) request(s)")
             }
         }
@@ -144,4 +135,19 @@ extension SimCommand {
             let lifetime: Int
         }
     }
+}
+
+/// Waits for SIGINT or SIGTERM (or, with `exitWithParent`, for the process that started this one to
+/// end, polled on a thread of its own), then runs `stop`: the end of every long-running loopback service.
+func serveUntilStopped(exitWithParent: Bool, stop: @escaping @Sendable () -> Void) async {
+    if exitWithParent {
+        let parent = getppid()
+        Thread {
+            while getppid() == parent { usleep(200_000) }
+            stop()
+            Foundation.exit(0)
+        }.start()
+    }
+    _ = await StopSignals.shared.wait()
+    stop()
 }

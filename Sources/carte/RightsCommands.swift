@@ -106,16 +106,7 @@ extension SimCommand {
                     throw CLIError(kind: "socket", message: error.description, exitCode: CarteExit.cardOrReader)
                 }
                 FileHandle.standardOutput.write(Data("listening on https://\(server.endpoint)\n".utf8))
-                if exitWithParent {
-                    let parent = getppid()
-                    Thread {
-                        while getppid() == parent { usleep(200_000) }
-                        server.stop()
-                        Foundation.exit(0)
-                    }.start()
-                }
-                _ = await StopSignals.shared.wait()
-                server.stop()
+                await serveUntilStopped(exitWithParent: exitWithParent) { server.stop() }
                 let outcomes = server.outcomes.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }
                 Output.stderr("rights service stopped: " + (outcomes.isEmpty ? "no connection" : outcomes.joined(separator: ", ")))
             }
@@ -197,7 +188,7 @@ struct RightsCommand: AsyncParsableCommand {
             } catch {
                 await session.close()
                 switch error {
-                case .invalidEndpoint, .invalidNIR: throw CLIError(kind: "usage", message: error.description, exitCode: ExitCode.validationFailure.rawValue)
+                case .invalidEndpoint, .invalidNIR, .invalidDate: throw CLIError(kind: "usage", message: error.description, exitCode: ExitCode.validationFailure.rawValue)
                 case .cardSignature: throw CLIError(kind: "cps", message: error.description, exitCode: CarteExit.cardOrReader)
                 default: throw CLIError(kind: "rights", message: error.description, exitCode: CarteExit.rightsRefused)
                 }

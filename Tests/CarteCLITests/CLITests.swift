@@ -71,10 +71,10 @@ struct CLITests {
     @Test func helpIsCompleteWithExitCodes() throws {
         let r = try Carte.run(["--help"])
         #expect(r.status == 0)
-        for word in ["atr", "apdu", "readers", "demo", "image", "bench", "EXIT CODES", "64"] {
+        for word in ["atr", "apdu", "readers", "demo", "image", "bench", "rights", "EXIT CODES", "64", "8   the rights service"] {
             #expect(r.stdout.contains(word), "help lacks \(word)")
         }
-        for sub in [["atr"], ["apdu"], ["readers"], ["demo"], ["image", "check"], ["image", "list"], ["bench", "core"]] {
+        for sub in [["atr"], ["apdu"], ["readers"], ["demo"], ["image", "check"], ["image", "list"], ["bench", "core"], ["rights"], ["sim", "rights-service"], ["bench", "rights"]] {
             let h = try Carte.run(sub + ["--help"])
             #expect(h.status == 0)
             #expect(h.stdout.contains("OVERVIEW") && h.stdout.contains("--json"), "\(sub) help")

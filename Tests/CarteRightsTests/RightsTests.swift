@@ -78,6 +78,10 @@ struct RightsTests {
         // An unknown NIR and a malformed one: the service's error documents, as typed errors.
         await #expect(throws: RightsError.unknownNIR("299019900000077")) { try await bench.fetch("299019900000077", key: SoftwareTLSClientKey(certificate: try clientCertificate(key, bench.pki), key: key)) }
         await #expect(throws: RightsError.self) { try await bench.fetch("12345", key: nil) }
+        // A date is checked before it goes into the request line.
+        await #expect(throws: RightsError.invalidDate("2026-06-15\r\nX: y")) {
+            try await RightsClient.fetch(nir: bench.nir, date: "2026-06-15\r\nX: y", endpoint: bench.server.endpoint, roots: [bench.pki.root], key: nil)
+        }
     }
 
     @Test func clientsWithoutATrustedValidCertificateAreRefusedDuringTheHandshake() async throws {
@@ -154,6 +158,17 @@ struct RightsTests {
         #expect(connected == 0)
         try await bench.waitFor(.handshakeFailed)
         close(fd)
+        // A client that trickles a byte every 50 ms: each read is quick, the whole-connection deadline cuts it.
+        let trickler = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(trickler, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var byte: UInt8 = 0x16
+        for _ in 0..<30 {
+            _ = send(trickler, &byte, 1, Int32(MSG_NOSIGNAL))
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        // Cut while it was still trickling (1.5 s of it against a 0.3 s deadline), not after it went quiet.
+        #expect(bench.server.outcomes[.handshakeFailed] == 2, "\(bench.server.outcomes)")
+        close(trickler)
         // The service goes on: the next client gets its answer (here the refusal of a client without a
         // certificate, which needs no signature: nothing waits on the concurrency pool within 0.3 s).
         await #expect(throws: RightsError.self) { try await bench.fetch(key: nil) }
