@@ -16,6 +16,15 @@ public protocol TLSClientKey: Sendable {
     /// The PKCS#1 v1.5 signature (block type 01) of `digestInfo`, the DER DigestInfo OpenSSL gives
     /// for the TLS 1.2 CertificateVerify. Errors are reported as ``RightsError/cardSignature(_:)``.
     func sign(digestInfo: [UInt8]) async throws -> [UInt8]
+    /// The same signature made on the calling thread without suspending, for keys that can (a software
+    /// key), or `nil` to use ``sign(digestInfo:)``. The TLS thread then never waits for Swift's
+    /// concurrency pool, which a busy process may keep occupied.
+    func signImmediately(digestInfo: [UInt8]) throws -> [UInt8]?
+}
+
+extension TLSClientKey {
+    /// By default a key signs asynchronously only.
+    public func signImmediately(digestInfo: [UInt8]) throws -> [UInt8]? { nil }
 }
 
 /// A software RSA key and its certificate (the reference the card is measured against).
@@ -28,6 +37,7 @@ public struct SoftwareTLSClientKey: TLSClientKey {
         self.key = key
     }
     public func sign(digestInfo: [UInt8]) async throws -> [UInt8] { try key.signRaw(digestInfo) }
+    public func signImmediately(digestInfo: [UInt8]) throws -> [UInt8]? { try key.signRaw(digestInfo) }
 }
 
 /// The answer of the rights service, as `carte rights` reports it.
@@ -208,6 +218,19 @@ final class Signer: @unchecked Sendable {
     /// Blocks the calling (TLS) thread until the key has signed.
     func signBlocking(_ digestInfo: [UInt8]) -> [UInt8]? {
         let started = ContinuousClock.now
+        do {
+            if let signature = try key.signImmediately(digestInfo: digestInfo) {
+                let elapsed = ContinuousClock.now - started
+                state.withLock { s in
+                    s.count += 1
+                    s.seconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                }
+                return signature
+            }
+        } catch {
+            fail("\(error)")
+            return nil
+        }
         let semaphore = DispatchSemaphore(value: 0)
         let result = Mutex<Result<[UInt8], any Error>?>(nil)
         let key = self.key

@@ -51,7 +51,9 @@ struct RightsBench {
     }
 
     func fetch(_ nir: String? = nil, key: (any TLSClientKey)?, roots: [X509Certificate]? = nil) async throws(RightsError) -> RightsReply {
-        try await RightsClient.fetch(nir: nir ?? self.nir, date: "2026-06-15", endpoint: server.endpoint, roots: roots ?? [pki.root], key: key)
+        // A long client timeout too: the card's signature waits for the concurrency pool, which the
+        // parallel suite keeps busy.
+        try await RightsClient.fetch(nir: nir ?? self.nir, date: "2026-06-15", endpoint: server.endpoint, roots: roots ?? [pki.root], key: key, timeout: 60)
     }
 
     /// Waits (2 s at most) until the server has counted `n` outcomes of `kind`.
