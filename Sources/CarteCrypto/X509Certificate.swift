@@ -53,8 +53,8 @@ public final class X509Certificate: @unchecked Sendable, Hashable, CustomStringC
         try self.init(der: Array(UnsafeBufferPointer(start: p, count: Int(n))))
     }
 
-    /// Takes ownership of an `X509*` (from the builder).
-    init(owning x509: OpaquePointer) {
+    /// Takes ownership of an `X509*` (from the builder, or a TLS peer's certificate).
+    package init(owning x509: OpaquePointer) {
         self.x509 = x509
         var p: UnsafeMutablePointer<UInt8>? = nil
         let n = i2d_X509(x509, &p)

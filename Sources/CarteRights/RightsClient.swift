@@ -128,8 +128,7 @@ public enum RightsClient {
             }
         }
         if SSL_connect(ssl) != 1 {
-            let errors = TLS.drainErrors()
-            let reason = errors.last.map { TLS.reasonPart($0) } ?? ""
+            let reason = TLS.lastReason("")
             if let failure = signer?.failure { throw .cardSignature(failure) }
             if deadline.expired { throw .serviceUnavailable("no complete handshake with \(endpoint) within \(timeout) s") }
             let verify = SSL_get_verify_result(ssl)
@@ -159,7 +158,7 @@ public enum RightsClient {
         guard response.count <= 4 << 20 else { throw .protocolError("the answer exceeds 4 MiB") }
         _ = SSL_shutdown(ssl)
         let body = try parseResponse(response, nir: nir)
-        return RightsReply(json: body, signatures: signer?.count ?? 0, handshakeSeconds: seconds(handshake), signatureSeconds: signer?.seconds ?? 0)
+        return RightsReply(json: body, signatures: signer?.count ?? 0, handshakeSeconds: TLS.seconds(handshake), signatureSeconds: signer?.seconds ?? 0)
     }
 
     /// The body of a `200` answer of the service, or the typed error its status and error document
@@ -189,8 +188,6 @@ public enum RightsClient {
         return body
     }
 
-    private static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
-
     /// A failure right after the handshake: in TLS 1.2 a server that rejects the client certificate
     /// after reading it sends its alert then.
     private static func mapAfterHandshake(_ reason: String) -> RightsError {
@@ -215,41 +212,37 @@ final class Signer: @unchecked Sendable {
     /// Records why the signature failed (what the client reports as ``RightsError/cardSignature(_:)``).
     func fail(_ why: String) { state.withLock { $0.failure = why } }
 
-    /// Blocks the calling (TLS) thread until the key has signed.
+    /// Blocks the calling (TLS) thread until the key has signed: at once when the key can sign without
+    /// suspending, otherwise through a task and a semaphore (60 s at most, for a card that never answers).
     func signBlocking(_ digestInfo: [UInt8]) -> [UInt8]? {
         let started = ContinuousClock.now
-        do {
+        let outcome: Result<[UInt8], any Error>
+        do throws(any Error) {
             if let signature = try key.signImmediately(digestInfo: digestInfo) {
-                let elapsed = ContinuousClock.now - started
-                state.withLock { s in
-                    s.count += 1
-                    s.seconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                outcome = .success(signature)
+            } else {
+                let semaphore = DispatchSemaphore(value: 0)
+                let result = Mutex<Result<[UInt8], any Error>?>(nil)
+                let key = self.key
+                Task {
+                    let r: Result<[UInt8], any Error>
+                    do { r = .success(try await key.sign(digestInfo: digestInfo)) } catch { r = .failure(error) }
+                    result.withLock { $0 = r }
+                    semaphore.signal()
                 }
-                return signature
+                guard semaphore.wait(timeout: .now() + 60) == .success else {
+                    fail("the card did not answer within 60 s")
+                    return nil
+                }
+                outcome = result.withLock { $0 }!
             }
         } catch {
-            fail("\(error)")
-            return nil
+            outcome = .failure(error)
         }
-        let semaphore = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<[UInt8], any Error>?>(nil)
-        let key = self.key
-        Task {
-            let r: Result<[UInt8], any Error>
-            do { r = .success(try await key.sign(digestInfo: digestInfo)) } catch { r = .failure(error) }
-            result.withLock { $0 = r }
-            semaphore.signal()
-        }
-        // A card or reader that never answers does not hold the handshake forever.
-        if semaphore.wait(timeout: .now() + 60) == .timedOut {
-            state.withLock { $0.failure = "the card did not answer within 60 s" }
-            return nil
-        }
-        let elapsed = ContinuousClock.now - started
-        let outcome = result.withLock { $0 }!
+        let elapsed = TLS.seconds(ContinuousClock.now - started)
         return state.withLock { s in
             s.count += 1
-            s.seconds += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            s.seconds += elapsed
             switch outcome {
             case .success(let signature): return signature
             case .failure(let error):

@@ -225,7 +225,7 @@ public final class RightsServer: Sendable {
         func refuse(_ status: Int, _ kind: String, _ message: String) -> (Int, [UInt8], String) {
             (status, RightsErrorDocument(status: status, error: kind, message: message).json(), "\(status) \(kind): \(message)")
         }
-        guard let (head, _) = TLS.readHead(ssl, limit: 8192) else {
+        guard let head = TLS.readHead(ssl, limit: 8192) else {
             return refuse(400, "bad-request", "no complete request head within 8 KiB and \(connectionTimeout) s")
         }
         let request: RightsRequest
@@ -234,42 +234,23 @@ public final class RightsServer: Sendable {
         if let date = request.date { day = date } else {
             do { day = try VitaleDate.todayInParis() } catch { return refuse(500, "internal", "cannot form today's date") }
         }
-        let nirText = request.nir
         do {
-            let answer = try service.answer(nir: nirText, on: day, professional: professional)
+            let answer = try service.answer(nir: request.nir, on: day, professional: professional)
             return (200, answer.json(), "rights of \(answer.nir) on \(answer.date)")
         } catch {
             switch error {
-            case .unknownNIR: return self.unknown()
+            case .unknownNIR: return refuse(404, "unknown-nir", "no one with this NIR")
             default: return refuse(400, "invalid-nir", error.description)
             }
         }
     }
 
-    private func unknown() -> (Int, [UInt8], String) {
-        (404, RightsErrorDocument(status: 404, error: "unknown-nir", message: "no one with this NIR").json(), "404 unknown NIR")
-    }
-
     private static func professional(_ ssl: OpaquePointer) -> RightsService.Professional {
+        // The certificate object takes the reference SSL_get1_peer_certificate gave.
         guard let peer = SSL_get1_peer_certificate(ssl) else { return .init(name: nil, identifier: nil, certificateSerial: "?", issuer: "?") }
-        // The certificate object takes the reference.
-        guard let der = derOf(peer), let certificate = try? X509Certificate(der: der) else {
-            X509_free(peer)
-            return .init(name: nil, identifier: nil, certificateSerial: "?", issuer: "?")
-        }
-        X509_free(peer)
+        let certificate = X509Certificate(owning: peer)
         return .init(name: certificate.subjectValue("CN"), identifier: certificate.subjectValue("serialNumber"), certificateSerial: certificate.serialNumber, issuer: certificate.issuerText)
     }
-
-    private static func derOf(_ x: OpaquePointer) -> [UInt8]? {
-        var out: UnsafeMutablePointer<UInt8>? = nil
-        let n = i2d_X509(x, &out)
-        guard n > 0, let out else { return nil }
-        defer { CRYPTO_free(out, #file, #line) }
-        return Array(UnsafeBufferPointer(start: out, count: Int(n)))
-    }
-
-    private static func text(_ chars: [CChar]) -> String { String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
 
     private static func peerName(_ fd: Int32) -> String {
         var storage = sockaddr_storage()
@@ -281,13 +262,13 @@ public final class RightsServer: Sendable {
                 return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { a in
                     var addr = a.pointee.sin6_addr
                     inet_ntop(AF_INET6, &addr, &host, 64)
-                    return "[\(Self.text(host))]:\(UInt16(bigEndian: a.pointee.sin6_port))"
+                    return "[\(TLS.text(host))]:\(UInt16(bigEndian: a.pointee.sin6_port))"
                 }
             }
             return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { a in
                 var addr = a.pointee.sin_addr
                 inet_ntop(AF_INET, &addr, &host, 64)
-                return "\(Self.text(host)):\(UInt16(bigEndian: a.pointee.sin_port))"
+                return "\(TLS.text(host)):\(UInt16(bigEndian: a.pointee.sin_port))"
             }
         }
     }

@@ -20,7 +20,7 @@ enum TLS {
             if code == 0 { break }
             var buffer = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &buffer, buffer.count)
-            out.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            out.append(text(buffer))
         }
         return out
     }
@@ -31,25 +31,26 @@ enum TLS {
     }
 
     /// The reason part of OpenSSL's last queued error (`tlsv1 alert unknown ca`), or `fallback`.
-    static func lastReason(_ fallback: String) -> String {
-        let errors = drainErrors()
-        guard let last = errors.last else { return fallback }
-        // error:0A000418:SSL routines::tlsv1 alert unknown ca
-        return last.split(separator: ":", omittingEmptySubsequences: false).last.map { String($0) }.flatMap { $0.isEmpty ? nil : $0 } ?? last
-    }
+    static func lastReason(_ fallback: String) -> String { drainErrors().last.map(reasonPart) ?? fallback }
+
+    /// A NUL-terminated C buffer as text.
+    static func text(_ chars: [CChar]) -> String { String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+
+    /// A duration in seconds.
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
 
     /// The text OpenSSL gives a certificate verification result.
     static func verifyText(_ code: Int) -> String { String(cString: X509_verify_cert_error_string(code)) }
 
-    /// Reads until `\r\n\r\n` (at most `limit` bytes): the head of an HTTP message, and what followed it.
-    static func readHead(_ ssl: OpaquePointer, limit: Int) -> (head: [UInt8], rest: [UInt8])? {
+    /// Reads until `\r\n\r\n` (at most `limit` bytes): the head of an HTTP message (a GET has no body).
+    static func readHead(_ ssl: OpaquePointer, limit: Int) -> [UInt8]? {
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while data.count <= limit {
             let n = chunk.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
             guard n > 0 else { return nil }
             data += chunk[0..<Int(n)]
-            if let end = headEnd(data) { return (Array(data[..<end]), Array(data[(end + 4)...])) }
+            if let end = headEnd(data) { return Array(data[..<end]) }
         }
         return nil
     }
