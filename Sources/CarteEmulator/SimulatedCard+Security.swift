@@ -75,9 +75,7 @@ extension SimulatedCard {
                     TLV(tag: 0xA1, children: [TLV(tag: 0x8C, value: [amb] + rules + [0x00])]),
                 ])
                 return (Self.sdoAnswer(request, docp), .success)
-            case 0x7F48:
-                return ([], .incorrectData)
-            default:
+            default:  // 7F48, the private components, never leave the card; nor does anything else
                 return ([], .incorrectData)
             }
         default:
