@@ -87,6 +87,14 @@ write("wire", [frame(1, b"\x01\x00\x01") + frame(0x10, b"\x00\x00\x00\x01") + fr
                frame(0x80, description), frame(0x81, b"\x01no card"), frame(0x14, b"\x42\x00\x0d\x48"),
                frame(0x20, b'{"op":"keypad","reader":0,"slot":1,"entries":[{"digits":"1234"}]}'), frame(0x80, b"\x00\x00\x00\x01" + b"\x00\x00\x00\x07")])
 
+# vpcd (vsmartcard's card side): the first byte picks the image (the last choice: no card), then the
+# frames a stock vpcd sends, 2-byte length and body.
+def vframe(body):
+    return struct.pack(">H", len(body)) + body
+session = vframe(b"\x01") + vframe(b"\x04") + b"".join(vframe(c) for c in commands[:8]) + vframe(b"\x02") + vframe(b"\x04") + vframe(b"\x00")
+write("vpcd", [bytes([i]) + session for i in range(9)] + [b"\x08" + vframe(b"\x04") + vframe(commands[1]),
+                                                          b"\x00" + vframe(b"") + vframe(b"\x03") + vframe(b"\x00\x00") + b"\x00\x10\x00"])
+
 def verify(fmt, block, length, mn, mx, apdu, t=30):
     return bytes([t, 0, fmt, block, length, mx, mn, 2, 1, 9, 4, 0, 0, 0, 0]) + struct.pack("<I", len(apdu)) + apdu
 def modify(fmt, block, length, old, new, mn, mx, confirm, apdu):
@@ -127,7 +135,8 @@ write("simulated-card", sim)
 write("card-decoders", [bytes([k]) + chunks(rs) for k, rs in [
     (0, [hexbytes("90 00"), hexbytes("90 00"), hexbytes("65 03 80 01 01 90 00")]), (1, [hexbytes("90 00"), hexbytes("00 " * 32 + "90 00")]),
     (2, [hexbytes("90 00")] * 3 + [hexbytes("61 10"), hexbytes("30 82 01 00 " + "00 " * 12 + "90 00")]), (6, [hexbytes("90 00")] * 4),
-    (3, [hexbytes("90 00"), hexbytes("70 13 BF 81 01 0F A0 0D 9A 01 03 9B 01 03 A1 05 8C 03 01 00 00 90 00")])]])
+    (3, [hexbytes("90 00"), hexbytes("70 13 BF 81 01 0F A0 0D 9A 01 03 9B 01 03 A1 05 8C 03 01 00 00 90 00")]),
+    (0x40, [hexbytes("90 00"), bytes(range(80)) + hexbytes("90 00")]), (0x40, [hexbytes("6A 82")])]])
 
 apcv = [b"APCV1:AAAA", b"APCV1:" + base64.urlsafe_b64encode(bytes(range(64))).rstrip(b"=")]
 qr = os.environ.get("CARTE_QR")

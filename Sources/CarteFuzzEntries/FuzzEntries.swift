@@ -11,6 +11,7 @@ import CarteCrypto
 import CarteEmulator
 import CarteImages
 import CarteRights
+import CarteSimDaemon
 import CarteSimProtocol
 import CarteVitale
 import Dispatch
@@ -25,7 +26,7 @@ public enum FuzzEntries {
         ("wire", wire), ("pin-structures", pinStructures), ("card-image", cardImage), ("reader-profile", readerProfile),
         ("persona", persona), ("replay-import", replayImport), ("simulated-card", simulatedCard),
         ("card-decoders", cardDecoders), ("apcv", apcv), ("apcv-http", apcvHTTP), ("anonymiser", anonymiser), ("x509", x509),
-        ("rights-http", rightsHTTP),
+        ("rights-http", rightsHTTP), ("vpcd", vpcd),
     ]
 
     /// Builds the one-time state of the targets (the bundled images) before the first input, so
@@ -127,6 +128,45 @@ public enum FuzzEntries {
             _ = readU32(frame.payload, 1)
             if let d = try? ReaderDescription(decoding: frame.payload) {
                 _ = try? ReaderDescription(decoding: d.encoded())
+            }
+        }
+    }
+
+    /// The vpcd card side (vsmartcard's protocol, what a stock `libifdvpcd.so` in pcscd sends): the first
+    /// byte puts a bundled image in a mono-fente slot, or none; the rest is a stream of frames (2-byte
+    /// length, body; one cut short ends it, as a closed connection) played against that slot. Every
+    /// body is a message that encodes back to it; controls get no answer; an ATR request gets the
+    /// card's ATR (empty without a card); an APDU gets an answer that fits a frame: at least a status
+    /// word while a card is there, nothing from an empty slot.
+    @Sendable public static func vpcd(_ data: [UInt8]) {
+        guard let first = data.first, !images.isEmpty else { return }
+        let backend = SimulatorBackend()
+        guard let name = backend.addReader(.monoFente).first?.name,
+              let slot = backend.physicalReaders.first?.slots.first else { preconditionFailure("the mono-fente profile has no slot") }
+        let choice = Int(first) % (images.count + 1)
+        let empty = choice == images.count
+        if !empty {
+            do { try backend.insert(images[choice], into: name) } catch { preconditionFailure("a bundled image does not insert: \(error)") }
+        }
+        var i = 1
+        while i + 2 <= data.count, let length = try? VPCD.bodyLength(header: data[i..<(i + 2)]) {
+            i += 2
+            guard i + length <= data.count else { return }
+            let body = Array(data[i..<(i + length)])
+            i += length
+            let message = VPCDMessage(body: body)
+            guard message.body == body, VPCDMessage(body: message.body) == message else { preconditionFailure("the vpcd body \(body.hexString()) does not round-trip") }
+            let answer = VPCDCardSide.answer(to: message, slot: slot)
+            guard (answer != nil) == message.expectsAnswer else { preconditionFailure("\(message) answered \(answer.map { $0.hexString() } ?? "nothing")") }
+            guard let answer else { continue }
+            guard let frame = try? VPCD.frame(answer), (try? VPCD.bodyLength(header: frame.prefix(2))) == answer.count, frame.count == answer.count + 2 else {
+                preconditionFailure("an answer of \(answer.count) bytes does not fit a vpcd frame")
+            }
+            let present: [UInt8]? = if case .present(let atr) = slot.slotState { atr } else { nil }
+            if case .getATR = message, answer != (present ?? []) { preconditionFailure("the ATR request answered \(answer.hexString())") }
+            if case .apdu = message {
+                if present != nil, answer.count < 2 { preconditionFailure("a card in the slot answered \(answer.count) bytes") }
+                if empty, !answer.isEmpty { preconditionFailure("an empty slot answered \(answer.hexString())") }
             }
         }
     }
@@ -233,13 +273,19 @@ public enum FuzzEntries {
 
     // MARK: - Decoders of card answers
 
-    /// The Vitale and CPx readers over a card answering fuzzed responses (same input layout as
-    /// ``channel(_:)`` after a selector byte): a card or a typed error.
+    /// The Vitale and CPx readers, and the apCV phone over NFC, over a card answering fuzzed responses
+    /// (same input layout as ``channel(_:)`` after a selector byte; bit 6 of it picks the phone): a card,
+    /// a session token or a typed error.
     @Sendable public static func cardDecoders(_ data: [UInt8]) {
         guard let first = data.first else { return }
         let responses = lengthPrefixed(data, from: 1)
         let transport = FuzzedCard(responses: responses, extended: first & 0x80 != 0)
         let channel = CardChannel(transport: transport)
+        if first & 0x40 != 0 {
+            // A phone's appli carte Vitale over NFC: its answers to SELECT and GET SESSION TOKEN.
+            _ = runBlocking { try? await ApCVSource(.nfc(channel), resolver: UnreachableResolver()).sessionToken() }
+            return
+        }
         switch first & 3 {
         case 0: _ = runBlocking { try? await VitaleReader(channel: channel).read() }
         case 1: _ = runBlocking { try? await VitaleReader(channel: channel).readVitale1() }
@@ -313,6 +359,13 @@ public enum FuzzEntries {
         }
         _ = try? X509Certificate(pem: String(decoding: data, as: UTF8.self))
     }
+}
+
+/// The resolver of the fuzzed phone: only its software id is used (``ApCVSource/sessionToken()`` checks
+/// the audience and never resolves).
+struct UnreachableResolver: ApCVResolver {
+    let softwareID = ApCVProtocol.Configuration().softwareID
+    func resolve(token: [UInt8]) async throws(ApCVError) -> VitaleCard { throw .unknownSubject }
 }
 
 /// A card that answers the fuzzer's responses in order, then `6F00`; counts the exchanges.

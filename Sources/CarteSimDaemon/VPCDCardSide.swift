@@ -1,6 +1,6 @@
 public import CarteEmulator
 import CarteCore
-import CarteSimProtocol
+package import CarteSimProtocol
 import Foundation
 public import Logging
 import Synchronization
@@ -11,11 +11,11 @@ import Glibc
 /// Plays the card side ("vicc") of vsmartcard's vpcd protocol for one virtual slot, so a site with a
 /// stock vpcd driver in pcscd can use CarteKit card images.
 ///
-/// Protocol (vpcd always speaks first): frames are a 2-byte big-endian length and a body. A 1-byte body
-/// is a control: `00` power off, `01` power on, `02` reset (no answer), `04` get ATR (answer: the ATR,
-/// or an empty frame when no card is inserted). Any other body is a command APDU, answered with the
-/// response APDU. `TCP_QUICKACK` is set before every read, which avoids the 40 ms delayed-ACK stall of
-/// vpcd versions that send the length and the body in two writes.
+/// Protocol: ``VPCD`` and ``VPCDMessage`` (CarteSimProtocol) — 2-byte length frames, vpcd speaking
+/// first, 1-byte bodies for controls (`00` power off, `01` power on, `02` reset, `04` get ATR), any other
+/// body a command APDU answered with the response APDU (``answer(to:slot:)``). `TCP_QUICKACK` is set
+/// before every read, which avoids the 40 ms delayed-ACK stall of vpcd versions that send the length
+/// and the body in two writes.
 ///
 /// Two modes: ``Mode/connect`` dials a listening vpcd (its default mode, port 35963 + slot);
 /// ``Mode/listen`` waits for a vpcd in "reversed" mode (`DEVICENAME host:port`). Only loopback addresses
@@ -170,37 +170,36 @@ public final class VPCDCardSide: Sendable {
         logger.info("vpcd connected for \(slot.info.name)")
         while !isStopped {
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &one, socklen_t(MemoryLayout<Int32>.size))
-            guard let header = SocketIO.receiveExactly(fd, 2) else { return }
-            let length = Int(header[0]) << 8 | Int(header[1])
+            guard let header = SocketIO.receiveExactly(fd, 2), let length = try? VPCD.bodyLength(header: header) else { return }
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &one, socklen_t(MemoryLayout<Int32>.size))
             guard let body = length == 0 ? [] : SocketIO.receiveExactly(fd, length) else { return }
-            if body.count == 1 {
-                switch body[0] {
-                case 0x00: continue  // power off
-                case 0x01, 0x02: _ = slot.powerUp(); continue  // power on / reset: no answer
-                case 0x04:
-                    let atr: [UInt8]
-                    if case .present(let a) = slot.slotState { atr = a } else { atr = [] }
-                    guard write(fd, atr) else { return }
-                default:
-                    logger.debug("vpcd: unknown control byte \(body[0])")
-                }
-                continue
-            }
-            var response: [UInt8]
-            switch slot.transmitRaw(body) {
-            case .success(let r): response = r
-            case .failure: response = []  // no card: an empty answer
-            }
-            // vpcd frames carry at most 65535 bytes: a longer answer cannot be sent; say so as a card would.
-            if response.count > 0xFFFF { response = [0x6F, 0x00] }
-            guard write(fd, response) else { return }
+            let message = VPCDMessage(body: body)
+            if case .unknownControl(let b) = message { logger.debug("vpcd: unknown control byte \(b)") }
+            guard let answer = Self.answer(to: message, slot: slot) else { continue }
+            // One write: length and body together (two writes are what stalls vpcd on delayed ACKs).
+            guard let frame = try? VPCD.frame(answer), SocketIO.sendAll(fd, frame) else { return }
         }
     }
 
-    private func write(_ fd: Int32, _ body: [UInt8]) -> Bool {
-        // One write: length and body together (two writes are what stalls vpcd on delayed ACKs).
-        SocketIO.sendAll(fd, [UInt8(body.count >> 8 & 0xFF), UInt8(body.count & 0xFF)] + body)
+    /// What the card side sends back for `message` on `slot` (nil: no answer). Power on and reset
+    /// power the card up (vpcd asks for the ATR next); an APDU is answered with the card's response, an
+    /// empty body when there is no card; the answer always fits a frame (a response longer than
+    /// ``VPCD/maximumBody`` becomes `6F00`, as a card that cannot answer says it).
+    package static func answer(to message: VPCDMessage, slot: VirtualSlot) -> [UInt8]? {
+        switch message {
+        case .powerOff, .unknownControl: return nil
+        case .powerOn, .reset:
+            _ = slot.powerUp()
+            return nil
+        case .getATR:
+            if case .present(let atr) = slot.slotState { return atr }
+            return []
+        case .apdu(let command):
+            switch slot.transmitRaw(command) {
+            case .success(let r): return r.count > VPCD.maximumBody ? [0x6F, 0x00] : r
+            case .failure: return []  // no card: an empty answer
+            }
+        }
     }
 }
 
