@@ -53,7 +53,7 @@ struct ModuleShapeTests {
         "CarteSimDaemon": ["CarteEmulator", "CarteCore", "CarteSimProtocol", "CarteBundledScripts"],
         "CarteIFD": ["CIFDHandler", "CarteSimProtocol"],
         "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles"],
-        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages"],
+        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages"],
     ]
 
     @Test(arguments: allowedImports.keys.sorted())
