@@ -3,6 +3,7 @@ public import CarteCrypto
 import COpenSSL
 import Foundation
 import Synchronization
+import CarteVitale
 
 #if canImport(Glibc)
 import Glibc
@@ -61,12 +62,7 @@ public enum RightsClient {
     public static func fetch(nir: String, date: String? = nil, endpoint: LoopbackEndpoint, roots: [X509Certificate],
                              key: (any TLSClientKey)?, timeout: Double = 10) async throws(RightsError) -> RightsReply {
         let normalised = try RightsService.normalise(nir: nir)
-        if let date {
-            let parts = date.split(separator: "-", omittingEmptySubsequences: false)
-            guard parts.count == 3, parts.map(\.count) == [4, 2, 2], parts.allSatisfy({ $0.allSatisfy { $0.isASCII && $0.isNumber } }) else {
-                throw .invalidDate(String(date.prefix(32)))
-            }
-        }
+        if let date, VitaleDate(iso: date) == nil { throw .invalidDate(String(date.prefix(32))) }
         let signer = key.map { Signer($0) }
         let result: Result<RightsReply, RightsError> = await withCheckedContinuation { continuation in
             let thread = Thread {

@@ -6,7 +6,7 @@ public enum RightsError: Error, Hashable, Sendable, CustomStringConvertible {
     case invalidEndpoint(String)
     /// A NIR that is not 13 characters plus a 2-digit key (the text says what is wrong).
     case invalidNIR(String)
-    /// A rights date that is not `YYYY-MM-DD`.
+    /// A rights date that is not a calendar date written `YYYY-MM-DD`.
     case invalidDate(String)
     /// The service cannot be set up: its certificate, its key, its trust list or its socket.
     case setup(String)

@@ -132,8 +132,7 @@ package struct RightsRequest: Hashable, Sendable {
                 guard kv.count == 2, kv[0] == "date" else {
                     throw Refusal(400, "bad-request", "unknown query parameter \"\(item.prefix(32))\" (only date=YYYY-MM-DD)")
                 }
-                let digits = kv[1].replacingOccurrences(of: "-", with: "")
-                guard kv[1].count == 10, digits.count == 8, let d = VitaleDate(digits), !d.isLunar else { throw Refusal(400, "bad-request", "date takes YYYY-MM-DD") }
+                guard let d = VitaleDate(iso: kv[1]) else { throw Refusal(400, "bad-request", "date takes YYYY-MM-DD") }
                 date = d
             }
         }

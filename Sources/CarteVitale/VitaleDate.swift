@@ -12,6 +12,14 @@ public struct VitaleDate: Hashable, Sendable, Comparable, CustomStringConvertibl
     /// The day as written (0, or past the month's end, in a lunar date).
     public let day: Int
 
+    /// Parses a calendar date written `YYYY-MM-DD` (what `--date` options and the rights service's
+    /// `date=` take); `nil` for any other shape and for a day no calendar has.
+    public init?(iso text: String) {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.map(\.count) == [4, 2, 2], let date = VitaleDate(parts.joined()), !date.isLunar else { return nil }
+        self = date
+    }
+
     /// Parses 8 ASCII digits; `nil` for anything else.
     public init?(_ text: String) {
         guard text.count == 8, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }

@@ -89,8 +89,7 @@ struct ReadCommand: AsyncParsableCommand {
 
     private func evaluationDate() throws -> VitaleDate {
         if let date {
-            let digits = date.replacingOccurrences(of: "-", with: "")
-            guard date.count == 10, let d = VitaleDate(digits), !d.isLunar else {
+            guard let d = VitaleDate(iso: date) else {
                 throw CLIError(kind: "usage", message: "--date takes a calendar date YYYY-MM-DD, not \"\(date)\"", exitCode: ExitCode.validationFailure.rawValue)
             }
             return d

@@ -64,6 +64,14 @@ struct VitaleDateTests {
         #expect(VitaleDate("1985031") == nil)
         #expect(VitaleDate("1985O314") == nil)
     }
+
+    @Test func isoDatesAreCalendarDatesWithTheirDashesInPlace() {
+        #expect(VitaleDate(iso: "2026-06-15")?.raw == "20260615")
+        #expect(VitaleDate(iso: "2000-02-29")?.iso == "2000-02-29")
+        for bad in ["2026-02-30", "2026-13-01", "2026-1215-", "20261-2-15", "2026-06-15\r\nX: y", "2026/06/15", "2026-6-15", "", "--"] {
+            #expect(VitaleDate(iso: bad) == nil, "\(bad)")
+        }
+    }
 }
 
 @Suite("Reading a Carte Vitale 2")
