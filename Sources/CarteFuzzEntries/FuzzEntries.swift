@@ -3,7 +3,7 @@
 // (Fuzz/Corpus/). Each one feeds the bytes to the parser and checks its invariant; a violated
 // invariant traps (`preconditionFailure`), which libFuzzer records as a crash. A parser's typed
 // error is the expected outcome for bad input, never a finding.
-public import CarteCore
+import CarteCore
 import CarteApCV
 import CarteBundledImages
 import CarteCPS

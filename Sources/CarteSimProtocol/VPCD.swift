@@ -36,9 +36,12 @@ public enum VPCDMessage: Sendable, Equatable {
     case reset
     /// Control `04`: the card's ATR is asked for. Answer: the ATR (an empty body when no card is there).
     case getATR
-    /// Any other 1-byte body: a control this protocol does not define. No answer.
+    /// Any other 1-byte body: a control this protocol does not define. No answer. (Built with a
+    /// defined control byte, it is sent as that control: its ``body`` decodes as `powerOff`, `powerOn`,
+    /// `reset` or `getATR`.)
     case unknownControl(UInt8)
     /// Any body that is not 1 byte long (the empty one too): a command APDU, answered with the response.
+    /// (The protocol cannot carry a 1-byte APDU: its ``body`` decodes as a control.)
     case apdu([UInt8])
 
     /// The message a frame body holds (every body is one: the protocol has no malformed message).
