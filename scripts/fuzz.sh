@@ -68,8 +68,11 @@ if [ "$mode" = campaign ]; then
   exe="$scratch/campaign/fuzz-$$"
   cp "$bin/fuzz" "$exe"
   trap 'rm -f "$exe"' EXIT
-  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-  git diff --quiet HEAD 2>/dev/null || commit="$commit+changes"
+  if commit=$(git rev-parse --short HEAD 2>/dev/null); then
+    git diff --quiet HEAD || commit="$commit+changes"
+  else
+    commit=unknown
+  fi
   table="$scratch/campaigns.tsv"
   [ -s "$table" ] || printf 'started\tcommit\ttarget\texecutions\tedges\tseconds\texec_per_s\tnew_units\tpeak_rss_mb\toutcome\n' >"$table"
   say "campaign of $(wc -w <<<"$selected") target(s), $jobs at a time, each until $FUZZ_RUNS executions or $seconds s; results in $table"
