@@ -121,6 +121,10 @@ public enum CardImageLoader {
 
     /// Parses YAML text into a node tree, turning every YAML error into a ``CardImageError`` with its line.
     static func compose(_ text: String, source: String) throws(CardImageError) -> Node {
+        if let key = YAMLKeyGuard.firstNonTextKey(in: text) {
+            throw CardImageError(file: source, line: key.line, column: key.column, field: "",
+                                 problem: .wrongType(expected: "text keys, not \(key.kind) as a key"))
+        }
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw CardImageError(file: source, line: 1, field: "", problem: .syntax("the document is empty"))

@@ -133,6 +133,45 @@ struct CardImageLoaderTests {
         #expect(throws: CardImageError.self) { try CardImageLoader.load(text: yaml, source: "bomb") }
     }
 
+    /// YAML keys that are not text are refused where they start, before Yams sorts duplicated keys
+    /// (2^depth comparisons for nested sequences: the persona fuzz target's first timeout).
+    @Test(arguments: [
+        ("? [a]\n: 1\n", 1, 3, "a sequence"),
+        ("format: 1\n[a, b]: 1\n", 2, 1, "a sequence"),
+        ("format: 1\nx: &k a\nfiles:\n  - { *k : 2 }\n", 4, 7, "an alias"),
+        ("format: 1\n? { a: 1 }\n: 2\n", 2, 3, "a mapping"),
+    ])
+    func nonTextKeysAreRefused(yaml: String, line: Int, column: Int, kind: String) {
+        #expect {
+            try CardImageLoader.load(text: yaml, source: "keys.yaml")
+        } throws: { error in
+            guard let e = error as? CardImageError, case .wrongType(let expected) = e.problem else { return false }
+            return e.line == line && e.column == column && expected == "text keys, not \(kind) as a key"
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func duplicatedDeepKeysDoNotBlowUp() {
+        let deep = String(repeating: "[", count: 60) + "x" + String(repeating: "]", count: 60)
+        let yaml = (0..<50).map { "? \(deep)\n: \($0)\n" }.joined()
+        for load in [{ try CardImageLoader.load(text: yaml, source: "deep.yaml") },
+                     { _ = try CPSPersonaCompiler.load(text: yaml, source: "deep.yaml") },
+                     { _ = try PersonaCompiler.load(text: yaml, source: "deep.yaml") },
+                     { _ = try ReaderProfileLoader.load(text: yaml, source: "deep.yaml") }] as [() throws -> Void] {
+            #expect(throws: CardImageError.self) { try load() }
+        }
+    }
+
+    @Test func keyLikeTextInValuesIsNotAKey() throws {
+        let image = try CardImageLoader.load(text: """
+            format: 1
+            name: "[a]: b ? c *d : e"
+            synthetic: true
+            card: { atr: 3B 00 }
+            filesystem: { files: [] }
+            """, source: "text.yaml")
+        #expect(image.name == "[a]: b ? c *d : e")
+    }
+
     @Test func missingFileIsUnreadable() {
         #expect {
             try CardImageLoader.load(path: "/nonexistent/card.yaml")
