@@ -49,7 +49,7 @@ struct ModuleShapeTests {
         "CarteRights": ["COpenSSL", "CarteCrypto", "CarteKit", "CarteVitale", "CarteApCV"],
         "CarteKit": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV"],
         "CarteEmulator": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteApCV"],
-        "CarteImages": ["CarteEmulator", "CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteBundledProfiles"],
+        "CarteImages": ["CarteEmulator", "CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteBundledProfiles", "CYaml"],
         "CarteSimDaemon": ["CarteEmulator", "CarteCore", "CarteSimProtocol", "CarteBundledScripts"],
         "CarteIFD": ["CIFDHandler", "CarteSimProtocol"],
         "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles"],
