@@ -27,22 +27,20 @@ say() { printf 'fuzz: %s\n' "$*" >&2; }
 scratch=Fuzz/.build-fuzz
 targets=$(ls Fuzz/Corpus)
 
+# Ends the script (status 2) unless $1 is one of the targets.
+known() { grep -qx -- "$1" <<<"$targets" || { say "unknown target '$1'; the targets are: $(tr '\n' ' ' <<<"$targets")"; exit 2; }; }
+
 mode=one
 case "${1:-}" in
   --list) printf '%s\n' $targets; exit 0 ;;
   --ci) mode=ci; seconds=${2:-15}; selected=$targets ;;
   --campaign)
     mode=campaign; shift; selected=${*:-$targets}
-    for t in $selected; do
-      grep -qx -- "$t" <<<"$targets" || { say "unknown target '$t'; the targets are: $(tr '\n' ' ' <<<"$targets")"; exit 2; }
-    done
+    for t in $selected; do known "$t"; done
     seconds=${FUZZ_SECONDS:-7200}; export FUZZ_RUNS=${FUZZ_RUNS:-10000000} ;;
   "") mode=all; seconds=60; selected=$targets ;;
   *)
-    if ! grep -qx -- "$1" <<<"$targets"; then
-      say "unknown target '$1'; the targets are: $(tr '\n' ' ' <<<"$targets")"
-      exit 2
-    fi
+    known "$1"
     selected=$1; seconds=${2:-600} ;;
 esac
 if [ -n "${FUZZ_RUNS:-}" ] && ! [[ "$FUZZ_RUNS" =~ ^[1-9][0-9]*$ ]]; then say "FUZZ_RUNS must be a positive whole number, not '$FUZZ_RUNS'"; exit 2; fi
@@ -90,16 +88,15 @@ run() {
   ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:handle_abort=1" LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0" \
     CARTE_FUZZ_TARGET="$t" "$exe" "$work" "Fuzz/Corpus/$t" -max_total_time="$s" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
       -max_len=65536 -print_final_stats=1 "${runs[@]}" -artifact_prefix="Fuzz/Regressions/$t/" >"$log" 2>&1 || status=$?
+  final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
   local execs cov
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  execs=$(final_stat number_of_executed_units)
   cov=$(grep -oE "cov: [0-9]+" "$log" | tail -1 | cut -d' ' -f2)
   local found elapsed=$((SECONDS - started))
   found=$(grep -oE "(crash|leak|timeout|oom|slow-unit)-[0-9a-f]+" "$log" | sort -u | tr '\n' ' ' || true)
   if [ "$mode" = campaign ]; then
     local rate units rss
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    units=$(sed -n 's/^stat::new_units_added: *//p' "$log" | tail -1)
-    rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
+    rate=$(final_stat average_exec_per_sec); units=$(final_stat new_units_added); rss=$(final_stat peak_rss_mb)
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$stamp" "$commit" "$t" "${execs:-?}" "${cov:-?}" "$elapsed" \
       "${rate:-?}" "${units:-?}" "${rss:-?}" "$([ "$status" -eq 0 ] && echo ok || echo "failed ${found:-status $status}")" >>"$table"
   fi
