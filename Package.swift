@@ -166,11 +166,18 @@ let package = Package(
             dependencies: ["CarteCore", "CarteCrypto", "CarteApCV", "CarteVitale", logging],
             swiftSettings: strictSwiftSettings
         ),
+        /// YAML safety shared by every CarteKit YAML reader: one pass over libyaml's events (the libyaml Yams
+        /// builds, CYaml) refuses a mapping key that is not text before Yams composes (package-internal).
+        .target(
+            name: "CarteYAML",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: strictSwiftSettings
+        ),
         /// The card-image world: the YAML formats (images, reader profiles), personas, the test PKI, the
         /// recorder, importers and anonymiser, and the simulated apCV insurer built from images.
         .target(
             name: "CarteImages",
-            dependencies: ["CarteEmulator", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteBundledProfiles", logging,
+            dependencies: ["CarteEmulator", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteBundledProfiles", "CarteYAML", logging,
                            .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwiftSettings
         ),
@@ -273,7 +280,7 @@ let package = Package(
         /// Field diagnostics (`carte doctor`): pcscd, readers, USB, firmware catalog, udev, card probes.
         .target(
             name: "CarteDoctor",
-            dependencies: ["CarteCore", "CartePCSC", "CarteUSB", "CarteKit", "CarteCrypto", "CarteBundledProfiles", logging, .product(name: "Yams", package: "Yams")],
+            dependencies: ["CarteCore", "CartePCSC", "CarteUSB", "CarteKit", "CarteCrypto", "CarteBundledProfiles", "CarteYAML", logging, .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSwiftSettings
         ),
         /// The `carte` command-line tool: the only place that bootstraps logging.

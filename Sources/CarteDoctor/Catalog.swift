@@ -1,5 +1,6 @@
 import CarteCore
 import CarteBundledProfiles
+import CarteYAML
 import Yams
 
 /// The reader catalog (`Firmware/catalog.yaml`, format `carte-reader-catalog/1`): SESAM-Vitale / PC/SC
@@ -95,6 +96,10 @@ public struct ReaderCatalog: Sendable, Hashable {
 
     /// Parses a catalog file.
     public static func load(text: String, source: String) throws(CatalogError) -> ReaderCatalog {
+        // Keys that are not text first: Yams sorts duplicated sequence keys with 2^depth comparisons (CarteYAML).
+        if let key = YAMLKeyGuard.firstNonTextKey(in: text) {
+            throw CatalogError(description: "\(source):\(key.line):\(key.column): a key must be text, not \(key.kind)")
+        }
         let root: Node?
         do { root = try Yams.compose(yaml: text) } catch { throw CatalogError(description: "\(source): not YAML: \(error)") }
         guard let map = root?.mapping else { throw CatalogError(description: "\(source): not a mapping") }

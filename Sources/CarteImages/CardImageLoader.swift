@@ -3,6 +3,7 @@ import CarteCore
 import CarteApCV
 import CarteCrypto
 import Foundation
+import CarteYAML
 import Yams
 
 /// A card image that cannot be loaded, with the file, the line and column, and the field at fault.

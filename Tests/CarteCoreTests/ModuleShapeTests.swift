@@ -49,10 +49,11 @@ struct ModuleShapeTests {
         "CarteRights": ["COpenSSL", "CarteCrypto", "CarteKit", "CarteVitale", "CarteApCV"],
         "CarteKit": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV"],
         "CarteEmulator": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteApCV"],
-        "CarteImages": ["CarteEmulator", "CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteBundledProfiles", "CYaml"],
+        "CarteImages": ["CarteEmulator", "CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteBundledProfiles", "CarteYAML"],
         "CarteSimDaemon": ["CarteEmulator", "CarteCore", "CarteSimProtocol", "CarteBundledScripts"],
         "CarteIFD": ["CIFDHandler", "CarteSimProtocol"],
-        "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles"],
+        "CarteYAML": ["CYaml"],
+        "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles", "CarteYAML"],
         "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages"],
     ]
 

@@ -56,6 +56,27 @@ struct CatalogAndUdevTests {
         }
     }
 
+    /// A catalog goes through the same key guard as the card images (CarteYAML): a key that is not text is
+    /// refused where it starts, and duplicated sequence keys nested 60 deep (2^60 comparisons in Yams'
+    /// duplicate check before the guard: the persona fuzz campaign's timeout) fail at once.
+    @Test(.timeLimit(.minutes(1))) func nonTextKeysAreRefusedBeforeYamsComposes() {
+        let deep = String(repeating: "[", count: 60) + "x" + String(repeating: "]", count: 60)
+        let cases: [(String, String)] = [
+            ("format: carte-reader-catalog/1\n[a]: 1\n", "t.yaml:2:1: a key must be text, not a sequence"),
+            ("format: carte-reader-catalog/1\nreaders:\n  - ? { id: a }\n    : 1\n", "t.yaml:3:7: a key must be text, not a mapping"),
+            ("format: &f carte-reader-catalog/1\n*f : 1\n", "t.yaml:2:1: a key must be text, not an alias"),
+            ((0..<50).map { "? \(deep)\n: \($0)\n" }.joined(), "t.yaml:1:3: a key must be text, not a sequence"),
+        ]
+        for (text, message) in cases {
+            do {
+                _ = try ReaderCatalog.load(text: text, source: "t.yaml")
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.description == message)
+            }
+        }
+    }
+
     @Test func versionsCompareAsNumbers() {
         #expect(Version("1.08")! == Version("1.8")!, "parts compare as numbers")
         #expect(Version("1.10")! > Version("1.9")!)

@@ -4,7 +4,8 @@ import CYaml
 
 /// Finds a mapping key that is not text before Yams composes a document.
 ///
-/// Every CarteKit YAML format (card images, personas, reader profiles) keys its mappings with text.
+/// Every CarteKit YAML format (card images, personas, reader profiles, the doctor's reader catalog)
+/// keys its mappings with text.
 /// YAML also allows a sequence, a mapping or an alias as a key (`? [a]`, `[a]: b`, `*x : b`), and Yams
 /// checks a mapping's keys for duplicates by sorting them: its ordering of nested sequences compares
 /// each level twice, so duplicated keys nested `d` deep cost 2^d comparisons — a 2 KB persona held the
@@ -12,18 +13,23 @@ import CYaml
 /// an alias of an alias bomb would be hashed in full. One pass over libyaml's events (linear in the
 /// text, no node built) refuses such a document first; a text that libyaml cannot parse is left to
 /// Yams, which reports the syntax error with its own words.
-enum YAMLKeyGuard {
+///
+/// Package-internal: each YAML reader (`CardImageLoader.compose` in CarteImages, `ReaderCatalog.load` in
+/// CarteDoctor) turns the finding into its own typed error before it calls `Yams.compose`.
+package enum YAMLKeyGuard {
     /// Where the first key that is not text starts (1-based), and what it is.
-    struct NonTextKey: Equatable {
-        var line: Int
-        var column: Int
+    package struct NonTextKey: Equatable, Sendable {
+        /// The key's first line, from 1.
+        package var line: Int
+        /// The key's first column, from 1.
+        package var column: Int
         /// "a sequence", "a mapping" or "an alias".
-        var kind: String
+        package var kind: String
     }
 
     /// The first mapping key in `text` that is a sequence, a mapping or an alias; nil when every key
     /// is text, or when libyaml stops on a syntax error before finding one.
-    static func firstNonTextKey(in text: String) -> NonTextKey? {
+    package static func firstNonTextKey(in text: String) -> NonTextKey? {
         let bytes = Array(text.utf8)
         guard !bytes.isEmpty else { return nil }
         var parser = yaml_parser_t()
