@@ -126,8 +126,10 @@ public enum CardImageWriter {
         }
         func dedicated(_ df: CardImage.DedicatedFile, _ indent: String, root: Bool) {
             if root {
+                // Always the root's `fid`: without it an empty root would be written as `filesystem:` (null,
+                // which does not load), and a root without FID would load back as 3F00 (the default).
                 out.append("filesystem:")
-                if let fid = df.fid { out.append("\(indent)fid: \(quote(fid.hex))") }
+                out.append("\(indent)fid: \(df.fid.map { quote($0.hex) } ?? "~")")
             } else {
                 out.append("\(indent.dropLast(2))- df: \(df.fid.map { quote($0.hex) } ?? "~")")
             }

@@ -161,6 +161,17 @@ struct CardImageLoaderTests {
         }
     }
 
+    /// A root DF without FID (`fid: ~`) is written with its `fid: ~`: an empty one used to be written as
+    /// a bare `filesystem:` that did not load again, and one with files loaded back as 3F00 (the card-image
+    /// campaign's finding, Fuzz/Regressions/card-image/crash-a9c9095e…).
+    @Test(arguments: ["filesystem:\n  fid: ~\n", "filesystem: { fid: ~, files: [ { ef: \"2F00\", data: 01 } ] }\n"])
+    func aRootWithoutFIDIsWrittenAsIs(filesystem: String) throws {
+        let image = try CardImageLoader.load(text: "format: 1\nname: n\nsynthetic: true\ncard: { atr: 3B 00 }\n" + filesystem, source: "root.yaml")
+        #expect(image.root.fid == nil)
+        let again = try CardImageLoader.load(text: CardImageWriter.yaml(image), source: "again.yaml")
+        #expect(again.root == image.root)
+    }
+
     @Test func keyLikeTextInValuesIsNotAKey() throws {
         let image = try CardImageLoader.load(text: """
             format: 1
