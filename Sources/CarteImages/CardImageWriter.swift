@@ -12,6 +12,8 @@ public enum CardImageWriter {
             "\"" + s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
         }
         func hex(_ b: [UInt8]) -> String { b.isEmpty ? "\"\"" : b.hexString() }
+        /// A file identifier, or `~` for a file without one (what the loader reads back as none).
+        func fid(_ f: UInt16?) -> String { f.map { quote($0.hex) } ?? "~" }
         if let r = image.recorded {
             out.append("# Written by `carte record` from \(r.reader) on \(r.date): the card's data as read (anonymise before sharing).")
         } else {
@@ -129,9 +131,9 @@ public enum CardImageWriter {
                 // Always the root's `fid`: without it an empty root would be written as `filesystem:` (null,
                 // which does not load), and a root without FID would load back as 3F00 (the default).
                 out.append("filesystem:")
-                out.append("\(indent)fid: \(df.fid.map { quote($0.hex) } ?? "~")")
+                out.append("\(indent)fid: \(fid(df.fid))")
             } else {
-                out.append("\(indent.dropLast(2))- df: \(df.fid.map { quote($0.hex) } ?? "~")")
+                out.append("\(indent.dropLast(2))- df: \(fid(df.fid))")
             }
             if let aid = df.aid { out.append("\(indent)aid: \(aid.hexString())") }
             if let l = df.label { out.append("\(indent)label: \(quote(l))") }
@@ -142,7 +144,7 @@ public enum CardImageWriter {
                 switch child {
                 case .dedicated(let sub): dedicated(sub, indent + "    ", root: false)
                 case .elementary(let ef):
-                    out.append("\(indent)  - ef: \(ef.fid.map { quote($0.hex) } ?? "~")")
+                    out.append("\(indent)  - ef: \(fid(ef.fid))")
                     let i = indent + "    "
                     if let sfi = ef.sfi { out.append("\(i)sfi: \(sfi)") }
                     if let l = ef.label { out.append("\(i)label: \(quote(l))") }
