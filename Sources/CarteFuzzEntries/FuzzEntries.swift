@@ -197,10 +197,11 @@ public enum FuzzEntries {
         guard data.count <= 1 << 16 else { return }
         let text = String(decoding: data, as: UTF8.self)
         guard let image = try? CardImageLoader.load(text: text, source: "fuzz.yaml") else { return }
-        guard let again = try? CardImageLoader.load(text: CardImageWriter.yaml(image), source: "again.yaml") else {
+        guard var again = try? CardImageLoader.load(text: CardImageWriter.yaml(image), source: "again.yaml") else {
             preconditionFailure("an image that loads does not load again once written")
         }
-        _ = again
+        again.source = image.source
+        precondition(again == image, "an image written and loaded again is not the same image")
     }
 
     /// Reader profiles (YAML).

@@ -414,8 +414,11 @@ struct YAMLDocumentReader {
                     let response = try hex(rsp, path + ".response")
                     guard response.count >= 2 else { throw fail(rsp, path + ".response", .invalidValue("a response needs at least the 2 status bytes")) }
                     let ms = try e["ms"].map { v throws(CardImageError) -> Double in
-                        guard let d = Double(try scalar(v, path + ".ms")), d >= 0, d.isFinite else { throw fail(v, path + ".ms", .invalidValue("milliseconds, a number ≥ 0")) }
-                        return d
+                        guard let d = Double(try scalar(v, path + ".ms")), d >= 0, d.isFinite, (d * 1000).isFinite else {
+                            throw fail(v, path + ".ms", .invalidValue("milliseconds, a number ≥ 0"))
+                        }
+                        // Kept to the microsecond, as recorded and as written.
+                        return (d * 1000).rounded() / 1000
                     }
                     replay.transcript.append(.init(command: command, response: response, milliseconds: ms))
                 }

@@ -8,9 +8,7 @@ public enum CardImageWriter {
     /// The YAML text of `image`.
     public static func yaml(_ image: CardImage) -> String {
         var out: [String] = []
-        func quote(_ s: String) -> String {
-            "\"" + s.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\""
-        }
+        func quote(_ s: String) -> String { yamlQuoted(s) }
         func hex(_ b: [UInt8]) -> String { b.isEmpty ? "\"\"" : b.hexString() }
         /// A file identifier, or `~` for a file without one (what the loader reads back as none).
         func fid(_ f: UInt16?) -> String { f.map { quote($0.hex) } ?? "~" }
@@ -61,8 +59,7 @@ public enum CardImageWriter {
                 if let l = k.label { out.append("    label: \(quote(l))") }
                 out.append("    usage: [\(CardImage.Key.Usage.allCases.filter(k.usages.contains).map(\.rawValue).joined(separator: ", "))]")
                 out.append("    use: \(quote(k.use.description))")
-                out.append("    private-key: |")
-                for line in k.privateKeyPEM.split(separator: "\n") { out.append("      \(line)") }
+                out.append(contentsOf: block("    private-key", k.privateKeyPEM, indent: "      "))
             }
         }
         if let phone = image.apcv {
@@ -73,8 +70,7 @@ public enum CardImageWriter {
             out.append("  token-lifetime: \(phone.tokenLifetime)")
             out.append("  identity: \(quote(phone.identity))")
             out.append("  consent: \(phone.consent.rawValue)")
-            out.append("  private-key: |")
-            for line in phone.privateKeyPEM.split(separator: "\n") { out.append("    \(line)") }
+            out.append(contentsOf: block("  private-key", phone.privateKeyPEM, indent: "    "))
         }
         if let r = image.recorded {
             out.append("recorded:")
@@ -169,8 +165,53 @@ public enum CardImageWriter {
     }
 }
 
-extension String {
-    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
-        split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
+/// `text` as a YAML double-quoted scalar that loads back to exactly the same Unicode scalars: the
+/// backslash and the quote are escaped, and so is every scalar YAML would not keep as it is — the
+/// control characters (which it refuses), the line breaks (which it folds into spaces: LF, CR, NEL,
+/// LS, PS), the tab and the byte-order mark. Escaping works on scalars, not characters, so a
+/// backslash followed by a combining mark is escaped too.
+func yamlQuoted(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        let v = scalar.value
+        switch v {
+        case 0x5C: out += "\\\\"
+        case 0x22: out += "\\\""
+        case 0x0A: out += "\\n"
+        case 0x0D: out += "\\r"
+        case 0x09: out += "\\t"
+        case _ where keptAsIs(scalar): out.unicodeScalars.append(scalar)
+        case 0..<0x100: out += "\\x" + hexDigits(v, 2)
+        case 0x100...0xFFFF: out += "\\u" + hexDigits(v, 4)
+        default: out += "\\U" + hexDigits(v, 8)
+        }
     }
+    return out + "\""
+}
+
+/// `key: |` and the text's lines when a literal block gives back exactly `text` (lines that are not
+/// empty, start with no blank, hold nothing `yamlQuoted` would escape but the quote and the
+/// backslash, and one final line break); otherwise `key: "…"`, double-quoted.
+private func block(_ key: String, _ text: String, indent: String) -> [String] {
+    let lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
+    let literal = lines.count > 1 && lines.last!.isEmpty && lines.dropLast().allSatisfy { line in
+        guard let first = line.first, first != " " else { return false }
+        return line.allSatisfy(keptAsIs)
+    }
+    guard literal else { return ["\(key): \(yamlQuoted(text))"] }
+    return ["\(key): |"] + lines.dropLast().map { indent + String(String.UnicodeScalarView($0)) }
+}
+
+/// Whether YAML keeps `scalar` as it is inside a quoted scalar or a literal block: the printable
+/// characters of YAML 1.1 but its line breaks (NEL, LS, PS) and the byte-order mark.
+private func keptAsIs(_ scalar: Unicode.Scalar) -> Bool {
+    switch scalar.value {
+    case 0x20...0x7E, 0xA0...0x2027, 0x202A...0xD7FF, 0xE000...0xFEFE, 0xFF00...0xFFFD, 0x10000...0x10FFFF: true
+    default: false
+    }
+}
+
+private func hexDigits(_ value: UInt32, _ width: Int) -> String {
+    let digits = String(value, radix: 16, uppercase: true)
+    return String(repeating: "0", count: max(0, width - digits.count)) + digits
 }

@@ -215,6 +215,76 @@ struct CardImageLoaderTests {
         #expect(image.pins == [CardImage.PIN(reference: 1, value: [0x31, 0x32, 0x33, 0x34], maxTries: 5, remainingTries: 2)])
         #expect(image.cardProtocol == .t0)
     }
+
+    /// `image` written and loaded again, with the source it had (the one field writing does not keep).
+    private func writtenAndLoaded(_ image: CardImage) throws -> CardImage {
+        var again = try CardImageLoader.load(text: CardImageWriter.yaml(image), source: "again.yaml")
+        again.source = image.source
+        return again
+    }
+
+    @Test func everyBundledImageIsWrittenAndLoadedAgainTheSame() throws {
+        var count = 0
+        for b in BundledImages.all where !CPSPersonaCompiler.isPersona(b.text) && !ApCVPersonaCompiler.isPersona(b.text) {
+            guard let image = try? CardImageLoader.load(text: b.text, source: b.path) else { continue }
+            #expect(try writtenAndLoaded(image) == image, "\(b.path)")
+            count += 1
+        }
+        #expect(count >= 20)
+    }
+
+    /// Text YAML would fold, refuse or misread inside quotes: line breaks (LF, CR, NEL, LS, PS), tab,
+    /// control characters, the byte-order mark, and a backslash or a quote carrying a combining mark
+    /// (one character, two scalars: escaping by character missed them).
+    @Test(arguments: ["a\nb", "a\r\nb", "tab\there", "nel\u{85}ls\u{2028}ps\u{2029}", "nul\u{0}del\u{7F}c1\u{9B}",
+                      "bom\u{FEFF}", "\\\u{301}n", "\"\u{301}", " lead and trail ", "é€😀\u{10FFFF}", ""])
+    func textComesBackScalarForScalar(text: String) throws {
+        var image = try bundled("demo/iso-generic.yaml")
+        image.name = text
+        image.summary = text
+        try #require(!image.pins.isEmpty)
+        image.pins[0].label = text
+        let again = try writtenAndLoaded(image)
+        #expect(Array(again.name.unicodeScalars) == Array(text.unicodeScalars))
+        #expect(Array((again.summary ?? "-").unicodeScalars) == Array(text.unicodeScalars))
+        #expect(Array((again.pins.first?.label ?? "-").unicodeScalars) == Array(text.unicodeScalars))
+        #expect(again == image)
+    }
+
+    /// A key's PEM is written as a literal block when that gives it back exactly, and quoted otherwise
+    /// (text before the armour, blank lines, CR LF, no final line break), never changed.
+    @Test func privateKeyTextIsKeptExactly() throws {
+        let image = try bundled("cps/medecin-liberal.yaml")
+        let pem = try #require(image.keys.first?.privateKeyPEM)
+        #expect(CardImageWriter.yaml(image).contains("private-key: |"))
+        for variant in [pem, "issued for tests\n\n" + pem, pem + "\n", String(pem.dropLast())] {
+            var changed = image
+            changed.keys[0].privateKeyPEM = variant
+            let again = try writtenAndLoaded(changed)
+            #expect(Array(again.keys[0].privateKeyPEM.unicodeScalars) == Array(variant.unicodeScalars))
+            #expect(again == changed)
+        }
+    }
+
+    @Test func transcriptTimesAreKeptToTheMicrosecond() throws {
+        let image = try CardImageLoader.load(text: """
+            format: 1
+            name: timed
+            synthetic: true
+            card: { atr: 3B 00 }
+            filesystem: { files: [] }
+            replay:
+              transcript:
+                - { command: 00 A4 04 00, response: 90 00, ms: 1.23456 }
+                - { command: 00 B0 00 00, response: 90 00, ms: 0.0004 }
+                - { command: 00 B0 00 01, response: 90 00, ms: 7 }
+            """, source: "timed.yaml")
+        #expect(image.replay?.transcript.map(\.milliseconds) == [1.235, 0, 7])
+        #expect(try writtenAndLoaded(image) == image)
+        #expect(throws: CardImageError.self) {
+            try CardImageLoader.load(text: "format: 1\nname: t\nsynthetic: true\ncard: { atr: 3B 00 }\nfilesystem: { files: [] }\nreplay: { transcript: [{ command: 00 A4 04 00, response: 90 00, ms: 1e307 }] }\n", source: "huge.yaml")
+        }
+    }
 }
 
 extension Array where Element == UInt8 {
