@@ -8,7 +8,6 @@ public enum CardImageWriter {
     /// The YAML text of `image`.
     public static func yaml(_ image: CardImage) -> String {
         var out: [String] = []
-        func quote(_ s: String) -> String { yamlQuoted(s) }
         func hex(_ b: [UInt8]) -> String { b.isEmpty ? "\"\"" : b.hexString() }
         /// A file identifier, or `~` for a file without one (what the loader reads back as none).
         func fid(_ f: UInt16?) -> String { f.map { quote($0.hex) } ?? "~" }
@@ -170,7 +169,7 @@ public enum CardImageWriter {
 /// control characters (which it refuses), the line breaks (which it folds into spaces: LF, CR, NEL,
 /// LS, PS), the tab and the byte-order mark. Escaping works on scalars, not characters, so a
 /// backslash followed by a combining mark is escaped too.
-func yamlQuoted(_ text: String) -> String {
+private func quote(_ text: String) -> String {
     var out = "\""
     for scalar in text.unicodeScalars {
         let v = scalar.value
@@ -181,16 +180,16 @@ func yamlQuoted(_ text: String) -> String {
         case 0x0D: out += "\\r"
         case 0x09: out += "\\t"
         case _ where keptAsIs(scalar): out.unicodeScalars.append(scalar)
-        case 0..<0x100: out += "\\x" + hexDigits(v, 2)
-        case 0x100...0xFFFF: out += "\\u" + hexDigits(v, 4)
-        default: out += "\\U" + hexDigits(v, 8)
+        case 0..<0x100: out += "\\x" + UInt8(v).hex
+        case 0x100...0xFFFF: out += "\\u" + UInt16(v).hex
+        default: out += "\\U" + UInt16(v >> 16).hex + UInt16(v & 0xFFFF).hex
         }
     }
     return out + "\""
 }
 
 /// `key: |` and the text's lines when a literal block gives back exactly `text` (lines that are not
-/// empty, start with no blank, hold nothing `yamlQuoted` would escape but the quote and the
+/// empty, start with no blank, hold nothing `quote` would escape but the quote and the
 /// backslash, and one final line break); otherwise `key: "…"`, double-quoted.
 private func block(_ key: String, _ text: String, indent: String) -> [String] {
     let lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: false)
@@ -198,7 +197,7 @@ private func block(_ key: String, _ text: String, indent: String) -> [String] {
         guard let first = line.first, first != " " else { return false }
         return line.allSatisfy(keptAsIs)
     }
-    guard literal else { return ["\(key): \(yamlQuoted(text))"] }
+    guard literal else { return ["\(key): \(quote(text))"] }
     return ["\(key): |"] + lines.dropLast().map { indent + String(String.UnicodeScalarView($0)) }
 }
 
@@ -209,9 +208,4 @@ private func keptAsIs(_ scalar: Unicode.Scalar) -> Bool {
     case 0x20...0x7E, 0xA0...0x2027, 0x202A...0xD7FF, 0xE000...0xFEFE, 0xFF00...0xFFFD, 0x10000...0x10FFFF: true
     default: false
     }
-}
-
-private func hexDigits(_ value: UInt32, _ width: Int) -> String {
-    let digits = String(value, radix: 16, uppercase: true)
-    return String(repeating: "0", count: max(0, width - digits.count)) + digits
 }
