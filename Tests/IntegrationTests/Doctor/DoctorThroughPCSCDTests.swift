@@ -263,7 +263,7 @@ struct DoctorThroughPCSCDTests {
         defer { bare.stop() }
         let none = try bench.doctor(["--json"], socketPath: bare.clientSocket)
         let c = checks(none.json)
-        #expect(none.status == 7 && c["readers.none"]?["status"] as? String == "fail", "\(none.stdout)")
+        #expect(none.status == 7 && c["readers.none"]?["status"] as? String == "fail", "status \(none.status), stderr: \(none.stderr)\n\(none.stdout)")
         #expect((c["readers.none"]?["fix"] as? String ?? "").contains("USB section"))
     }
 }
