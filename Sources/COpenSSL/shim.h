@@ -23,6 +23,9 @@
 static const int carte_mbstring_utf8 = MBSTRING_UTF8;
 static const int carte_rsa_pkcs1_padding = RSA_PKCS1_PADDING;
 static const int carte_rsa_no_padding = RSA_NO_PADDING;
+static const int carte_rsa_pkcs1_pss_padding = RSA_PKCS1_PSS_PADDING;
+static const int carte_rsa_pss_saltlen_digest = RSA_PSS_SALTLEN_DIGEST;
+static const int carte_rsa_pss_saltlen_auto = RSA_PSS_SALTLEN_AUTO;
 
 static inline STACK_OF(X509) *carte_sk_x509_new(void) { return sk_X509_new_null(); }
 static inline int carte_sk_x509_push(STACK_OF(X509) *s, X509 *x) { return sk_X509_push(s, x); }

@@ -48,6 +48,17 @@ public enum CPSLayout {
     public static let holderFile: UInt16 = 0xD102
     /// CPS_INFO_PS in the IAS DF. **Synthetic FID.**
     public static let infoFile: UInt16 = 0xD103
+    /// CPS_LANG_PS (the holder's languages) in the IAS DF. **Synthetic FID.**
+    public static let languageFile: UInt16 = 0xD104
+    /// CPS_DATA (the applications' data object, the one writable object of the ANS specification) in
+    /// the IAS DF. **Synthetic FID.**
+    public static let applicationDataFile: UInt16 = 0xD105
+    /// The CPS4's CPS2ter identification files under the MF, in the order CPS2TER_ATR, _ID, _ICC,
+    /// _NAME, _LANG, _PSINFO, _DIRAMO (labels [C], the ANS external specification). **Synthetic FIDs.**
+    public static let cps2terIdentityFiles: [(label: String, fid: UInt16)] = [
+        ("CPS2TER_ATR", 0x4001), ("CPS2TER_ID", 0x4002), ("CPS2TER_ICC", 0x4003), ("CPS2TER_NAME", 0x4004),
+        ("CPS2TER_LANG", 0x4005), ("CPS2TER_PSINFO", 0x4006), ("CPS2TER_DIRAMO", 0x4007),
+    ]
     /// "Certificat d'Authentification CPS" (DER) in the IAS DF. **Synthetic FID.**
     public static let authenticationCertificateFile: UInt16 = 0xC001
     /// "Certificat de Signature CPS" (DER) in the IAS DF. **Synthetic FID.**
@@ -61,6 +72,12 @@ public enum CPSLayout {
     public static let situationTemplate: TLVTag = 0xE2
     /// Professional information template (profession, speciality, the situation files present).
     public static let infoTemplate: TLVTag = 0xE3
+    /// Languages template (`80` the language codes, ISO 639-1).
+    public static let languageTemplate: TLVTag = 0xE4
+    /// Application data template (empty but for the marker on a new card).
+    public static let applicationDataTemplate: TLVTag = 0xE5
+    /// CPS2ter AMO template (empty but for the marker: the synthetic cards carry no AMO data).
+    public static let amoTemplate: TLVTag = 0xE6
     /// First field of every synthetic template: marks CarteKit's layout.
     public static let marker: TLVTag = 0xDF01
     /// The marker's value.

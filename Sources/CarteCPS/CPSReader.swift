@@ -25,13 +25,24 @@ public struct CPSReader: Sendable {
         /// defaults (8 bytes, `FF`); the CPS2ter VERIFY carries 8 bytes ([C] `A0 20 00 ref 08`).
         public var pinBlockLength: Int = 8
         public var pinPadding: UInt8 = 0xFF
-        /// Key references for MSE SET. **Synthetic** defaults.
+        /// Key references for MSE SET on a CPS3. **Synthetic** defaults.
         public var authenticationKey: UInt8 = 0x81
         public var signatureKey: UInt8 = 0x82
-        /// MSE algorithm byte for the hash template (`40` = SHA-256, [C] ANS `card-cps3.c`).
+        /// MSE algorithm byte for the hash template (`40` = SHA-256, [C] ANS `pkcs15-sec.c`).
         public var hashAlgorithm: UInt8 = 0x40
-        /// MSE algorithm byte for RSA PKCS#1 v1.5 signature and authentication. **Synthetic** default `02`.
+        /// MSE algorithm byte for the signature template: `42` = SHA-256 with RSA PKCS#1 v1.5 ([C] ANS
+        /// `pkcs15-sec.c`, the IAS-ECC reference; `12` is SHA-1).
+        public var signatureAlgorithm: UInt8 = 0x42
+        /// MSE algorithm byte for RSA PKCS#1 v1.5 authentication (INTERNAL AUTHENTICATE): `02` ([C] ANS `pkcs15-sec.c`).
         public var rsaAlgorithm: UInt8 = 0x02
+        /// MSE algorithm byte for RSA PKCS#1 v1.5 deciphering: `1A` ([C] ANS `pkcs15-sec.c`).
+        public var decipherAlgorithm: UInt8 = 0x1A
+        /// The CPS4 authentication (and deciphering) key: `20` ([C] the ANS Cryptolib's `CPS4_AUTH_PRIV_KEY_ID`).
+        public var chipDocAuthenticationKey: UInt8 = 0x20
+        /// The CPS4 signature key. **Synthetic** default `21` (the Cryptolib takes it from the PrKDF).
+        public var chipDocSignatureKey: UInt8 = 0x21
+        /// The CPS4 signature algorithm: `28` = SHA-256 with RSA PKCS#1 v1.5 ([C] the Cryptolib's `cards.h`).
+        public var chipDocSignatureAlgorithm: UInt8 = 0x28
         /// Bytes asked per READ BINARY (256 = Le `00`; the ANS driver uses up to `E7` = 231). Values
         /// outside 1…65536 are brought back into that range.
         public var readChunk: Int = 256
@@ -413,7 +424,8 @@ public struct CPSReader: Sendable {
                 try await selectChipDoc(held)
                 let v = try await send(held, apdu(0x01, 0x20, 0x00, configuration.pukReference, block(puk)), policy: .raw)
                 try pinOutcome(v.statusWord, which: "PUK", what: "VERIFY of the PUK")
-                let u = try await send(held, apdu(0x01, 0x2C, 0x03, configuration.pinReference), policy: .raw)
+                // UNBLOCK names the PIN with bit 8 set ([C] the Cryptolib's card-cps4.c: `2C 03 <ref | 80>`).
+                let u = try await send(held, apdu(0x01, 0x2C, 0x03, configuration.pinReference | 0x80), policy: .raw)
                 try pinOutcome(u.statusWord, which: "PUK", what: "UNBLOCK")
                 let c = try await send(held, apdu(0x01, 0x24, 0x01, configuration.pinReference, block(newPIN)), policy: .raw)
                 try pinOutcome(c.statusWord, which: "PIN", what: "CHANGE REFERENCE DATA")
@@ -520,7 +532,8 @@ public struct CPSReader: Sendable {
             if generation == .cps4 {
                 try await selectChipDoc(held)
                 try await padVerify(held, pad, reference: configuration.pukReference, which: "PUK")
-                let u = try await send(held, apdu(0x01, 0x2C, 0x03, configuration.pinReference), policy: .raw)
+                // UNBLOCK names the PIN with bit 8 set ([C] the Cryptolib's card-cps4.c: `2C 03 <ref | 80>`).
+                let u = try await send(held, apdu(0x01, 0x2C, 0x03, configuration.pinReference | 0x80), policy: .raw)
                 try pinOutcome(u.statusWord, which: "PUK", what: "UNBLOCK")
                 try await padModify(held, pad, header: [0x01, 0x24, 0x01, configuration.pinReference], withCurrent: false, which: "PIN", what: "CHANGE REFERENCE DATA on the PIN pad")
                 return
@@ -535,7 +548,9 @@ public struct CPSReader: Sendable {
     private func mse(_ held: Held, template: UInt8, key: UInt8, algorithm: UInt8) async throws(CPSError) {
         let command: CommandAPDU
         if generation == .cps4 {
-            command = template == 0xB6 ? apdu(0x01, 0x22, 0x81, 0xB6, [0x91, 0x02, algorithm, key])
+            // ChipDoc ([C] the ANS Cryptolib's card-cps4.c): DST `91 02 <alg> <key | 80>` (bit 8: "the
+            // data is a hash"), CT `83 01 <key>`.
+            command = template == 0xB6 ? apdu(0x01, 0x22, 0x81, 0xB6, [0x91, 0x02, algorithm, key | 0x80])
                                        : apdu(0x01, 0x22, 0x41, template, [0x83, 0x01, key])
         } else {
             command = apdu(0x00, 0x22, 0x41, template, [0x80, 0x01, algorithm, 0x84, 0x01, key])
@@ -546,21 +561,21 @@ public struct CPSReader: Sendable {
 
     /// Signs `data` with the signature key: SHA-256, PKCS#1 v1.5. On a CPS3 the host hashes every
     /// whole 64-byte block but the last and the card finishes the hash (PSO HASH), then signs
-    /// (PSO CDS `2A 9E 9A`, [C]); on a CPS4 the DigestInfo goes with PSO CDS ([P] synthetic).
-    /// The PIN must have been verified (``CPSError/pinRequired(_:)`` otherwise).
+    /// (PSO CDS `2A 9E 9A`, [C]); on a CPS4 the host hashes and PSO CDS carries the digest, after MSE
+    /// SET `91 02 28 <key | 80>` ([C] the ANS Cryptolib). The PIN must have been verified
+    /// (``CPSError/pinRequired(_:)`` otherwise).
     public func sign(_ data: [UInt8]) async throws(CPSError) -> [UInt8] {
         if generation == .cps3Contactless { throw .unsupported("a CPS3 does not sign over its contactless interface (domain-facts §5.3)") }
         return try await exclusive { held throws(CPSError) -> [UInt8] in
             if generation == .cps4 {
                 try await selectChipDoc(held)
-                try await mse(held, template: 0xB6, key: configuration.signatureKey, algorithm: configuration.rsaAlgorithm)
-                let digestInfo = DigestAlgorithm.sha256.digestInfoPrefix + SHA256.digest(data)
-                let r = try await send(held, apdu(0x01, 0x2A, 0x9E, 0x9A, digestInfo, le: 256))
+                try await mse(held, template: 0xB6, key: configuration.chipDocSignatureKey, algorithm: configuration.chipDocSignatureAlgorithm)
+                let r = try await send(held, apdu(0x01, 0x2A, 0x9E, 0x9A, SHA256.digest(data), le: 256))
                 try signatureOutcome(r)
                 return r.data
             }
             try await selectApplication(held)
-            try await mse(held, template: 0xB6, key: configuration.signatureKey, algorithm: configuration.rsaAlgorithm)
+            try await mse(held, template: 0xB6, key: configuration.signatureKey, algorithm: configuration.signatureAlgorithm)
             let h = try await send(held, apdu(0x00, 0x22, 0x41, 0xAA, [0x80, 0x01, configuration.hashAlgorithm]))
             guard h.isSuccess else { throw .operationRefused("MSE SET of the hash algorithm", h.statusWord) }
             // The host hashes the whole blocks before the last (1…64 bytes) one.
@@ -592,11 +607,30 @@ public struct CPSReader: Sendable {
         }
     }
 
-    /// Authenticates: INTERNAL AUTHENTICATE of `challenge` with the authentication key (PKCS#1 v1.5
-    /// block type 1; at most 40 % of the modulus). A CPS4 has no INTERNAL AUTHENTICATE (§5.1).
+    /// Authenticates with the authentication key: the PKCS#1 v1.5 block type 1 of `challenge` (at most
+    /// 40 % of the modulus) raised to the private key. A CPS3 does it with INTERNAL AUTHENTICATE; a
+    /// CPS4 has none and deciphers the block the host padded (PSO DECIPHER, as the ANS Cryptolib does:
+    /// domain-facts §5.1).
     public func authenticate(challenge: [UInt8]) async throws(CPSError) -> [UInt8] {
-        if generation == .cps4 { throw .unsupported("a CPS4 has no INTERNAL AUTHENTICATE; it authenticates by RSA deciphering (domain-facts §5.1)") }
         guard !challenge.isEmpty, challenge.count <= 102 else { throw .unsupported("a challenge of \(challenge.count) bytes (1 to 102 for a 2048-bit key: 40 % of the modulus)") }
+        if generation == .cps4 {
+            return try await exclusive { held throws(CPSError) -> [UInt8] in
+                // The block is as long as the modulus: the authentication certificate says how long.
+                try await selectApplication(held)
+                let der = try await readFile(held, CPSLayout.authenticationCertificateFile, CPSCertificate.Role.authentication.label)
+                let modulus: Int
+                do throws(CryptoError) { modulus = try X509Certificate(der: der).publicKey().modulusBytes } catch { throw .crypto(error) }
+                guard challenge.count * 10 <= modulus * 4 else { throw .unsupported("a challenge of \(challenge.count) bytes (at most 40 % of the \(modulus * 8)-bit modulus)") }
+                try await selectChipDoc(held)
+                try await mse(held, template: 0xB8, key: configuration.chipDocAuthenticationKey, algorithm: 0)
+                let r = try await send(held, apdu(0x01, 0x2A, 0x80, 0x86, Self.blockType1(challenge, modulusBytes: modulus), le: 256))
+                switch r.statusWord {
+                case .success where r.data.count == modulus: return r.data
+                case .securityStatusNotSatisfied: throw .pinRequired("authentication")
+                case let sw: throw .operationRefused("PSO DECIPHER (authentication)", sw)
+                }
+            }
+        }
         return try await exclusive { held throws(CPSError) -> [UInt8] in
             try await selectApplication(held)
             try await mse(held, template: 0xA4, key: configuration.authenticationKey, algorithm: configuration.rsaAlgorithm)
@@ -609,21 +643,45 @@ public struct CPSReader: Sendable {
         }
     }
 
-    /// Deciphers a PKCS#1 v1.5 cryptogram made for the authentication certificate's key
-    /// (PSO DECIPHER `2A 80 86` with padding indicator `81`, command chaining when needed).
+    /// Deciphers a PKCS#1 v1.5 cryptogram made for the authentication certificate's key: PSO DECIPHER
+    /// `2A 80 86` (command chaining when needed). A CPS3 takes the padding indicator `81` and answers
+    /// the message; a CPS4 takes the bare cryptogram and answers the whole block, whose padding the
+    /// host checks and removes ([C] the ANS Cryptolib's card-cps4.c).
     public func decipher(_ cryptogram: [UInt8]) async throws(CPSError) -> [UInt8] {
         if generation == .cps3Contactless { throw .unsupported("deciphering over the contactless interface") }
         guard !cryptogram.isEmpty, cryptogram.count <= 1024 else { throw .unsupported("a cryptogram of \(cryptogram.count) bytes (1 to 1024: an RSA key of at most 8192 bits)") }
         return try await exclusive { held throws(CPSError) -> [UInt8] in
-            if generation == .cps4 { try await selectChipDoc(held) } else { try await selectApplication(held) }
-            try await mse(held, template: 0xB8, key: configuration.authenticationKey, algorithm: configuration.rsaAlgorithm)
-            let r = try await send(held, apdu(securityClass, 0x2A, 0x80, 0x86, [0x81] + cryptogram, le: 256))
+            let r: ResponseAPDU
+            if generation == .cps4 {
+                try await selectChipDoc(held)
+                try await mse(held, template: 0xB8, key: configuration.chipDocAuthenticationKey, algorithm: 0)
+                r = try await send(held, apdu(0x01, 0x2A, 0x80, 0x86, cryptogram, le: 256))
+            } else {
+                try await selectApplication(held)
+                try await mse(held, template: 0xB8, key: configuration.authenticationKey, algorithm: configuration.decipherAlgorithm)
+                r = try await send(held, apdu(0x00, 0x2A, 0x80, 0x86, [0x81] + cryptogram, le: 256))
+            }
             switch r.statusWord {
-            case .success: return r.data
+            case .success:
+                guard generation == .cps4 else { return r.data }
+                guard let message = Self.removeBlockType2(r.data) else { throw .operationRefused("PSO DECIPHER (the block is not PKCS#1 v1.5 padded: wrong key or cryptogram)", r.statusWord) }
+                return message
             case .securityStatusNotSatisfied: throw .pinRequired("deciphering")
             case let sw: throw .operationRefused("PSO DECIPHER", sw)
             }
         }
+    }
+
+    /// `00 01 FF… 00 <data>`: PKCS#1 v1.5 block type 1 (RFC 8017 §9.2) of `modulusBytes` bytes.
+    static func blockType1(_ data: [UInt8], modulusBytes: Int) -> [UInt8] {
+        [0x00, 0x01] + [UInt8](repeating: 0xFF, count: modulusBytes - data.count - 3) + [0x00] + data
+    }
+
+    /// The message of a PKCS#1 v1.5 block type 2 (`00 02 <8+ non-zero bytes> 00 <message>`), or `nil`.
+    static func removeBlockType2(_ block: [UInt8]) -> [UInt8]? {
+        guard block.count >= 11, block[0] == 0x00, block[1] == 0x02,
+              let end = block[2...].firstIndex(of: 0x00), end >= 10 else { return nil }
+        return Array(block[(end + 1)...])
     }
 }
 

@@ -2,17 +2,49 @@ internal import COpenSSL
 
 /// The digest algorithms CarteKit signs with (PKCS#1 v1.5 DigestInfo prefixes of RFC 8017 §9.2).
 public enum DigestAlgorithm: String, Sendable, Hashable, CaseIterable {
+    /// SHA-1: still declared by CPx cards and asked for by the ANS Cryptolib (`CKM_SHA1_RSA_PKCS`).
+    case sha1 = "SHA-1"
     case sha256 = "SHA-256"
 
     /// The DER DigestInfo header that precedes the hash in a PKCS#1 v1.5 signature.
     public var digestInfoPrefix: [UInt8] {
         switch self {
+        case .sha1: return [0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2B, 0x0E, 0x03, 0x02, 0x1A, 0x05, 0x00, 0x04, 0x14]
         case .sha256: return [0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20]
         }
     }
 
     /// The digest length in bytes.
-    public var length: Int { 32 }
+    public var length: Int {
+        switch self {
+        case .sha1: return 20
+        case .sha256: return 32
+        }
+    }
+
+    /// The digest of `data`.
+    public func digest<C: Collection>(_ data: C) -> [UInt8] where C.Element == UInt8 {
+        switch self {
+        case .sha1: return SHA1.digest(data)
+        case .sha256: return SHA256.digest(data)
+        }
+    }
+
+    /// The algorithm whose DigestInfo `data` is (prefix and a digest of the right length), and the digest.
+    public static func fromDigestInfo(_ data: [UInt8]) -> (DigestAlgorithm, [UInt8])? {
+        for a in allCases where data.count == a.digestInfoPrefix.count + a.length && data.starts(with: a.digestInfoPrefix) {
+            return (a, Array(data.suffix(a.length)))
+        }
+        return nil
+    }
+
+    /// OpenSSL's message digest.
+    var evp: OpaquePointer? {
+        switch self {
+        case .sha1: return EVP_sha1()
+        case .sha256: return EVP_sha256()
+        }
+    }
 }
 
 /// An RSA private key held by OpenSSL (`EVP_PKEY`). Used by the simulated cards and by the test PKI.
@@ -80,6 +112,34 @@ public final class RSAPrivateKey: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
+    /// RSASSA-PSS signature (RFC 8017 §8.1) of an already computed digest: MGF1 with the same hash,
+    /// a salt as long as the digest. Randomised: two signatures of one digest differ.
+    public func signPSS(digest: [UInt8], algorithm: DigestAlgorithm) throws(CryptoError) -> [UInt8] {
+        guard digest.count == algorithm.length else { throw CryptoError(.invalidInput, "a \(algorithm.rawValue) digest is \(algorithm.length) bytes, got \(digest.count)") }
+        return try withContext(EVP_PKEY_sign_init, "PSS signing", padding: carte_rsa_pkcs1_pss_padding) { ctx throws(CryptoError) in
+            guard EVP_PKEY_CTX_set_signature_md(ctx, algorithm.evp) == 1, EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, carte_rsa_pss_saltlen_digest) == 1 else {
+                throw .openSSL(.operationFailed, "PSS parameters")
+            }
+            var length = modulusBytes
+            var out = [UInt8](repeating: 0, count: length)
+            guard EVP_PKEY_sign(ctx, &out, &length, digest, digest.count) == 1 else { throw .openSSL(.operationFailed, "RSA-PSS signing") }
+            return Array(out.prefix(length))
+        }
+    }
+
+    /// The bare private-key operation (RSA with no padding) on a block of exactly the modulus size,
+    /// numerically below the modulus: what a CPS4 does for PSO DECIPHER, leaving the host to check
+    /// and remove the padding (domain-facts §5.5).
+    public func privateOperation(_ block: [UInt8]) throws(CryptoError) -> [UInt8] {
+        guard block.count == modulusBytes else { throw CryptoError(.invalidInput, "a block for this key is \(modulusBytes) bytes, got \(block.count)") }
+        return try withContext(EVP_PKEY_decrypt_init, "the RSA private operation", padding: carte_rsa_no_padding) { ctx throws(CryptoError) in
+            var length = modulusBytes
+            var out = [UInt8](repeating: 0, count: length)
+            guard EVP_PKEY_decrypt(ctx, &out, &length, block, block.count) == 1 else { throw .openSSL(.invalidInput, "the RSA private operation (the block is not below the modulus)") }
+            return [UInt8](repeating: 0, count: modulusBytes - length) + out.prefix(length)
+        }
+    }
+
     /// PKCS#1 v1.5 decryption (block type 2) of a cryptogram of exactly the modulus size.
     public func decrypt(_ cryptogram: [UInt8]) throws(CryptoError) -> [UInt8] {
         guard cryptogram.count == modulusBytes else { throw CryptoError(.invalidInput, "a cryptogram for this key is \(modulusBytes) bytes, got \(cryptogram.count)") }
@@ -91,10 +151,10 @@ public final class RSAPrivateKey: @unchecked Sendable, CustomStringConvertible {
         }
     }
 
-    private func withContext<T>(_ initialise: (OpaquePointer?) -> Int32, _ what: String, _ body: (OpaquePointer) throws(CryptoError) -> T) throws(CryptoError) -> T {
+    private func withContext<T>(_ initialise: (OpaquePointer?) -> Int32, _ what: String, padding: Int32 = carte_rsa_pkcs1_padding, _ body: (OpaquePointer) throws(CryptoError) -> T) throws(CryptoError) -> T {
         guard let ctx = EVP_PKEY_CTX_new(key, nil) else { throw .openSSL(.operationFailed, what) }
         defer { EVP_PKEY_CTX_free(ctx) }
-        guard initialise(ctx) == 1, EVP_PKEY_CTX_set_rsa_padding(ctx, carte_rsa_pkcs1_padding) == 1 else { throw .openSSL(.operationFailed, what) }
+        guard initialise(ctx) == 1, EVP_PKEY_CTX_set_rsa_padding(ctx, padding) == 1 else { throw .openSSL(.operationFailed, what) }
         // OpenSSL 3.2+ answers a bad PKCS#1 v1.5 cryptogram with random bytes ("implicit rejection");
         // a card must refuse it instead. The parameter does not exist before 3.2: its failure is ignored.
         _ = EVP_PKEY_CTX_ctrl_str(ctx, "rsa_pkcs1_implicit_rejection", "0")
@@ -144,6 +204,22 @@ public final class RSAPublicKey: @unchecked Sendable, Hashable {
         let recovered = try recover(signature)
         guard recovered == algorithm.digestInfoPrefix + digest else {
             throw CryptoError(.verificationFailed, "the signature does not match the \(algorithm.rawValue) digest of the data")
+        }
+    }
+
+    /// Checks an RSASSA-PSS signature over `digest` (MGF1 with the same hash, any salt length);
+    /// throws ``CryptoError/Kind/verificationFailed`` if it does not match.
+    public func verifyPSS(signature: [UInt8], digest: [UInt8], algorithm: DigestAlgorithm) throws(CryptoError) {
+        guard signature.count == modulusBytes else { throw CryptoError(.verificationFailed, "a signature by this key is \(modulusBytes) bytes, got \(signature.count)") }
+        guard let ctx = EVP_PKEY_CTX_new(key, nil) else { throw .openSSL(.operationFailed, "verifying") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        guard EVP_PKEY_verify_init(ctx) == 1, EVP_PKEY_CTX_set_rsa_padding(ctx, carte_rsa_pkcs1_pss_padding) == 1,
+              EVP_PKEY_CTX_set_signature_md(ctx, algorithm.evp) == 1, EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, carte_rsa_pss_saltlen_auto) == 1 else {
+            throw .openSSL(.operationFailed, "verifying")
+        }
+        guard EVP_PKEY_verify(ctx, signature, signature.count, digest, digest.count) == 1 else {
+            ERR_clear_error()
+            throw CryptoError(.verificationFailed, "the RSA-PSS signature does not match the \(algorithm.rawValue) digest")
         }
     }
 

@@ -211,10 +211,25 @@ public struct CardImage: Sendable, Hashable {
         /// Put IAS-ECC security attributes in every FCP (`A1 { 8C 02 01 <read condition> }`: `00` for a
         /// free read, `12` behind a PIN), as OpenSC's IAS-ECC driver requires of a SELECT answer.
         public var securityAttributesInFCP: Bool
+        /// How the card reads MSE SET and PSO commands (the CPS3's IAS-ECC or the CPS4's ChipDoc).
+        public var securityOperations: SecurityOperations
+
+        /// The two dialects of the security commands a CPx card speaks (domain-facts §5.3, §5.5).
+        public enum SecurityOperations: String, Sendable, Hashable, CaseIterable {
+            /// IAS-ECC (CPS3): MSE SET with `80` algorithm and `83`/`84` key; PSO HASH; PSO CDS of the
+            /// card's hash or of a hash given; INTERNAL AUTHENTICATE; PSO DECIPHER with the padding
+            /// indicator `81`, answering the message without its padding.
+            case iasECC = "ias-ecc"
+            /// ChipDoc (CPS4): MSE SET DST with `91 02 <algorithm> <key | 80>`; PSO CDS of a hash the host
+            /// computed (PKCS#1 v1.5 or PSS); no INTERNAL AUTHENTICATE; PSO DECIPHER of the bare
+            /// cryptogram, answering the whole RSA block (the host removes the padding).
+            case chipDoc = "chipdoc"
+        }
 
         /// Creates behaviour switches (defaults: T=0 answers, class 00 only, no SELECT quirk, no
-        /// CPS2ter volet, the basic channel only, no security attributes in FCPs).
-        public init(t0Responses: Bool = true, classes: Set<UInt8> = [0x00], selectRejectedP2: Set<UInt8> = [], challengeSeed: UInt64 = 0x5EED, cps2terVolet: Bool = false, logicalChannels: Int = 1, securityAttributesInFCP: Bool = false) {
+        /// CPS2ter volet, the basic channel only, no security attributes in FCPs, IAS-ECC security commands).
+        public init(t0Responses: Bool = true, classes: Set<UInt8> = [0x00], selectRejectedP2: Set<UInt8> = [], challengeSeed: UInt64 = 0x5EED, cps2terVolet: Bool = false, logicalChannels: Int = 1, securityAttributesInFCP: Bool = false, securityOperations: SecurityOperations = .iasECC) {
+            self.securityOperations = securityOperations
             self.securityAttributesInFCP = securityAttributesInFCP
             self.t0Responses = t0Responses
             self.classes = classes

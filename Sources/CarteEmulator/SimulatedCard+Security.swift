@@ -107,6 +107,14 @@ extension SimulatedCard {
         n < 0x80 ? [UInt8(n)] : n <= 0xFF ? [0x81, UInt8(n)] : [0x82, UInt8(n >> 8), UInt8(n & 0xFF)]
     }
 
+    /// The PIN a P2 names: its reference as the image gives it, or, with bit 8 set (ISO 7816-4: "specific
+    /// reference data", the CPS4 UNBLOCK `2C 03 81` of the Cryptolib), the same number without it.
+    func pinReference(_ p2: UInt8) -> UInt8? {
+        if pins[p2] != nil { return p2 }
+        if p2 & 0x80 != 0, pins[p2 & 0x7F] != nil { return p2 & 0x7F }
+        return nil
+    }
+
     /// Checks `candidate` against the PIN `reference`, consuming a try when it is wrong.
     /// Returns `nil` when it matched.
     private func check(_ reference: UInt8, _ candidate: ArraySlice<UInt8>) -> StatusWord? {
@@ -127,20 +135,20 @@ extension SimulatedCard {
     /// only the new value, allowed once the PIN (or its PUK) was verified in this session (CPS4 after UNBLOCK).
     func changeReferenceData(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
         guard c.le == nil else { return ([], .wrongLength) }
-        guard let pin = pins[c.p2] else { return ([], .referencedDataNotFound) }
+        guard let ref = pinReference(c.p2), let pin = pins[ref] else { return ([], .referencedDataNotFound) }
         let n = pin.value.count
         switch c.p1 {
         case 0x00:
             guard c.data.count == 2 * n else { return ([], .wrongLength) }
-            if let failure = check(c.p2, c.data.prefix(n)) { return ([], failure) }
-            pins[c.p2]!.value = Array(c.data.suffix(n))
+            if let failure = check(ref, c.data.prefix(n)) { return ([], failure) }
+            pins[ref]!.value = Array(c.data.suffix(n))
             return ([], .success)
         case 0x01:
             guard c.data.count == n else { return ([], .wrongLength) }
             let pukVerified = pin.unblockedBy.flatMap { pins[$0]?.verified } ?? false
             guard pin.verified || pukVerified else { return ([], .securityStatusNotSatisfied) }
-            pins[c.p2]!.value = c.data
-            pins[c.p2]!.remaining = pin.maxTries
+            pins[ref]!.value = c.data
+            pins[ref]!.remaining = pin.maxTries
             // A PUK verification allows one change (the CPS4 unblocking), then must be presented again;
             // the PIN itself is not verified by being set.
             if !pin.verified, let puk = pin.unblockedBy { pins[puk]!.verified = false }
@@ -154,7 +162,7 @@ extension SimulatedCard {
     /// only); `02`: new PIN, PUK verified before; `03`: no data, PUK verified before (CPS4 UNBLOCK).
     func resetRetryCounter(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
         guard c.le == nil else { return ([], .wrongLength) }
-        guard let pin = pins[c.p2] else { return ([], .referencedDataNotFound) }
+        guard let ref = pinReference(c.p2), let pin = pins[ref] else { return ([], .referencedDataNotFound) }
         guard let pukRef = pin.unblockedBy, let puk = pins[pukRef] else { return ([], .conditionsOfUseNotSatisfied) }
         let n = pin.value.count, m = puk.value.count
         var newValue: [UInt8]?
@@ -176,9 +184,9 @@ extension SimulatedCard {
         default:
             return ([], .incorrectP1P2)
         }
-        pins[c.p2]!.remaining = pin.maxTries
-        pins[c.p2]!.verified = false
-        if let newValue { pins[c.p2]!.value = newValue }
+        pins[ref]!.remaining = pin.maxTries
+        pins[ref]!.verified = false
+        if let newValue { pins[ref]!.value = newValue }
         // The PUK counts once: presented in the data (P1 00/01) it leaves no lasting verification, and a
         // PUK verified before is used up by setting a new PIN (P1 02). After P1 03 it still allows the
         // CHANGE P1 01 that sets the new PIN (CPS4 UNBLOCK, §5.5), which then uses it up.
@@ -186,44 +194,113 @@ extension SimulatedCard {
         return ([], .success)
     }
 
+    // MARK: Algorithm references
+
+    /// IAS-ECC algorithm references per template (the ANS Cryptolib's `card-cps3.c` and `pkcs15-sec.c`,
+    /// OpenSC's `iasecc`): AT `02` RSA PKCS#1 v1.5; CT `1A` RSA PKCS#1 v1.5 deciphering; HT `10` SHA-1,
+    /// `40` SHA-256; DST `12` SHA-1 with RSA PKCS#1 v1.5, `42` SHA-256 with RSA PKCS#1 v1.5. Another
+    /// reference is refused with `6A80` (incorrect data), as ISO 7816-4 and IAS-ECC answer MSE SET.
+    static let iasHashAlgorithms: [UInt8: DigestAlgorithm] = [0x10: .sha1, 0x40: .sha256]
+    static let iasSignatureAlgorithms: [UInt8: DigestAlgorithm] = [0x12: .sha1, 0x42: .sha256]
+    static let iasAuthenticationAlgorithms: Set<UInt8> = [0x02]
+    static let iasDecipherAlgorithms: Set<UInt8> = [0x1A]
+
+    /// ChipDoc signature algorithms in `91 02 <algorithm> <key>` ([C] the ANS Cryptolib's `cards.h`):
+    /// `0A` SHA-1 / `28` SHA-256 with RSA PKCS#1 v1.5, `15` SHA-1 / `2C` SHA-256 with RSA-PSS. The
+    /// Cryptolib marks `09`, `1E`, `27`, `29`, `2A`, `2B`, `2D` and `2E` "not implemented": `6A80`.
+    static let chipDocSignatureAlgorithms: [UInt8: (DigestAlgorithm, pss: Bool)] = [
+        0x0A: (.sha1, false), 0x28: (.sha256, false), 0x15: (.sha1, true), 0x2C: (.sha256, true),
+    ]
+
+    /// The image's key `reference` if it may be used for `usage`; `6A88` when the card has no such key
+    /// or the key is not for that use (never another key in its place).
+    private func key(_ reference: UInt8?, for usage: CardImage.Key.Usage) -> (UInt8?, StatusWord?) {
+        if let reference {
+            guard let entry = privateKeys[reference], entry.key.usages.contains(usage) else { return (nil, .referencedDataNotFound) }
+            return (reference, nil)
+        }
+        // No key named: the card's one key for that use (the CPS3's DST without `84`, as the Cryptolib
+        // sends it). Several candidates: the lowest reference, always the same one.
+        guard let only = privateKeys.values.map(\.key).filter({ $0.usages.contains(usage) }).map(\.reference).min() else { return (nil, .referencedDataNotFound) }
+        return (only, nil)
+    }
+
     /// MSE SET (P1 `41` or `81`; P2 `B6` signature, `A4` authentication, `B8` deciphering, `AA` hash)
-    /// with `80` algorithm, `83`/`84` key reference, or `91` (algorithm, key) as the CPS4 sends it.
+    /// in the card's dialect (``CardImage/Behaviour/securityOperations``); MSE RESTORE (P1 `F3`).
     func manageSecurityEnvironment(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
         if c.p1 == 0xF3 {  // RESTORE
             environment = SecurityEnvironment()
             return ([], .success)
         }
         guard c.p1 == 0x41 || c.p1 == 0x81 else { return ([], .incorrectP1P2) }
+        guard [0xB6, 0xA4, 0xB8, 0xAA].contains(c.p2) else { return ([], .incorrectP1P2) }
         guard let objects = try? TLV.decode(c.data, allowPadding: false) else { return ([], .incorrectData) }
         var algorithm: UInt8?
         var reference: UInt8?
+        var chipDocKeyByte: UInt8?
         for o in objects {
             switch o.tag.rawValue {
             case 0x80: if o.value.count == 1 { algorithm = o.value[0] } else { return ([], .incorrectData) }
             case 0x83, 0x84: if o.value.count == 1 { reference = o.value[0] } else { return ([], .incorrectData) }
-            case 0x91:
+            case 0x91 where image.behaviour.securityOperations == .chipDoc:
                 guard o.value.count == 2 else { return ([], .incorrectData) }
                 algorithm = o.value[0]
-                if o.value[1] != 0x80 { reference = o.value[1] }
+                chipDocKeyByte = o.value[1]
             default: return ([], .incorrectData)
             }
         }
-        if c.p2 == 0xAA { return ([], .success) }  // hash template: nothing to remember
-        let usage: CardImage.Key.Usage
-        switch c.p2 {
-        case 0xB6: usage = .sign
-        case 0xA4: usage = .authenticate
-        case 0xB8: usage = .decipher
-        default: return ([], .incorrectP1P2)
+        switch image.behaviour.securityOperations {
+        case .iasECC: return iasMSE(c.p2, algorithm: algorithm, reference: reference)
+        case .chipDoc: return chipDocMSE(c.p2, algorithm: algorithm, reference: reference, keyByte: chipDocKeyByte)
         }
-        // A CPS4 may leave the key implicit (`80` in tag 91): the one key with that usage.
-        let ref = reference ?? privateKeys.values.first { $0.key.usages.contains(usage) }?.key.reference
-        guard let ref, let entry = privateKeys[ref], entry.key.usages.contains(usage) else { return ([], .referencedDataNotFound) }
-        environment.algorithm = algorithm
-        switch usage {
-        case .sign: environment.signKey = ref
-        case .authenticate: environment.authenticationKey = ref
-        case .decipher: environment.decipherKey = ref
+    }
+
+    private func iasMSE(_ template: UInt8, algorithm: UInt8?, reference: UInt8?) -> (data: [UInt8], sw: StatusWord) {
+        switch template {
+        case 0xAA:
+            guard let algorithm, let digest = Self.iasHashAlgorithms[algorithm] else { return ([], .incorrectData) }
+            environment.hashAlgorithm = digest
+            environment.hash = nil
+        case 0xB6:
+            if let algorithm, Self.iasSignatureAlgorithms[algorithm] == nil { return ([], .incorrectData) }
+            let (ref, failure) = key(reference, for: .sign)
+            guard let ref else { return ([], failure!) }
+            (environment.signKey, environment.signAlgorithm) = (ref, algorithm)
+        case 0xA4:
+            if let algorithm, !Self.iasAuthenticationAlgorithms.contains(algorithm) { return ([], .incorrectData) }
+            let (ref, failure) = key(reference, for: .authenticate)
+            guard let ref else { return ([], failure!) }
+            (environment.authenticationKey, environment.authenticationAlgorithm) = (ref, algorithm)
+        default:  // B8
+            if let algorithm, !Self.iasDecipherAlgorithms.contains(algorithm) { return ([], .incorrectData) }
+            let (ref, failure) = key(reference, for: .decipher)
+            guard let ref else { return ([], failure!) }
+            (environment.decipherKey, environment.decipherAlgorithm) = (ref, algorithm)
+        }
+        return ([], .success)
+    }
+
+    /// ChipDoc (domain-facts §5.5): DST `81 B6 { 91 02 <algorithm> <key | 80> }`; CT `41 B8 { 83 01 <key> }`,
+    /// which also serves the authentication key (no INTERNAL AUTHENTICATE: the host pads, the card
+    /// deciphers). No hash template and no authentication template (`6A86`).
+    private func chipDocMSE(_ template: UInt8, algorithm: UInt8?, reference: UInt8?, keyByte: UInt8?) -> (data: [UInt8], sw: StatusWord) {
+        switch template {
+        case 0xB6:
+            guard let algorithm, let keyByte, reference == nil else { return ([], .incorrectData) }
+            guard Self.chipDocSignatureAlgorithms[algorithm] != nil else { return ([], .incorrectData) }
+            // Bit 8 of the key byte: "the data of PSO CDS is a hash" (the Cryptolib always sets it);
+            // what the applet does without it is not public, so it is refused rather than guessed.
+            guard keyByte & 0x80 != 0 else { return ([], .incorrectData) }
+            let (ref, failure) = key(keyByte & 0x7F, for: .sign)
+            guard let ref else { return ([], failure!) }
+            (environment.signKey, environment.signAlgorithm, environment.signInputIsHash) = (ref, algorithm, true)
+        case 0xB8:
+            guard algorithm == nil, let reference else { return ([], .incorrectData) }
+            let (ref, failure) = key(reference, for: .decipher)
+            guard let ref else { return ([], failure!) }
+            environment.decipherKey = ref
+        default:
+            return ([], .incorrectP1P2)
         }
         return ([], .success)
     }
@@ -240,65 +317,132 @@ extension SimulatedCard {
         return (rsa, nil)
     }
 
-    /// PSO: HASH (`90 A0`), COMPUTE DIGITAL SIGNATURE (`9E 9A`), DECIPHER (`80 86`).
+    /// PSO: HASH (`90 A0`, IAS-ECC), COMPUTE DIGITAL SIGNATURE (`9E 9A`), DECIPHER (`80 86`).
     func performSecurityOperation(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
         switch (c.p1, c.p2) {
-        case (0x90, 0xA0):
-            guard let objects = try? TLV.decode(c.data, allowPadding: false) else { return ([], .incorrectData) }
-            let hashObject = objects.first { $0.tag.rawValue == 0x90 }?.value
-            let tail = objects.first { $0.tag.rawValue == 0x80 }?.value
-            switch (hashObject?.count, tail) {
-            case (0?, let tail?) where tail.count <= 64:
-                environment.hash = SHA256.digest(tail)  // the host hashed nothing
-            case (32?, nil):
-                environment.hash = hashObject
-            case (40?, let tail?) where tail.count <= 64:
-                // The host hashed every block but the last: 32 bytes of state and the 8-byte bit count.
-                let stateBytes = hashObject!.prefix(32)
-                let bits = hashObject!.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                var words: [UInt32] = []
-                for start in stride(from: stateBytes.startIndex, to: stateBytes.endIndex, by: 4) {
-                    var word: UInt32 = 0
-                    for b in stateBytes[start..<(start + 4)] { word = word << 8 | UInt32(b) }
-                    words.append(word)
-                }
-                guard bits % 8 == 0, var sha = SHA256(state: words, byteCount: bits / 8) else { return ([], .incorrectData) }
-                sha.update(tail)
-                environment.hash = sha.finalize()
-            default:
-                return ([], .incorrectData)
-            }
-            return ([], .success)
+        case (0x90, 0xA0) where image.behaviour.securityOperations == .iasECC:
+            return psoHash(c)
         case (0x9E, 0x9A):
-            let (key, failure) = usableKey(environment.signKey)
-            guard let key else { return ([], failure!) }
-            let signature: [UInt8]?
-            if c.data.isEmpty {
-                guard let hash = environment.hash else { return ([], .conditionsOfUseNotSatisfied) }
-                signature = try? key.sign(digest: hash, algorithm: .sha256)
-            } else if c.data.count == 32 {
-                signature = try? key.sign(digest: c.data, algorithm: .sha256)
-            } else if c.data.starts(with: DigestAlgorithm.sha256.digestInfoPrefix) {
-                signature = try? key.signRaw(c.data)
-            } else {
-                return ([], .incorrectData)
+            switch image.behaviour.securityOperations {
+            case .iasECC: return iasSignature(c)
+            case .chipDoc: return chipDocSignature(c)
             }
-            environment.hash = nil
-            guard let signature else { return ([], .incorrectData) }
-            return (signature, .success)
         case (0x80, 0x86):
-            guard c.data.first == 0x81 else { return ([], .incorrectData) }
-            let (key, failure) = usableKey(environment.decipherKey)
-            guard let key else { return ([], failure!) }
-            guard let plain = try? key.decrypt(Array(c.data.dropFirst())) else { return ([], .incorrectData) }
-            return (plain, .success)
+            return decipher(c)
         default:
             return ([], .incorrectP1P2)
         }
     }
 
+    /// PSO HASH with the algorithm of MSE SET HT (`6985` without one). The data is one of:
+    /// `80 L <message>` (the card hashes it all, as the Cryptolib sends it); `90 00 80 L <tail>`
+    /// (the same, under an empty `90`); `90 <n> <digest>` (the host's digest, `n` the algorithm's
+    /// length); `90 <n + 8> <state> <bit count> 80 L <last block>` (the host hashed every whole
+    /// 64-byte block but the last, the card finishes: `n` = 20 for SHA-1, 32 for SHA-256).
+    private func psoHash(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
+        guard let algorithm = environment.hashAlgorithm else { return ([], .conditionsOfUseNotSatisfied) }
+        environment.hash = nil
+        guard let objects = try? TLV.decode(c.data, allowPadding: false), !objects.isEmpty, objects.count <= 2 else { return ([], .incorrectData) }
+        let intermediate = objects.first { $0.tag.rawValue == 0x90 }?.value
+        let message = objects.first { $0.tag.rawValue == 0x80 }?.value
+        guard objects.allSatisfy({ [0x80, 0x90].contains($0.tag.rawValue) }), objects.count == (intermediate == nil ? 0 : 1) + (message == nil ? 0 : 1) else {
+            return ([], .incorrectData)
+        }
+        let stateLength = algorithm.length
+        let digest: [UInt8]
+        switch (intermediate?.count, message) {
+        case (nil, let message?), (0?, let message?):
+            digest = algorithm.digest(message)
+        case (stateLength?, nil):
+            digest = intermediate!
+        case ((stateLength + 8)?, let tail?) where !tail.isEmpty && tail.count <= 64:
+            let state = intermediate!.prefix(stateLength)
+            let bits = intermediate!.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            var words: [UInt32] = []
+            for start in stride(from: state.startIndex, to: state.endIndex, by: 4) {
+                words.append(state[start..<(start + 4)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+            }
+            guard bits % 8 == 0 else { return ([], .incorrectData) }
+            switch algorithm {
+            case .sha1:
+                guard var h = SHA1(state: words, byteCount: bits / 8) else { return ([], .incorrectData) }
+                h.update(tail)
+                digest = h.finalize()
+            case .sha256:
+                guard var h = SHA256(state: words, byteCount: bits / 8) else { return ([], .incorrectData) }
+                h.update(tail)
+                digest = h.finalize()
+            }
+        default:
+            return ([], .incorrectData)
+        }
+        environment.hash = (algorithm, digest)
+        return ([], .success)
+    }
+
+    /// IAS-ECC PSO CDS: without data, the digest PSO HASH left (its algorithm must be the one MSE SET
+    /// DST named, `6985` otherwise); with data, a digest of the DST algorithm's length, or (no DST
+    /// algorithm named) a whole DigestInfo. Always PKCS#1 v1.5 over the DigestInfo of that algorithm.
+    private func iasSignature(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
+        let (key, failure) = usableKey(environment.signKey)
+        guard let key else { return ([], failure!) }
+        let named = environment.signAlgorithm.flatMap { Self.iasSignatureAlgorithms[$0] }
+        defer { environment.hash = nil }
+        let digestInfo: [UInt8]
+        if c.data.isEmpty {
+            guard let hash = environment.hash else { return ([], .conditionsOfUseNotSatisfied) }
+            if let named, named != hash.algorithm { return ([], .conditionsOfUseNotSatisfied) }
+            digestInfo = hash.algorithm.digestInfoPrefix + hash.value
+        } else if let named {
+            guard c.data.count == named.length else { return ([], .incorrectData) }
+            digestInfo = named.digestInfoPrefix + c.data
+        } else {
+            guard DigestAlgorithm.fromDigestInfo(c.data) != nil else { return ([], .incorrectData) }
+            digestInfo = c.data
+        }
+        guard let signature = try? key.signRaw(digestInfo) else { return ([], .incorrectData) }
+        return (signature, .success)
+    }
+
+    /// ChipDoc PSO CDS: the data is the digest of MSE SET's algorithm (20 or 32 bytes), signed with
+    /// PKCS#1 v1.5 or RSA-PSS (MGF1 with the same hash, a salt as long as the digest: **synthetic**,
+    /// the applet's salt length is not public).
+    private func chipDocSignature(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
+        guard let algorithm = environment.signAlgorithm, let (digest, pss) = Self.chipDocSignatureAlgorithms[algorithm], environment.signInputIsHash else {
+            return ([], .conditionsOfUseNotSatisfied)
+        }
+        let (key, failure) = usableKey(environment.signKey)
+        guard let key else { return ([], failure!) }
+        guard c.data.count == digest.length else { return ([], .incorrectData) }
+        let signature = pss ? try? key.signPSS(digest: c.data, algorithm: digest) : try? key.sign(digest: c.data, algorithm: digest)
+        guard let signature else { return ([], .incorrectData) }
+        return (signature, .success)
+    }
+
+    /// PSO DECIPHER with the key of MSE SET CT. IAS-ECC: padding indicator `81` and a PKCS#1 v1.5
+    /// cryptogram, answered with the message. ChipDoc: the bare cryptogram (exactly the modulus),
+    /// answered with the whole RSA block; the host checks and removes the padding (deciphering), or
+    /// sent a block it padded itself (authentication, the CPS4's replacement for INTERNAL AUTHENTICATE).
+    private func decipher(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
+        let (key, failure) = usableKey(environment.decipherKey)
+        switch image.behaviour.securityOperations {
+        case .iasECC:
+            guard c.data.first == 0x81 else { return ([], .incorrectData) }
+            guard let key else { return ([], failure!) }
+            guard let plain = try? key.decrypt(Array(c.data.dropFirst())) else { return ([], .incorrectData) }
+            return (plain, .success)
+        case .chipDoc:
+            guard let key else { return ([], failure!) }
+            guard c.data.count == key.modulusBytes else { return ([], .wrongLength) }
+            guard let block = try? key.privateOperation(c.data) else { return ([], .incorrectData) }
+            return (block, .success)
+        }
+    }
+
     /// INTERNAL AUTHENTICATE: PKCS#1 v1.5 block type 1 over the challenge (at most 40 % of the modulus).
+    /// A ChipDoc card has none (`6D00`).
     func internalAuthenticate(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
+        if image.behaviour.securityOperations == .chipDoc { return ([], .insNotSupported) }
         guard c.p1 == 0, c.p2 == 0 else { return ([], .incorrectP1P2) }
         let (key, failure) = usableKey(environment.authenticationKey)
         guard let key else { return ([], failure!) }

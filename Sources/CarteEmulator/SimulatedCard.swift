@@ -63,13 +63,23 @@ public final class SimulatedCard {
         var environment = SecurityEnvironment()
     }
 
-    /// The keys chosen by MSE SET and the hash PSO HASH left for the signature.
+    /// The keys and algorithms chosen by MSE SET, and the hash PSO HASH left for the signature.
     struct SecurityEnvironment {
+        /// Digital signature template (`B6`): key and algorithm reference.
         var signKey: UInt8?
+        var signAlgorithm: UInt8?
+        /// ChipDoc: the key byte of tag `91` had bit 8 set, "the input of PSO CDS is a hash".
+        var signInputIsHash = false
+        /// Authentication template (`A4`).
         var authenticationKey: UInt8?
+        var authenticationAlgorithm: UInt8?
+        /// Confidentiality template (`B8`).
         var decipherKey: UInt8?
-        var algorithm: UInt8?
-        var hash: [UInt8]?
+        var decipherAlgorithm: UInt8?
+        /// Hash template (`AA`): the algorithm PSO HASH uses.
+        var hashAlgorithm: DigestAlgorithm?
+        /// What the last PSO HASH computed, for PSO CDS without data.
+        var hash: (algorithm: DigestAlgorithm, value: [UInt8])?
     }
     var environment = SecurityEnvironment()
     /// Data of a command chain (CLA b5 set) waiting for its last command.
@@ -557,8 +567,8 @@ public final class SimulatedCard {
         // query (OpenSC's IAS-ECC driver sends `00 20 00 01 00`).
         let t0CaseOne = image.behaviour.t0Responses && c.data.isEmpty && c.le == 256 && !c.isExtended
         guard c.le == nil || t0CaseOne else { return ([], .wrongLength) }
-        guard var pin = pins[c.p2] else { return ([], .referencedDataNotFound) }
-        defer { pins[c.p2] = pin }
+        guard let ref = pinReference(c.p2), var pin = pins[ref] else { return ([], .referencedDataNotFound) }
+        defer { pins[ref] = pin }
         if c.p1 == 0xFF {  // ISO 7816-4 (2013): reset the verification status
             guard c.data.isEmpty else { return ([], .wrongLength) }
             pin.verified = false

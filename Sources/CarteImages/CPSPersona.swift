@@ -82,10 +82,14 @@ public struct CPSKeyMaterial: Sendable {
             }
             return nil
         }
-        guard let a = key(CPSPersonaCompiler.authenticationKeyRef), let ac = cert(CPSLayout.authenticationCertificateFile) else { return nil }
+        // A CPS4 image keeps its keys under the ChipDoc references, a CPS3 image under the IAS ones.
+        let chipDoc = image.behaviour.securityOperations == .chipDoc
+        let authRef = chipDoc ? CPSPersonaCompiler.chipDocAuthenticationKeyRef : CPSPersonaCompiler.authenticationKeyRef
+        let signRef = chipDoc ? CPSPersonaCompiler.chipDocSignatureKeyRef : CPSPersonaCompiler.signatureKeyRef
+        guard let a = key(authRef) ?? key(CPSPersonaCompiler.authenticationKeyRef), let ac = cert(CPSLayout.authenticationCertificateFile) else { return nil }
         authenticationKey = a
         authenticationCertificate = ac
-        signatureKey = key(CPSPersonaCompiler.signatureKeyRef)
+        signatureKey = key(signRef) ?? key(CPSPersonaCompiler.signatureKeyRef)
         signatureCertificate = cert(CPSLayout.signatureCertificateFile)
     }
 }
@@ -97,9 +101,17 @@ public enum CPSPersonaCompiler {
     /// Key references of the images (**synthetic**, matching ``CPSReader/Configuration`` defaults).
     public static let authenticationKeyRef: UInt8 = 0x81
     public static let signatureKeyRef: UInt8 = 0x82
+    /// The CPS4's authentication key: `20`, the reference the ANS Cryptolib names in every MSE SET CT
+    /// ([C] `CPS4_AUTH_PRIV_KEY_ID`, and the PrKDF key reference it recognises the key by).
+    public static let chipDocAuthenticationKeyRef: UInt8 = 0x20
+    /// The CPS4's signature key (**synthetic** `21`: the Cryptolib takes it from the PrKDF).
+    public static let chipDocSignatureKeyRef: UInt8 = 0x21
     /// PIN and PUK references (CHV 01 [C]; PUK 02 synthetic).
     public static let pinRef: UInt8 = 0x01
     public static let pukRef: UInt8 = 0x02
+
+    /// The CPS4 contact ATR ([C] ANS `card-cps.c`); also the content of the synthetic CPS2TER_ATR.
+    public static let cps4ATR: [UInt8] = try! [UInt8](hex: "3B 9B 18 80 01 00 12 25 00 64 80 04 01 00 00 90 44")
 
     /// The real CPS3 EF.ATR (OpenSC commit fd83e885f, [C]): leading `80`, then `43`, `46`, `47`, `4F`, `E0`, `78`, `82`.
     public static let cps3EFATR: [UInt8] = try! [UInt8](hex: "80 43 01 B8 46 04 04 B0 EC C1 47 03 94 01 80 4F 08 80 25 00 00 01 FF 01 00 E0 10 02 02 01 04 02 02 01 04 02 02 01 00 02 02 01 00 78 08 06 06 2B 81 22 F8 78 02 82 02 90 00")
@@ -214,6 +226,9 @@ public enum CPSPersonaCompiler {
     /// Compiles a persona: new keys (or `keys`), certificates issued by `pki`'s intermediate.
     public static func compile(_ p: CPSPersona, pki: TestPKI, keys: CPSKeyMaterial? = nil, source: String? = nil) throws(CryptoError) -> CardImage {
         let contactless = p.generation == .cps3Contactless
+        let chipDoc = p.generation == .cps4
+        let authRef = chipDoc ? chipDocAuthenticationKeyRef : authenticationKeyRef
+        let signRef = chipDoc ? chipDocSignatureKeyRef : signatureKeyRef
         func text(_ s: String) -> [UInt8] { CPSLayout.latin1(s) }
         func ef(_ fid: UInt16, _ label: String, _ bytes: [UInt8], read: CardImage.AccessRule = .always, sfi: UInt8? = nil, synthetic: Bool = false) -> CardImage.Node {
             .elementary(CardImage.ElementaryFile(fid: fid, sfi: sfi, label: label, read: read, content: .transparent(bytes), synthetic: synthetic))
@@ -279,7 +294,7 @@ public enum CPSPersonaCompiler {
             TLV(tag: tag, children: [TLV(tag: 0x30, children: [TLV(tag: 0x04, value: [UInt8(fid >> 8), UInt8(fid & 0xFF)])])]).encoded()
         }
         var odf = odfEntry(0xA0, 0x5034) + odfEntry(0xA4, 0x5033)
-        if !contactless { odf += odfEntry(0xA8, 0x5035) }
+        if !contactless { odf += odfEntry(0xA7, 0x5036) + odfEntry(0xA8, 0x5035) }
         let tokenInfo = TLV(tag: 0x30, children: [
             TLV(tag: 0x02, value: [0x00]),
             TLV(tag: 0x04, value: CPSLayout.bcd(p.serial)),
@@ -314,8 +329,8 @@ public enum CPSPersonaCompiler {
         // KeyUsageFlags: decrypt(1) and sign(2) for authentication; sign(2) and nonRepudiation(9) for signature.
         // algReference [1]: the supportedAlgorithms entries each key may use (RSA PKCS#1 v1.5 signature,
         // for both; deciphering for the authentication key).
-        var keyEntries: [(UInt8, String, UInt8, [UInt8], Int, [UInt8])] = [(1, "Cle d'authentification CPS", authenticationKeyRef, [0x05, 0x60], authKey.modulusBytes * 8, contactless ? [1] : [1, 2])]
-        if let signKey { keyEntries.append((2, "Cle de signature CPS", signatureKeyRef, [0x06, 0x20, 0x40], signKey.modulusBytes * 8, [1])) }
+        var keyEntries: [(UInt8, String, UInt8, [UInt8], Int, [UInt8])] = [(1, "Cle d'authentification CPS", authRef, [0x05, 0x60], authKey.modulusBytes * 8, contactless ? [1] : [1, 2])]
+        if let signKey { keyEntries.append((2, "Cle de signature CPS", signRef, [0x06, 0x20, 0x40], signKey.modulusBytes * 8, [1])) }
         for (id, label, ref, usage, bits, algorithms) in keyEntries {
             var common = [TLV(tag: 0x0C, value: Array(label.utf8)), TLV(tag: 0x03, value: [0x07, 0x80])]  // private
             if !contactless { common.append(TLV(tag: 0x04, value: [0x01])) }  // authId: the PIN
@@ -343,7 +358,47 @@ public enum CPSPersonaCompiler {
             ]).encoded()
         }
         let aodf = authObject(label: "PIN porteur", authId: 1, flags: [0x02, 0x0C], reference: pinRef, minLength: 4, unblockedBy: 2)
-            + authObject(label: "PUK (synthetic reference)", authId: 2, flags: [0x01, 0x0E], reference: pukRef, minLength: 8)
+            // The PUK: initialized, needs-padding, unblockingPin and soPin: the ANS Cryptolib unblocks with
+            // C_Login(CKU_SO, PUK) then C_InitPIN, and finds that PIN by the soPin flag.
+            + authObject(label: "PUK (synthetic reference)", authId: 2, flags: [0x00, 0x0F], reference: pukRef, minLength: 8)
+
+        // DODF: the ANS external specification's data objects ([C] labels; values as stored, ASN.1 per the
+        // unpublished "données métier": here CarteKit's synthetic templates). PKCS#15 opaque data
+        // objects: label, flags (private 80, modifiable 40), authId 01 when PIN-protected, application
+        // "CPS", the file's path. A CPS3's CPS_SIT_FACT and CPS2TER_ACTIVITY_xx_PS objects are added
+        // by the Cryptolib itself (its pkcs15.c); a CPS4's are listed here, with the CPS2TER_ objects.
+        let languageTLV = TLV(tag: CPSLayout.languageTemplate, children: [TLV(tag: CPSLayout.marker, value: text(CPSLayout.markerValue)), TLV(tag: 0x80, value: text("fr"))]).encoded()
+        let applicationDataTLV = TLV(tag: CPSLayout.applicationDataTemplate, children: [TLV(tag: CPSLayout.marker, value: text(CPSLayout.markerValue))]).encoded()
+        func dataObject(_ label: String, _ path: [UInt8], isPrivate: Bool, modifiable: Bool = false) -> [UInt8] {
+            let flags: [UInt8] = isPrivate ? (modifiable ? [0x06, 0xC0] : [0x07, 0x80]) : (modifiable ? [0x06, 0x40] : [0x00])
+            var common = [TLV(tag: 0x0C, value: Array(label.utf8)), TLV(tag: 0x03, value: flags)]
+            if isPrivate { common.append(TLV(tag: 0x04, value: [pinRef])) }
+            return TLV(tag: 0x30, children: [
+                TLV(tag: 0x30, children: common),
+                TLV(tag: 0x30, children: [TLV(tag: 0x0C, value: Array("CPS".utf8))]),
+                TLV(tag: 0xA1, children: [TLV(tag: 0x30, children: [TLV(tag: 0x04, value: path)])]),
+            ]).encoded()
+        }
+        func fidBytes(_ fid: UInt16) -> [UInt8] { [UInt8(fid >> 8), UInt8(fid & 0xFF)] }
+        var dodf = dataObject("CPS_DATA", appPath + fidBytes(CPSLayout.applicationDataFile), isPrivate: false, modifiable: true)
+            + dataObject("CPS_ID_CARD", appPath + fidBytes(CPSLayout.cardFile), isPrivate: false)
+            + dataObject("CPS_NAME_PS", appPath + fidBytes(CPSLayout.holderFile), isPrivate: false)
+            + dataObject("CPS_LANG_PS", appPath + fidBytes(CPSLayout.languageFile), isPrivate: false)
+            + dataObject("CPS_INFO_PS", appPath + fidBytes(CPSLayout.infoFile), isPrivate: false)
+        for s in situationFields {
+            let n = s.file < 10 ? "0\(s.file)" : "\(s.file)"
+            dodf += dataObject("CPS_ACTIVITY_\(n)_PS", appPath + fidBytes(CPSLayout.firstSituation + UInt16(s.file - 1)), isPrivate: true)
+        }
+        if chipDoc {
+            if !situationFields.isEmpty {
+                dodf += dataObject("CPS_SIT_FACT", [0x3F, 0x00] + fidBytes(CPSLayout.cps2terBillingDF) + fidBytes(CPSLayout.cps2terBillingFile), isPrivate: true)
+            }
+            for (label, fid) in CPSLayout.cps2terIdentityFiles { dodf += dataObject(label, [0x3F, 0x00] + fidBytes(fid), isPrivate: false) }
+            for s in situationFields {
+                let n = s.file < 10 ? "0\(s.file)" : "\(s.file)"
+                dodf += dataObject("CPS2TER_ACTIVITY_\(n)_PS", [0x3F, 0x00] + fidBytes(CPSLayout.firstCPS2terSituation + UInt16(s.file - 1)), isPrivate: true)
+            }
+        }
 
         var ias: [CardImage.Node] = [
             ef(0x5031, "PKCS#15 ODF (synthetic)", odf, synthetic: true),
@@ -355,7 +410,12 @@ public enum CPSPersonaCompiler {
             ef(CPSLayout.holderFile, "CPS_NAME_PS (synthetic FID and encoding)", holderTLV, synthetic: true),
             ef(CPSLayout.infoFile, "CPS_INFO_PS (synthetic FID and encoding)", infoTLV, synthetic: true),
         ]
-        if !contactless { ias.insert(ef(0x5035, "PKCS#15 AODF (synthetic)", aodf, synthetic: true), at: 4) }
+        if !contactless {
+            ias.insert(ef(0x5035, "PKCS#15 AODF (synthetic)", aodf, synthetic: true), at: 4)
+            ias.insert(ef(0x5036, "PKCS#15 DODF (synthetic)", dodf, synthetic: true), at: 5)
+            ias.append(ef(CPSLayout.languageFile, "CPS_LANG_PS (synthetic FID and encoding)", languageTLV, synthetic: true))
+            ias.append(ef(CPSLayout.applicationDataFile, "CPS_DATA (synthetic FID and encoding)", applicationDataTLV, synthetic: true))
+        }
         for s in situationFields {
             let n = s.file < 10 ? "0\(s.file)" : "\(s.file)"
             ias.append(ef(CPSLayout.firstSituation + UInt16(s.file - 1), "CPS_ACTIVITY_\(n)_PS (synthetic encoding)", situation(s), read: protected, synthetic: true))
@@ -378,6 +438,13 @@ public enum CPSPersonaCompiler {
             for s in situationFields {
                 mf.append(ef(CPSLayout.firstCPS2terSituation + UInt16(s.file - 1), "CPS2TER_ACTIVITY_\(s.file) (synthetic encoding)", situation(s), read: protected, synthetic: true))
             }
+            if chipDoc {
+                let contents: [[UInt8]] = [Self.cps4ATR, cardTLV, snicc, holderTLV, languageTLV, infoTLV,
+                                           TLV(tag: CPSLayout.amoTemplate, children: [TLV(tag: CPSLayout.marker, value: text(CPSLayout.markerValue))]).encoded()]
+                for ((label, fid), bytes) in zip(CPSLayout.cps2terIdentityFiles, contents) {
+                    mf.append(ef(fid, "\(label) (synthetic FID and encoding)", bytes, synthetic: true))
+                }
+            }
             if let billing = situationFields.first {
                 mf.append(.dedicated(CardImage.DedicatedFile(fid: CPSLayout.cps2terBillingDF, label: "CPS2ter billing DF",
                                                              children: [ef(CPSLayout.cps2terBillingFile, "CPS_SIT_FACT (synthetic encoding)", situation(billing), read: protected, synthetic: true)])))
@@ -392,21 +459,29 @@ public enum CPSPersonaCompiler {
         switch p.generation {
         case .cps3: atr = try! [UInt8](hex: "3B AC 00 40 2A 00 12 25 00 64 80 00 03 10 00 90 00"); proto = .t0
         case .cps3Contactless: atr = try! [UInt8](hex: "3B 8F 80 01 00 31 B8 64 04 B0 EC C1 73 94 01 80 82 90 00 0E"); proto = .t1
-        case .cps4: atr = try! [UInt8](hex: "3B 9B 18 80 01 00 12 25 00 64 80 04 01 00 00 90 44"); proto = .t1
+        case .cps4: atr = Self.cps4ATR; proto = .t1
         }
         var classes: Set<UInt8> = [0x00]
         if !contactless { classes.insert(0xA0) }
-        let behaviour = CardImage.Behaviour(t0Responses: proto == .t0, classes: classes, selectRejectedP2: [0x00], challengeSeed: UInt64(p.serial)!,
-                                            cps2terVolet: !contactless, logicalChannels: p.generation == .cps4 ? 2 : 1, securityAttributesInFCP: true)
+        // A CPS3 refuses SELECT P2 00 ([C] OpenSC logs); the CPS4's ChipDoc takes it (the Cryptolib 5.2.2
+        // selects EF.SN with `01 A4 08 00`).
+        let behaviour = CardImage.Behaviour(t0Responses: proto == .t0, classes: classes, selectRejectedP2: chipDoc ? [] : [0x00], challengeSeed: UInt64(p.serial)!,
+                                            cps2terVolet: !contactless, logicalChannels: chipDoc ? 2 : 1, securityAttributesInFCP: true,
+                                            securityOperations: chipDoc ? .chipDoc : .iasECC)
         var pins: [CardImage.PIN] = []
         if !contactless {
             func block(_ s: String) -> [UInt8] { Array(s.utf8) + [UInt8](repeating: 0xFF, count: max(0, 8 - s.utf8.count)) }
             pins = [CardImage.PIN(reference: pinRef, value: block(p.pin), maxTries: p.pinMaxTries, remainingTries: p.pinTriesLeft, label: "PIN porteur (CHV 01)", unblockedBy: pukRef),
                     CardImage.PIN(reference: pukRef, value: block(p.puk), maxTries: p.pukMaxTries, remainingTries: p.pukTriesLeft, label: "PUK (synthetic reference)")]
         }
-        var imageKeys = [CardImage.Key(reference: authenticationKeyRef, label: "authentication key (test key)", usages: contactless ? [.authenticate] : [.authenticate, .decipher],
+        // A CPS4 has no INTERNAL AUTHENTICATE: its authentication key deciphers (which is how it
+        // authenticates) and signs with PSS, as the Cryptolib asks it to (SHA256-RSA-PKCS-PSS on key 01).
+        let authUsages: Set<CardImage.Key.Usage> = contactless ? [.authenticate] : chipDoc ? [.sign, .decipher] : [.authenticate, .decipher]
+        var imageKeys = [CardImage.Key(reference: authRef, label: "authentication key (test key)", usages: authUsages,
                                        use: contactless ? .always : .pin(pinRef), privateKeyPEM: authKey.pem)]
-        if let signKey {
+        if let signKey, chipDoc {
+            imageKeys.append(CardImage.Key(reference: signRef, label: "signature key (test key)", usages: [.sign], use: .pin(pinRef), privateKeyPEM: signKey.pem))
+        } else if let signKey {
             // INTERNAL AUTHENTICATE with the signature key is what PKCS#11's CKM_RSA_PKCS becomes on
             // IAS-ECC (OpenSC 0.23): whether a real CPS3 allows it is not public ([U], synthetic here).
             imageKeys.append(CardImage.Key(reference: signatureKeyRef, label: "signature key (test key)", usages: [.sign, .authenticate], use: .pin(pinRef), privateKeyPEM: signKey.pem))

@@ -273,7 +273,7 @@ struct YAMLDocumentReader {
         let summary = try f["description"].map { n throws(CardImageError) in try scalar(n, "description") }
 
         guard let cardNode = f["card"] else { throw fail(root, "card", .missingField) }
-        let c = try fields(cardNode, "card", allowed: ["atr", "protocol", "t0-responses", "classes", "select-rejected-p2", "challenge-seed", "memory", "cps2ter-volet", "logical-channels", "security-attributes-in-fcp"])
+        let c = try fields(cardNode, "card", allowed: ["atr", "protocol", "t0-responses", "classes", "select-rejected-p2", "challenge-seed", "memory", "cps2ter-volet", "logical-channels", "security-attributes-in-fcp", "security-operations"])
         guard let atrNode = c["atr"] else { throw fail(cardNode, "card.atr", .missingField) }
         let atr = try hex(atrNode, "card.atr")
         let parsedATR: ATR
@@ -312,6 +312,13 @@ struct YAMLDocumentReader {
         }
         if let n = c["security-attributes-in-fcp"] { behaviour.securityAttributesInFCP = try bool(n, "card.security-attributes-in-fcp") }
         if let n = c["logical-channels"] { behaviour.logicalChannels = try int(n, "card.logical-channels", in: 1...4) }
+        if let n = c["security-operations"] {
+            let v = try scalar(n, "card.security-operations")
+            guard let dialect = CardImage.Behaviour.SecurityOperations(rawValue: v) else {
+                throw fail(n, "card.security-operations", .invalidValue("expected ias-ecc or chipdoc"))
+            }
+            behaviour.securityOperations = dialect
+        }
 
         var pins: [CardImage.PIN] = []
         if let n = f["pins"] {

@@ -32,6 +32,7 @@ public enum CardImageWriter {
         if image.behaviour.cps2terVolet { out.append("  cps2ter-volet: true") }
         if image.behaviour.securityAttributesInFCP { out.append("  security-attributes-in-fcp: true") }
         if image.behaviour.logicalChannels != 1 { out.append("  logical-channels: \(image.behaviour.logicalChannels)") }
+        if image.behaviour.securityOperations != .iasECC { out.append("  security-operations: \(image.behaviour.securityOperations.rawValue)") }
         if let m = image.memory {
             out.append("  memory:")
             out.append("    class: \(quote(m.cla.hex))")
