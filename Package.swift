@@ -377,6 +377,8 @@ let package = Package(
                 "CarteCPS", "CarteCrypto", "CarteCore", "CarteEmulator", "CarteImages", "CarteBundledImages", logging,
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ],
+            // Fixtures/cryptolib: the ANS Cryptolib's conversations with the virtual CPS3 and CPS4 (data only).
+            resources: [.copy("Fixtures")],
             swiftSettings: strictSwiftSettings
         ),
         /// The shared private-pcscd sandbox of the PC/SC and integration tests (one place).

@@ -124,9 +124,12 @@ struct CPSCardTests {
         let b = try CPSBench("medecin-liberal")
         let message = (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         #expect(try await b.raw("00 A4 04 0C 0D E8 28 BD 08 0F 80 25 00 00 01 FF 00 10") == [0x90, 0x00])
-        #expect(try await b.raw("00 22 41 B6 06 80 01 02 84 01 82") == [0x90, 0x00])
+        #expect(try await b.raw("00 22 41 B6 06 80 01 42 84 01 82") == [0x90, 0x00])
         // PSO CDS without the PIN: refused.
         #expect(try await b.raw("00 2A 9E 9A 00") == [0x69, 0x82])
+        // PSO HASH before MSE SET HT: no algorithm to hash with.
+        #expect(try await b.raw("00 2A 90 A0 05 90 00 80 01 41") == [0x69, 0x85])
+        #expect(try await b.raw("00 22 41 AA 03 80 01 40") == [0x90, 0x00])
         var h = SHA256()
         h.update(message[0..<192])
         let bits = UInt64(192 * 8)
@@ -142,9 +145,133 @@ struct CPSCardTests {
         try certificate.verifySignature(signature.data, of: message)
         #expect(try await b.raw("00 2A 9E 9A 00") == [0x69, 0x85])  // the hash went with the signature
         // A key the environment does not name, or one without that usage, is "not found".
-        #expect(try await b.raw("00 22 41 B6 06 80 01 02 84 01 99") == [0x6A, 0x88])
-        #expect(try await b.raw("00 22 41 B6 06 80 01 02 84 01 81") == [0x6A, 0x88])  // the authentication key does not sign
+        #expect(try await b.raw("00 22 41 B6 06 80 01 42 84 01 99") == [0x6A, 0x88])
+        #expect(try await b.raw("00 22 41 B6 06 80 01 42 84 01 81") == [0x6A, 0x88])  // the authentication key does not sign
         #expect(try await b.raw("00 2A 90 A0 05 90 03 01 02 03") == [0x6A, 0x80])
+    }
+
+    /// #34: the CPS3 hashes with the algorithm it is asked for (the Cryptolib's SHA1-RSA-PKCS signed a
+    /// SHA-256 DigestInfo before), in both PSO HASH forms, and refuses what it does not have.
+    @Test(arguments: [DigestAlgorithm.sha1, .sha256])
+    func theCPS3HashesWithTheAlgorithmItIsAskedFor(_ algorithm: DigestAlgorithm) async throws {
+        let b = try CPSBench("medecin-liberal")
+        let (ht, dst): (UInt8, UInt8) = algorithm == .sha1 ? (0x10, 0x12) : (0x40, 0x42)
+        let certificate = try await b.reader.certificates().first { $0.role == .signature }!.certificate.publicKey()
+        try await b.reader.verifyPIN(pin1234)
+        func sign(_ message: [UInt8], partial: Bool) async throws -> [UInt8] {
+            #expect(try await b.raw("00 22 41 B6 03 80 01 \(dst.hex)") == [0x90, 0x00])  // no key named: the signature key
+            #expect(try await b.raw("00 22 41 AA 03 80 01 \(ht.hex)") == [0x90, 0x00])
+            var data: [UInt8]
+            if partial {
+                let split = (message.count - 1) / 64 * 64
+                let bits = UInt64(split * 8)
+                let count = (0..<8).map { UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64($0))) }
+                if algorithm == .sha1 {
+                    var h = SHA1(); h.update(message[0..<split])
+                    data = [0x90, 28] + h.stateBytes + count
+                } else {
+                    var h = SHA256(); h.update(message[0..<split])
+                    data = [0x90, 40] + h.stateBytes + count
+                }
+                data += [0x80, UInt8(message.count - split)] + message[split...]
+            } else {
+                data = [0x80, UInt8(message.count)] + message  // the whole message, as the Cryptolib sends it
+            }
+            let r = try await b.channel.transmit(try CommandAPDU(cla: 0, ins: 0x2A, p1: 0x90, p2: 0xA0, data: data), policy: .raw)
+            #expect(r.statusWord == .success)
+            let s = try await b.channel.transmit(bytes: try [UInt8](hex: "00 2A 9E 9A 00"))
+            #expect(s.isSuccess)
+            return s.data
+        }
+        for (message, partial) in [(Array("ordonnance".utf8), false), ((0..<150).map { UInt8($0) }, true)] {
+            let signature = try await sign(message, partial: partial)
+            try certificate.verify(signature: signature, digest: algorithm.digest(message), algorithm: algorithm)
+        }
+        // A digest the host computed goes with PSO CDS and must have the DST algorithm's length.
+        let digest = algorithm.digest(Array("x".utf8))
+        #expect(try await b.raw("00 22 41 B6 03 80 01 \(dst.hex)") == [0x90, 0x00])
+        let given = try await b.channel.transmit(try CommandAPDU(cla: 0, ins: 0x2A, p1: 0x9E, p2: 0x9A, data: digest, le: 256))
+        try certificate.verify(signature: given.data, digest: digest, algorithm: algorithm)
+        #expect(try await b.channel.transmit(try CommandAPDU(cla: 0, ins: 0x2A, p1: 0x9E, p2: 0x9A, data: digest + [0], le: 256), policy: .raw).statusWord == .incorrectData)
+        // The hash of one algorithm is not signed under the other's DigestInfo.
+        let other: UInt8 = algorithm == .sha1 ? 0x42 : 0x12
+        #expect(try await b.raw("00 22 41 B6 03 80 01 \(other.hex)") == [0x90, 0x00])
+        #expect(try await b.raw("00 22 41 AA 03 80 01 \(ht.hex)") == [0x90, 0x00])
+        #expect(try await b.raw("00 2A 90 A0 03 80 01 41") == [0x90, 0x00])
+        #expect(try await b.raw("00 2A 9E 9A 00") == [0x69, 0x85])
+        // The partial form with the other algorithm's state length is malformed.
+        let wrongState = algorithm == .sha1 ? 40 : 28
+        #expect(try await b.channel.transmit(try CommandAPDU(cla: 0, ins: 0x2A, p1: 0x90, p2: 0xA0, data: [0x90, UInt8(wrongState)] + [UInt8](repeating: 0, count: wrongState) + [0x80, 1, 0x41]), policy: .raw).statusWord == .incorrectData)
+    }
+
+    /// #34: an algorithm or key reference the card does not have gets the IAS-ECC status word,
+    /// never another algorithm or key in its place.
+    @Test func unknownAlgorithmsAndKeysAreRefusedNotSubstituted() async throws {
+        let b = try CPSBench("medecin-liberal")
+        for (command, sw) in [
+            ("00 22 41 AA 03 80 01 20", [0x6A, 0x80] as [UInt8]),  // SHA-384? not this card's
+            ("00 22 41 AA 00", [0x6A, 0x80]),  // a hash template with no algorithm
+            ("00 22 41 B6 03 80 01 02", [0x6A, 0x80]),  // 02 is an AT algorithm, not a DST one
+            ("00 22 41 A4 03 80 01 42", [0x6A, 0x80]),
+            ("00 22 41 B8 03 80 01 02", [0x6A, 0x80]),  // deciphering is 1A
+            ("00 22 41 B8 06 80 01 1A 84 01 82", [0x6A, 0x88]),  // the signature key does not decipher
+            ("00 22 41 B6 06 80 01 42 84 01 83", [0x6A, 0x88]),
+            ("00 22 41 B6 04 91 02 28 82", [0x6A, 0x80]),  // ChipDoc's form on an IAS-ECC card
+            ("00 22 41 B7 03 80 01 42", [0x6A, 0x86]),
+            ("00 22 41 B8 06 80 01 1A 84 01 81", [0x90, 0x00]),
+            ("00 22 41 A4 06 80 01 02 84 01 81", [0x90, 0x00]),
+            ("00 22 41 B6 03 80 01 12", [0x90, 0x00]),
+        ] {
+            #expect(try await b.raw(command) == sw, "\(command)")
+        }
+        // Deciphering without the padding indicator 81 is refused on a CPS3.
+        try await b.reader.verifyPIN(pin1234)
+        #expect(try await b.raw("00 2A 80 86 02 00 01 00") == [0x6A, 0x80])
+    }
+
+    /// #34: the CPS4's ChipDoc dialect as the Cryptolib speaks it.
+    @Test func theCPS4SignsAHashWithPKCS1OrPSSAndDeciphersBareBlocks() async throws {
+        let b = try CPSBench("cps4-medecin")
+        let certificates = try await b.reader.certificates()
+        let signKey = try certificates.first { $0.role == .signature }!.certificate.publicKey()
+        let authKey = try certificates.first { $0.role == .authentication }!.certificate.publicKey()
+        #expect(try await b.raw("01 A4 04 0C 08 80 25 00 00 01 FF 01 00") == [0x90, 0x00])
+        #expect(try await b.raw("01 22 81 B6 04 91 02 28 A1") == [0x90, 0x00])
+        let digest = SHA256.digest(Array("ordonnance".utf8))
+        let cds = try CommandAPDU(cla: 1, ins: 0x2A, p1: 0x9E, p2: 0x9A, data: digest, le: 256)
+        #expect(try await b.channel.transmit(cds, policy: .raw).statusWord == .securityStatusNotSatisfied)
+        #expect(try await b.raw("01 20 00 01 08 31 32 33 34 FF FF FF FF") == [0x90, 0x00])
+        for (alg, algorithm, pss, keyByte, key) in [(UInt8(0x28), DigestAlgorithm.sha256, false, UInt8(0xA1), signKey), (0x0A, .sha1, false, 0xA1, signKey),
+                                                      (0x2C, .sha256, true, 0xA1, signKey), (0x15, .sha1, true, 0xA0, authKey)] {
+            #expect(try await b.raw("01 22 81 B6 04 91 02 \(alg.hex) \(keyByte.hex)") == [0x90, 0x00])
+            let d = algorithm.digest(Array("ordonnance".utf8))
+            let r = try await b.channel.transmit(try CommandAPDU(cla: 1, ins: 0x2A, p1: 0x9E, p2: 0x9A, data: d, le: 256), policy: .raw)
+            #expect(r.statusWord == .success)
+            if pss { try key.verifyPSS(signature: r.data, digest: d, algorithm: algorithm) } else { try key.verify(signature: r.data, digest: d, algorithm: algorithm) }
+            // A digest of the other length is refused.
+            #expect(try await b.channel.transmit(try CommandAPDU(cla: 1, ins: 0x2A, p1: 0x9E, p2: 0x9A, data: d + [0], le: 256), policy: .raw).statusWord == .incorrectData)
+        }
+        for (command, sw) in [
+            ("01 22 81 B6 04 91 02 02 A1", [0x6A, 0x80] as [UInt8]),  // not a ChipDoc algorithm
+            ("01 22 81 B6 04 91 02 2A A1", [0x6A, 0x80]),  // SHA-512: "not implemented" in the Cryptolib
+            ("01 22 81 B6 04 91 02 28 21", [0x6A, 0x80]),  // bit 8 clear: what the applet does is not public
+            ("01 22 81 B6 04 91 02 28 A5", [0x6A, 0x88]),
+            ("01 22 41 AA 03 80 01 40", [0x6A, 0x86]),  // no hash template
+            ("01 22 41 A4 03 83 01 20", [0x6A, 0x86]),  // no authentication template
+            ("01 22 41 B8 03 83 01 21", [0x6A, 0x88]),  // the signature key does not decipher
+            ("01 88 00 00 03 01 02 03 00", [0x6D, 0x00]),  // no INTERNAL AUTHENTICATE
+            ("01 2A 90 A0 05 90 00 80 01 41", [0x6A, 0x86]),  // no PSO HASH
+        ] {
+            #expect(try await b.raw(command) == sw, "\(command)")
+        }
+        // Deciphering: the bare cryptogram, answered with the whole block.
+        #expect(try await b.raw("01 22 41 B8 03 83 01 20") == [0x90, 0x00])
+        let secret = Array("a session key".utf8)
+        let block = try await b.channel.transmit(try CommandAPDU(cla: 1, ins: 0x2A, p1: 0x80, p2: 0x86, data: try authKey.encrypt(secret), le: 256))
+        #expect(block.isSuccess && block.data.count == 256 && block.data.prefix(2) == [0x00, 0x02] && block.data.suffix(secret.count) == secret)
+        #expect(try await b.channel.transmit(try CommandAPDU(cla: 1, ins: 0x2A, p1: 0x80, p2: 0x86, data: [0x81] + (try authKey.encrypt(secret)), le: 256), policy: .raw).statusWord == .wrongLength)
+        // …and what CarteCPS makes of it.
+        #expect(try await b.reader.decipher(try authKey.encrypt(secret)) == secret)
     }
 
     @Test func decipheringA2048BitCryptogramUsesCommandChaining() async throws {
@@ -164,7 +291,7 @@ struct CPSCardTests {
         #expect(try await b.raw("02 A4 04 0C 08 80 25 00 00 01 FF 01 00") == [0x68, 0x81])
         #expect(try await b.raw("01 20 00 01") == [0x63, 0xC3])
         #expect(try await b.raw("01 20 00 01 08 31 32 33 34 FF FF FF FF") == [0x90, 0x00])
-        #expect(try await b.raw("01 22 81 B6 04 91 02 02 82") == [0x90, 0x00])
+        #expect(try await b.raw("01 22 81 B6 04 91 02 28 A1") == [0x90, 0x00])  // SHA-256 PKCS#1, key 21, "a hash"
         // Channel 0 keeps its own current file.
         #expect(try await b.raw("00 A4 04 0C 0D E8 28 BD 08 0F 80 25 00 00 01 FF 00 10") == [0x90, 0x00])
         #expect(try await b.raw("00 A4 02 0C 02 D1 02") == [0x90, 0x00])
@@ -199,7 +326,7 @@ struct CPSCardTests {
         #expect(try await b.raw("00 20 00 01") == [0x6A, 0x88])
         #expect(try await b.raw("00 A4 02 0C 02 70 01") == [0x90, 0x00])
         #expect(try await b.raw("00 B0 00 00 04") == [0x69, 0x82])  // the contact-only file
-        #expect(try await b.raw("00 22 41 B6 06 80 01 02 84 01 82") == [0x6A, 0x88])
+        #expect(try await b.raw("00 22 41 B6 06 80 01 42 84 01 82") == [0x6A, 0x88])
         let challenge: [UInt8] = Array(0..<20)
         let answer = try await b.reader.authenticate(challenge: challenge)
         let certificate = try await b.reader.certificates().first!

@@ -139,8 +139,14 @@ struct CPSReaderTests {
         try await b.reader.changePIN(current: pin1234, new: try PINCode("2468"))
         try await b.reader.unblockPIN(puk: puk, newPIN: pin1234)
         try await b.reader.verifyPIN(pin1234)
-        #expect(b.commands.contains { $0.first == 0x01 && $0[1] == 0x2C && $0[2] == 0x03 })  // UNBLOCK 2C 03
-        await #expect(throws: CPSError.self) { try await b.reader.authenticate(challenge: [1, 2, 3]) }
+        #expect(b.commands.contains { $0.first == 0x01 && $0[1] == 0x2C && $0[2] == 0x03 && $0[3] == 0x81 })  // UNBLOCK 2C 03 81
+        // No INTERNAL AUTHENTICATE: the host pads the challenge, the card deciphers the block (#34).
+        let challenge: [UInt8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        let answer = try await b.reader.authenticate(challenge: challenge)
+        let authentication = try #require(try await b.reader.certificates().first { $0.role == .authentication })
+        #expect(try authentication.certificate.publicKey().recover(answer) == challenge)
+        #expect(!b.commands.contains { $0.count > 1 && $0[1] == 0x88 })
+        await #expect(throws: CPSError.self) { try await b.reader.authenticate(challenge: [UInt8](repeating: 1, count: 103)) }
     }
 
     @Test func theContactlessCardReadsWithoutAPINAndRefusesPINWork() async throws {

@@ -1,7 +1,7 @@
 import CarteCrypto
 import Testing
 
-@Suite("OpenSSL-backed crypto and the pure-Swift SHA-256")
+@Suite("OpenSSL-backed crypto and the pure-Swift SHA-256 and SHA-1")
 struct CryptoTests {
     static func hex(_ b: [UInt8]) -> String { b.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined() }
 
@@ -32,6 +32,58 @@ struct CryptoTests {
         #expect(resumed.finalize() == SHA256.digest(data))
         #expect(SHA256(state: head.state, byteCount: 3) == nil)
         #expect(SHA256(state: [1, 2], byteCount: 64) == nil)
+    }
+
+    @Test("SHA-1: FIPS 180-4 vectors, a million a's, and resuming from a state", arguments: [
+        ("", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+        ("abc", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "84983e441c3bd26ebaae4aa1f95129e5e54670f1"),
+    ])
+    func sha1Vectors(input: String, digest: String) throws {
+        #expect(Self.hex(SHA1.digest(Array(input.utf8))) == digest)
+        #expect(Self.hex(DigestAlgorithm.sha1.digest(Array(input.utf8))) == digest)
+        var h = SHA1()
+        let chunk = [UInt8](repeating: 0x61, count: 1000)
+        for _ in 0..<1000 { h.update(chunk) }
+        #expect(Self.hex(h.finalize()) == "34aa973cd4c4daa4f61eeb2bdbad27316534016f")
+        for length in [0, 1, 55, 56, 64, 65, 129, 1000] {
+            let data = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            let split = length == 0 ? 0 : (length - 1) / 64 * 64
+            var head = SHA1()
+            head.update(data[0..<split])
+            var resumed = try #require(SHA1(state: head.state, byteCount: UInt64(split)))
+            resumed.update(data[split...])
+            #expect(resumed.finalize() == SHA1.digest(data))
+        }
+        #expect(SHA1(state: [1, 2, 3, 4, 5], byteCount: 3) == nil)
+        #expect(SHA1(state: [1, 2], byteCount: 64) == nil)
+    }
+
+    @Test func pssSignaturesAndTheBarePrivateOperation() throws {
+        let key = try RSAPrivateKey.generate(bits: 1024)
+        for algorithm in DigestAlgorithm.allCases {
+            let digest = algorithm.digest(Array("ordonnance".utf8))
+            let a = try key.signPSS(digest: digest, algorithm: algorithm)
+            let b = try key.signPSS(digest: digest, algorithm: algorithm)
+            #expect(a != b)  // randomised
+            try key.publicKey.verifyPSS(signature: a, digest: digest, algorithm: algorithm)
+            #expect(throws: CryptoError.self) { try key.publicKey.verifyPSS(signature: a, digest: algorithm.digest(Array("ordonnancE".utf8)), algorithm: algorithm) }
+            #expect(throws: CryptoError.self) { try key.publicKey.verify(signature: a, digest: digest, algorithm: algorithm) }  // not PKCS#1 v1.5
+            // PKCS#1 v1.5 with SHA-1 and its DigestInfo.
+            let v15 = try key.sign(digest: digest, algorithm: algorithm)
+            try key.publicKey.verify(signature: v15, digest: digest, algorithm: algorithm)
+            #expect(DigestAlgorithm.fromDigestInfo(algorithm.digestInfoPrefix + digest)?.0 == algorithm)
+        }
+        #expect(throws: CryptoError.self) { try key.signPSS(digest: [1, 2, 3], algorithm: .sha256) }
+        // The bare private operation on a block padded by the host is a PKCS#1 v1.5 signature.
+        let challenge: [UInt8] = Array(0..<20)
+        let block = [0x00, 0x01] + [UInt8](repeating: 0xFF, count: 128 - 23) + [0x00] + challenge
+        #expect(try key.publicKey.recover(try key.privateOperation(block)) == challenge)
+        // …and undoes an encryption, padding included.
+        let plain = try key.privateOperation(try key.publicKey.encrypt(Array("secret".utf8)))
+        #expect(plain.count == 128 && plain[0] == 0 && plain[1] == 2 && plain.suffix(6) == Array("secret".utf8))
+        #expect(throws: CryptoError.self) { try key.privateOperation([1, 2, 3]) }
+        #expect(throws: CryptoError.self) { try key.privateOperation([UInt8](repeating: 0xFF, count: 128)) }  // not below the modulus
     }
 
     @Test func rsaSignVerifyRecoverEncryptDecrypt() throws {
