@@ -6,14 +6,16 @@ import CartePCSC
 import CarteEmulator
 import CarteImages
 import Foundation
+import Logging
 
 extension BenchCommand {
     struct CPS: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "cps",
-            abstract: "APDU count and time of a CPx reading (holder, situations, both certificates) and of one signature.",
+            abstract: "APDU count and time of a CPx reading (holder, situations, both certificates) and of one signature, on a CPS3 and a CPS4.",
             discussion: """
-                Verifies the test PIN --signatures times from the host and as many times on the reader's PIN pad \
+                For each --image (default: the bundled CPS3 medecin-liberal and CPS4 cps4-medecin), \
+                verifies the test PIN --signatures times from the host and as many times on the reader's PIN pad \
                 (a mono-fente with a pad; the simulated keypad types at once), then reads the card --reads times \
                 and signs --signatures times, in \
                 memory and through a private pcscd loading libifdcarte.so (root only; skipped with the reason \
@@ -25,8 +27,11 @@ extension BenchCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Option(help: ArgumentHelp("The card.", valueName: "IMAGE"))
-        var image: String = "bundled:cps/medecin-liberal.yaml"
+        @Option(help: ArgumentHelp("A card to measure; repeat for several (default: the bundled CPS3 and CPS4).", valueName: "IMAGE"))
+        var image: [String] = []
+
+        /// The cards measured: `--image`, or the bundled CPS3 and CPS4.
+        var images: [String] { image.isEmpty ? ["bundled:cps/medecin-liberal.yaml", "bundled:cps/cps4-medecin.yaml"] : image }
 
         @Option(help: "Readings measured on each path (after 5 warm-up readings).")
         var reads: Int = 100
@@ -41,47 +46,60 @@ extension BenchCommand {
         func run() async throws {
             let logger = global.makeLogger()
             try await reporting(json: global.json) {
-                let card = try SimulatorOptions.loadImage(image)
-                guard CPSGeneration.from(atr: card.atr) != nil, card.keys.contains(where: { $0.usages.contains(.sign) }) else {
-                    throw CLIError(kind: "usage", message: "\(image) is not a CPx image with a signature key", exitCode: CarteExit.invalidInput)
-                }
-                // Reference: OpenSSL signing in-process with a key of the same size.
-                let bits = (try? RSAPrivateKey(pem: card.keys.first { $0.usages.contains(.sign) }!.privateKeyPEM))?.modulusBytes ?? 256
-                let key = try RSAPrivateKey.generate(bits: bits * 8)
-                let digest = SHA256.digest([1, 2, 3])
-                let clock = ContinuousClock()
-                var opensslTimes: [Double] = []
-                for _ in 0..<signatures {
-                    let start = clock.now
-                    _ = try key.sign(digest: digest, algorithm: .sha256)
-                    opensslTimes.append((clock.now - start).microseconds / 1000)
-                }
-                let openssl = percentile(opensslTimes, 0.5)
-
-                var rows: [BenchCPSReport.Row] = []
-                // A mono-fente with a PIN pad: the PIN is also verified on the pad, typed by the simulated keypad.
+                // Every card in its own mono-fente with a PIN pad (the PIN is also verified on the pad,
+                // typed by the simulated keypad); one private pcscd serves them all, libpcsclite reading
+                // its socket's name once per process.
                 var profile = VirtualReaderProfile.monoFente
                 profile.pinPad = PINPadProfile()
-                let memory = SimulatorBackend(profiles: [profile])
-                try memory.insert(card, into: memory.readerNames[0])
-                let memoryChannel = CardChannel(transport: try memory.connectNow(to: memory.readerNames[0]), trace: Trace(capacity: 256))
-                rows.append(try await measure("in memory (simulator)", memoryChannel, atr: card.atr, openssl: openssl, keypad: memory.physicalReaders[0].slots[0].keypad))
-
+                var loaded: [(image: String, card: CardImage, generation: CPSGeneration, openssl: Double)] = []
+                for image in images {
+                    let card = try SimulatorOptions.loadImage(image)
+                    guard let generation = CPSGeneration.from(atr: card.atr), let signing = card.keys.first(where: { $0.usages.contains(.sign) }) else {
+                        throw CLIError(kind: "usage", message: "\(image) is not a CPx image with a signature key", exitCode: CarteExit.invalidInput)
+                    }
+                    loaded.append((image, card, generation, try opensslSignatureMedian(bytes: (try? RSAPrivateKey(pem: signing.privateKeyPEM))?.modulusBytes ?? 256)))
+                }
+                var rows: [[BenchCPSReport.Row]] = []
+                for entry in loaded {
+                    let memory = SimulatorBackend(profiles: [profile])
+                    try memory.insert(entry.card, into: memory.readerNames[0])
+                    let channel = CardChannel(transport: try memory.connectNow(to: memory.readerNames[0]), trace: Trace(capacity: 256))
+                    rows.append([try await measure("in memory (simulator)", channel, atr: entry.card.atr, openssl: entry.openssl, keypad: memory.physicalReaders[0].slots[0].keypad)])
+                }
                 var skipped: String? = nil
                 if PrivatePCSCD.unavailableReason == nil {
-                    let setup = try PrivateVirtualReader.start(profile: profile, images: [card], logger: logger)
+                    let setup = try PrivateVirtualReader.start(profiles: loaded.map { _ in profile }, images: loaded.map(\.card), logger: logger)
                     defer { setup.stop() }
-                    let connection = try await setup.connect(PCSCBackend(logger: logger))
-                    rows.append(try await measure("through pcscd (libifdcarte.so)", CardChannel(transport: connection, trace: Trace(capacity: 256)), atr: card.atr, openssl: openssl,
-                                                  keypad: setup.backend.physicalReaders[0].slots[0].keypad))
-                    try? await connection.disconnect(.reset)
+                    let client = PCSCBackend(logger: logger)
+                    for (i, entry) in loaded.enumerated() {
+                        let connection = try await setup.connect(client, reader: i, of: loaded.count)
+                        rows[i].append(try await measure("through pcscd (libifdcarte.so)", CardChannel(transport: connection, trace: Trace(capacity: 256)), atr: entry.card.atr,
+                                                         openssl: entry.openssl, keypad: setup.backend.physicalReaders[i].slots[0].keypad))
+                        try? await connection.disconnect(.reset)
+                    }
                 } else {
                     skipped = "through pcscd not measured: \(PrivatePCSCD.unavailableReason!)"
                 }
-                let report = BenchCPSReport(image: image, rows: rows, skipped: skipped, opensslSignatureMilliseconds: openssl, goalAPDUs: 25,
-                                            goalMet: rows.allSatisfy { $0.readAPDUs <= 25 }, build: BuildMode.current)
+                let cards = loaded.enumerated().map { i, entry in
+                    BenchCPSReport.Card(image: entry.image, generation: entry.generation.rawValue, rows: rows[i], skipped: skipped, opensslSignatureMilliseconds: entry.openssl)
+                }
+                let report = BenchCPSReport(cards: cards, goalAPDUs: 25, goalMet: cards.allSatisfy { $0.rows.allSatisfy { $0.readAPDUs <= 25 } }, build: BuildMode.current)
                 if global.json { Output.printJSON(report) } else { print(report.text) }
             }
+        }
+
+        /// The reference for signatures: OpenSSL signing in this process with a key of `bytes` bytes, median.
+        private func opensslSignatureMedian(bytes: Int) throws -> Double {
+            let key = try RSAPrivateKey.generate(bits: bytes * 8)
+            let digest = SHA256.digest([1, 2, 3])
+            let clock = ContinuousClock()
+            var times: [Double] = []
+            for _ in 0..<signatures {
+                let start = clock.now
+                _ = try key.sign(digest: digest, algorithm: .sha256)
+                times.append((clock.now - start).microseconds / 1000)
+            }
+            return percentile(times, 0.5)
         }
 
         private func measure(_ name: String, _ channel: CardChannel, atr: [UInt8], openssl: Double, keypad: VirtualKeypad) async throws -> BenchCPSReport.Row {
@@ -141,17 +159,24 @@ extension BenchCommand {
     }
 }
 
-/// `carte bench cps --json`, schema `carte.bench-cps/1` (docs/json.md).
+/// `carte bench cps --json`, schema `carte.bench-cps/2` (docs/json.md).
 struct BenchCPSReport: Encodable {
-    var schema = "carte.bench-cps/1"
-    let image: String
-    let rows: [Row]
-    let skipped: String?
-    /// The reference for signatures: OpenSSL signing in this process with a key of the same size, median.
-    let opensslSignatureMilliseconds: Double
+    var schema = "carte.bench-cps/2"
+    /// One entry per card measured (a CPS3 and a CPS4 by default).
+    let cards: [Card]
     let goalAPDUs: Int
     let goalMet: Bool
     let build: String
+
+    struct Card: Encodable {
+        let image: String
+        /// `cps3`, `cps4` or `cps3-contactless`.
+        let generation: String
+        let rows: [Row]
+        let skipped: String?
+        /// The reference for signatures: OpenSSL signing in this process with a key of the same size, median.
+        let opensslSignatureMilliseconds: Double
+    }
 
     struct Row: Encodable {
         let name: String
@@ -160,7 +185,8 @@ struct BenchCPSReport: Encodable {
         let situations: Int
         let readMedianMilliseconds: Double
         let readP99Milliseconds: Double
-        /// APDUs of one signature (SELECT, MSE ×2, PSO HASH, PSO CDS and any GET RESPONSE).
+        /// APDUs of one signature (CPS3: SELECT, MSE ×2, PSO HASH, PSO CDS and any GET RESPONSE; CPS4:
+        /// SELECT, MSE, PSO CDS).
         let signatureAPDUs: Int
         let signatureMedianMilliseconds: Double
         /// The reference: one SELECT round trip on the same path, median.
@@ -180,14 +206,18 @@ struct BenchCPSReport: Encodable {
 
     var text: String {
         func ms(_ v: Double) -> String { String(format: "%.3f", v) }
-        var lines = ["carte bench cps (\(build) build): \(image)", ""]
-        for r in rows {
-            lines.append("\(r.name):")
-            lines.append("  reading (holder, \(r.situations) situation(s), 2 certificates): \(r.readAPDUs) APDUs, median \(ms(r.readMedianMilliseconds)) ms, p99 \(ms(r.readP99Milliseconds)) ms = \(String(format: "%.1f", r.readInRoundTrips)) x one SELECT round trip (\(ms(r.selectRoundTripMilliseconds)) ms)")
-            lines.append("  signature: \(r.signatureAPDUs) APDUs, median \(ms(r.signatureMedianMilliseconds)) ms = \(String(format: "%.2f", r.signatureOverOpenSSL)) x OpenSSL's own RSA signature (\(ms(opensslSignatureMilliseconds)) ms)")
-            lines.append("  PIN on the reader's pad: \(r.pinPadVerifyAPDUs) APDU(s), median \(ms(r.pinPadVerifyMedianMilliseconds)) ms = \(String(format: "%.2f", r.pinPadOverHost)) x the host's VERIFY (\(ms(r.hostPINVerifyMedianMilliseconds)) ms)")
+        var lines = ["carte bench cps (\(build) build)"]
+        for card in cards {
+            lines.append("")
+            lines.append("\(card.image) (\(card.generation)):")
+            for r in card.rows {
+                lines.append("  \(r.name):")
+                lines.append("    reading (holder, \(r.situations) situation(s), 2 certificates): \(r.readAPDUs) APDUs, median \(ms(r.readMedianMilliseconds)) ms, p99 \(ms(r.readP99Milliseconds)) ms = \(String(format: "%.1f", r.readInRoundTrips)) x one SELECT round trip (\(ms(r.selectRoundTripMilliseconds)) ms)")
+                lines.append("    signature: \(r.signatureAPDUs) APDUs, median \(ms(r.signatureMedianMilliseconds)) ms = \(String(format: "%.2f", r.signatureOverOpenSSL)) x OpenSSL's own RSA signature (\(ms(card.opensslSignatureMilliseconds)) ms)")
+                lines.append("    PIN on the reader's pad: \(r.pinPadVerifyAPDUs) APDU(s), median \(ms(r.pinPadVerifyMedianMilliseconds)) ms = \(String(format: "%.2f", r.pinPadOverHost)) x the host's VERIFY (\(ms(r.hostPINVerifyMedianMilliseconds)) ms)")
+            }
+            if let skipped = card.skipped { lines.append("  \(skipped)") }
         }
-        if let skipped { lines.append(skipped) }
         lines.append("")
         lines.append("Goal: <= \(goalAPDUs) APDUs per reading: \(goalMet ? "met" : "NOT met")")
         return lines.joined(separator: "\n")

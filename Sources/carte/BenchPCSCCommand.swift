@@ -271,6 +271,20 @@ struct PrivateVirtualReader {
         return try await client.open(name, share: .exclusive)
     }
 
+    /// Waits (up to 10 s) for pcscd to show its `count` virtual readers, then connects exclusively to
+    /// the card of the `reader`-th (in the order of the configuration file).
+    func connect(_ client: PCSCBackend, reader: Int, of count: Int) async throws -> PCSCConnection {
+        var names: [String] = []
+        for _ in 0..<500 where names.count < count {
+            names = (try? await client.readerNames()) ?? []
+            if names.count < count { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        guard names.count >= count, reader < names.count else {
+            throw CLIError(kind: "bench", message: "pcscd shows \(names.count) of its \(count) readers; see \(pcscd.logPath)", exitCode: CarteExit.cardOrReader)
+        }
+        return try await client.open(names[reader], share: .exclusive)
+    }
+
     func stop() {
         pcscd.stop()
         server.stop()

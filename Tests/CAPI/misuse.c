@@ -168,6 +168,23 @@ int main(int argc, char **argv) {
     CHECK(strstr(buf, "PUK") != NULL && strstr(buf, "1234") == NULL);
     carte_cpx_free(cpx);
 
+    /* A CPS4 (the ChipDoc applet on logical channel 1) works through the same calls: PIN status by
+     * VERIFY without data, the signature by MSE 91 + PSO CDS of the SHA-256 digest (#34). */
+    EXPECT(carte_sim_insert(ctx, readers[1].name, "bundled:cps/cps4-medecin.yaml"), CARTE_OK);
+    EXPECT(carte_cpx_open(ctx, NULL, &cpx), CARTE_OK);
+    EXPECT(carte_cpx_pin_status(cpx, &tries, &max), CARTE_OK);
+    CHECK(tries == 3);
+    EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, sizeof sig, &sig_len), CARTE_E_PIN_REQUIRED);
+    EXPECT(carte_cpx_verify_pin(cpx, "9999", &tries), CARTE_E_WRONG_PIN);
+    CHECK(tries == 2);
+    EXPECT(carte_cpx_verify_pin(cpx, "1234", &tries), CARTE_OK);
+    sig_len = 0;
+    EXPECT(carte_cpx_sign(cpx, (const uint8_t *)"doc", 3, sig, sizeof sig, &sig_len), CARTE_OK);
+    CHECK(sig_len == 256);
+    EXPECT(carte_cpx_info_json(cpx, buf, sizeof buf, NULL), CARTE_OK);
+    CHECK(strstr(buf, "\"generation\" : \"cps4\"") != NULL);
+    carte_cpx_free(cpx);
+
     /* A phone with the (synthetic) appli carte Vitale on the contactless slot reads like a card;
      * QR payloads: garbage is CARTE_E_DATA, a valid one (argv[1], from carte sim apcv-qr) is read once,
      * and its replay is CARTE_E_TOKEN_REFUSED. */
