@@ -130,6 +130,12 @@ sim = []
 for i in range(8):
     sim.append(bytes([i]) + chunks([c for c in commands if len(c) < 256][:8]))
     sim.append(bytes([i]) + chunks([hexbytes("00 A4 00 0C 02 3F 00"), hexbytes("00 A4 04 0C 06 E8 28 BD 08 0F A0"), hexbytes("00 B0 00 00 00"), hexbytes("00 C0 00 00 00")]))
+# The security commands of both dialects (#34): the CPS3's IAS-ECC (image 2) and the CPS4's ChipDoc (3).
+for i, cs in [(2, ["00 A4 04 0C 0D E8 28 BD 08 0F 80 25 00 00 01 FF 00 10", "00 20 00 01 08 31 32 33 34 FF FF FF FF", "00 22 41 B6 03 80 01 12",
+                   "00 22 41 AA 03 80 01 10", "00 2A 90 A0 05 80 03 61 62 63", "00 2A 9E 9A 00", "00 22 41 B8 03 80 01 1A", "00 2A 80 86 02 81 00"]),
+              (3, ["01 A4 04 0C 08 80 25 00 00 01 FF 01 00", "01 20 00 01 08 31 32 33 34 FF FF FF FF", "01 22 81 B6 04 91 02 2C A1",
+                   "01 2A 9E 9A 20" + " 11" * 32 + " 00", "01 22 41 B8 03 83 01 20", "01 2A 80 86 01 00 00", "01 2C 03 81"])]:
+    sim.append(bytes([i]) + chunks([hexbytes(c) for c in cs]))
 write("simulated-card", sim)
 
 write("card-decoders", [bytes([k]) + chunks(rs) for k, rs in [

@@ -71,6 +71,7 @@ struct CardImageLoaderTests {
         ("undefined-pin.yaml", 9, "filesystem.files[0].read", "PIN 81 is not defined"),
         ("primitive-with-children.yaml", 10, "filesystem.files[0].tlv[0].tag", "primitive"),
         ("wrong-protocol.yaml", 6, "card.protocol", "offers T=0"),
+        ("unknown-security-operations.yaml", 6, "card.security-operations", "expected ias-ecc or chipdoc"),
     ])
     func malformed(file: String, line: Int, field: String, phrase: String) throws {
         let path = fixture(file)
