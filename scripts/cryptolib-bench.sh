@@ -108,7 +108,8 @@ row() {  # CARD CLIENT MODULE MECHANISM KEY SELECT
   local out
   if out="$(/usr/bin/python3 "$WORK/bench.py" "$3" "$4" "$5" "$N" "$WORK/run/pcscd.log" "$6" 2>&1)"; then
     set -- "$1" "$2" "$4" "$5" $out
-    printf '%-5s %-28s %-16s key %s: %s APDUs, median %s ms\n' "$1" "$2" "$3" "$4" "$7" "$5"
+    printf '%-5s %-28s %-16s key %s: %s APDUs, median %s ms = %s x one SELECT round trip\n' "$1" "$2" "$3" "$4" "$7" "$5" \
+      "$(awk -v a="$5" -v b="$REF" 'BEGIN { printf "%.1f", a / b }')"
     echo "$1|$2|$3|$4|$7|$5" >>"$WORK/rows"
   else
     printf '%-5s %-28s %-16s key %s: failed: %s\n' "$1" "$2" "$4" "$5" "$(echo "$out" | tail -1)"
@@ -120,7 +121,8 @@ for card in "cps3:bundled:cps/medecin-liberal.yaml:00A4040C0DE828BD080F802500000
   g="${card%%:*}"; rest="${card#*:}"; select="${rest##*:}"; image="${rest%:*}"; select="${select// /}"
   start "$image"
   ref="$(/usr/bin/python3 "$WORK/bench.py" select - - "$N" "$WORK/run/pcscd.log" "$select")"
-  printf '%-5s %-28s one SELECT round trip: median %s ms\n' "$g" "reference (pyscard)" "${ref%% ms*}"
+  REF="${ref%% ms*}"
+  printf '%-5s %-28s one SELECT round trip: median %s ms\n' "$g" "reference (pyscard)" "$REF"
   if [ -f "$CRYPTOLIB" ]; then
     rm -f /etc/opt/santesocial/CPS/cache/990001* /etc/opt/santesocial/CPS/cache/990008* 2>/dev/null || true
     for m in SHA256-RSA-PKCS SHA1-RSA-PKCS RSA-PKCS; do row "$g" "ANS Cryptolib" "$CRYPTOLIB" "$m" 02 "$select"; done
@@ -132,4 +134,4 @@ for card in "cps3:bundled:cps/medecin-liberal.yaml:00A4040C0DE828BD080F802500000
 done
 echo
 echo "CarteKit (carte bench cps, release build, same machine, same run):"
-"$BIN/carte" bench cps --reads 20 --signatures "$N" | grep -E "^bundled|through pcscd|signature:"
+"$BIN/carte" bench cps --reads 20 --signatures "$N" | grep -E "^bundled|in memory|through pcscd|signature:"
