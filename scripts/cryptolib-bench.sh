@@ -25,11 +25,10 @@ swift build -c release --product carte >&2
 swift build -c release --product ifdcarte >&2
 BIN="$(swift build -c release --show-bin-path)"
 WORK="$(mktemp -d)"
-SIM=""; PCSCD=""
+# shellcheck source=scripts/private-pcscd.sh
+. scripts/private-pcscd.sh
 cleanup() {
-  [ -n "$PCSCD" ] && kill "$PCSCD" 2>/dev/null || true
-  [ -n "$SIM" ] && kill "$SIM" 2>/dev/null || true
-  wait 2>/dev/null || true
+  vr_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -89,28 +88,12 @@ session.closeSession()
 print(f"{statistics.median(times) * 1000:.3f} ms {statistics.median(counts):.0f}")
 PY
 
-start() {
-  local image="$1" d="$WORK/run"
-  rm -rf "$d"; mkdir -p "$d/conf"
-  "$BIN/carte" sim serve --socket "$d/sim.sock" --profile mono-fente --image "CarteKit Virtual Mono-fente 00 00=$image" >"$d/sim.log" 2>&1 &
-  SIM=$!
-  for _ in $(seq 100); do [ -S "$d/sim.sock" ] && break; sleep 0.05; done
-  "$BIN/carte" sim reader-conf --socket "$d/sim.sock" --out "$d/conf" >/dev/null
-  unshare --mount --propagation private sh -c "for b in /usr/lib/pcsc/drivers/*.bundle; do [ -d \"\$b\" ] && mount -t tmpfs -o ro tmpfs \"\$b\"; done; mkdir -p /run/pcscd && mount -t tmpfs -o mode=0755 tmpfs /run/pcscd && exec pcscd --foreground --debug --apdu -c '$d/conf'" >"$d/pcscd.log" 2>&1 &
-  PCSCD=$!
-  for _ in $(seq 200); do [ -S "/proc/$PCSCD/root/run/pcscd/pcscd.comm" ] && break; sleep 0.05; done
-  export PCSCLITE_CSOCK_NAME="/proc/$PCSCD/root/run/pcscd/pcscd.comm"
-  sleep 0.5
-}
-stop() { kill "$PCSCD" "$SIM" 2>/dev/null || true; wait "$PCSCD" "$SIM" 2>/dev/null || true; PCSCD=""; SIM=""; }
-
 row() {  # CARD CLIENT MODULE MECHANISM KEY SELECT
   local out
   if out="$(/usr/bin/python3 "$WORK/bench.py" "$3" "$4" "$5" "$N" "$WORK/run/pcscd.log" "$6" 2>&1)"; then
     set -- "$1" "$2" "$4" "$5" $out
     printf '%-5s %-28s %-16s key %s: %s APDUs, median %s ms = %s x one SELECT round trip\n' "$1" "$2" "$3" "$4" "$7" "$5" \
       "$(awk -v a="$5" -v b="$REF" 'BEGIN { printf "%.1f", a / b }')"
-    echo "$1|$2|$3|$4|$7|$5" >>"$WORK/rows"
   else
     printf '%-5s %-28s %-16s key %s: failed: %s\n' "$1" "$2" "$4" "$5" "$(echo "$out" | tail -1)"
   fi
@@ -119,7 +102,7 @@ row() {  # CARD CLIENT MODULE MECHANISM KEY SELECT
 echo "One signature per card and client through a private pcscd ($N signatures each, medians)"
 for card in "cps3:bundled:cps/medecin-liberal.yaml:00A4040C0DE828BD080F8025000001FF0010" "cps4:bundled:cps/cps4-medecin.yaml:01A4040C088025000001FF0100"; do
   g="${card%%:*}"; rest="${card#*:}"; select="${rest##*:}"; image="${rest%:*}"; select="${select// /}"
-  start "$image"
+  vr_start "$image"
   ref="$(/usr/bin/python3 "$WORK/bench.py" select - - "$N" "$WORK/run/pcscd.log" "$select")"
   REF="${ref%% ms*}"
   printf '%-5s %-28s one SELECT round trip: median %s ms\n' "$g" "reference (pyscard)" "$REF"
@@ -130,7 +113,7 @@ for card in "cps3:bundled:cps/medecin-liberal.yaml:00A4040C0DE828BD080F802500000
     echo "$g   ANS Cryptolib: not measured: no $CRYPTOLIB"
   fi
   if [ "$g" = cps3 ]; then row "$g" "OpenSC 0.23 (opensc-pkcs11)" "$OPENSC" RSA-PKCS 02 "$select"; fi
-  stop
+  vr_stop
 done
 echo
 echo "CarteKit (carte bench cps, release build, same machine, same run):"

@@ -32,34 +32,15 @@ VERSION="${VERSION:-version unknown}"
 RELEASE="${CRYPTOLIB_RELEASE:-5.2.2 (CryptolibCPS-5.2.2-1.x86_64.rpm)}"
 P11VERSION="OpenSC pkcs11-tool $(dpkg-query -W -f '${Version}' opensc 2>/dev/null || echo '(version unknown)')"
 WORK="$(mktemp -d)"
-SIM=""; PCSCD=""
+# shellcheck source=scripts/private-pcscd.sh
+. scripts/private-pcscd.sh
 cleanup() {
-  [ -n "$PCSCD" ] && kill "$PCSCD" 2>/dev/null || true
-  [ -n "$SIM" ] && kill "$SIM" 2>/dev/null || true
-  wait 2>/dev/null || true
+  vr_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 mkdir -p "$OUT"
 
-# start IMAGE: a mono-fente reader with IMAGE behind a private pcscd logging every APDU.
-start() {
-  local image="$1" d="$WORK/run"
-  rm -rf "$d"; mkdir -p "$d/conf"
-  "$BIN/carte" sim serve --socket "$d/sim.sock" --profile mono-fente --image "CarteKit Virtual Mono-fente 00 00=$image" >"$d/sim.log" 2>&1 &
-  SIM=$!
-  for _ in $(seq 100); do [ -S "$d/sim.sock" ] && break; sleep 0.05; done
-  "$BIN/carte" sim reader-conf --socket "$d/sim.sock" --out "$d/conf" >/dev/null
-  unshare --mount --propagation private sh -c "for b in /usr/lib/pcsc/drivers/*.bundle; do [ -d \"\$b\" ] && mount -t tmpfs -o ro tmpfs \"\$b\"; done; mkdir -p /run/pcscd && mount -t tmpfs -o mode=0755 tmpfs /run/pcscd && exec pcscd --foreground --debug --apdu -c '$d/conf'" >"$d/pcscd.log" 2>&1 &
-  PCSCD=$!
-  for _ in $(seq 200); do [ -S "/proc/$PCSCD/root/run/pcscd/pcscd.comm" ] && break; sleep 0.05; done
-  export PCSCLITE_CSOCK_NAME="/proc/$PCSCD/root/run/pcscd/pcscd.comm"
-}
-stop() {
-  kill "$PCSCD" "$SIM" 2>/dev/null || true
-  wait "$PCSCD" "$SIM" 2>/dev/null || true
-  PCSCD=""; SIM=""
-}
 p11() { timeout 120 pkcs11-tool --module "$CRYPTOLIB" "$@"; }
 
 # record NAME IMAGE SERIAL OPERATION VERIFY MESSAGE_FILE -- STEP...
@@ -69,7 +50,7 @@ record() {
   local name="$1" image="$2" serial="$3" operation="$4" verify="$5" message="$6"; shift 7
   local steps=("$@")
   rm -f "$CACHE/${serial}_"* 2>/dev/null || true
-  start "$image"
+  vr_start "$image"
   local results=() step
   for step in "${steps[@]}"; do
     # shellcheck disable=SC2086
@@ -77,7 +58,7 @@ record() {
     local args=("${@//@OUT/$WORK/out}")
     if p11 "${args[@]}" >"$WORK/step.log" 2>&1; then results+=("ok"); else results+=("$(grep -m1 -o 'CKR_[A-Z_]*' "$WORK/step.log" || echo failed)"); fi
   done
-  stop
+  vr_stop
   {
     echo "# carte-conversation/1"
     echo "# client: ANS Cryptolib CPS $RELEASE for Linux, libcps3_pkcs11_lux.so $VERSION, driven by $P11VERSION"
@@ -115,7 +96,7 @@ for card in cps3:bundled:cps/medecin-liberal.yaml:99000101 cps4:bundled:cps/cps4
   record "$g-sign-rsa-pkcs" "$image" "$serial" "RSA-PKCS on a SHA-256 DigestInfo with the signature key" "key=02 mechanism=RSA-PKCS" "$DI" -- \
     "--login --pin 1234 --sign --id 02 -m RSA-PKCS -i @MSG -o @OUT"
   # The cryptogram is made for the card's own authentication certificate (read once, not recorded).
-  start "$image"; p11 --read-object --type cert --id 01 -o "$WORK/c1.der" >/dev/null 2>&1; stop
+  vr_start "$image"; p11 --read-object --type cert --id 01 -o "$WORK/c1.der" >/dev/null 2>&1; vr_stop
   openssl x509 -inform der -in "$WORK/c1.der" -pubkey -noout >"$WORK/k1.pem"
   openssl rand 32 >"$WORK/secret"; openssl pkeyutl -encrypt -pubin -inkey "$WORK/k1.pem" -in "$WORK/secret" -out "$WORK/cryptogram"
   record "$g-decrypt" "$image" "$serial" "RSA-PKCS deciphering with the authentication key" "key=01 mechanism=RSA-PKCS-DECRYPT plaintext=$(xxd -p "$WORK/secret" | tr -d '\n')" "$WORK/cryptogram" -- \

@@ -4,12 +4,12 @@
 /// `10` for `CKM_SHA1_RSA_PKCS`): PSO HASH then carries either the whole message (tag `80`) or the
 /// five state words and the bit count after the host hashed every whole block but the last (tag `90`),
 /// as for ``SHA256``. Tests check this implementation against OpenSSL's.
-public struct SHA1: Sendable {
+public struct SHA1: Sendable, BlockHash {
     /// The five 32-bit state words.
-    public private(set) var state: [UInt32]
+    public internal(set) var state: [UInt32]
     /// Bytes absorbed so far (whole blocks plus the buffered tail).
-    public private(set) var byteCount: UInt64
-    private var buffer: [UInt8] = []
+    public internal(set) var byteCount: UInt64
+    var buffer: [UInt8] = []
 
     private static let initial: [UInt32] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
 
@@ -28,35 +28,13 @@ public struct SHA1: Sendable {
     }
 
     /// The state as 20 big-endian bytes (the form PSO HASH carries).
-    public var stateBytes: [UInt8] { state.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (24 - 8 * $0)) } } }
+    public var stateBytes: [UInt8] { bigEndianState }
 
     /// Absorbs `data`.
-    public mutating func update<C: Collection>(_ data: C) where C.Element == UInt8 {
-        byteCount &+= UInt64(data.count)
-        buffer.append(contentsOf: data)
-        var start = 0
-        while buffer.count - start >= 64 {
-            compress(buffer[start..<(start + 64)])
-            start += 64
-        }
-        if start > 0 { buffer.removeFirst(start) }
-    }
+    public mutating func update<C: Collection>(_ data: C) where C.Element == UInt8 { absorb(data) }
 
     /// The digest (20 bytes). The value itself is left unchanged.
-    public func finalize() -> [UInt8] {
-        var copy = self
-        let bits = byteCount &* 8
-        var tail: [UInt8] = [0x80]
-        tail += [UInt8](repeating: 0, count: (55 &- Int(byteCount % 64) + 64) % 64)
-        tail += (0..<8).map { UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64($0))) }
-        copy.buffer.append(contentsOf: tail)
-        var start = 0
-        while start < copy.buffer.count {
-            copy.compress(copy.buffer[start..<(start + 64)])
-            start += 64
-        }
-        return copy.stateBytes
-    }
+    public func finalize() -> [UInt8] { digestBytes() }
 
     /// The SHA-1 digest of `data`.
     public static func digest<C: Collection>(_ data: C) -> [UInt8] where C.Element == UInt8 {
@@ -65,13 +43,8 @@ public struct SHA1: Sendable {
         return h.finalize()
     }
 
-    private mutating func compress(_ block: ArraySlice<UInt8>) {
-        var w = [UInt32](repeating: 0, count: 80)
-        var i = block.startIndex
-        for t in 0..<16 {
-            w[t] = UInt32(block[i]) << 24 | UInt32(block[i + 1]) << 16 | UInt32(block[i + 2]) << 8 | UInt32(block[i + 3])
-            i += 4
-        }
+    mutating func compress(_ block: ArraySlice<UInt8>) {
+        var w = Self.words(block, count: 80)
         @inline(__always) func rotl(_ x: UInt32, _ n: UInt32) -> UInt32 { x << n | x >> (32 - n) }
         for t in 16..<80 { w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1) }
         var a = state[0], b = state[1], c = state[2], d = state[3], e = state[4]

@@ -4,12 +4,12 @@
 /// (PSO HASH with tag `90`: the host hashes every whole block but the last, sends the eight state
 /// words and the bit count, and the card finishes). Everything else in CarteKit hashes with
 /// ``digest(_:)``; tests check this implementation against OpenSSL's.
-public struct SHA256: Sendable {
+public struct SHA256: Sendable, BlockHash {
     /// The eight 32-bit state words.
-    public private(set) var state: [UInt32]
+    public internal(set) var state: [UInt32]
     /// Bytes absorbed so far (whole blocks plus the buffered tail).
-    public private(set) var byteCount: UInt64
-    private var buffer: [UInt8] = []
+    public internal(set) var byteCount: UInt64
+    var buffer: [UInt8] = []
 
     private static let initial: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private static let k: [UInt32] = [
@@ -38,36 +38,13 @@ public struct SHA256: Sendable {
     }
 
     /// The state as 32 big-endian bytes (the form PSO HASH carries).
-    public var stateBytes: [UInt8] { state.flatMap { w in (0..<4).map { UInt8(truncatingIfNeeded: w >> (24 - 8 * $0)) } } }
+    public var stateBytes: [UInt8] { bigEndianState }
 
     /// Absorbs `data`.
-    public mutating func update<C: Collection>(_ data: C) where C.Element == UInt8 {
-        byteCount &+= UInt64(data.count)
-        buffer.append(contentsOf: data)
-        var start = 0
-        while buffer.count - start >= 64 {
-            compress(buffer[start..<(start + 64)])
-            start += 64
-        }
-        if start > 0 { buffer.removeFirst(start) }
-    }
+    public mutating func update<C: Collection>(_ data: C) where C.Element == UInt8 { absorb(data) }
 
     /// The digest (32 bytes). The value itself is left unchanged.
-    public func finalize() -> [UInt8] {
-        var copy = self
-        let bits = byteCount &* 8
-        var tail: [UInt8] = [0x80]
-        let padding = (55 &- Int(byteCount % 64) + 64) % 64
-        tail += [UInt8](repeating: 0, count: padding)
-        tail += (0..<8).map { UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64($0))) }
-        copy.buffer.append(contentsOf: tail)
-        var start = 0
-        while start < copy.buffer.count {
-            copy.compress(copy.buffer[start..<(start + 64)])
-            start += 64
-        }
-        return copy.stateBytes
-    }
+    public func finalize() -> [UInt8] { digestBytes() }
 
     /// The SHA-256 digest of `data`.
     public static func digest<C: Collection>(_ data: C) -> [UInt8] where C.Element == UInt8 {
@@ -76,13 +53,8 @@ public struct SHA256: Sendable {
         return h.finalize()
     }
 
-    private mutating func compress(_ block: ArraySlice<UInt8>) {
-        var w = [UInt32](repeating: 0, count: 64)
-        var i = block.startIndex
-        for t in 0..<16 {
-            w[t] = UInt32(block[i]) << 24 | UInt32(block[i + 1]) << 16 | UInt32(block[i + 2]) << 8 | UInt32(block[i + 3])
-            i += 4
-        }
+    mutating func compress(_ block: ArraySlice<UInt8>) {
+        var w = Self.words(block, count: 64)
         @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { x >> n | x << (32 - n) }
         for t in 16..<64 {
             let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
