@@ -173,6 +173,22 @@ public struct ATR: Hashable, Sendable {
         bytes = b
     }
 
+    /// `bytes` without zero bytes after the ATR they start with: pcsc-lite (1.9.9 to 2.5) can report its
+    /// whole 33-byte ATR buffer, the ATR of the card it last powered followed by zeros, to a client that
+    /// connected while a card was being swapped (its `SCardConnect` powers the card up on demand and
+    /// keeps the buffer's length when the power-up fails). `padded` says the bytes were trimmed: the
+    /// connection is then stale and should be made again.
+    public static func removingPadding(_ bytes: [UInt8]) -> (atr: [UInt8], padded: Bool) {
+        do {
+            _ = try ATR(bytes: bytes)
+            return (bytes, false)
+        } catch .trailingBytes(let offset, _) where bytes[offset...].allSatisfy({ $0 == 0 }) {
+            return (Array(bytes[..<offset]), true)
+        } catch {
+            return (bytes, false)
+        }
+    }
+
     /// Decodes an ATR written in hexadecimal. Throws ``HexError`` or ``ATRError``.
     public init(hex: String) throws {
         try self.init(bytes: [UInt8](hex: hex))

@@ -203,6 +203,24 @@ public final class PCSCBackend: ReaderBackend {
         }
     }
 
+    /// What is in `reader` now and pcscd's count of its card events (pcsc-lite counts insertions and
+    /// removals in the high 16 bits of the state word): a change of the count says pcscd saw a card
+    /// event, even when the state reads the same (a card swapped for one with the same ATR).
+    public func stateAndEventCount(of reader: String) async throws(CardError) -> (state: SlotState, eventCount: Int) {
+        let result = await context.call { ctx -> Result<(DWORD, [UInt8]), PCSCError> in
+            readerState(ctx, reader)
+        }
+        switch result {
+        case .success(let (state, atr)):
+            let count = Int(state >> 16)
+            if state & DWORD(SCARD_STATE_MUTE) != 0 { return (.mute, count) }
+            if state & DWORD(SCARD_STATE_PRESENT) != 0 { return (.present(atr: atr), count) }
+            return (.empty, count)
+        case .failure(let e):
+            throw e.cardError(reader: reader)
+        }
+    }
+
     /// Connects to the card in `reader` (see ``open(_:share:protocols:)`` for the concrete connection).
     public func connect(to reader: String, share: ShareMode = .shared, protocols: Set<TransmissionProtocol> = [.t0, .t1]) async throws(CardError) -> any CardConnection {
         try await open(reader, share: share, protocols: protocols)
@@ -266,7 +284,7 @@ func readerState(_ ctx: SCARDCONTEXT, _ reader: String) -> Result<(DWORD, [UInt8
         let rv = SCardGetStatusChange(ctx, 0, &state, 1)
         if let e = check(rv), e != .timeout { return .failure(e) }
         if state.dwEventState & DWORD(SCARD_STATE_UNKNOWN) != 0 { return .failure(.unknownReader) }
-        let atr = withUnsafeBytes(of: state.rgbAtr) { Array($0.prefix(Int(state.cbAtr))) }
+        let atr = ATR.removingPadding(withUnsafeBytes(of: state.rgbAtr) { Array($0.prefix(Int(state.cbAtr))) }).atr
         return .success((state.dwEventState, atr))
     }
 }

@@ -63,9 +63,17 @@ public final class PCSCConnection: CardConnection {
         let result = await context.call(retry: true) { ctx -> Result<(SCARDHANDLE, DWORD, [UInt8]), PCSCError> in
             var card: SCARDHANDLE = 0
             var active: DWORD = 0
-            if let e = check(SCardConnect(ctx, reader, shareValue, mask, &card, &active)) { return .failure(e) }
-            let atr = readATR(card) ?? []
-            return .success((card, active, atr))
+            // A connection made while pcscd had not yet seen a card swap gets the previous card's ATR
+            // padded to 33 bytes (pcsc-lite's on-demand power-up in SCardConnect): it is stale. Wait for
+            // pcscd to report the reader's change, then connect again (twice at most).
+            for attempt in 0...2 {
+                if let e = check(SCardConnect(ctx, reader, shareValue, mask, &card, &active)) { return .failure(e) }
+                let (atr, padded) = ATR.removingPadding(readATR(card) ?? [])
+                if !padded || attempt == 2 { return .success((card, active, atr)) }
+                _ = SCardDisconnect(card, DWORD(SCARD_LEAVE_CARD))
+                waitForStateChange(ctx, reader, milliseconds: 1_500)
+            }
+            return .failure(.noSmartcard)
         }
         switch result {
         case .success(let (card, active, atr)):
@@ -282,6 +290,19 @@ final class ReceiveBuffer: @unchecked Sendable {
     }
 
     deinit { bytes.deallocate() }
+}
+
+/// Waits (at most `milliseconds`) until pcscd reports a change of `reader`'s state from the one it
+/// reports now.
+func waitForStateChange(_ ctx: SCARDCONTEXT, _ reader: String, milliseconds: DWORD) {
+    reader.withCString { name in
+        var state = SCARD_READERSTATE()
+        state.szReader = name
+        state.dwCurrentState = DWORD(SCARD_STATE_UNAWARE)
+        guard SCardGetStatusChange(ctx, 0, &state, 1) == SCARD_S_SUCCESS else { return }
+        state.dwCurrentState = state.dwEventState & ~DWORD(SCARD_STATE_CHANGED)
+        _ = SCardGetStatusChange(ctx, milliseconds, &state, 1)
+    }
 }
 
 func readATR(_ card: SCARDHANDLE) -> [UInt8]? {

@@ -140,7 +140,7 @@ enum PCSCEventMonitor {
                     let new = states[i].dwEventState
                     let old = known[name]?.state ?? DWORD(SCARD_STATE_UNAWARE)
                     if new & DWORD(SCARD_STATE_UNKNOWN) != 0 { continue }  // gone: next listing reports it
-                    if !first { report(name: name, old: old, new: new, atr: withUnsafeBytes(of: states[i].rgbAtr) { Array($0.prefix(Int(states[i].cbAtr))) }) }
+                    if !first { report(name: name, old: old, new: new, atr: ATR.removingPadding(withUnsafeBytes(of: states[i].rgbAtr) { Array($0.prefix(Int(states[i].cbAtr))) }).atr) }
                     known[name] = Known(state: new & ~DWORD(SCARD_STATE_CHANGED))
                 }
                 first = false

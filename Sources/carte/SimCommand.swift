@@ -1,6 +1,7 @@
 import ArgumentParser
 import CarteCore
 import CarteEmulator
+import CartePCSC
 import CarteSimDaemon
 import Foundation
 import Logging
@@ -143,12 +144,14 @@ struct SimCommand: AsyncParsableCommand {
         var slot: Int
         @Argument(help: "The card image: a file, or bundled:PATH.")
         var image: String
+        @OptionGroup var wait: WaitOption
 
         func run() async throws {
-            _ = global.makeLogger()
+            let logger = global.makeLogger()
             // Paths are resolved here: the daemon may run in another directory.
             let imageArgument = image.hasPrefix("bundled:") ? image : URL(fileURLWithPath: image).standardizedFileURL.path
-            try await control(global: global, socket: socket.path, ["op": "insert", "reader": readerArgument(reader), "slot": slot, "image": imageArgument, "mute": mute])
+            try await control(global: global, socket: socket.path, ["op": "insert", "reader": readerArgument(reader), "slot": slot, "image": imageArgument, "mute": mute],
+                              wait: wait.seconds.map { (seconds: $0, expect: mute ? .mute : .present, logger: logger) })
         }
     }
 
@@ -271,10 +274,12 @@ struct SimCommand: AsyncParsableCommand {
         var reader: String
         @Argument(help: "The slot index.")
         var slot: Int
+        @OptionGroup var wait: WaitOption
 
         func run() async throws {
-            _ = global.makeLogger()
-            try await control(global: global, socket: socket.path, ["op": "remove", "reader": readerArgument(reader), "slot": slot])
+            let logger = global.makeLogger()
+            try await control(global: global, socket: socket.path, ["op": "remove", "reader": readerArgument(reader), "slot": slot],
+                              wait: wait.seconds.map { (seconds: $0, expect: .empty, logger: logger) })
         }
     }
 
@@ -427,9 +432,59 @@ struct SendableDictionary: @unchecked Sendable {
     let value: [String: Any]
 }
 
-private func control(global: GlobalOptions, socket: String, _ request: [String: any Sendable]) async throws {
+/// `--wait SECONDS` of `carte sim insert` and `remove`.
+struct WaitOption: ParsableArguments {
+    @Option(name: .customLong("wait"), help: ArgumentHelp(
+        "Return only once pcscd reports the slot's new state (a card event seen, the card present, mute or gone), waiting at most SECONDS; exit 3 if it does not. For scripts that insert, then read through pcscd.",
+        valueName: "SECONDS"))
+    var seconds: Double?
+
+    func validate() throws {
+        if let seconds, !(seconds > 0 && seconds <= 600) { throw ValidationError("--wait takes a number of seconds above 0 and at most 600, not \(seconds)") }
+    }
+}
+
+/// What `--wait` waits for pcscd to report.
+enum ExpectedSlotState {
+    case present, mute, empty
+
+    func matches(_ state: SlotState) -> Bool {
+        switch (self, state) {
+        case (.present, .present), (.mute, .mute), (.empty, .empty): return true
+        default: return false
+        }
+    }
+}
+
+private func control(global: GlobalOptions, socket: String, _ request: [String: any Sendable],
+                     wait: (seconds: Double, expect: ExpectedSlotState, logger: Logger)? = nil) async throws {
     try await SimCommand.Status().reporting(json: global.json) {
+        // Through pcscd (libpcsclite, PCSCLITE_CSOCK_NAME as every client): the event counts before.
+        let pcsc = wait.map { PCSCBackend(logger: $0.logger) }
+        var before: [String: Int] = [:]
+        if let pcsc {
+            let names: [String]
+            do { names = try await pcsc.readerNames() } catch {
+                throw CLIError(kind: "reader", message: "--wait: cannot ask pcscd: \(error)", exitCode: CarteExit.cardOrReader)
+            }
+            for name in names { before[name] = try? await pcsc.stateAndEventCount(of: name).eventCount }
+        }
         let answer = try await askDaemon(socket, request)
+        if let pcsc, let wait, let name = answer["reader"] as? String {
+            guard let initial = before[name] else {
+                throw CLIError(kind: "reader", message: "--wait: pcscd does not show \(name) (is it started with this daemon's readers? carte sim reader-conf)", exitCode: CarteExit.cardOrReader)
+            }
+            let deadline = ContinuousClock.now + .milliseconds(Int(wait.seconds * 1000))
+            while true {
+                let now = try? await pcsc.stateAndEventCount(of: name)
+                // A removal from an empty slot changes nothing pcscd could report: its state is enough.
+                if let now, wait.expect.matches(now.state), now.eventCount != initial || (wait.expect == .empty && request["op"] as? String == "remove") { break }
+                guard ContinuousClock.now < deadline else {
+                    throw CLIError(kind: "reader", message: "--wait: pcscd did not report the new state of \(name) within \(wait.seconds) s (it shows \(now.map { "\($0.state)" } ?? "no state"))", exitCode: CarteExit.cardOrReader)
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
         if global.json {
             var object = answer
             object["schema"] = "carte.sim/1"

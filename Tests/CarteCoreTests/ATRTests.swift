@@ -167,3 +167,20 @@ struct ATRTests {
         }
     }
 }
+
+@Suite("pcsc-lite's padded ATR buffer")
+struct ATRPaddingTests {
+    @Test func zerosAfterAWholeATRAreRemovedAndSaid() throws {
+        let atr = try [UInt8](hex: "3B 75 13 00 00 45 09 EA 90 00")
+        #expect(ATR.removingPadding(atr) == (atr, false))
+        let padded = atr + [UInt8](repeating: 0, count: 23)
+        let trimmed = ATR.removingPadding(padded)
+        #expect(trimmed.atr == atr && trimmed.padded)
+        // A T=1 ATR keeps its TCK; trailing bytes that are not zeros, or a truncated ATR, are left as they are.
+        let cps4 = try [UInt8](hex: "3B 9B 18 80 01 00 12 25 00 64 80 04 01 00 00 90 44")
+        #expect(ATR.removingPadding(cps4 + [0, 0, 0]) == (cps4, true))
+        #expect(ATR.removingPadding(atr + [0, 1]) == (atr + [0, 1], false))
+        #expect(ATR.removingPadding(Array(atr.prefix(5))) == (Array(atr.prefix(5)), false))
+        #expect(ATR.removingPadding([]) == ([], false))
+    }
+}
