@@ -3,6 +3,7 @@ import CarteCore
 
 import CarteEmulator
 import CarteImages
+import CarteKit
 import Foundation
 
 struct APDUCommand: AsyncParsableCommand {
@@ -97,9 +98,9 @@ struct APDUCommand: AsyncParsableCommand {
                     return .success(String(decoding: data, as: UTF8.self))
                 }
                 do {
-                    return .success(try String(contentsOfFile: script, encoding: .utf8))
+                    return .success(try FileIO.readText(script, "the APDU script"))
                 } catch {
-                    return .failure(CLIError(kind: "script", message: "\(script): cannot read the script: \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput))
+                    return .failure(CLIError.from(error))
                 }
             }
             let text = try read.get()
@@ -122,20 +123,63 @@ struct APDUCommand: AsyncParsableCommand {
     }
 }
 
-/// Picks the requested reader, or the first slot holding a card.
-func chooseReader(_ backend: any ReaderBackend, requested: String?) async throws -> String {
+/// What a command looks for when no `--reader` is given: the one rule of `carte --help` ("CHOOSING A
+/// CARD").
+enum WantedCard {
+    /// Any card (`apdu`, `record`, `watch`…).
+    case any
+    /// The patient's identity (`read`): a Carte Vitale by its ATR, else a likely phone with the appli
+    /// carte Vitale, else a card whose ATR says nothing (probed when read); never a CPx card.
+    case vitale
+    /// A CPx card by its ATR (`cps …`, `rights`).
+    case cpx
+
+    /// What "no … in any reader" says is missing.
+    var missing: String {
+        switch self {
+        case .any: return "card"
+        case .vitale: return "Carte Vitale, nor phone with the appli carte Vitale,"
+        case .cpx: return "CPx card"
+        }
+    }
+}
+
+/// The requested reader (its name or a unique prefix), or the first slot, in the backend's order,
+/// holding the card `wanted` (``WantedCard``). When no slot does, the error names the cards seen.
+func chooseReader(_ backend: any ReaderBackend, requested: String?, wanted: WantedCard = .any) async throws -> String {
     let readers = try await backend.readers()
     if let requested {
         if let exact = readers.first(where: { $0.name == requested }) { return exact.name }
         let matches = readers.filter { $0.name.hasPrefix(requested) }
         if matches.count == 1 { return matches[0].name }
+        if matches.count > 1 {
+            throw CLIError(kind: "reader", message: "\"\(requested)\" names several readers: \(matches.map(\.name).joined(separator: ", ")); give more of the name",
+                           exitCode: CarteExit.cardOrReader)
+        }
         throw CardError.noSuchReader(requested, available: readers.map(\.name))
     }
-    for r in readers {
-        if case .present = try await backend.state(of: r.name) { return r.name }
+    guard !readers.isEmpty else {
+        throw CLIError(kind: "reader", message: "no reader at all (with --backend pcsc: pcscd knows none; carte doctor says why)", exitCode: CarteExit.cardOrReader)
     }
-    guard let first = readers.first else { throw CardError.noSuchReader("(any)", available: []) }
-    throw CardError.noCard(reader: first.name)
+    var cards: [(name: String, kind: CardKind)] = []
+    for r in readers {
+        if case .present(let atr) = try await backend.state(of: r.name) { cards.append((r.name, CardKind.fromATR(atr))) }
+    }
+    let choice: String?
+    switch wanted {
+    case .any: choice = cards.first?.name
+    case .cpx: choice = cards.first { $0.kind.isCPx }?.name
+    case .vitale:
+        choice = cards.first { $0.kind.isVitale }?.name ?? cards.first { $0.kind == .apcv }?.name
+            ?? cards.first { if case .unknown = $0.kind { return true } else { return false } }?.name
+    }
+    if let choice { return choice }
+    if cards.isEmpty {
+        if readers.count == 1 { throw CardError.noCard(reader: readers[0].name) }
+        throw CLIError(kind: "card", message: "no card in any reader (\(readers.map(\.name).joined(separator: ", ")))", exitCode: CarteExit.cardOrReader)
+    }
+    throw CLIError(kind: "card", message: "no \(wanted.missing) in any reader; cards seen: " + cards.map { "\($0.name) (\($0.kind.description))" }.joined(separator: ", "),
+                   exitCode: CarteExit.cardOrReader)
 }
 
 /// `carte apdu --json` output, schema `carte.apdu/1` (docs/json.md).

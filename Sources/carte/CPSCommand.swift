@@ -71,19 +71,9 @@ struct CPSCommand: AsyncParsableCommand {
         }
     }
 
-    /// The named reader, or the first slot whose card has a CPx ATR.
+    /// The named reader, or the first slot whose card has a CPx ATR (``WantedCard/cpx``).
     static func chooseCPSReader(_ backend: any ReaderBackend, requested: String?) async throws -> String {
-        if requested != nil { return try await chooseReader(backend, requested: requested) }
-        let readers = try await backend.readers()
-        var seen: [String] = []
-        for r in readers {
-            if case .present(let atr) = try await backend.state(of: r.name) {
-                if CPSGeneration.from(atr: atr) != nil { return r.name }
-                seen.append("\(r.name) (\(KnownATR.identify(atr).first?.label ?? "unknown card"))")
-            }
-        }
-        guard !readers.isEmpty else { throw CardError.noSuchReader("(any)", available: []) }
-        throw CLIError(kind: "cps", message: "no CPx card in any reader" + (seen.isEmpty ? " (no card at all)" : "; cards seen: " + seen.joined(separator: ", ")), exitCode: CarteExit.cardOrReader)
+        try await chooseReader(backend, requested: requested, wanted: .cpx)
     }
 
     /// Maps a CPx failure to the message and exit code of `carte --help`.
@@ -142,11 +132,14 @@ struct CPSCommand: AsyncParsableCommand {
                 verify   present the PIN once; a wrong PIN reports the tries left
                 change   current PIN, then the new PIN (twice on a terminal)
                 unblock  the PUK, then the new PIN (twice on a terminal)
-                On a reader with a PIN pad (PC/SC part 10, e.g. the bi-fente-pinpad profile), the PIN, PUK
-                and new PIN are typed on the reader, which builds the commands itself: they never pass
-                through this computer. --host-pin asks for them here instead.
-                Exit code 5 when the card refuses the PIN or PUK (wrong, blocked) or the PIN-pad entry is
-                cancelled, times out or has the wrong length.
+
+                On a reader with a PIN pad (PC/SC part 10, e.g. the bi-fente-pinpad profile), \
+                the PIN, PUK and new PIN are typed on the reader, which builds the commands \
+                itself: they never pass through this computer. --host-pin asks for them here \
+                instead.
+
+                Exit code 5 when the card refuses the PIN or PUK (wrong, blocked) or the \
+                PIN-pad entry is cancelled, times out or has the wrong length.
                 """
         )
         enum Action: String, ExpressibleByArgument, CaseIterable { case status, verify, change, unblock }
@@ -250,9 +243,7 @@ struct CPSCommand: AsyncParsableCommand {
             guard root != nil || intermediate != nil else { return try BundledTestPKI.trust() }
             func load(_ path: String?) throws -> [X509Certificate] {
                 guard let path else { return [] }
-                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                    throw CLIError(kind: "usage", message: "cannot read \(path)", exitCode: CarteExit.invalidInput)
-                }
+                let text = try FileIO.readText(path, "a trusted certificate, PEM")
                 do { return [try X509Certificate(pem: text)] } catch {
                     throw CLIError(kind: "certificate", message: "\(path): \(error.message)", exitCode: CarteExit.invalidInput)
                 }
@@ -279,9 +270,9 @@ struct CPSCommand: AsyncParsableCommand {
         func run() async throws {
             let logger = global.makeLogger()
             try await reporting(json: global.json) {
-                guard let data = FileManager.default.contents(atPath: file) else {
-                    throw CLIError(kind: "usage", message: "cannot read \(file)", exitCode: CarteExit.invalidInput)
-                }
+                let data = try FileIO.read(file, "the file to sign")
+                // The output is checked before the PIN is asked and the card signs.
+                if let output { try FileIO.checkWritable(output, "the signature, -o") }
                 let pin = try SecretInput.read("PIN")
                 let session = try await CPSCommand.open(common, logger: logger)
                 let signature: [UInt8]
@@ -303,9 +294,7 @@ struct CPSCommand: AsyncParsableCommand {
                 }
                 await session.close()
                 if let output {
-                    do { try Data(signature).write(to: URL(fileURLWithPath: output)) } catch {
-                        throw CLIError(kind: "usage", message: "cannot write \(output): \(error.localizedDescription)", exitCode: CarteExit.invalidInput)
-                    }
+                    try FileIO.write(Data(signature), to: output, "the signature, -o")
                 }
                 let report = SignReport(reader: session.reader, file: file, sha256: SHA256.digest(Array(data)).hexString(separator: "").lowercased(),
                                         signature: Data(signature).base64EncodedString(), certificate: certificate.certificate.subjectText,

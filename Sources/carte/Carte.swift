@@ -18,19 +18,31 @@ struct Carte: AsyncParsableCommand {
 
             JSON output (--json) is versioned by its "schema" field; see docs/json.md.
 
+            CHOOSING A CARD: with no --reader, a command takes the first slot, in the \
+            order of the readers, whose card it works on, judged by the ATR: read and \
+            demo a Carte Vitale, else a phone with the appli carte Vitale, else a card \
+            whose ATR says nothing (probed when read), never a CPx card; cps and rights \
+            a CPx card; apdu and record any card. --reader takes a reader's name or a \
+            prefix naming only one.
+
             EXIT CODES:
               0   success
               1   unexpected failure (a bug: please report it)
-              2   invalid input: malformed hex, APDU, ATR, TLV, card image or script
+              2   invalid input: malformed hex, APDU, ATR, TLV, card image or script; a
+                  file that cannot be read or written (the message says which and why)
               3   reader or card problem: no such reader, no card, card removed or mute
               4   the card answered with an error status word (only with --fail-on-status)
-              5   the card refused the PIN or PUK (wrong, blocked) or needs it first (carte cps)
-              6   an appli carte Vitale token was refused: forged, signed by an unknown key, for another
-                  software, expired, already used, or for no known person (carte read)
-              7   carte doctor found a failing check (its report says what and how to fix it)
-              8   the rights service refused the request or the card's certificate, or cannot be reached
-                  (carte rights)
-              64  invalid command line (unknown option, missing argument)
+              5   the card refused the PIN or PUK (wrong, blocked) or needs it first
+                  (carte cps)
+              6   an appli carte Vitale token was refused: forged, signed by an unknown
+                  key, for another software, expired, already used, or for no known
+                  person (carte read)
+              7   carte doctor found a failing check (its report says what and how to
+                  fix it)
+              8   the rights service refused the request or the card's certificate, or
+                  cannot be reached (carte rights)
+              64  invalid command line (unknown option, missing argument, unknown
+                  command)
             """,
         version: CarteVersion.string,
         subcommands: [ReadCommand.self, RecordCommand.self, DoctorCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, RightsCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
@@ -39,6 +51,13 @@ struct Carte: AsyncParsableCommand {
     /// ArgumentParser's entry point, plus one step: a long-running command (``StopSignals/commands``)
     /// catches SIGINT and SIGTERM as soon as its arguments are parsed, before it does anything else.
     nonisolated static func main() async {
+        // `carte help WORDS…` for a command that does not exist would print the top-level help and
+        // succeed (ArgumentParser's behaviour): say so instead, with the usage exit code.
+        let words = Array(CommandLine.arguments.dropFirst())
+        if words.first == "help", let unknown = unknownCommand(words.dropFirst().prefix { !$0.hasPrefix("-") }) {
+            Output.stderr("error: carte has no command \"\(unknown)\"; carte --help lists the commands")
+            Foundation.exit(ExitCode.validationFailure.rawValue)
+        }
         do {
             var command = try parseAsRoot()
             let kind = ObjectIdentifier(type(of: command))
@@ -52,6 +71,19 @@ struct Carte: AsyncParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// The command path `words` (after `help`) fails to name: the whole path so far, or `nil` when it names
+/// a command.
+func unknownCommand(_ words: some Collection<String>) -> String? {
+    var command: any ParsableCommand.Type = Carte.self
+    var path: [String] = []
+    for word in words {
+        path.append(word)
+        guard let next = command.configuration.subcommands.first(where: { $0._commandName == word }) else { return path.joined(separator: " ") }
+        command = next
+    }
+    return nil
 }
 
 /// The version of the tool and of the JSON schemas it writes.
@@ -134,7 +166,7 @@ struct ErrorJSON: Encodable {
 }
 
 /// An error a command reports to the user, with its exit code.
-struct CLIError: Error {
+struct CLIError: Error, CustomStringConvertible {
     let kind: String
     let message: String
     let offset: Int?
@@ -147,9 +179,20 @@ struct CLIError: Error {
         self.exitCode = exitCode
     }
 
+    /// The message (what `"\(error)"` shows, in a daemon's answer as anywhere).
+    var description: String { message }
+
     static func from(_ error: any Error) -> CLIError {
         switch error {
         case let e as CLIError: return e
+        case let e as CocoaError where e.isFileError || e.filePath != nil:
+            // A file operation no command wrapped: say which file and why, not "error 512".
+            guard let path = e.filePath ?? e.url?.path else {
+                return CLIError(kind: "file", message: "a file operation failed (\(e.code.rawValue))", exitCode: CarteExit.invalidInput)
+            }
+            let writing = [.fileWriteUnknown, .fileWriteNoPermission, .fileWriteOutOfSpace, .fileWriteVolumeReadOnly, .fileWriteFileExists,
+                           .fileWriteInvalidFileName, .fileWriteInapplicableStringEncoding].contains(e.code)
+            return FileIO.failure(path, writing ? "writing" : "reading", writing: writing)
         case let e as ValidationError:
             return CLIError(kind: "usage", message: e.message, exitCode: ExitCode.validationFailure.rawValue)
         case let e as HexError:

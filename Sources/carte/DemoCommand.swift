@@ -47,7 +47,7 @@ struct DemoCommand: AsyncParsableCommand {
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
             let backend = try simulator.makeBackend()
-            let readerName = try await chooseReader(backend, requested: nil)
+            let readerName = try await chooseReader(backend, requested: nil, wanted: .vitale)
             let connection = try await backend.connect(to: readerName, share: .exclusive, protocols: [.t0, .t1])
             let trace = Trace()
             let channel = CardChannel(transport: connection, trace: trace, logger: logger)

@@ -42,6 +42,10 @@ struct DoctorCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
+            // The files are checked before the report is printed: one JSON document on standard output,
+            // the report's or the error's, never both.
+            if let bundle { try FileIO.checkWritable(bundle, "the support bundle, --bundle") }
+            if let pcscdLog { _ = try FileIO.read(pcscdLog, "pcscd's log, --pcscd-log") }
             let doctor = Doctor(backend: PCSCBackend(logger: logger), carteVersion: CarteVersion.string, logger: logger)
             let report = await doctor.run()
             if global.json { Output.printJSON(report) } else { print(report.text(colour: !noColor && isatty(1) != 0)) }
@@ -72,8 +76,8 @@ struct DoctorCommand: AsyncParsableCommand {
         }
         let log: String
         if let pcscdLog {
-            log = (try? String(contentsOfFile: pcscdLog, encoding: .utf8)).map { String($0.split(separator: "\n", omittingEmptySubsequences: false).suffix(400).joined(separator: "\n")) }
-                ?? "cannot read \(pcscdLog)"
+            log = String(String(decoding: try FileIO.read(pcscdLog, "pcscd's log, --pcscd-log"), as: UTF8.self)
+                .split(separator: "\n", omittingEmptySubsequences: false).suffix(400).joined(separator: "\n"))
         } else if FileManager.default.isExecutableFile(atPath: "/bin/journalctl") {
             log = await onDedicatedThread { runProgram("/bin/journalctl", ["-u", "pcscd", "-n", "400", "--no-pager"]).output }
         } else {
@@ -83,9 +87,7 @@ struct DoctorCommand: AsyncParsableCommand {
                                          ("pcscd-log.txt", Redactor.apduFree(log))]
         for (name, text) in files { try redact(text).write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8) }
         let tar = await onDedicatedThread { runProgram("/bin/tar", ["-czf", path, "-C", dir.path, "report.txt", "report.json", "versions.txt", "pcscd-log.txt"]) }
-        guard tar.status == 0 else {
-            throw CLIError(kind: "doctor", message: "cannot write the bundle \(path): \(tar.output.trimmingCharacters(in: .whitespacesAndNewlines))", exitCode: CarteExit.invalidInput)
-        }
+        guard tar.status == 0 else { throw FileIO.failure(path, "the support bundle, --bundle", writing: true) }
         if !global.json { Output.stderr("wrote \(path): report, versions and pcscd's log (APDU bytes, host and user names removed)") }
     }
 }

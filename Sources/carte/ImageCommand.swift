@@ -80,16 +80,13 @@ struct ImageCommand: AsyncParsableCommand {
         func run() async throws {
             _ = global.makeLogger()
             try await reporting(json: global.json) {
+                if output != "-" { try FileIO.checkWritable(output, "the card image, -o") }
                 let image = try buildImage()
                 let text = CardImageWriter.yaml(image)
                 if output == "-" {
                     print(text, terminator: "")
                 } else {
-                    do {
-                        try text.write(toFile: output, atomically: true, encoding: .utf8)
-                    } catch {
-                        throw CLIError(kind: "image", message: "cannot write \(output): \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput)
-                    }
+                    try FileIO.write(text, to: output, "the card image, -o")
                     if !global.json { Output.stderr("wrote \(output): \(image.name)") }
                 }
                 if global.json && output != "-" { Output.printJSON(ImageCheckReport(results: [.init(file: output, valid: true, error: nil, summary: ImageSummary(image))])) }

@@ -110,10 +110,7 @@ extension ImageCommand {
                 if log == "-" {
                     text = await onDedicatedThread { var all = ""; while let l = readLine(strippingNewline: false) { all += l }; return all }
                 } else {
-                    guard let data = FileManager.default.contents(atPath: log) else {
-                        throw CLIError(kind: "import", message: "cannot read \(log)", exitCode: CarteExit.invalidInput)
-                    }
-                    text = String(decoding: data, as: UTF8.self)
+                    text = String(decoding: try FileIO.read(log, "the capture to import"), as: UTF8.self)
                 }
                 let atrBytes = try atr.map { try ATR(hex: $0).bytes }
                 let chosen = format == "auto" ? ReplayImporter.Format.detect(text) : ReplayImporter.Format(rawValue: format)
@@ -144,11 +141,7 @@ extension ImageCommand {
 
 /// Writes `image` as YAML (carte-image/1) to `path`, or says why it cannot (exit 2).
 func writeImage(_ image: CardImage, to path: String, kind: String) throws {
-    do {
-        try CardImageWriter.yaml(image).write(toFile: path, atomically: true, encoding: .utf8)
-    } catch {
-        throw CLIError(kind: kind, message: "cannot write \(path): \((error as NSError).localizedDescription)", exitCode: CarteExit.invalidInput)
-    }
+    try FileIO.write(CardImageWriter.yaml(image), to: path, "the \(kind == "record" ? "recorded" : "replay") image, -o")
 }
 
 /// `carte image anonymise --json`, schema `carte.anonymise/1` (docs/json.md).

@@ -53,7 +53,7 @@ struct ReadCommand: AsyncParsableCommand {
                 return
             }
             let backend = try simulator.makeAnyBackend(backendChoice.backend, logger: logger)
-            let name = try await chooseReader(backend, requested: reader)
+            let name = try await chooseReader(backend, requested: reader, wanted: .vitale)
             let connection = try await backend.connect(to: name, share: .exclusive, protocols: [.t0, .t1])
             let channel = CardChannel(transport: connection, trace: Trace(), logger: logger)
             let card: VitaleCard

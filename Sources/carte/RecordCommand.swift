@@ -49,6 +49,7 @@ struct RecordCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = global.makeLogger()
         try await reporting(json: global.json) {
+            try FileIO.checkWritable(output, "the recorded image, -o")
             let backend = try simulator.makeAnyBackend(backendChoice.backend, logger: logger)
             let name = try await chooseReader(backend, requested: reader)
             let info = try await backend.readers().first { $0.name == name }

@@ -161,21 +161,27 @@ struct SimCommand: AsyncParsableCommand {
             abstract: "Inject a fault into a slot of the running daemon (what real cards and readers do in the field).",
             discussion: """
                 FAULT is one of:
-                  remove-before   the card is pulled out before the next APDU reaches it (nothing runs)
-                  remove-during   the next APDU runs on the card, which is pulled out before answering
+                  remove-before   the card is pulled out before the next APDU reaches it
+                                  (nothing runs)
+                  remove-during   the next APDU runs on the card, which is pulled out
+                                  before answering
                   remove-after    the next APDU is answered, then the card is pulled out
-                  mute            the next --count APDUs get no answer: the driver's timeout fires
-                                  (carte sim reader-conf --timeout sets it)
+                  mute            the next --count APDUs get no answer: the driver's
+                                  timeout fires (carte sim reader-conf --timeout sets it)
                   slow            every APDU is answered after --ms milliseconds
-                  sw              the next --count APDUs are answered with --sw alone (they do not run)
-                  reset           the card is warm-reset before the next APDU (its volatile state is lost;
-                                  pcscd is not told)
+                  sw              the next --count APDUs are answered with --sw alone
+                                  (they do not run)
+                  reset           the card is warm-reset before the next APDU (its
+                                  volatile state is lost; pcscd is not told)
                   clear           disarm every fault of the slot
-                  unplug          the whole reader is unplugged: pcscd removes it (daemon started with --usb)
+                  unplug          the whole reader is unplugged: pcscd removes it
+                                  (daemon started with --usb)
                   plug            the reader is plugged back: pcscd adds it again (--usb)
-                An insertion clears a slot's faults. A card image can schedule faults itself (faults:,
-                CardImages/README.md). A reader of reader.conf.d cannot be unplugged (pcscd never removes
-                those): start the daemon with --usb. To crash the daemon, kill it.
+
+                An insertion clears a slot's faults. A card image can schedule faults itself \
+                (faults:, CardImages/README.md). A reader of reader.conf.d cannot be unplugged \
+                (pcscd never removes those): start the daemon with --usb. To crash the daemon, \
+                kill it.
                 """
         )
         @OptionGroup var global: GlobalOptions
@@ -214,20 +220,24 @@ struct SimCommand: AsyncParsableCommand {
             commandName: "keypad",
             abstract: "Type on the PIN pad of a virtual reader (what the holder's fingers do).",
             discussion: """
-                A reader whose profile has a pin-pad section (bi-fente-pinpad) takes the PIN on its own keypad
-                when software asks it to (PC/SC part 10 FEATURE_VERIFY_PIN_DIRECT / MODIFY_PIN_DIRECT): the
-                reader builds the VERIFY itself, so the PIN never passes through the host. This command
-                queues what the next prompts get, in order:
-                  --digits 1234   digits typed, then the validation key (repeat for a change: current PIN,
-                                  new PIN, confirmation)
+                A reader whose profile has a pin-pad section (bi-fente-pinpad) takes the PIN \
+                on its own keypad when software asks it to (PC/SC part 10 \
+                FEATURE_VERIFY_PIN_DIRECT / MODIFY_PIN_DIRECT): the reader builds the VERIFY \
+                itself, so the PIN never passes through the host. This command queues what \
+                the next prompts get, in order:
+                  --digits 1234   digits typed, then the validation key (repeat for a
+                                  change: current PIN, new PIN, confirmation)
                   --cancel        the cancel key: the reader answers 64 01
                   --timeout       nobody types: the reader answers 64 00 at once
-                  --after MS      each entry is typed MS milliseconds after the prompt starts; later than
-                                  the prompt's timeout (bTimerOut), the reader answers 64 00
-                An entry shorter or longer than the prompt allows gets 64 03; a confirmation that differs
-                gets 64 02. Without a queued entry, a prompt waits for one until its timeout (the host's
-                bTimerOut, or the profile's default-timeout), then answers 64 00. The digits are never
-                logged or reported, only how many there are.
+                  --after MS      each entry is typed MS milliseconds after the prompt
+                                  starts; later than the prompt's timeout (bTimerOut),
+                                  the reader answers 64 00
+
+                An entry shorter or longer than the prompt allows gets 64 03; a confirmation \
+                that differs gets 64 02. Without a queued entry, a prompt waits for one until \
+                its timeout (the host's bTimerOut, or the profile's default-timeout), then \
+                answers 64 00. The digits are never logged or reported, only how many there \
+                are.
                 """
         )
         @OptionGroup var global: GlobalOptions
@@ -329,7 +339,7 @@ struct SimCommand: AsyncParsableCommand {
                 let status = try await askDaemon(socketPath, ["op": "status"])
                 let readers = status["readers"] as? [[String: Any]] ?? []
                 let uid = status["uid"] as? Int
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                try FileIO.makeDirectory(out, "the reader.conf.d entries, --out")
                 // Entries of an earlier run (another set of readers) would declare readers that no longer exist.
                 for old in (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? [] where old.hasPrefix("cartekit-") {
                     try? FileManager.default.removeItem(atPath: URL(fileURLWithPath: out).appendingPathComponent(old).path)
@@ -344,7 +354,7 @@ struct SimCommand: AsyncParsableCommand {
                 var written: [String] = []
                 if !entries.isEmpty {
                     let file = URL(fileURLWithPath: out).appendingPathComponent("cartekit-readers").path
-                    try entries.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+                    try FileIO.write(entries.joined(separator: "\n"), to: file, "the reader.conf.d entries")
                     written.append(file)
                 }
                 if global.json {
@@ -417,7 +427,14 @@ func askDaemon(_ socket: String, _ request: [String: any Sendable]) async throws
         do {
             let answer = try SimulatorControlClient(path: socket).send(request)
             if answer["ok"] as? Bool != true {
-                return .failure(CLIError(kind: "simulator", message: answer["error"] as? String ?? "the daemon refused the request", exitCode: CarteExit.cardOrReader))
+                let message = answer["error"] as? String ?? "the daemon refused the request"
+                // The daemon says what kind of failure it was: a card image it cannot load is the
+                // caller's input (exit 2), a reader or slot it does not have is exit 3.
+                switch answer["kind"] as? String {
+                case "image": return .failure(CLIError(kind: "image", message: message, exitCode: CarteExit.invalidInput))
+                case "reader": return .failure(CLIError(kind: "reader", message: message, exitCode: CarteExit.cardOrReader))
+                default: return .failure(CLIError(kind: "simulator", message: message, exitCode: CarteExit.cardOrReader))
+                }
             }
             return .success(SendableDictionary(value: answer))
         } catch {
