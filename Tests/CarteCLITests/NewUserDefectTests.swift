@@ -1,0 +1,141 @@
+import Foundation
+import Testing
+
+/// #38: the defects a new user found, each with the kind of defect checked wherever it occurs.
+@Suite("What a new user found (#38)", .serialized)
+struct NewUserDefectTests {
+    // MARK: Item 2 — which card a command takes
+
+    @Test func readTakesAVitaleOrAPhoneNeverACPS() throws {
+        // A CPS in the bi-fente, a phone on the contactless reader: the phone is read.
+        let phone = try Carte.run(["read", "--json", "--profile", "bi-fente", "--profile", "contactless",
+                                   "--image", "CarteKit Virtual Bi-fente 00 01=bundled:cps/medecin-liberal.yaml",
+                                   "--image", "CarteKit Virtual Contactless=bundled:apcv/claire-exemple.yaml"])
+        #expect(phone.status == 0, "\(phone.stderr)")
+        #expect(phone.json["generation"] as? String == "apcv")
+        // The phone's reader listed first, a Vitale in the bi-fente: the card is preferred.
+        let card = try Carte.run(["read", "--json", "--profile", "contactless", "--profile", "bi-fente",
+                                  "--image", "CarteKit Virtual Contactless=bundled:apcv/claire-exemple.yaml",
+                                  "--image", "CarteKit Virtual Bi-fente 01 00=bundled:vitale/twins.yaml"])
+        #expect(card.status == 0, "\(card.stderr)")
+        #expect(card.json["generation"] as? String == "vitale2" && card.json["reader"] as? String == "CarteKit Virtual Bi-fente 01 00")
+        // Only a CPS: read says there is no Vitale and names what it saw, without touching the CPS.
+        let none = try Carte.run(["read", "--profile", "bi-fente", "--image", "CarteKit Virtual Bi-fente 00 01=bundled:cps/medecin-liberal.yaml"])
+        #expect(none.status == 3 && none.stderr.contains("no Carte Vitale") && none.stderr.contains("Bi-fente 00 01 (cps3)"), "\(none.stderr)")
+        // And cps takes the CPS whatever slot comes first.
+        let cps = try Carte.run(["cps", "info", "--json", "--profile", "bi-fente", "--image", "CarteKit Virtual Bi-fente 00 00=bundled:vitale/twins.yaml",
+                                 "--image", "CarteKit Virtual Bi-fente 00 01=bundled:cps/medecin-liberal.yaml"])
+        #expect(cps.status == 0 && cps.json["reader"] as? String == "CarteKit Virtual Bi-fente 00 01", "\(cps.stderr)")
+    }
+
+    @Test func readerNamesAmbiguousOrAbsentAreSaidAsSuch() throws {
+        let ambiguous = try Carte.run(["apdu", "--profile", "bi-fente", "--reader", "CarteKit Virtual Bi-fente", "00A4000000"])
+        #expect(ambiguous.status == 3 && ambiguous.stderr.contains("names several readers"), "\(ambiguous.stderr)")
+        let noReader = try Carte.run(["read", "--backend", "pcsc", "--json"], environment: ["PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"])
+        #expect(!noReader.stdout.contains("(any)"), "\(noReader.stdout)")
+        let empty = try Carte.run(["apdu", "--profile", "bi-fente", "--no-card", "00A4000000"])
+        #expect(empty.status == 3 && empty.stderr.contains("no card in any reader"), "\(empty.stderr)")
+    }
+
+    // MARK: Item 3 — errors that are messages
+
+    @Test func fileErrorsSayWhichFileForWhatAndWhy() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("carte-files-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("doc.txt").path
+        try "ordonnance".write(toFile: file, atomically: true, encoding: .utf8)
+        let missing = dir.appendingPathComponent("nothing/here.yaml").path
+        let cases: [([String], String?, String)] = [
+            (["image", "build", "bundled:cps/personas/medecin-liberal.persona.yaml", "-o", dir.path], nil, "it is a directory"),
+            (["image", "build", "bundled:cps/personas/medecin-liberal.persona.yaml", "-o", missing], nil, "does not exist"),
+            (["record", "-o", dir.path], nil, "it is a directory"),
+            (["cps", "sign", dir.appendingPathComponent("nofile").path], "1234\n", "no such file"),
+            (["cps", "sign", file, "-o", dir.path], "1234\n", "it is a directory"),
+            (["apdu", "--script", dir.path], nil, "it is a directory"),
+            (["doctor", "--json", "--bundle", missing], nil, "does not exist"),
+            (["doctor", "--pcscd-log", dir.appendingPathComponent("none.log").path, "--bundle", dir.appendingPathComponent("b.tgz").path], nil, "no such file"),
+        ]
+        for (arguments, stdin, why) in cases {
+            let r = try Carte.run(arguments + ["--json"], stdin: stdin)
+            let error = r.json["error"] as? [String: Any] ?? [:]
+            #expect(r.status == 2, "\(arguments): \(r.status) \(r.stdout) \(r.stderr)")
+            #expect(error["kind"] as? String == "file", "\(arguments): \(r.stdout)")
+            #expect((error["message"] as? String)?.contains(why) == true, "\(arguments): \(r.stdout)")
+            // One JSON document, nothing raw.
+            #expect(r.stdout.components(separatedBy: "\"schema\"").count == 2 && !r.stdout.contains("NSCocoaErrorDomain") && !r.stderr.contains("NSCocoaErrorDomain"), "\(arguments): \(r.stdout)")
+        }
+        // Nothing was signed when the output could not be written (the PIN was not even asked for).
+        let sign = try Carte.run(["cps", "sign", file, "-o", dir.path], stdin: "1234\n")
+        #expect(!sign.stdout.contains("signed"))
+    }
+
+    @Test func aDaemonRefusingAnImageSaysWhyWithExit2() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("carte-daemon-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let socket = dir.appendingPathComponent("sim.sock").path
+        let daemon = Process()
+        daemon.executableURL = Carte.binary
+        daemon.arguments = ["sim", "serve", "--socket", socket, "--profile", "bi-fente"]
+        daemon.standardOutput = FileHandle.nullDevice
+        daemon.standardError = FileHandle.nullDevice
+        try daemon.run()
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: socket) { usleep(20_000) }
+        for (image, why) in [("nofile.yaml", "no such file"), (dir.path, "it is a directory"), ("bundled:nope.yaml", "no bundled image")] {
+            let r = try Carte.run(["sim", "insert", "--socket", socket, "0", "0", image, "--json"])
+            let error = r.json["error"] as? [String: Any] ?? [:]
+            #expect(r.status == 2 && error["kind"] as? String == "image", "\(image): \(r.stdout)")
+            let message = error["message"] as? String ?? ""
+            #expect(message.contains(why) && !message.contains("CLIError"), "\(image): \(message)")
+        }
+        let slot = try Carte.run(["sim", "insert", "--socket", socket, "0", "7", "bundled:demo/vitale2-demo.yaml", "--json"])
+        #expect(slot.status == 3 && (slot.json["error"] as? [String: Any])?["kind"] as? String == "reader", "\(slot.stdout)")
+    }
+
+    // MARK: Item 11 — help
+
+    /// ArgumentParser wraps help at 80 columns: a hard-wrapped line longer than that, or a list line,
+    /// comes out broken mid-phrase. Every command's discussion keeps its hard lines within 80 columns.
+    @Test func everyHelpTextFitsEightyColumns() throws {
+        let dump = try Carte.run(["--experimental-dump-help"])
+        let root = try #require((try? JSONSerialization.jsonObject(with: Data(dump.stdout.utf8))) as? [String: Any])
+        var problems: [String] = []
+        func walk(_ command: [String: Any], _ path: String) {
+            let lines = (command["discussion"] as? String ?? "").components(separatedBy: "\n")
+            for (i, line) in lines.enumerated() where line.count > 80 {
+                // A paragraph on one line is wrapped by ArgumentParser at word boundaries: fine, as long
+                // as the next line starts something else (a blank line, an indented list, the end).
+                let alone = !line.hasPrefix(" ") && (i == lines.count - 1 || lines[i + 1].isEmpty || lines[i + 1].hasPrefix(" "))
+                if !alone { problems.append("\(path): \(line)") }
+            }
+            for sub in command["subcommands"] as? [[String: Any]] ?? [] { walk(sub, path + " " + (sub["commandName"] as? String ?? "?")) }
+        }
+        walk(try #require(root["command"] as? [String: Any]), "carte")
+        #expect(problems.isEmpty, "\(problems.joined(separator: "\n"))")
+        // The exit codes as the user sees them: every line a code or its indented continuation.
+        let help = try Carte.run(["--help"]).stdout
+        let exitCodes = help.components(separatedBy: "EXIT CODES:\n")[1].components(separatedBy: "\n\n")[0]
+        for line in exitCodes.components(separatedBy: "\n") { #expect(line.hasPrefix("  "), "\(line)") }
+        for code in ["0", "1", "2", "3", "4", "5", "6", "7", "8", "64"] { #expect(exitCodes.contains("  \(code) "), "exit code \(code)") }
+    }
+
+    @Test func helpForACommandThatDoesNotExistIsAnError() throws {
+        for words in [["help", "nope"], ["help", "cps", "nope"]] {
+            let r = try Carte.run(words)
+            #expect(r.status == 64 && r.stderr.contains("no command") && r.stdout.isEmpty, "\(words): \(r.status) \(r.stderr)")
+        }
+        let real = try Carte.run(["help", "cps", "pin"])
+        #expect(real.status == 0 && real.stdout.contains("PIN status"))
+    }
+
+    @Test func theREADMECommandsAreRunnableAsWritten() throws {
+        let readme = try String(contentsOf: Carte.repository.appendingPathComponent("README.md"), encoding: .utf8)
+        // Every `carte sim keypad` the README shows names the daemon's socket.
+        for line in readme.components(separatedBy: "\n") where line.contains("sim keypad") && !line.contains("--socket") {
+            #expect(readme.contains("sim keypad --socket"), "README: \(line)")
+        }
+        for code in ["7 `carte doctor`", "8 the rights service"] { #expect(readme.contains(code), "README exit codes: \(code)") }
+    }
+}
