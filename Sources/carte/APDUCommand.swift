@@ -161,9 +161,12 @@ func chooseReader(_ backend: any ReaderBackend, requested: String?, wanted: Want
     guard !readers.isEmpty else {
         throw CLIError(kind: "reader", message: "no reader at all (with --backend pcsc: pcscd knows none; carte doctor says why)", exitCode: CarteExit.cardOrReader)
     }
-    var cards: [(name: String, kind: CardKind)] = []
+    var cards: [(name: String, kind: CardKind, label: String)] = []
     for r in readers {
-        if case .present(let atr) = try await backend.state(of: r.name) { cards.append((r.name, CardKind.fromATR(atr))) }
+        if case .present(let atr) = try await backend.state(of: r.name) {
+            let kind = CardKind.fromATR(atr)
+            cards.append((r.name, kind, KnownATR.identify(atr).first?.label ?? kind.description))
+        }
     }
     let choice: String?
     switch wanted {
@@ -178,7 +181,7 @@ func chooseReader(_ backend: any ReaderBackend, requested: String?, wanted: Want
         if readers.count == 1 { throw CardError.noCard(reader: readers[0].name) }
         throw CLIError(kind: "card", message: "no card in any reader (\(readers.map(\.name).joined(separator: ", ")))", exitCode: CarteExit.cardOrReader)
     }
-    throw CLIError(kind: "card", message: "no \(wanted.missing) in any reader; cards seen: " + cards.map { "\($0.name) (\($0.kind.description))" }.joined(separator: ", "),
+    throw CLIError(kind: "card", message: "no \(wanted.missing) in any reader; cards seen: " + cards.map { "\($0.name) (\($0.label))" }.joined(separator: ", "),
                    exitCode: CarteExit.cardOrReader)
 }
 
