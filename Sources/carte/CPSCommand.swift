@@ -324,6 +324,40 @@ extension BundledTestPKI {
 // MARK: - Secrets
 
 /// Reads PINs and PUKs: from the terminal without echo, or one line of standard input.
+/// Gives the terminal its echo back when a signal ends the program during a secret prompt (Ctrl-C,
+/// Ctrl-\\, a hang-up, a kill): the handlers restore the saved settings, then let the signal do
+/// what it would have done.
+enum EchoGuard {
+    nonisolated(unsafe) private static var saved = termios()
+    private static let signals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP]
+    nonisolated(unsafe) private static var previous: [Int32: sigaction] = [:]
+
+    static func arm(restoring settings: termios) {
+        saved = settings
+        for signal in signals {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { number in
+                // Only async-signal-safe calls: tcsetattr, write, sigaction, raise.
+                _ = tcsetattr(STDIN_FILENO, TCSANOW, &EchoGuard.saved)
+                _ = write(STDERR_FILENO, "\n", 1)
+                var original = sigaction()
+                original.__sigaction_handler.sa_handler = SIG_DFL
+                sigemptyset(&original.sa_mask)
+                _ = sigaction(number, &original, nil)
+                _ = raise(number)
+            }
+            sigemptyset(&action.sa_mask)
+            var old = sigaction()
+            if sigaction(signal, &action, &old) == 0 { previous[signal] = old }
+        }
+    }
+
+    static func disarm() {
+        for (signal, var old) in previous { _ = sigaction(signal, &old, nil) }
+        previous = [:]
+    }
+}
+
 enum SecretInput {
     /// One secret. The value never reaches a message: errors only say what is wrong with its shape.
     static func read(_ what: String) throws -> PINCode {
@@ -350,10 +384,14 @@ enum SecretInput {
             if haveTerminal {
                 var quiet = saved
                 quiet.c_lflag &= ~tcflag_t(ECHO)
+                EchoGuard.arm(restoring: saved)
                 tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet)
             }
             defer {
-                if haveTerminal { tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved) }
+                if haveTerminal {
+                    tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved)
+                    EchoGuard.disarm()
+                }
                 FileHandle.standardError.write(Data("\n".utf8))
             }
             guard let text = readLine(strippingNewline: true) else {

@@ -139,3 +139,42 @@ struct NewUserDefectTests {
         for code in ["7 `carte doctor`", "8 the rights service"] { #expect(readme.contains(code), "README exit codes: \(code)") }
     }
 }
+
+extension NewUserDefectTests {
+    // MARK: Item 4 — the terminal after Ctrl-C at a PIN prompt
+
+    /// A real terminal (a pty made by Python's `pty`): the prompt turns echo off; Ctrl-C ends the
+    /// program by SIGINT and the terminal has its echo back.
+    @Test(arguments: ["\u{03}"])
+    func anInterruptedPINPromptGivesTheTerminalItsEchoBack(_ key: String) throws {
+        let script = """
+            import os, pty, sys, termios, time, select
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.execv(sys.argv[1], [sys.argv[1], 'cps', 'pin', 'verify'])
+            buf = b''
+            deadline = time.time() + 30
+            while b'PIN: ' not in buf and time.time() < deadline:
+                r, _, _ = select.select([fd], [], [], 0.2)
+                if r:
+                    try: buf += os.read(fd, 1024)
+                    except OSError: break
+            time.sleep(0.5)
+            during = termios.tcgetattr(fd)[3] & termios.ECHO != 0
+            os.write(fd, sys.argv[2].encode())
+            _, status = os.waitpid(pid, 0)
+            after = termios.tcgetattr(fd)[3] & termios.ECHO != 0
+            print(b'PIN: ' in buf, during, after, os.WTERMSIG(status) if os.WIFSIGNALED(status) else -1)
+            """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = ["-c", script, Carte.binary.path, key]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let expectedSignal = "2"  // SIGINT, as without the prompt
+        #expect(text.trimmingCharacters(in: .whitespacesAndNewlines) == "True False True \(expectedSignal)", "prompt, echo during, echo after, signal: \(text)")
+    }
+}
