@@ -7,8 +7,12 @@ struct WatchCommand: AsyncParsableCommand {
         commandName: "watch",
         abstract: "Print reader and card events as they happen (Ctrl-C to stop).",
         discussion: """
-            With --json, one JSON object per line (schema carte.event/1): time, event, reader, atr. SIGINT (Ctrl-C) \
-            and SIGTERM stop it with exit code 0, also when it runs in a script's background or under nohup.
+            It first reports what is there when it starts (reader-present, card-present, card-mute), then \
+            every change (reader-added, reader-removed, card-inserted, card-removed, card-mute). With \
+            --json, one JSON object per line (schema carte.event/1): time, event, reader, atr. SIGINT \
+            (Ctrl-C) and SIGTERM stop it with exit code 0, also when it runs in a script's background or \
+            under nohup. Exit 3 at once when the readers cannot be listed (with --backend pcsc: pcscd is \
+            not running or does not answer).
             """
     )
 
@@ -26,12 +30,37 @@ struct WatchCommand: AsyncParsableCommand {
             let backend = try simulator.makeAnyBackend(backendChoice.backend, logger: logger)
             let events = backend.events()
             let json = global.json
+            // What is there now, said first; a backend that cannot list its readers is an error now,
+            // not a silence forever.
+            let readers: [ReaderInfo]
+            do { readers = try await backend.readers() } catch {
+                throw CLIError(kind: "reader", message: "cannot list the readers: \(error)", exitCode: CarteExit.cardOrReader)
+            }
+            @Sendable func emit(_ kind: String, _ reader: String, _ atr: [UInt8]?) throws {
+                let formatter = ISO8601DateFormatter()
+                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                let time = formatter.string(from: Date())
+                if json {
+                    var object: [String: String] = ["schema": "carte.event/1", "time": time, "event": kind, "reader": reader]
+                    if let atr { object["atr"] = atr.hexString() }
+                    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+                    print(String(decoding: data, as: UTF8.self))
+                } else {
+                    print("\(time)  \(kind)  \(reader)\(atr.map { "  " + $0.hexString() } ?? "")")
+                }
+                fflush(nil)  // one line at a time, also into a pipe (carte watch --json | jq)
+            }
+            for reader in readers {
+                try emit("reader-present", reader.name, nil)
+                switch try? await backend.state(of: reader.name) {
+                case .present(let atr)?: try emit("card-present", reader.name, atr)
+                case .mute?: try emit("card-mute", reader.name, nil)
+                default: break
+                }
+            }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    let formatter = ISO8601DateFormatter()
-                    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
                     for await event in events {
-                        let time = formatter.string(from: Date())
                         let (kind, reader, atr): (String, String, [UInt8]?) = {
                             switch event {
                             case .readerAdded(let info): return ("reader-added", info.name, nil)
@@ -41,15 +70,7 @@ struct WatchCommand: AsyncParsableCommand {
                             case .cardMute(let name): return ("card-mute", name, nil)
                             }
                         }()
-                        if json {
-                            var object: [String: String] = ["schema": "carte.event/1", "time": time, "event": kind, "reader": reader]
-                            if let atr { object["atr"] = atr.hexString() }
-                            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
-                            print(String(decoding: data, as: UTF8.self))
-                        } else {
-                            print("\(time)  \(kind)  \(reader)\(atr.map { "  " + $0.hexString() } ?? "")")
-                        }
-                        fflush(nil)  // one line at a time, also into a pipe (carte watch --json | jq)
+                        try emit(kind, reader, atr)
                     }
                 }
                 // The first of: the events end, the time is up, SIGINT/SIGTERM.

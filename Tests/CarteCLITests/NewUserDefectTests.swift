@@ -178,3 +178,23 @@ extension NewUserDefectTests {
         #expect(text.trimmingCharacters(in: .whitespacesAndNewlines) == "True False True \(expectedSignal)", "prompt, echo during, echo after, signal: \(text)")
     }
 }
+
+extension NewUserDefectTests {
+    // MARK: Item 5 — carte watch
+
+    @Test func watchSaysWhatIsThereThenTheChangesAndFailsWithoutReaders() throws {
+        let r = try Carte.run(["watch", "--json", "--seconds", "0.5"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        let events = lines.map { "\($0["event"] ?? "?") \($0["reader"] ?? "?")" }
+        #expect(events == ["reader-present CarteKit Virtual Bi-fente 00 00", "card-present CarteKit Virtual Bi-fente 00 00",
+                           "reader-present CarteKit Virtual Bi-fente 00 01"], "\(r.stdout)")
+        #expect(lines.allSatisfy { $0["schema"] as? String == "carte.event/1" })
+        #expect(lines[1]["atr"] as? String == "3B 75 13 00 00 45 09 EA 90 00")
+        // No pcscd: said at once (exit 3), not a silence until Ctrl-C.
+        let start = Date()
+        let none = try Carte.run(["watch", "--backend", "pcsc", "--json"], environment: ["PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"])
+        #expect(none.status == 3 && Date().timeIntervalSince(start) < 10, "\(none.stdout)")
+        #expect((none.json["error"] as? [String: Any])?["message"] as? String ?? "" != "", "\(none.stdout)")
+    }
+}
