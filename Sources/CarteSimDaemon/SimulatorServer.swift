@@ -24,6 +24,11 @@ public final class SimulatorServer: Sendable {
     private let listener = Mutex<Int32>(-1)
     private let stopped = Mutex(false)
     private let clients = Mutex<Set<Int32>>([])
+    /// The driver connection waiting for the answer a mute card does not give, per slot name: when
+    /// the card is taken out (or another put in), that wait ends with "no card" at once, as a real
+    /// reader reports the removal of the card it was talking to, instead of running to the driver's
+    /// timeout while pcscd, blocked in the exchange, keeps showing the card.
+    private let unanswered = Mutex<[String: FramedSocket]>([:])
 
     /// The most connections served at once (pcscd needs one per slot; control clients are short-lived).
     public static let maximumConnections = 256
@@ -149,6 +154,7 @@ public final class SimulatorServer: Sendable {
     }
 
     private func serve(_ socket: FramedSocket) {
+        defer { unanswered.withLock { waits in waits = waits.filter { $0.value !== socket } } }
         var role = Role.unknown
         var attached: VirtualSlot? = nil
         var description: ReaderDescription? = nil
@@ -207,7 +213,12 @@ public final class SimulatorServer: Sendable {
                     reply = .failure(.notAttached, "attach to a slot first")
                     break
                 }
-                guard let answer = driverRequest(frame, slot: slot, description: d, peer: socket.fd) else { continue }
+                // A new request: whatever the driver waited for before, it no longer does.
+                unanswered.withLock { waits in if waits[slot.info.name] === socket { waits[slot.info.name] = nil } }
+                guard let answer = driverRequest(frame, slot: slot, description: d, peer: socket.fd) else {
+                    unanswered.withLock { $0[slot.info.name] = socket }
+                    continue
+                }
                 reply = answer
             case (.controlRequest, .control):
                 reply = Frame(.ok, Array(controlRequest(frame.payload).utf8))
@@ -382,6 +393,11 @@ public final class SimulatorServer: Sendable {
                 } else {
                     try backend.remove(from: slot.info.name)
                     logger.info("removed the card from \(slot.info.name)")
+                }
+                // The card a driver was waiting on is gone: its exchange ends now.
+                if let waiting = unanswered.withLock({ $0.removeValue(forKey: slot.info.name) }) {
+                    waiting.send(.failure(.noCard, "the card was taken out of \(slot.info.name) while it did not answer"))
+                    logger.info("\(slot.info.name): the unanswered exchange ends, the card is out")
                 }
             } catch {
                 return fail("\(error)", kind: "reader")

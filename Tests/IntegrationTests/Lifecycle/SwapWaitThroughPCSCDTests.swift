@@ -32,3 +32,25 @@ extension SharedSandboxTests {
         #expect(try s.run(carte, ["sim", "insert", "--socket", s.socket, "0", "0", "x.yaml", "--wait", "0"]).status == 64)
     }
 }
+
+extension SharedSandboxTests {
+    /// #38 item 10: taking out a card that does not answer ends the exchange waiting on it at once
+    /// (not after the driver's 30 s), and pcscd, no longer blocked in it, shows the slot empty.
+    @Test func removingAMuteCardEndsTheReadWaitingOnIt() async throws {
+        let s = try sandbox()
+        let carte = PCSCSandbox.carteBinary.path
+        defer { _ = try? s.control(["op": "remove", "reader": 0, "slot": 0]) }
+        #expect(try s.run(carte, ["sim", "insert", "--socket", s.socket, "0", "0", "bundled:demo/vitale2-demo.yaml", "--wait", "5"]).status == 0)
+        try s.control(["op": "fault", "reader": 0, "slot": 0, "fault": "mute", "count": 5])
+        let started = ContinuousClock.now
+        let read = Task.detached { try s.run(carte, ["read", "--backend", "pcsc", "--reader", biFente0], timeout: 60) }
+        try await Task.sleep(for: .milliseconds(1500))
+        try s.control(["op": "remove", "reader": 0, "slot": 0])
+        let result = try await read.value
+        let took = ContinuousClock.now - started
+        #expect(result.status == 3 && result.stderr.contains("removed"), "\(result.status) \(result.stderr)")
+        #expect(took < .seconds(10), "the read ended after \(took), its driver timeout is 30 s")
+        let readers = try s.run(carte, ["readers", "--backend", "pcsc"])
+        #expect(readers.stdout.contains("\(biFente0)  [contact]: empty"), "\(readers.stdout)")
+    }
+}
