@@ -51,21 +51,22 @@ if ((${#missing[@]})); then
   fi
 fi
 
-# Swift is not a Debian package: it must already be installed (swift.org toolchain, 6.1 or later).
+# Swift is not a Debian package: it must already be installed (swift.org toolchain, 6.2 or later:
+# Package.swift treats our warnings as errors with tools-version 6.2).
 if ! command -v swift >/dev/null 2>&1; then
   for dir in /opt/swift/usr/bin /opt/swift/bin /usr/share/swift/usr/bin; do
     if [ -x "$dir/swift" ]; then export PATH="$dir:$PATH"; break; fi
   done
 fi
 if ! command -v swift >/dev/null 2>&1; then
-  say "error: no Swift toolchain found. Install Swift 6.1 or later (https://www.swift.org/install/linux/)"
+  say "error: no Swift toolchain found. Install Swift 6.2 or later (https://www.swift.org/install/linux/)"
   say "and put its bin directory on PATH."
   exit 1
 fi
 version=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | head -1)
 read -r major minor <<<"${version:-0 0}"
-if [ "$major" -lt 6 ] || { [ "$major" -eq 6 ] && [ "$minor" -lt 1 ]; }; then
-  say "error: Swift $major.$minor found; CarteKit needs Swift 6.1 or later."
+if [ "$major" -lt 6 ] || { [ "$major" -eq 6 ] && [ "$minor" -lt 2 ]; }; then
+  say "error: Swift $major.$minor found; CarteKit needs Swift 6.2 or later."
   exit 1
 fi
 say "ok: Debian packages present, Swift $major.$minor"

@@ -38,7 +38,7 @@ public final class PrivatePCSCD: @unchecked Sendable {
         var template = Array((NSTemporaryDirectory() + "/" + prefix + "-XXXXXX").utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard made != nil else { throw PrivatePCSCDError("mkdtemp failed: \(String(cString: strerror(errno)))") }
-        return String(cString: template)
+        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Describes a private pcscd; nothing starts until ``start()``.
@@ -89,7 +89,7 @@ public final class PrivatePCSCD: @unchecked Sendable {
                        + (usbDrivers.map { "mount --bind \(PrivatePCSCD.shellQuoted($0)) /usr/lib/pcsc/drivers && " }
                           ?? "for b in /usr/lib/pcsc/drivers/*.bundle; do [ -d \"$b\" ] && mount -t tmpfs -o ro tmpfs \"$b\"; done; ")
                        + "mkdir -p /run/pcscd && mount -t tmpfs -o mode=0755 tmpfs /run/pcscd && exec timeout --kill-after=5 \(maximumLifetime) pcscd --foreground \(debug ? "--debug --apdu " : "")-c \(quoted)"]
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let handle = FileHandle(forWritingAtPath: logPath)
         p.standardOutput = handle
         p.standardError = handle

@@ -67,3 +67,35 @@ struct ModuleShapeTests {
         }
     }
 }
+
+extension ModuleShapeTests {
+    /// #38 item 12: a new warning in our own code fails the build. Every Swift target of the package
+    /// (library, executable, test, test support) treats warnings as errors; C and system-library
+    /// targets have no Swift settings.
+    @Test func everySwiftTargetTreatsWarningsAsErrors() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let manifest = try String(contentsOf: root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        #expect(manifest.contains("let strictSwiftSettings: [SwiftSetting] = [\n    .swiftLanguageMode(.v6),\n    .treatAllWarnings(as: .error),"))
+        // Each target declaration up to the next one: one with Swift settings uses the strict ones or says it itself.
+        let blocks = manifest.components(separatedBy: "\n        .").dropFirst().filter {
+            $0.hasPrefix("target(") || $0.hasPrefix("testTarget(") || $0.hasPrefix("executableTarget(")
+        }
+        #expect(blocks.count >= 30, "targets found: \(blocks.count)")
+        for block in blocks {
+            let name = block.split(separator: "\"").dropFirst().first.map(String.init) ?? "?"
+            let isC = Sources(root, name).isC
+            if isC { continue }
+            #expect(block.contains("strictSwiftSettings") || block.contains(".treatAllWarnings(as: .error)"), "target \(name) lets warnings through")
+        }
+    }
+
+    /// Whether a target's folder holds C sources only (Sources/NAME or a path: of its own).
+    struct Sources {
+        let isC: Bool
+        init(_ root: URL, _ name: String) {
+            let folder = root.appendingPathComponent("Sources/\(name)")
+            let files = (FileManager.default.enumerator(atPath: folder.path)?.allObjects as? [String]) ?? []
+            isC = !files.isEmpty && !files.contains { $0.hasSuffix(".swift") }
+        }
+    }
+}

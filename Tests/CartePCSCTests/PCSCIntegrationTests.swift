@@ -35,7 +35,7 @@ struct PCSCIntegrationTests {
         let backend = PCSCBackend()
         try await waitUntil("the Vitale in slot 0") { if case .present = try await backend.state(of: biFente0) { return true } else { return false } }
         let connection = try await backend.open(biFente0, share: .exclusive)
-        #expect(await connection.activeProtocol == .t0)
+        #expect(connection.activeProtocol == .t0)
         let trace = Trace()
         let channel = CardChannel(transport: connection, trace: trace)
         let fci = try await channel.transmit(try .select(aid: vitaleAID))

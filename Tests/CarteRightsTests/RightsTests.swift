@@ -124,7 +124,7 @@ struct RightsTests {
         try backend.insert(try image("cps/medecin-liberal.yaml"), into: backend.readerNames[0])
         let connection = try backend.connectNow(to: backend.readerNames[0])
         let trace = Trace()
-        let cps = try CPSReader(channel: CardChannel(transport: connection, trace: trace), atr: await connection.atrBytes)
+        let cps = try CPSReader(channel: CardChannel(transport: connection, trace: trace), atr: connection.atrBytes)
         let certificate = try #require(try await cps.certificates().first { $0.role == .authentication }).certificate
         struct Card: TLSClientKey {
             let cps: CPSReader

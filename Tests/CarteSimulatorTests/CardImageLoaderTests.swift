@@ -154,7 +154,7 @@ struct CardImageLoaderTests {
     @Test(.timeLimit(.minutes(1))) func duplicatedDeepKeysDoNotBlowUp() {
         let deep = String(repeating: "[", count: 60) + "x" + String(repeating: "]", count: 60)
         let yaml = (0..<50).map { "? \(deep)\n: \($0)\n" }.joined()
-        for load in [{ try CardImageLoader.load(text: yaml, source: "deep.yaml") },
+        for load in [{ _ = try CardImageLoader.load(text: yaml, source: "deep.yaml") },
                      { _ = try CPSPersonaCompiler.load(text: yaml, source: "deep.yaml") },
                      { _ = try PersonaCompiler.load(text: yaml, source: "deep.yaml") },
                      { _ = try ReaderProfileLoader.load(text: yaml, source: "deep.yaml") }] as [() throws -> Void] {

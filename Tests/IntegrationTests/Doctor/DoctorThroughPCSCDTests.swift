@@ -264,7 +264,8 @@ struct DoctorThroughPCSCDTests {
         let none = try bench.doctor(["--json"], socketPath: bare.clientSocket)
         let c = checks(none.json)
         #expect(none.status == 7 && c["readers.none"]?["status"] as? String == "fail", "status \(none.status), stderr: \(none.stderr)\n\(none.stdout)")
-        #expect((c["readers.none"]?["fix"] as? String ?? "").contains("USB section"))
+        let fix: String = (c["readers.none"]?["fix"] as? String) ?? ""
+        #expect(fix.contains("USB section"))
     }
 }
 

@@ -63,7 +63,7 @@ struct USBHotplugThroughPCSCDTests {
         try watch.run()
         // The watcher is live once it reports a card put into the empty second slot (a fixed delay was
         // not enough on a loaded machine: a watcher that starts after the unplug never knew the reader).
-        try SimulatorControlClient(path: socket).send(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:demo/iso-generic.yaml"])
+        _ = try SimulatorControlClient(path: socket).send(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:demo/iso-generic.yaml"])
         var early = Data()
         while !String(decoding: early, as: UTF8.self).contains("card-inserted") {
             let chunk = watched.fileHandleForReading.readData(ofLength: 1)
@@ -72,7 +72,7 @@ struct USBHotplugThroughPCSCDTests {
         }
 
         // A read in flight (each APDU slowed to 300 ms) when the reader is pulled out.
-        try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "slow", "ms": 300])
+        _ = try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "slow", "ms": 300])
         let reading = Process()
         reading.executableURL = PCSCSandbox.carteBinary
         reading.arguments = ["read", "--backend", "pcsc", "--json", "-vv", "--reader", Self.name + " 00"]
@@ -103,7 +103,7 @@ struct USBHotplugThroughPCSCDTests {
         #expect(absent.status == 3 && absent.stdout.contains("carte.error/1"), "reading an unplugged reader: \(absent)")
 
         // Plugged back: the same reader returns and reads as before.
-        try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "clear"])
+        _ = try SimulatorControlClient(path: socket).send(["op": "fault", "reader": 0, "slot": 0, "fault": "clear"])
         let plug = try s.run(PCSCSandbox.carteBinary.path, ["sim", "fault", "--socket", socket, "0", "0", "plug"])
         #expect(plug.status == 0, "\(plug.stderr)")
         try s.waitFor("the reader returns") { try readers().contains { $0.hasPrefix(Self.name) } }

@@ -30,7 +30,7 @@ struct PINPadThroughPCSCDTests {
             let socket = dir.appendingPathComponent("sim.sock").path
             self.socket = socket
             daemonLog = dir.appendingPathComponent("daemon.log")
-            FileManager.default.createFile(atPath: daemonLog.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: daemonLog.path, contents: nil)
             let p = Process()
             p.executableURL = PCSCSandbox.carteBinary
             p.arguments = ["sim", "serve", "-vv", "--exit-with-parent", "--socket", socket] + profiles.flatMap { ["--profile", $0] } + images.flatMap { ["--image", $0] }

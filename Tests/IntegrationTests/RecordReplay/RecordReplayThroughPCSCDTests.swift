@@ -85,7 +85,7 @@ struct RecordReplayThroughPCSCDTests {
         spy.executableURL = URL(fileURLWithPath: "/usr/bin/pcsc-spy")
         spy.arguments = ["-n", fifo]
         let spyOutput = bench.dir.appendingPathComponent("spy.txt")
-        FileManager.default.createFile(atPath: spyOutput.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: spyOutput.path, contents: nil)
         spy.standardOutput = try FileHandle(forWritingTo: spyOutput)
         spy.standardError = FileHandle.nullDevice
         try spy.run()
@@ -138,7 +138,7 @@ struct RecordReplayThroughPCSCDTests {
         try #require(inMemory.status == 0, "\(inMemory.stderr)")
         try checkAnonymised(inMemory.stdout, "in memory")
         // …and through pcscd, the anonymised image in the virtual reader.
-        try SimulatorControlClient(path: bench.socket).send(["op": "remove", "reader": 0, "slot": 0])
+        _ = try SimulatorControlClient(path: bench.socket).send(["op": "remove", "reader": 0, "slot": 0])
         let inserted = try SimulatorControlClient(path: bench.socket).send(["op": "insert", "reader": 0, "slot": 0, "image": anonymous])
         try #require(inserted["ok"] as? Bool == true, "\(inserted)")
         var throughPCSCD = (status: Int32(-1), stdout: "", stderr: "")
