@@ -47,7 +47,7 @@ public struct CardImageError: Error, Hashable, Sendable, CustomStringConvertible
         s += ": "
         if !field.isEmpty { s += "field `\(field)`: " }
         switch problem {
-        case .unreadable(let why): s += "cannot read the image: \(why)"
+        case .unreadable(let why): s += "cannot read the file: \(why)"
         case .syntax(let why): s += "not valid YAML: \(why)"
         case .unsupportedFormat(let f): s += "unsupported format \"\(f)\" (this build reads carte-image/\(CardImage.currentFormat))"
         case .missingField: s += "required field is missing"
@@ -68,30 +68,37 @@ public struct CardImageError: Error, Hashable, Sendable, CustomStringConvertible
 public enum CardImageLoader {
     /// Loads the image in the file at `path`.
     public static func load(path: String) throws(CardImageError) -> CardImage {
+        try load(text: readText(path, maximumSize: maximumSize), source: path)
+    }
+
+    /// The UTF-8 text of the file at `path`, or a ``CardImageError`` saying precisely why not: no such
+    /// file, a directory, not a regular file (never block on a FIFO or read /dev/zero forever), larger
+    /// than `maximumSize`, permission denied, not UTF-8. Every CarteKit YAML file is read through it.
+    package static func readText(_ path: String, maximumSize: Int) throws(CardImageError) -> String {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw CardImageError(file: path, field: "", problem: .unreadable("no such file"))
         }
         guard !isDirectory.boolValue else { throw CardImageError(file: path, field: "", problem: .unreadable("it is a directory")) }
-        // Only regular files of sane size: never block on a FIFO or read /dev/zero forever.
         let attributes = (try? fm.attributesOfItem(atPath: path)) ?? [:]
         guard attributes[.type] as? FileAttributeType == .typeRegular else {
             throw CardImageError(file: path, field: "", problem: .unreadable("not a regular file"))
         }
+        let limit = maximumSize >= 1 << 20 ? "\(maximumSize >> 20) MiB" : "\(maximumSize) bytes"
         guard let size = attributes[.size] as? NSNumber, size.intValue <= maximumSize else {
-            throw CardImageError(file: path, field: "", problem: .unreadable("the file is larger than 16 MiB"))
+            throw CardImageError(file: path, field: "", problem: .unreadable("the file is larger than \(limit)"))
         }
         guard fm.isReadableFile(atPath: path), let data = fm.contents(atPath: path) else {
             throw CardImageError(file: path, field: "", problem: .unreadable("permission denied"))
         }
         guard data.count <= maximumSize else {
-            throw CardImageError(file: path, field: "", problem: .unreadable("the file is larger than 16 MiB"))
+            throw CardImageError(file: path, field: "", problem: .unreadable("the file is larger than \(limit)"))
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw CardImageError(file: path, field: "", problem: .unreadable("the file is not UTF-8 text"))
         }
-        return try load(text: text, source: path)
+        return text
     }
 
     /// The largest image file read (16 MiB).

@@ -120,11 +120,7 @@ public enum ReaderProfileLoader {
 
     /// Loads the profile in the file at `path`.
     public static func load(path: String) throws(CardImageError) -> VirtualReaderProfile {
-        guard let data = FileManager.default.contents(atPath: path), data.count <= 1 << 20 else {
-            throw CardImageError(file: path, field: "", problem: .unreadable(FileManager.default.fileExists(atPath: path) ? "unreadable or larger than 1 MiB" : "no such file"))
-        }
-        guard let text = String(data: data, encoding: .utf8) else { throw CardImageError(file: path, field: "", problem: .unreadable("the file is not UTF-8 text")) }
-        return try load(text: text, source: path)
+        try load(text: CardImageLoader.readText(path, maximumSize: 1 << 20), source: path)
     }
 
     /// The profiles of `Firmware/virtual/`, embedded in the binary. A bundled file that does not load

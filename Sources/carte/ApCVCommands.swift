@@ -22,6 +22,8 @@ struct ApCVOptions: ParsableArguments {
             help: ArgumentHelp("The professional software's id: sent to the phone and checked as the token's audience.", valueName: "ID"))
     var softwareID: String = ApCVProtocol.Configuration().softwareID
 
+    func validate() throws { try validateSoftwareID(softwareID) }
+
     @Option(name: .customLong("apcv-phone"),
             help: ArgumentHelp("A phone image the in-process service also knows (repeatable; for --qr payloads of phones not inserted).", valueName: "IMAGE"))
     var phones: [String] = []
@@ -35,11 +37,19 @@ struct ApCVOptions: ParsableArguments {
             }
         }
         let extra = try phones.map { try SimulatorOptions.loadImage($0) }
-        return try await ApCVOptions.inProcessService(phones: inserted + extra).resolver(for: softwareID)
+        for (name, image) in zip(phones, extra) where image.apcv == nil {
+            throw CLIError(kind: "image", message: "\(name) is not a phone image (no apcv section): --apcv-phone takes phones only", exitCode: CarteExit.invalidInput)
+        }
+        // The inserted images that are phones join the service; the cards among them are not phones.
+        return try await ApCVOptions.inProcessService(phones: inserted.filter { $0.apcv != nil } + extra).resolver(for: softwareID)
     }
 
     /// The simulated service knowing the bundled phones and `phones`.
-    static func inProcessService(phones: [CardImage]) async throws -> ApCVService {
+    static func inProcessService(phones: [CardImage], names: [String] = []) async throws -> ApCVService {
+        // An image that is not a phone would be dropped without a word: say so.
+        for (i, image) in phones.enumerated() where image.apcv == nil {
+            throw CLIError(kind: "image", message: "\(i < names.count ? names[i] : image.name) is not a phone image (no apcv section): --phone takes phones only", exitCode: CarteExit.invalidInput)
+        }
         let bundled = try BundledImages.apcvImages.map { try SimulatorOptions.loadImage("bundled:" + $0.path) }
         var seen = Set<String>()
         let all = (phones + bundled).filter { image in
@@ -51,6 +61,15 @@ struct ApCVOptions: ParsableArguments {
         } catch {
             throw CLIError(kind: "image", message: error.description, exitCode: CarteExit.invalidInput)
         }
+    }
+}
+
+/// A token's audience (tag `83`) is 1 to 32 bytes (docs/apcv.md): another software id would make
+/// tokens the readers refuse, or send the phone what it refuses.
+func validateSoftwareID(_ id: String) throws {
+    let n = id.utf8.count
+    guard (1...32).contains(n) else {
+        throw ValidationError("--software-id must be 1 to 32 bytes (a token's audience, docs/apcv.md), not \(n)")
     }
 }
 
@@ -83,10 +102,14 @@ extension SimCommand {
                 do throws(ApCVError) { endpoint = try LoopbackEndpoint(listen) } catch {
                     throw CLIError(kind: "usage", message: error.description, exitCode: ExitCode.validationFailure.rawValue)
                 }
-                let service = try await ApCVOptions.inProcessService(phones: try phone.map { try SimulatorOptions.loadImage($0) })
+                try ListenCheck.check(host: endpoint.host, port: endpoint.port, option: "--listen")
+                let service = try await ApCVOptions.inProcessService(phones: try phone.map { try SimulatorOptions.loadImage($0) }, names: phone)
                 let server: ApCVHTTPServer
                 do throws(ApCVError) { server = try ApCVHTTPServer(service: service, endpoint: endpoint) } catch {
-                    throw CLIError(kind: "socket", message: error.description, exitCode: CarteExit.cardOrReader)
+                    // This side could not listen: not a service "that cannot be reached".
+                    let why: String
+                    if case .serviceUnavailable(let reason) = error { why = reason } else { why = error.description }
+                    throw CLIError(kind: "socket", message: why, exitCode: CarteExit.invalidInput)
                 }
                 // The first line of standard output is the address, for scripts and tests.
                 FileHandle.standardOutput.write(Data("listening on http://\(server.endpoint)\n".utf8))
@@ -107,6 +130,8 @@ extension SimCommand {
         var image: String = "bundled:apcv/claire-exemple.yaml"
         @Option(name: .customLong("software-id"), help: ArgumentHelp("The software the code is for (the token's audience).", valueName: "ID"))
         var softwareID: String = ApCVProtocol.Configuration().softwareID
+
+        func validate() throws { try validateSoftwareID(softwareID) }
 
         func run() async throws {
             _ = global.makeLogger()

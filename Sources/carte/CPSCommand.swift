@@ -266,6 +266,8 @@ struct CPSCommand: AsyncParsableCommand {
         var file: String
         @Option(name: .shortAndLong, help: ArgumentHelp("Write the raw signature here.", valueName: "SIGNATURE"))
         var output: String?
+        @Flag(help: "Sign even when the signature certificate is expired or not yet valid (tests of what a verifier does with such a signature).")
+        var allowInvalidCertificate = false
 
         func run() async throws {
             let logger = global.makeLogger()
@@ -273,8 +275,30 @@ struct CPSCommand: AsyncParsableCommand {
                 let data = try FileIO.read(file, "the file to sign")
                 // The output is checked before the PIN is asked and the card signs.
                 if let output { try FileIO.checkWritable(output, "the signature, -o") }
-                let pin = try SecretInput.read("PIN")
                 let session = try await CPSCommand.open(common, logger: logger)
+                // A signature whose certificate is out of its validity is worth nothing: said before
+                // the PIN is asked, a try spent or anything signed.
+                if !allowInvalidCertificate {
+                    let certificates: [CPSCertificate]
+                    do throws(CPSError) { certificates = try await session.cps.certificates() } catch {
+                        await session.close()
+                        throw CPSCommand.cliError(error)
+                    }
+                    if let signing = certificates.first(where: { $0.role == .signature })?.certificate {
+                        let now = currentUnixTime()
+                        if now > signing.notAfter || now < signing.notBefore {
+                            await session.close()
+                            let when = now > signing.notAfter ? "expired on \(iso8601UTC(signing.notAfter))" : "is valid only from \(iso8601UTC(signing.notBefore))"
+                            throw CLIError(kind: "certificate", message: "the card's signature certificate \(when): a signature made with it would not be valid; nothing was signed (--allow-invalid-certificate signs anyway)",
+                                           exitCode: CarteExit.cardOrReader)
+                        }
+                    }
+                }
+                let pin: PINCode
+                do { pin = try SecretInput.read("PIN") } catch {
+                    await session.close()
+                    throw error
+                }
                 let signature: [UInt8]
                 let certificate: CPSCertificate
                 let apdus: Int

@@ -59,7 +59,7 @@ struct Carte: AsyncParsableCommand {
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(joiningNegativeValues(words))
             let kind = ObjectIdentifier(type(of: command))
             if StopSignals.commands.contains(where: { ObjectIdentifier($0) == kind }) { StopSignals.shared.install() }
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -71,6 +71,21 @@ struct Carte: AsyncParsableCommand {
             exit(withError: error)
         }
     }
+}
+
+/// `--ms -5` as `--ms=-5`: ArgumentParser reads a token starting with `-` as an option, and would say
+/// "Missing value for '--ms <ms>'" instead of what is wrong with -5 (each option's own check says it).
+func joiningNegativeValues(_ words: [String]) -> [String] {
+    var out: [String] = []
+    for word in words {
+        if let last = out.last, last.hasPrefix("--"), !last.contains("="), word.count > 1, word.hasPrefix("-"),
+           Double(word) != nil {
+            out[out.count - 1] = last + "=" + word
+        } else {
+            out.append(word)
+        }
+    }
+    return out
 }
 
 /// The command path `words` (after `help`) fails to name: the whole path so far, or `nil` when it names

@@ -102,3 +102,40 @@ enum FileIO {
         return String(decoding: UnsafeRawBufferPointer(start: text, count: strlen(text)), as: UTF8.self).lowercased()
     }
 }
+
+/// Says before a service starts whether its loopback address can be listened on, in words: a port in
+/// use is the user's to change (exit 2), not a card or reader problem, and not "cannot be reached".
+enum ListenCheck {
+    static func check(host: String, port: UInt16, option: String) throws {
+        guard port != 0 else { return }  // the system chooses a free port
+        let v6 = host.contains(":")
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var result: Int32
+        if v6 {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = port.bigEndian
+            guard inet_pton(AF_INET6, host, &address.sin6_addr) == 1 else { return }
+            result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        } else {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return }
+            result = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        guard result != 0 else { return }
+        let code = errno
+        let endpoint = v6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let why: String
+        switch code {
+        case EADDRINUSE: why = "the port is already in use by another program: give another one, or \(v6 ? "[::1]" : host):0 to let the system choose"
+        case EACCES: why = "ports below 1024 need root: give a port from 1024 up, or 0"
+        case EADDRNOTAVAIL: why = "this machine has no such address"
+        default: why = FileIO.errnoText(code)
+        }
+        throw CLIError(kind: "socket", message: "cannot listen on \(endpoint) (\(option)): \(why)", exitCode: CarteExit.invalidInput)
+    }
+}

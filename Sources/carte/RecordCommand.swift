@@ -63,7 +63,9 @@ struct RecordCommand: AsyncParsableCommand {
                 let detected = CardKind.fromATR(atr)
                 if detected.isVitale { kind = "vitale" } else if detected.isCPx { kind = "cps" } else {
                     try? await connection.disconnect(.leave)
-                    throw CLIError(kind: "record", message: "the card in \(name) is \(detected); say --session vitale or cps", exitCode: CarteExit.cardOrReader)
+                    let what: String
+                    if case .unknown = detected { what = "a card its ATR does not name (\(atr.hexString()))" } else { what = "a \(detected.description) card, which is not recorded by session" }
+                    throw CLIError(kind: "record", message: "the card in \(name) is \(what); say --session vitale or cps", exitCode: CarteExit.cardOrReader)
                 }
             }
             do {

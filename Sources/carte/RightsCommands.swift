@@ -79,6 +79,7 @@ extension SimCommand {
                 do throws(RightsError) { endpoint = try rightsEndpoint(listen) } catch {
                     throw CLIError(kind: "usage", message: error.description, exitCode: ExitCode.validationFailure.rawValue)
                 }
+                try ListenCheck.check(host: endpoint.host, port: endpoint.port, option: "--listen")
                 let specs = images.isEmpty ? ([BundledImages.defaultImage] + BundledImages.vitalePersonas).map { "bundled:" + $0.path } : images
                 var cards: [VitaleCard] = []
                 for spec in specs {
@@ -103,7 +104,7 @@ extension SimCommand {
                     server = try RightsServer(service: RightsService(cards: cards), endpoint: endpoint, issuer: pki.root, issuerKey: pki.rootKey,
                                               clientRoots: roots, clientIntermediates: intermediates, connectionTimeout: timeout, logger: logger)
                 } catch {
-                    throw CLIError(kind: "socket", message: error.description, exitCode: CarteExit.cardOrReader)
+                    throw CLIError(kind: "socket", message: error.description, exitCode: CarteExit.invalidInput)
                 }
                 FileHandle.standardOutput.write(Data("listening on https://\(server.endpoint)\n".utf8))
                 await serveUntilStopped(exitWithParent: exitWithParent) { server.stop() }
@@ -157,6 +158,12 @@ struct RightsCommand: AsyncParsableCommand {
                 normalised = try RightsService.normalise(nir: nir)
             } catch {
                 throw CLIError(kind: "usage", message: error.description, exitCode: ExitCode.validationFailure.rawValue)
+            }
+            // A mistyped NIR is said now, before the PIN, the card and the TLS handshake are spent on it.
+            if let parsed = try? NIR(normalised), !parsed.isKeyValid {
+                let expected = parsed.expectedKey < 10 ? "0\(parsed.expectedKey)" : "\(parsed.expectedKey)"
+                throw CLIError(kind: "usage", message: "--nir \(normalised): its key is \(normalised.suffix(2)), its 13 characters call for \(expected) (a typing error?)",
+                               exitCode: ExitCode.validationFailure.rawValue)
             }
             let roots: [X509Certificate]
             if let cacert { roots = try loadCertificates(cacert, option: "--cacert") } else { roots = [try BundledTestPKI.trust().roots[0]] }

@@ -55,6 +55,10 @@ struct SimCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("With --usb: milliseconds the driver waits for a card's answer.", valueName: "MS"))
         var timeout: Int = 30_000
 
+        func validate() throws {
+            guard (100...600_000).contains(timeout) else { throw ValidationError("--timeout must be in 100...600000 milliseconds, not \(timeout)") }
+        }
+
         /// The fake USB readers (--usb), or `nil`.
         func makeUSBReaders(_ backend: SimulatorBackend) throws -> SimulatedUSBReaders? {
             guard usb else { return nil }
@@ -203,6 +207,8 @@ struct SimCommand: AsyncParsableCommand {
             guard SlotFault.names.contains(fault) || SimulatorServer.readerFaultNames.contains(fault) || fault == "clear" else {
                 throw ValidationError("unknown fault \"\(fault)\": \((SlotFault.names + SimulatorServer.readerFaultNames).joined(separator: ", ")) or clear")
             }
+            if let count, !(1...10_000).contains(count) { throw ValidationError("--count is 1 to 10000 APDUs, not \(count)") }
+            if let ms, !(0...600_000).contains(ms) { throw ValidationError("--ms is 0 to 600000 milliseconds, not \(ms)") }
         }
 
         func run() async throws {

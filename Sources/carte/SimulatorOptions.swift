@@ -71,7 +71,11 @@ struct SimulatorOptions: ParsableArguments {
                 throw ValidationError("unknown reader profile \"\(id)\": neither a built-in one (\(VirtualReaderProfile.builtIn.map(\.id).joined(separator: ", "))) nor a file")
             }
         }
-        if noCard { return backend }
+        if noCard {
+            // --no-card with --image would drop the images without a word.
+            guard images.isEmpty else { throw ValidationError("--no-card inserts no card: it cannot go with --image \(images.joined(separator: ", "))") }
+            return backend
+        }
         let specs = images.isEmpty ? (defaultImages ?? ["bundled:" + BundledImages.defaultImage.path]) : images
         var free = backendSlots(backend)
         for spec in specs {

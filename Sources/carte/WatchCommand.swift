@@ -23,6 +23,10 @@ struct WatchCommand: AsyncParsableCommand {
     @Option(help: "Stop after this many seconds (default: run until interrupted).")
     var seconds: Double?
 
+    func validate() throws {
+        if let seconds, !(seconds > 0 && seconds <= 31_536_000) { throw ValidationError("--seconds is a duration above 0 (at most a year), not \(seconds)") }
+    }
+
     func run() async throws {
         StopSignals.shared.install()
         let logger = global.makeLogger()

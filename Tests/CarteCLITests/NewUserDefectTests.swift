@@ -198,3 +198,68 @@ extension NewUserDefectTests {
         #expect((none.json["error"] as? [String: Any])?["message"] as? String ?? "" != "", "\(none.stdout)")
     }
 }
+
+extension NewUserDefectTests {
+    // MARK: Item 8 — checks done before the work, not after
+
+    @Test func whatCanBeCheckedFirstIsCheckedFirst() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("carte-expired-\(getpid()).txt").path
+        try "ordonnance".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        // An expired card: nothing signed, the PIN not even asked for (standard input left unread).
+        let expired = try Carte.run(["cps", "sign", file, "--image", "bundled:cps/expiree.yaml", "--json"], stdin: "1234\n")
+        let error = expired.json["error"] as? [String: Any] ?? [:]
+        #expect(expired.status == 3 && error["kind"] as? String == "certificate" && (error["message"] as? String)?.contains("expired on 2024-06-30") == true, "\(expired.stdout)")
+        let anyway = try Carte.run(["cps", "sign", file, "--image", "bundled:cps/expiree.yaml", "--allow-invalid-certificate", "--json"], stdin: "1234\n")
+        #expect(anyway.status == 0 && anyway.json["verified"] as? Bool == true, "\(anyway.stdout)\(anyway.stderr)")
+        // A NIR whose key is wrong: said before any PIN, card or TLS (no service listens on port 9).
+        let nir = try Carte.run(["rights", "--nir", "172056912304599", "--service", "127.0.0.1:9"], stdin: "1234\n")
+        #expect(nir.status == 64 && nir.stderr.contains("call for 22"), "\(nir.stderr)")
+        // A software id no token can carry.
+        for id in ["", String(repeating: "X", count: 33)] {
+            let qr = try Carte.run(["sim", "apcv-qr", "--software-id", id])
+            #expect(qr.status == 64 && qr.stderr.contains("1 to 32 bytes"), "\(qr.stderr)")
+        }
+        #expect(try Carte.run(["sim", "apcv-qr", "--software-id", String(repeating: "X", count: 32)]).status == 0)
+        // A card given where a phone is expected, an image with --no-card: refused, not dropped.
+        let notPhone = try Carte.run(["sim", "apcv-service", "--listen", "127.0.0.1:0", "--phone", "bundled:vitale/twins.yaml"])
+        #expect(notPhone.status == 2 && notPhone.stderr.contains("is not a phone image"), "\(notPhone.stderr)")
+        let readPhone = try Carte.run(["read", "--qr", "APCV1:AAAA", "--apcv-phone", "bundled:vitale/twins.yaml"])
+        #expect(readPhone.status == 2 && readPhone.stderr.contains("is not a phone image"), "\(readPhone.stderr)")
+        let noCard = try Carte.run(["apdu", "--no-card", "--image", "bundled:vitale/twins.yaml", "00A4000000"])
+        #expect(noCard.status == 64 && noCard.stderr.contains("--no-card"), "\(noCard.stderr)")
+    }
+
+    // MARK: Item 9 — wording
+
+    @Test func messagesSayWhatHappened() throws {
+        // A port in use: said as such, exit 2 (not "cannot be reached", not a reader problem).
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        _ = listen(listener, 1)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let port = UInt16(bigEndian: address.sin_port)
+        for service in ["apcv-service", "rights-service"] {
+            let r = try Carte.run(["sim", service, "--listen", "127.0.0.1:\(port)"])
+            #expect(r.status == 2 && r.stderr.contains("already in use") && !r.stderr.contains("cannot be reached"), "\(service): \(r.stderr)")
+        }
+        // A directory given as a reader profile: said as such (not "larger than 1 MiB").
+        let profile = try Carte.run(["apdu", "--profile", FileManager.default.temporaryDirectory.path, "00A4000000"])
+        #expect(profile.status == 2 && profile.stderr.contains("it is a directory"), "\(profile.stderr)")
+        // Negative durations: the option's own check, not "Missing value".
+        for arguments in [["watch", "--seconds", "-1"], ["sim", "fault", "--socket", "/nonexistent", "0", "0", "slow", "--ms", "-5"],
+                          ["sim", "keypad", "--socket", "/nonexistent", "0", "0", "--after", "-3", "--digits", "1234"]] {
+            let r = try Carte.run(arguments)
+            #expect(r.status == 64 && !r.stderr.contains("Missing value") && r.stderr.contains(arguments.first { $0.hasPrefix("--") && $0 != "--socket" && $0 != "--digits" }!), "\(arguments): \(r.stderr)")
+        }
+        // A card record cannot tell apart: no "is unknown card".
+        let record = try Carte.run(["record", "-o", FileManager.default.temporaryDirectory.appendingPathComponent("r-\(getpid()).yaml").path, "--image", "bundled:demo/iso-generic.yaml"])
+        #expect(record.status == 3 && !record.stderr.contains("is unknown") && record.stderr.contains("--session"), "\(record.stderr)")
+    }
+}
