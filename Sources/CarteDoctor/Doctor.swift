@@ -200,7 +200,7 @@ public struct Doctor: Sendable {
         let infos: [ReaderInfo]
         do { infos = try await backend.readers() } catch {
             return (DoctorSection(id: "readers", title: "Readers", checks: [DoctorCheck(id: "readers.list", title: "the readers cannot be listed", status: .fail, evidence: ["\(error)"])]),
-                    DoctorSection(id: "cards", title: "Cards", checks: []), [])
+                    DoctorSection(id: "cards", title: "Cards", checks: [DoctorCheck(id: "cards.skipped", title: "cards not checked", status: .skip, evidence: ["the readers cannot be listed (see Readers)"])]), [])
         }
         var order: [String] = []
         var grouped: [String: [ReaderInfo]] = [:]
@@ -229,7 +229,10 @@ public struct Doctor: Sendable {
         for r in seen {
             for slot in r.slots { if let c = await cardCheck(slot) { cardChecks.append(c) } }
         }
-        if cardChecks.isEmpty && !seen.isEmpty {
+        if seen.isEmpty {
+            // Every section says something: no reader, so no card could be checked.
+            cardChecks.append(DoctorCheck(id: "cards.skipped", title: "cards not checked", status: .skip, evidence: ["pcscd knows no reader (see Readers)"]))
+        } else if cardChecks.isEmpty {
             cardChecks.append(DoctorCheck(id: "cards.none", title: "no card in any slot", status: .info, evidence: ["insert a card to test the slot, its contacts and the card's answer"]))
         }
         return (DoctorSection(id: "readers", title: "Readers", checks: readerChecks), DoctorSection(id: "cards", title: "Cards", checks: cardChecks), seen)
@@ -360,7 +363,7 @@ public struct Doctor: Sendable {
         }
     }
 
-    static let muteFix = "take the card out, check it is inserted chip first and face up, wipe the chip; if another card answers in this slot, the card is faulty (ask for a replacement); if none does, the slot is"
+    static let muteFix = "take the card out, check it is inserted chip first and face up, wipe the chip; if another card answers in this slot, the card is faulty (ask for a replacement); if none does, the slot is at fault: clean its contacts with a cleaning card, or replace the reader"
 
     // MARK: - USB
 

@@ -190,3 +190,15 @@ struct CatalogAndUdevTests {
         #expect(report.status == .fail && report.check("a.2")?.fix == "do this")
     }
 }
+
+/// #38 item 6: every fix the doctor gives is a whole sentence, ending on what to do.
+@Suite("Doctor advice")
+struct DoctorAdviceTests {
+    @Test func theFixesEndOnWhatToDo() {
+        for fix in [Doctor.muteFix, Doctor.udevInstall] {
+            let last = fix.split(separator: " ").last.map(String.init) ?? ""
+            #expect(!["is", "the", "a", "to", "of", "and", "or", "if"].contains(last), "a fix stops mid-sentence: …\(fix.suffix(40))")
+        }
+        #expect(Doctor.muteFix.contains("replace the reader"))
+    }
+}

@@ -266,6 +266,8 @@ struct DoctorThroughPCSCDTests {
         #expect(none.status == 7 && c["readers.none"]?["status"] as? String == "fail", "status \(none.status), stderr: \(none.stderr)\n\(none.stdout)")
         let fix: String = (c["readers.none"]?["fix"] as? String) ?? ""
         #expect(fix.contains("USB section"))
+        // #38 item 6: the cards section says why it checked nothing.
+        #expect(c["cards.skipped"]?["status"] as? String == "skip", "\(none.stdout)")
     }
 }
 
