@@ -21,11 +21,9 @@ public struct CertificateTrust: Sendable {
 
 /// Encodes a report the way every CarteKit JSON output is written (sorted keys, pretty printed).
 public func jsonText<T: Encodable>(_ value: T) -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     // Encoding CarteKit's own value types cannot fail; a failure here is a bug worth a crash report.
-    let data = try! encoder.encode(value)
-    return String(decoding: data, as: UTF8.self)
+    // Absent values are written as null (docs/json.md), every declared field always present.
+    try! NullKeepingJSON.text(value)
 }
 
 extension VitaleDate {

@@ -179,7 +179,7 @@ public enum RightsClient {
         guard code == 200 else {
             let document = try? JSONDecoder().decode(RightsErrorDocument.self, from: Data(body))
             if code == 404, document?.error == "unknown-nir" { throw .unknownNIR(nir) }
-            throw .serviceError(status: code, message: document.map { String($0.message.prefix(512)) } ?? "no error document")
+            throw .serviceError(status: code, error: document.map { String($0.error.prefix(64)) } ?? "", message: document.map { String($0.message.prefix(512)) } ?? "no error document")
         }
         return body
     }

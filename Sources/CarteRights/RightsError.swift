@@ -27,8 +27,9 @@ public enum RightsError: Error, Hashable, Sendable, CustomStringConvertible {
     case protocolError(String)
     /// The service knows nobody with this NIR.
     case unknownNIR(String)
-    /// The service answered with an error document (`carte.rights-error/1`): HTTP status and message.
-    case serviceError(status: Int, message: String)
+    /// The service answered with an error document (`carte.rights-error/1`): HTTP status, its
+    /// `error` code (empty when the answer had no document) and message.
+    case serviceError(status: Int, error: String, message: String)
 
     public var description: String {
         switch self {
@@ -42,7 +43,7 @@ public enum RightsError: Error, Hashable, Sendable, CustomStringConvertible {
         case .cardSignature(let s): return "the card could not sign the TLS handshake: \(s)"
         case .protocolError(let s): return "rights service exchange: \(s)"
         case .unknownNIR(let nir): return "the rights service knows no one with NIR \(nir)"
-        case .serviceError(let status, let message): return "the rights service answered HTTP \(status): \(message)"
+        case .serviceError(let status, _, let message): return "the rights service answered HTTP \(status): \(message)"
         }
     }
 }

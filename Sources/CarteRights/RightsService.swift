@@ -73,9 +73,8 @@ public struct RightsAnswer: Encodable, Sendable {
 
     /// The document's JSON (sorted keys, pretty-printed like every carte JSON output).
     public func json() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(self)) ?? Data("{}".utf8))
+        // As every carte JSON output: sorted keys, pretty-printed, absent values null (docs/json.md).
+        Array(jsonText(self).utf8)
     }
 }
 
@@ -148,8 +147,7 @@ struct RightsErrorDocument: Codable {
     var message: String
 
     func json() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(self)) ?? Data("{}".utf8))
+        // As every carte JSON output: sorted keys, pretty-printed, absent values null (docs/json.md).
+        Array(jsonText(self).utf8)
     }
 }

@@ -60,9 +60,7 @@ struct DoctorCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
         let redact = Redactor()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let json = String(decoding: try encoder.encode(report), as: UTF8.self)
+        let json = Output.json(report)
         var versions = ["carte \(CarteVersion.string)", "libusb \(USBInventory.libraryVersion)"]
         versions.append(await onDedicatedThread { runProgram("/usr/sbin/pcscd", ["--version"]).output.split(separator: "\n").first.map(String.init) ?? "pcscd: not found" })
         let uname = await onDedicatedThread { runProgram("/bin/uname", ["-srm"]).output }

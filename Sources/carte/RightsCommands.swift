@@ -197,6 +197,16 @@ struct RightsCommand: AsyncParsableCommand {
                 switch error {
                 case .invalidEndpoint, .invalidNIR, .invalidDate: throw CLIError(kind: "usage", message: error.description, exitCode: ExitCode.validationFailure.rawValue)
                 case .cardSignature: throw CLIError(kind: "cps", message: error.description, exitCode: CarteExit.cardOrReader)
+                case .unknownNIR, .serviceError:
+                    // The service answered with its error document: with --json it is what is printed
+                    // (docs/json.md, carte.rights-error/1), exit 8 either way.
+                    if global.json {
+                        let (status, code, message): (Int, String, String)
+                        if case .serviceError(let s, let c, let m) = error { (status, code, message) = (s, c, m) } else { (status, code, message) = (404, "unknown-nir", error.description) }
+                        Output.printJSON(RightsErrorReport(status: status, error: code, message: message))
+                        throw ExitCode(CarteExit.rightsRefused)
+                    }
+                    throw CLIError(kind: "rights", message: error.description, exitCode: CarteExit.rightsRefused)
                 default: throw CLIError(kind: "rights", message: error.description, exitCode: CarteExit.rightsRefused)
                 }
             }
@@ -222,4 +232,12 @@ struct RightsCommand: AsyncParsableCommand {
             print("mutual TLS: the card signed the handshake (\(reply.signatures) signature, \(apdus) APDUs)")
         }
     }
+}
+
+/// The service's `carte.rights-error/1` document as `carte rights --json` prints it.
+struct RightsErrorReport: Encodable {
+    var schema = "carte.rights-error/1"
+    let status: Int
+    let error: String
+    let message: String
 }

@@ -45,8 +45,8 @@ struct WatchCommand: AsyncParsableCommand {
                 formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
                 let time = formatter.string(from: Date())
                 if json {
-                    var object: [String: String] = ["schema": "carte.event/1", "time": time, "event": kind, "reader": reader]
-                    if let atr { object["atr"] = atr.hexString() }
+                    // `atr` is null for the events without a card (docs/json.md: absent values are null).
+                    let object: [String: Any] = ["schema": "carte.event/1", "time": time, "event": kind, "reader": reader, "atr": atr.map { $0.hexString() } ?? NSNull()]
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                     print(String(decoding: data, as: UTF8.self))
                 } else {

@@ -108,6 +108,13 @@ extension SharedSandboxTests {
         #expect(carteAnswer["nir"] as? String == nir && (carteAnswer["professional"] as? [String: Any])?["identifier"] as? String == "899900000101")
         #expect(!(carte.stdout + carte.stderr).contains("1234") && !(carte.stdout + carte.stderr).contains("31 32 33 34"), "the PIN never shows")
 
+        // #38 item 7: a NIR the service does not know: its own error document with --json, exit 8.
+        let stranger = try s.run(PCSCSandbox.carteBinary.path, ["rights", "--backend", "pcsc", "--reader", biFente1, "--nir", "299019900000055",
+                                                                "--service", "127.0.0.1:\(port)", "--json"], stdin: "1234\n")
+        let strangerAnswer = (try? JSONSerialization.jsonObject(with: Data(stranger.stdout.utf8))) as? [String: Any] ?? [:]
+        #expect(stranger.status == 8 && strangerAnswer["schema"] as? String == "carte.rights-error/1" && strangerAnswer["error"] as? String == "unknown-nir"
+                && strangerAnswer["status"] as? Int == 404, "\(stranger.stdout)\(stranger.stderr)")
+
         // A wrong PIN stops before any connection (exit 5), and is sent once.
         let wrong = try s.run(PCSCSandbox.carteBinary.path, ["rights", "--backend", "pcsc", "--reader", biFente1, "--nir", nir, "--service", "127.0.0.1:\(port)"], stdin: "9999\n")
         #expect(wrong.status == 5 && wrong.stderr.contains("tries left"), "\(wrong.stderr)")
@@ -143,7 +150,7 @@ extension SharedSandboxTests {
         #expect(stopped.status == 0)
         let log = service.output("err")
         #expect(log.contains("no-client-certificate") && log.contains("untrusted-client-certificate") && log.contains("expired-client-certificate"), "\(log)")
-        #expect(log.contains("rights service stopped: answered 2, expired-client-certificate 2, no-client-certificate 1, refused-request 1, untrusted-client-certificate 2"), "\(log)")
+        #expect(log.contains("rights service stopped: answered 2, expired-client-certificate 2, no-client-certificate 1, refused-request 2, untrusted-client-certificate 2"), "\(log)")
         // (Not a bare "1234": an ephemeral port may hold those digits.)
         #expect(!log.contains("pin-value") && !log.contains("31 32 33 34") && !log.contains("=1234"))
         #expect(!log.contains(nir), "NIRs are logged at debug level only")
