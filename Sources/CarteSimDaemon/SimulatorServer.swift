@@ -540,7 +540,10 @@ public final class SimulatorServer: Sendable {
             let matches = readers.filter { $0.profile.name == name || $0.profile.id == name || $0.slots.contains { $0.info.name == name } }
             let prefixed = matches.isEmpty ? readers.filter { $0.profile.name.hasPrefix(name) || $0.slots.first?.info.physicalReader.hasPrefix(name) == true } : matches
             guard prefixed.count == 1 else {
-                return .failure(ControlFailure("reader \"\(name)\" matches \(prefixed.count) readers; use its index (carte sim status)"))
+                if prefixed.isEmpty {
+                    return .failure(ControlFailure("no reader \"\(name)\"; the daemon's readers: \(readers.map(\.profile.name).joined(separator: ", "))"))
+                }
+                return .failure(ControlFailure("\"\(name)\" names \(prefixed.count) readers (\(prefixed.map(\.profile.name).joined(separator: ", "))); give more of the name, or the index (carte sim status)"))
             }
             entry = prefixed[0]
             if let exact = entry.slots.first(where: { $0.info.name == name }) { return .success(exact) }
