@@ -115,7 +115,8 @@ struct SimulatorServerTests {
             (["op": "insert", "reader": 1, "slot": 5, "image": "x"], "no slot 5"),
             (["op": "insert", "reader": 1, "slot": 0], "needs \"image\""),
             (["op": "insert", "reader": 1, "slot": 0, "image": "/nonexistent.yaml"], "no such file"),
-            (["op": "insert", "reader": "CarteKit", "slot": 0, "image": "x"], "matches 2 readers"),
+            (["op": "insert", "reader": "CarteKit", "slot": 0, "image": "x"], "names 2 readers"),
+            (["op": "insert", "reader": "Nope", "slot": 0, "image": "x"], "no reader \"Nope\""),
         ] {
             let answer = try client.send(request)
             #expect(answer["ok"] as? Bool == false)
