@@ -150,7 +150,12 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
         return UnkeyedContainer(node: c, codingPath: codingPath + [key])
     }
 
-    mutating func superEncoder() -> any Encoder { TreeEncoder(node: child(Key(stringValue: "super")!), path: codingPath) }
+    mutating func superEncoder() -> any Encoder {
+        // JSONEncoder's key for a superclass's fields (no Key case needs to exist for it).
+        let c = Node()
+        node.set("super", c)
+        return TreeEncoder(node: c, path: codingPath)
+    }
     mutating func superEncoder(forKey key: Key) -> any Encoder { TreeEncoder(node: child(key), path: codingPath + [key]) }
 }
 
