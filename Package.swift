@@ -98,7 +98,12 @@ let package = Package(
         /// the simulated insurer's service (in process and over HTTP on loopback).
         .target(
             name: "CarteApCV",
-            dependencies: ["CarteCore", "CarteVitale", "CarteCrypto", logging],
+            dependencies: ["CarteCore", "CarteVitale", "CarteCrypto", "CarteJSON", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// JSON as docs/json.md writes it (absent values null), for every document CarteKit writes.
+        .target(
+            name: "CarteJSON",
             swiftSettings: strictSwiftSettings
         ),
         /// The synthetic online rights-consultation service (mutual TLS 1.2 on loopback, system OpenSSL's
@@ -120,7 +125,7 @@ let package = Package(
         /// The editors' API: one session API over every reader backend and card kind.
         .target(
             name: "CarteKit",
-            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", logging],
+            dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteJSON", logging],
             swiftSettings: strictSwiftSettings
         ),
         /// The C API's header (include/carte.h) and its Swift-free parts (version, status names).

@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import CarteJSON
 #endif
 
 // The wire of the simulated apCV service (docs/apcv.md): one endpoint, `POST /apcv/v1/identity` with
@@ -154,9 +155,8 @@ package let reasonPhrases = [200: "OK", 400: "Bad Request", 401: "Unauthorized",
                      409: "Conflict", 410: "Gone", 413: "Content Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error"]
 
 package func encodeJSON<T: Encodable>(_ value: T) -> [UInt8] {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    return (try? Array(encoder.encode(value))) ?? Array(#"{"schema":"carte.apcv-error/1","error":"internal","message":"encoding failed"}"#.utf8)
+    // Compact on the wire; absent values null, as every CarteKit document (docs/json.md).
+    (try? Array(NullKeepingJSON.data(value, pretty: false))) ?? Array(#"{"schema":"carte.apcv-error/1","error":"internal","message":"encoding failed"}"#.utf8)
 }
 
 // MARK: - Request framing and answers, without the transport

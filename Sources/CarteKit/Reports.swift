@@ -3,6 +3,7 @@ public import CarteCPS
 public import CarteCrypto
 public import CarteVitale
 import Foundation
+import CarteJSON
 
 // The versioned JSON documents of docs/json.md, shared by the `carte` tool and the C API (libcarte).
 

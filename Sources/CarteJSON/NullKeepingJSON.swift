@@ -1,15 +1,22 @@
-import Foundation
+package import Foundation
 
 /// Encodes a value to JSON as docs/json.md promises: every field its type declares is written, an
 /// absent optional as `null` (`JSONEncoder` leaves such fields out, so a reader could not tell "not
-/// known" from "not in this version"). Keys sorted, pretty-printed, slashes unescaped.
-enum NullKeepingJSON {
-    /// The JSON text of `value`.
-    static func text<T: Encodable>(_ value: T) throws -> String {
+/// known" from "not in this version"). Keys sorted, slashes unescaped; pretty-printed for people
+/// (`carte … --json`), compact on the wire (the simulated services).
+package enum NullKeepingJSON {
+    /// The JSON bytes of `value`.
+    package static func data<T: Encodable>(_ value: T, pretty: Bool = true) throws -> Data {
         let root = Node()
         try value.encode(to: TreeEncoder(node: root, path: []))
-        let data = try JSONSerialization.data(withJSONObject: root.foundation, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed])
-        return String(decoding: data, as: UTF8.self)
+        var options: JSONSerialization.WritingOptions = [.sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]
+        if pretty { options.insert(.prettyPrinted) }
+        return try JSONSerialization.data(withJSONObject: root.foundation, options: options)
+    }
+
+    /// The JSON text of `value`, pretty-printed.
+    package static func text<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try data(value), as: UTF8.self)
     }
 }
 
