@@ -30,6 +30,24 @@ public enum DigestAlgorithm: String, Sendable, Hashable, CaseIterable {
         }
     }
 
+    /// The digest of a message the host hashed up to `byteCount` bytes (a whole number of blocks),
+    /// leaving `state` (big-endian, the digest's length), followed by `last`: what a card finishing
+    /// the hash computes (PSO HASH with tag `90`). `nil` when `state` or `byteCount` do not fit.
+    public func finishing(state: [UInt8], byteCount: UInt64, last: [UInt8]) -> [UInt8]? {
+        guard state.count == length else { return nil }
+        let words = stride(from: 0, to: state.count, by: 4).map { i in state[i..<(i + 4)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
+        switch self {
+        case .sha1:
+            guard var h = SHA1(state: words, byteCount: byteCount) else { return nil }
+            h.update(last)
+            return h.finalize()
+        case .sha256:
+            guard var h = SHA256(state: words, byteCount: byteCount) else { return nil }
+            h.update(last)
+            return h.finalize()
+        }
+    }
+
     /// The algorithm whose DigestInfo `data` is (prefix and a digest of the right length), and the digest.
     public static func fromDigestInfo(_ data: [UInt8]) -> (DigestAlgorithm, [UInt8])? {
         for a in allCases where data.count == a.digestInfoPrefix.count + a.length && data.starts(with: a.digestInfoPrefix) {

@@ -270,12 +270,12 @@ extension SimulatedCard {
             if let algorithm, !Self.iasAuthenticationAlgorithms.contains(algorithm) { return ([], .incorrectData) }
             let (ref, failure) = key(reference, for: .authenticate)
             guard let ref else { return ([], failure!) }
-            (environment.authenticationKey, environment.authenticationAlgorithm) = (ref, algorithm)
+            environment.authenticationKey = ref
         default:  // B8
             if let algorithm, !Self.iasDecipherAlgorithms.contains(algorithm) { return ([], .incorrectData) }
             let (ref, failure) = key(reference, for: .decipher)
             guard let ref else { return ([], failure!) }
-            (environment.decipherKey, environment.decipherAlgorithm) = (ref, algorithm)
+            environment.decipherKey = ref
         }
         return ([], .success)
     }
@@ -293,7 +293,7 @@ extension SimulatedCard {
             guard keyByte & 0x80 != 0 else { return ([], .incorrectData) }
             let (ref, failure) = key(keyByte & 0x7F, for: .sign)
             guard let ref else { return ([], failure!) }
-            (environment.signKey, environment.signAlgorithm, environment.signInputIsHash) = (ref, algorithm, true)
+            (environment.signKey, environment.signAlgorithm) = (ref, algorithm)
         case 0xB8:
             guard algorithm == nil, let reference else { return ([], .incorrectData) }
             let (ref, failure) = key(reference, for: .decipher)
@@ -356,23 +356,11 @@ extension SimulatedCard {
         case (stateLength?, nil):
             digest = intermediate!
         case ((stateLength + 8)?, let tail?) where !tail.isEmpty && tail.count <= 64:
-            let state = intermediate!.prefix(stateLength)
             let bits = intermediate!.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            var words: [UInt32] = []
-            for start in stride(from: state.startIndex, to: state.endIndex, by: 4) {
-                words.append(state[start..<(start + 4)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+            guard bits % 8 == 0, let finished = algorithm.finishing(state: Array(intermediate!.prefix(stateLength)), byteCount: bits / 8, last: tail) else {
+                return ([], .incorrectData)
             }
-            guard bits % 8 == 0 else { return ([], .incorrectData) }
-            switch algorithm {
-            case .sha1:
-                guard var h = SHA1(state: words, byteCount: bits / 8) else { return ([], .incorrectData) }
-                h.update(tail)
-                digest = h.finalize()
-            case .sha256:
-                guard var h = SHA256(state: words, byteCount: bits / 8) else { return ([], .incorrectData) }
-                h.update(tail)
-                digest = h.finalize()
-            }
+            digest = finished
         default:
             return ([], .incorrectData)
         }
@@ -408,7 +396,8 @@ extension SimulatedCard {
     /// PKCS#1 v1.5 or RSA-PSS (MGF1 with the same hash, a salt as long as the digest: **synthetic**,
     /// the applet's salt length is not public).
     private func chipDocSignature(_ c: CommandAPDU) -> (data: [UInt8], sw: StatusWord) {
-        guard let algorithm = environment.signAlgorithm, let (digest, pss) = Self.chipDocSignatureAlgorithms[algorithm], environment.signInputIsHash else {
+        // A ChipDoc algorithm is only ever set with bit 8 of the key byte ("a hash"): MSE refuses the rest.
+        guard let algorithm = environment.signAlgorithm, let (digest, pss) = Self.chipDocSignatureAlgorithms[algorithm] else {
             return ([], .conditionsOfUseNotSatisfied)
         }
         let (key, failure) = usableKey(environment.signKey)

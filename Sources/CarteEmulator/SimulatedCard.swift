@@ -68,14 +68,10 @@ public final class SimulatedCard {
         /// Digital signature template (`B6`): key and algorithm reference.
         var signKey: UInt8?
         var signAlgorithm: UInt8?
-        /// ChipDoc: the key byte of tag `91` had bit 8 set, "the input of PSO CDS is a hash".
-        var signInputIsHash = false
         /// Authentication template (`A4`).
         var authenticationKey: UInt8?
-        var authenticationAlgorithm: UInt8?
         /// Confidentiality template (`B8`).
         var decipherKey: UInt8?
-        var decipherAlgorithm: UInt8?
         /// Hash template (`AA`): the algorithm PSO HASH uses.
         var hashAlgorithm: DigestAlgorithm?
         /// What the last PSO HASH computed, for PSO CDS without data.
