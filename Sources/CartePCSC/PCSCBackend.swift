@@ -190,17 +190,7 @@ public final class PCSCBackend: ReaderBackend {
 
     /// What is in `reader` now (an immediate `SCardGetStatusChange`).
     public func state(of reader: String) async throws(CardError) -> SlotState {
-        let result = await context.call { ctx -> Result<(DWORD, [UInt8]), PCSCError> in
-            readerState(ctx, reader)
-        }
-        switch result {
-        case .success(let (state, atr)):
-            if state & DWORD(SCARD_STATE_MUTE) != 0 { return .mute }
-            if state & DWORD(SCARD_STATE_PRESENT) != 0 { return .present(atr: atr) }
-            return .empty
-        case .failure(let e):
-            throw e.cardError(reader: reader)
-        }
+        try await stateAndEventCount(of: reader).state
     }
 
     /// What is in `reader` now and pcscd's count of its card events (pcsc-lite counts insertions and

@@ -295,12 +295,11 @@ final class ReceiveBuffer: @unchecked Sendable {
 /// Waits (at most `milliseconds`) until pcscd reports a change of `reader`'s state from the one it
 /// reports now.
 func waitForStateChange(_ ctx: SCARDCONTEXT, _ reader: String, milliseconds: DWORD) {
+    guard case .success(let (current, _)) = readerState(ctx, reader) else { return }
     reader.withCString { name in
         var state = SCARD_READERSTATE()
         state.szReader = name
-        state.dwCurrentState = DWORD(SCARD_STATE_UNAWARE)
-        guard SCardGetStatusChange(ctx, 0, &state, 1) == SCARD_S_SUCCESS else { return }
-        state.dwCurrentState = state.dwEventState & ~DWORD(SCARD_STATE_CHANGED)
+        state.dwCurrentState = current & ~DWORD(SCARD_STATE_CHANGED)
         _ = SCardGetStatusChange(ctx, milliseconds, &state, 1)
     }
 }

@@ -40,10 +40,9 @@ struct WatchCommand: AsyncParsableCommand {
             do { readers = try await backend.readers() } catch {
                 throw CLIError(kind: "reader", message: "cannot list the readers: \(error)", exitCode: CarteExit.cardOrReader)
             }
+            let timeStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
             @Sendable func emit(_ kind: String, _ reader: String, _ atr: [UInt8]?) throws {
-                let formatter = ISO8601DateFormatter()
-                formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-                let time = formatter.string(from: Date())
+                let time = timeStyle.format(Date())
                 if json {
                     // `atr` is null for the events without a card (docs/json.md: absent values are null).
                     let object: [String: Any] = ["schema": "carte.event/1", "time": time, "event": kind, "reader": reader, "atr": atr.map { $0.hexString() } ?? NSNull()]
