@@ -347,7 +347,6 @@ extension BundledTestPKI {
 
 // MARK: - Secrets
 
-/// Reads PINs and PUKs: from the terminal without echo, or one line of standard input.
 /// Gives the terminal its echo back when a signal ends the program during a secret prompt (Ctrl-C,
 /// Ctrl-\\, a hang-up, a kill): the handlers restore the saved settings, then let the signal do
 /// what it would have done.
@@ -382,6 +381,7 @@ enum EchoGuard {
     }
 }
 
+/// Reads PINs and PUKs: from the terminal without echo, or one line of standard input.
 enum SecretInput {
     /// One secret. The value never reaches a message: errors only say what is wrong with its shape.
     static func read(_ what: String) throws -> PINCode {
