@@ -39,23 +39,23 @@ private final class Node {
         }
     }
 
-    /// This node as an object (made one if it is not yet).
+    /// This node as an object (made one if it is not yet). The members are taken out of `kind`
+    /// before the insertion, so it happens in place rather than on a copy (linear, not quadratic).
     func set(_ key: String, _ child: Node) {
-        if case .object(var o) = kind {
-            o[key] = child
-            kind = .object(o)
-        } else {
-            kind = .object([key: child])
-        }
+        var o: [String: Node] = [:]
+        if case .object(let members) = kind { o = members }
+        kind = .unset
+        o[key] = child
+        kind = .object(o)
     }
 
+    /// This node as an array (made one if it is not yet), `child` appended in place.
     func append(_ child: Node) {
-        if case .array(var a) = kind {
-            a.append(child)
-            kind = .array(a)
-        } else {
-            kind = .array([child])
-        }
+        var a: [Node] = []
+        if case .array(let elements) = kind { a = elements }
+        kind = .unset
+        a.append(child)
+        kind = .array(a)
     }
 
     var count: Int {
