@@ -120,12 +120,16 @@ public final class ReaderManager: Sendable {
     }
 
     /// Reader and card events from now on, each with its slot, physical reader and card kind.
-    /// Each call returns a new sequence; it ends when the task iterating it is cancelled.
+    /// Each call returns a new sequence; it ends when the task iterating it is cancelled, or when the
+    /// manager is released (the sequence does not keep the manager, nor its backend, alive).
     public func events() -> AsyncStream<CardEvent> {
         let source = backend.events()
         return AsyncStream { continuation in
-            let pump = Task { [self] in
+            // Weak: a cancelled pump that has not run yet must not hold the manager and its backend
+            // (a PC/SC context, a simulator) past their owner's release.
+            let pump = Task { [weak self] in
                 for await event in source {
+                    guard let self else { break }
                     continuation.yield(self.cardEvent(event))
                 }
                 continuation.finish()
