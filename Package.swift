@@ -20,6 +20,24 @@ let strictSwiftSettings: [SwiftSetting] = [
 
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 
+/// The commit `carte --version` reports: CARTEKIT_BUILD_COMMIT from the environment, which the scripts
+/// set from git (scripts/package.sh, test.sh, demo.sh; a build from a source tarball can set it too).
+/// Not `Context.gitInformation`: SwiftPM caches the evaluated manifest without the checkout's state, so
+/// that value goes stale after a commit. The variable is part of the cache key, so a new commit rebuilds
+/// one C file and relinks.
+let buildCommit: String = {
+    guard let given = Context.environment["CARTEKIT_BUILD_COMMIT"], !given.isEmpty, given.count <= 64,
+          given.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.+".contains($0)) }) else { return "unknown" }
+    return given
+}()
+
+/// Link flags that put the Swift runtime and the static Foundation (with what it needs) inside a binary,
+/// so that it needs only libc, libstdc++ and the system libraries it uses.
+let staticSwiftRuntime: [String] = ["-static-stdlib"]
+    + ["--start-group", "-lFoundation", "-lFoundationInternationalization", "-lFoundationEssentials", "-lCoreFoundation",
+       "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization", "-lswiftDispatch",
+       "-ldispatch", "-lBlocksRuntime", "--end-group"].flatMap { ["-Xlinker", $0] }
+
 // MARK: - Package
 
 let package = Package(
@@ -128,6 +146,8 @@ let package = Package(
             dependencies: ["CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CarteApCV", "CarteJSON", logging],
             swiftSettings: strictSwiftSettings
         ),
+        /// The commit the build comes from, as a C constant (a Swift define cannot carry a value).
+        .target(name: "CBuildInfo", cSettings: [.define("CARTEKIT_BUILD_COMMIT", to: "\"\(buildCommit)\"")]),
         /// The C API's header (include/carte.h) and its Swift-free parts (version, status names).
         .target(name: "CCarteAPI", exclude: ["carte.symbols", "carte.map"]),
         /// libcarte: the C API over CarteKit (opaque handles, status codes, UTF-8), with a static Swift runtime.
@@ -137,11 +157,9 @@ let package = Package(
             swiftSettings: strictSwiftSettings,
             // A static Swift runtime and Foundation (with what static Foundation needs), so libcarte.so needs
             // only libc, libstdc++, libssl/libcrypto and libpcsclite on the editor's machine.
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libcarte.so.1",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libcarte.so.1",
                                            "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/CCarteAPI/carte.map"]
-                + ["--start-group", "-lFoundation", "-lFoundationInternationalization", "-lFoundationEssentials", "-lCoreFoundation",
-                   "-l_FoundationICU", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization", "-lswiftDispatch",
-                   "-ldispatch", "-lBlocksRuntime", "--end-group"].flatMap { ["-Xlinker", $0] })]
+                + staticSwiftRuntime)]
         ),
         /// The PC/SC backend over libpcsclite: contexts on dedicated threads, readers, attributes, events.
         .target(
@@ -276,7 +294,7 @@ let package = Package(
             path: "scripts",
             // Every other file of scripts/ (a new script must be listed here, or SwiftPM warns).
             exclude: ["bench.sh", "bootstrap.sh", "demo.sh", "install-capi.sh", "test.sh", "fuzz.sh",
-                      "cryptolib-bench.sh", "cryptolib-record.sh", "private-pcscd.sh"],
+                      "cryptolib-bench.sh", "cryptolib-record.sh", "private-pcscd.sh", "build-commit.sh", "package.sh", "package-test.sh"],
             sources: ["BundledScripts.swift"],
             resources: [.embedInCode("usb-testbed.py")],
             swiftSettings: strictSwiftSettings
@@ -311,10 +329,15 @@ let package = Package(
                 "CarteBundledImages",
                 "CarteDoctor",
                 "CarteUSB",
+                "CBuildInfo",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strictSwiftSettings
+            swiftSettings: strictSwiftSettings,
+            // A release carte carries the Swift runtime and Foundation (the Debian package's machines have
+            // no Swift). Here rather than `--static-swift-stdlib`, which changes every module's compile
+            // flags and so builds the whole package a second time.
+            linkerSettings: [.unsafeFlags(staticSwiftRuntime, .when(configuration: .release))]
         ),
 
         /// The code of the DocC article "Reading a patient's Vitale and signing with the professional's CPS

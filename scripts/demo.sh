@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# `carte --version` names the commit it was built from (Package.swift reads this).
+export CARTEKIT_BUILD_COMMIT="$(bash scripts/build-commit.sh)"
 command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:/opt/swift/bin:$PATH"
 swift build --product carte 2>&1 | grep -v "warning: 'main'" >&2
 exec "$(swift build --show-bin-path)/carte" demo "$@"

@@ -1,4 +1,5 @@
 import ArgumentParser
+internal import CBuildInfo
 import CarteApCV
 import CarteCore
 import CarteKit
@@ -44,7 +45,7 @@ struct Carte: AsyncParsableCommand {
               64  invalid command line (unknown option, missing argument, unknown
                   command)
             """,
-        version: CarteVersion.string,
+        version: CarteVersion.withCommit,
         subcommands: [ReadCommand.self, RecordCommand.self, DoctorCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, RightsCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
     )
 
@@ -104,6 +105,10 @@ func unknownCommand(_ words: some Collection<String>) -> String? {
 /// The version of the tool and of the JSON schemas it writes.
 enum CarteVersion {
     static let string = "0.1.0"
+    /// The commit the binary was built from (Package.swift: CBuildInfo), "unknown" outside git.
+    static let commit = String(cString: cartekit_build_commit())
+    /// What `carte --version` prints: the version and the commit.
+    static let withCommit = "\(string) (commit \(commit))"
 }
 
 /// Exit codes documented in `carte --help`.

@@ -61,7 +61,7 @@ struct DoctorCommand: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(at: dir) }
         let redact = Redactor()
         let json = Output.json(report)
-        var versions = ["carte \(CarteVersion.string)", "libusb \(USBInventory.libraryVersion)"]
+        var versions = ["carte \(CarteVersion.withCommit)", "libusb \(USBInventory.libraryVersion)"]
         versions.append(await onDedicatedThread { runProgram("/usr/sbin/pcscd", ["--version"]).output.split(separator: "\n").first.map(String.init) ?? "pcscd: not found" })
         let uname = await onDedicatedThread { runProgram("/bin/uname", ["-srm"]).output }
         versions.append("kernel " + uname.trimmingCharacters(in: .whitespacesAndNewlines))

@@ -81,6 +81,20 @@ struct CLITests {
         }
     }
 
+    /// `carte --version` names the version and the commit of the build (scripts set CARTEKIT_BUILD_COMMIT
+    /// from git; a bare `swift build` says "unknown").
+    @Test func versionNamesTheCommit() throws {
+        let r = try Carte.run(["--version"])
+        #expect(r.status == 0)
+        let line = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(line.hasPrefix("0.1.0 (commit ") && line.hasSuffix(")"), "\(line)")
+        let commit = line.dropFirst("0.1.0 (commit ".count).dropLast()
+        #expect(commit == "unknown" || commit.prefix(12).allSatisfy(\.isHexDigit), "\(line)")
+        if let expected = ProcessInfo.processInfo.environment["CARTEKIT_BUILD_COMMIT"], !expected.isEmpty {
+            #expect(commit == expected[...], "built from \(expected)")
+        }
+    }
+
     @Test func theATRTableIsThere() {
         #expect(domainATRs.count == 24)
     }
