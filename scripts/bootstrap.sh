@@ -15,6 +15,7 @@ PACKAGES=(
   vsmartcard-vpcd                 # stock vpcd, the second reference of `carte bench pcsc`
   gcc libc6-dev binutils valgrind # the C API: the C example and misuse program, nm/strip, valgrind checks
   umockdev gir1.2-umockdev-1.0 python3-gi  # fake USB readers for pcscd's hotplug and libusb (scripts/usb-testbed.py)
+  dpkg-dev lintian debootstrap   # the Debian package (scripts/package.sh) and the clean Debian 12 root its test installs it in
 )
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# `carte --version` names the commit it was built from (Package.swift reads this).
+export CARTEKIT_BUILD_COMMIT="$(bash scripts/build-commit.sh)"
 command -v swift >/dev/null 2>&1 || export PATH="/opt/swift/usr/bin:/opt/swift/bin:$PATH"
 
 log=$(mktemp)
@@ -18,6 +20,17 @@ total=$(sed -n 's/.*Test run with \([0-9]*\) tests\{0,1\}.*/\1/p' <<<"$summary")
 failed_tests=$(grep -E "^✘ Test .* failed after" "$log" | grep -cv "^✘ Test run with" || true)
 if [ -n "$total" ]; then
   echo "tests: $((total - failed_tests)) passed, $failed_tests failed"
+fi
+
+# The Debian package: built, installed in a clean Debian 12 root without Swift, used there, purged
+# (scripts/package-test.sh, docs/packaging.md). It needs root (debootstrap, chroot, namespaces): CI runs
+# as root and never skips it; PACKAGE_TEST=0 skips it for a quick local run.
+if [ "${PACKAGE_TEST:-1}" != 0 ] || [ "${CI:-}" = true ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/package-test.sh || status=1
+  else
+    echo "package: skipped: the clean-root test needs root (debootstrap, chroot, mount namespaces)"
+  fi
 fi
 
 # A short run of every libFuzzer target (Fuzz/, scripts/fuzz.sh): fails on a crash, leak, timeout or
