@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs libcarte (the C API) into PREFIX: PREFIX/lib/libcarte.so.1 (+ libcarte.so), PREFIX/include/carte.h,
-# PREFIX/lib/pkgconfig/carte.pc.
+# PREFIX/lib/pkgconfig/cartekit.pc (the Debian package's name; carte.pc, the earlier one, links to it).
 #   scripts/install-capi.sh PREFIX              # release build, then install
 #   scripts/install-capi.sh PREFIX BUILD_DIR    # install what BUILD_DIR holds (tests: the debug build)
 # The library is stripped of its debug information (valgrind 3.19 cannot read Swift 6's DWARF 5).
@@ -25,16 +25,17 @@ strip --strip-debug "$prefix/lib/libcarte.so.1.tmp"
 mv "$prefix/lib/libcarte.so.1.tmp" "$prefix/lib/libcarte.so.1"
 ln -sf libcarte.so.1 "$prefix/lib/libcarte.so"
 cp Sources/CCarteAPI/include/carte.h "$prefix/include/carte.h"
-cat > "$prefix/lib/pkgconfig/carte.pc" <<PC
+cat > "$prefix/lib/pkgconfig/cartekit.pc" <<PC
 prefix=$prefix
 libdir=\${prefix}/lib
 includedir=\${prefix}/include
 
-Name: carte
+Name: cartekit
 Description: CarteKit C API: Carte Vitale and CPx cards through PC/SC or virtual readers
 Version: 0.1.0
 Requires.private: libpcsclite openssl
 Libs: -L\${libdir} -lcarte
 Cflags: -I\${includedir}
 PC
+ln -sf cartekit.pc "$prefix/lib/pkgconfig/carte.pc"
 echo "installed libcarte into $prefix (cc … -I$prefix/include -L$prefix/lib -lcarte -Wl,-rpath,$prefix/lib)" >&2
