@@ -161,6 +161,24 @@ let package = Package(
                                            "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/CCarteAPI/carte.map"]
                 + staticSwiftRuntime)]
         ),
+        /// `carte agent`: protocol carte.agent/1 (JSON-RPC 2.0 over WebSocket) on loopback for web pages,
+        /// over SwiftNIO's own HTTP/1.1 and WebSocket code (docs/agent.md).
+        .target(
+            name: "CarteAgent",
+            dependencies: ["CarteKit", "CarteCore", "CarteCPS", "CarteCrypto", "CarteVitale", logging,
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOWebSocket", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// The JavaScript client and the demo page of `carte agent` (web/), embedded in carte.
+        .target(
+            name: "CarteBundledWeb",
+            path: "web",
+            sources: ["BundledWeb.swift"],
+            resources: [.embedInCode("cartekit-agent.js"), .embedInCode("demo.html"), .embedInCode("demo.js")],
+            swiftSettings: strictSwiftSettings
+        ),
         /// The PC/SC backend over libpcsclite: contexts on dedicated threads, readers, attributes, events.
         .target(
             name: "CartePCSC",
@@ -211,7 +229,7 @@ let package = Package(
         /// invariant each checks; the test suite replays the seeds and regression inputs through them.
         .target(
             name: "CarteFuzzEntries",
-            dependencies: ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages"],
+            dependencies: ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent"],
             swiftSettings: strictSwiftSettings
         ),
         /// The simulator daemon and its transports: the control/driver socket server, the vpcd card side,
@@ -330,6 +348,8 @@ let package = Package(
                 "CarteDoctor",
                 "CarteUSB",
                 "CBuildInfo",
+                "CarteAgent",
+                "CarteBundledWeb",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -352,6 +372,11 @@ let package = Package(
 
         // MARK: - Tests
 
+        .testTarget(
+            name: "CarteAgentTests",
+            dependencies: ["CarteAgent"],
+            swiftSettings: strictSwiftSettings
+        ),
         .testTarget(
             name: "CarteCoreTests",
             dependencies: [

@@ -167,6 +167,14 @@ write("rights-http", [b"GET /rights/v1/172056912304522?date=2026-06-15 HTTP/1.1\
                       b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer,
                       b"HTTP/1.1 400 Bad Request\r\nContent-Length: 99999\r\n\r\n{}"])
 
+# carte agent: JSON-RPC requests, Origin headers, upgrade headers (Host, Origin, Authorization lines), allow-lists.
+write("agent", [b'{"jsonrpc":"2.0","id":1,"method":"vitale.read","params":{"reader":"CarteKit Virtual Bi-fente 00 00"}}',
+                b'{"jsonrpc":"2.0","id":"x","method":"cpx.sign","params":{"data":"b3Jkb25uYW5jZQ==","pin":"1234"}}',
+                b'[{"jsonrpc":"2.0","id":1,"method":"hello"}]', b'{"jsonrpc":"2.0","id":true,"method":"hello"}',
+                b"https://App.Example.fr:443", b"http://[::1]:8080",
+                b"127.0.0.1:9743\nhttps://app.example.fr\n", b"localhost:9743\n\nBearer " + b"ab" * 32,
+                b"# the practice\nhttps://facturation.example.fr  # billing\nnot an origin\n"])
+
 x509 = []
 for p in files("CardImages/cps/pki", ext=".pem"):
     if p.endswith(".key.pem"):

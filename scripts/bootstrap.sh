@@ -15,6 +15,8 @@ PACKAGES=(
   vsmartcard-vpcd                 # stock vpcd, the second reference of `carte bench pcsc`
   gcc libc6-dev binutils valgrind # the C API: the C example and misuse program, nm/strip, valgrind checks
   umockdev gir1.2-umockdev-1.0 python3-gi  # fake USB readers for pcscd's hotplug and libusb (scripts/usb-testbed.py)
+  python3-websocket               # an independent WebSocket client for carte agent's tests (forged Host, Origin, frames)
+  chromium                        # a real browser, headless, for the agent's demo page (driven over DevTools by python3-websocket)
   dpkg-dev lintian debootstrap   # the Debian package (scripts/package.sh) and the clean Debian 12 root its test installs it in
 )
 

@@ -3,6 +3,7 @@
 // (Fuzz/Corpus/). Each one feeds the bytes to the parser and checks its invariant; a violated
 // invariant traps (`preconditionFailure`), which libFuzzer records as a crash. A parser's typed
 // error is the expected outcome for bad input, never a finding.
+import CarteAgent
 import CarteCore
 import CarteApCV
 import CarteBundledImages
@@ -26,7 +27,7 @@ public enum FuzzEntries {
         ("wire", wire), ("pin-structures", pinStructures), ("card-image", cardImage), ("reader-profile", readerProfile),
         ("persona", persona), ("replay-import", replayImport), ("simulated-card", simulatedCard),
         ("card-decoders", cardDecoders), ("apcv", apcv), ("apcv-http", apcvHTTP), ("anonymiser", anonymiser), ("x509", x509),
-        ("rights-http", rightsHTTP), ("vpcd", vpcd),
+        ("rights-http", rightsHTTP), ("vpcd", vpcd), ("agent", agent),
     ]
 
     /// Builds the one-time state of the targets (the bundled images) before the first input, so
@@ -418,6 +419,49 @@ extension FuzzEntries {
         }
         if let body = try? RightsClient.parseResponse(data, nir: "299019900000077") {
             precondition(body.count <= data.count, "a body longer than the answer")
+        }
+    }
+}
+
+extension FuzzEntries {
+    // MARK: - CarteAgent
+
+    /// What `carte agent` reads from a page or a program: the same bytes as a JSON-RPC request, as an
+    /// Origin header, as the Host/Origin/Authorization headers of an upgrade (one per line) and as an
+    /// allow-list file. Each gives a typed refusal or a value that keeps its promises: a request with a
+    /// method and an answerable id; an origin that normalises to itself; an admitted caller only with
+    /// the agent's own Host and an allowed origin or the token.
+    @Sendable static func agent(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        do {
+            let request = try AgentRequest.parse(text)
+            precondition(!request.method.isEmpty, "a request without a method")
+            _ = AgentMessage.result(id: request.id ?? 0, json: "null")
+            _ = try? request.string("reader")
+            _ = try? request.bool("pin")
+        } catch {
+            precondition(error.error.code < 0, "a parse failure with an application code")
+            _ = AgentMessage.error(id: error.id, error.error)
+        }
+        if let origin = AgentAccess.normalise(origin: text) {
+            precondition(AgentAccess.normalise(origin: origin) == origin, "an origin that does not normalise to itself")
+            precondition(origin.hasPrefix("http://") || origin.hasPrefix("https://"), "an origin of another scheme")
+        }
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let token = String(repeating: "ab", count: 32)
+        let access = AgentAccess(port: 9743, allowedOrigins: ["https://app.example.fr"], token: token)
+        let hosts = lines.first.map { [$0] } ?? []
+        let origins = lines.count > 1 && !lines[1].isEmpty ? [lines[1]] : []
+        let authorization = lines.count > 2 ? [lines[2]] : []
+        if case .success(let caller) = access.admit(hosts: hosts, origins: origins, authorization: authorization) {
+            precondition(access.isOwn(host: hosts[0]), "admitted with another Host")
+            switch caller {
+            case .page(let origin): precondition(origin == "https://app.example.fr", "admitted an origin off the list")
+            case .localProgram: precondition(origins.isEmpty && authorization == ["Bearer " + token], "admitted a program without the token")
+            }
+        }
+        if let entries = try? AgentFiles.origins(text: text, file: "fuzz") {
+            for e in entries { precondition(AgentAccess.normalise(origin: e.origin) == e.origin, "an allow-list entry not normalised") }
         }
     }
 }

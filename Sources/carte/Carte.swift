@@ -46,7 +46,7 @@ struct Carte: AsyncParsableCommand {
                   command)
             """,
         version: CarteVersion.withCommit,
-        subcommands: [ReadCommand.self, RecordCommand.self, DoctorCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, RightsCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, BenchCommand.self]
+        subcommands: [ReadCommand.self, RecordCommand.self, DoctorCommand.self, ATRCommand.self, APDUCommand.self, ReadersCommand.self, DemoCommand.self, CPSCommand.self, RightsCommand.self, ImageCommand.self, SimCommand.self, WatchCommand.self, AgentCommand.self, BenchCommand.self]
     )
 
     /// ArgumentParser's entry point, plus one step: a long-running command (``StopSignals/commands``)

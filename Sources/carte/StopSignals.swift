@@ -139,5 +139,5 @@ private func stopSignalHandler(_ signo: Int32) {
 
 extension StopSignals {
     /// The commands that run until they are told to stop: SIGINT and SIGTERM end them cleanly.
-    static let commands: [any ParsableCommand.Type] = [SimCommand.Serve.self, SimCommand.ApCVServiceCommand.self, SimCommand.RightsServiceCommand.self, SimCommand.Soak.self, WatchCommand.self]
+    static let commands: [any ParsableCommand.Type] = [AgentCommand.Serve.self, SimCommand.Serve.self, SimCommand.ApCVServiceCommand.self, SimCommand.RightsServiceCommand.self, SimCommand.Soak.self, WatchCommand.self]
 }

@@ -47,6 +47,7 @@ struct ModuleShapeTests {
         "CarteJSON": [],
         "CarteApCV": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteJSON"],
         "CarteApCVHTTP": ["CarteApCV", "CarteVitale"],
+        "CarteAgent": ["CarteKit", "CarteCore", "CarteCPS", "CarteCrypto", "CarteVitale"],
         "CarteRights": ["COpenSSL", "CarteCrypto", "CarteKit", "CarteVitale", "CarteApCV"],
         "CarteKit": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteJSON"],
         "CarteEmulator": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteApCV"],
@@ -55,7 +56,7 @@ struct ModuleShapeTests {
         "CarteIFD": ["CIFDHandler", "CarteSimProtocol"],
         "CarteYAML": ["CYaml"],
         "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles", "CarteYAML"],
-        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages"],
+        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent"],
     ]
 
     @Test(arguments: allowedImports.keys.sorted())

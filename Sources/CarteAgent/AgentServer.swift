@@ -1,0 +1,246 @@
+import Foundation
+public import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+import Synchronization
+
+/// `carte agent`: protocol `carte.agent/1` (JSON-RPC 2.0 over WebSocket, docs/agent.md) on loopback
+/// only, for the pages and programs ``AgentAccess`` admits.
+///
+/// SwiftNIO's own HTTP/1.1 and WebSocket (RFC 6455) code does the framing, on one event-loop thread;
+/// card operations run as tasks and answer when they end, so a slow card never holds other calls.
+/// Every refusal (Host, Origin, token, path, limits) is logged with its reason and answered with a
+/// 403 or a WebSocket close code before any message is read.
+public final class AgentServer: Sendable {
+    /// The limits of one agent.
+    public struct Limits: Sendable {
+        /// The largest message (a WebSocket message after reassembly), bytes.
+        public var maximumMessage = 64 * 1024
+        /// Messages a connection may send per second (on average; `burst` at once).
+        public var messagesPerSecond = 20.0
+        /// Messages a connection may send at once.
+        public var burst = 40.0
+        /// Connections at once, in all.
+        public var connections = 32
+        /// Connections at once from one origin (or from local programs).
+        public var connectionsPerCaller = 8
+        /// Calls of one connection in flight at once.
+        public var callsInFlight = 4
+        /// Messages waiting for a client that does not read before it is cut.
+        public var pendingWrites = 256
+        /// The time a connection has to complete its upgrade.
+        public var handshake: Duration = .seconds(10)
+        /// Default limits.
+        public init() {}
+    }
+
+    /// The port bound (the one the system chose when 0 was asked).
+    public let port: Int
+    /// The rules of admission.
+    public let access: AgentAccess
+    private let group: MultiThreadedEventLoopGroup
+    private let channels: [any Channel]
+    private let stopped = Atomic<Bool>(false)
+    let state: AgentConnections
+
+    /// Binds 127.0.0.1 (and ::1 with the same port when the system has IPv6) and starts serving.
+    /// `allowedOrigins` and `token` make the ``AgentAccess`` (its port is the one bound).
+    public init(service: AgentService, port: Int, allowedOrigins: [String], token: String, limits: Limits = Limits(), logger: Logger) throws(AgentStartError) {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let state = AgentConnections(limits: limits)
+        let accessBox = Mutex<AgentAccess?>(nil)
+        func bootstrap() -> ServerBootstrap {
+            ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 64)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    guard let access = accessBox.withLock({ $0 }) else { return channel.close() }
+                    return AgentServer.configure(channel, service: service, access: access, state: state, limits: limits, logger: logger)
+                }
+        }
+        var bound: [any Channel] = []
+        do {
+            let first = try bootstrap().bind(host: "127.0.0.1", port: port).wait()
+            bound.append(first)
+            let chosen = first.localAddress?.port ?? port
+            if let second = try? bootstrap().bind(host: "::1", port: chosen).wait() { bound.append(second) }
+            self.port = chosen
+        } catch {
+            for c in bound { try? c.close().wait() }
+            try? group.syncShutdownGracefully()
+            throw AgentStartError(reason: "cannot listen on 127.0.0.1:\(port): \(error)")
+        }
+        let access = AgentAccess(port: self.port, allowedOrigins: allowedOrigins, token: token)
+        accessBox.withLock { $0 = access }
+        self.access = access
+        self.group = group
+        self.channels = bound
+        self.state = state
+    }
+
+    /// The addresses served (`127.0.0.1:PORT`, `[::1]:PORT`).
+    public var addresses: [String] { channels.compactMap { $0.localAddress.map { $0.protocol == .inet6 ? "[::1]:\(port)" : "127.0.0.1:\(port)" } } }
+
+    /// Connections open now.
+    public var openConnections: Int { state.count }
+
+    /// Stops listening and closes every connection.
+    public func stop() {
+        guard stopped.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        for c in channels { try? c.close().wait() }
+        try? group.syncShutdownGracefully()
+    }
+
+    /// The path of the protocol.
+    public static let path = "/carte.agent/1"
+
+    private static func configure(_ channel: any Channel, service: AgentService, access: AgentAccess, state: AgentConnections, limits: Limits, logger: Logger) -> EventLoopFuture<Void> {
+        let peer = channel.remoteAddress?.description ?? "?"
+        let upgrader = NIOWebSocketServerUpgrader(
+            maxFrameSize: limits.maximumMessage,
+            automaticErrorHandling: true,
+            shouldUpgrade: { channel, head in
+                switch AgentServer.decide(head, access: access, state: state) {
+                case .success: return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
+                case .failure: return channel.eventLoop.makeSucceededFuture(nil)   // answered by AgentHTTPHandler
+                }
+            },
+            upgradePipelineHandler: { channel, head in
+                guard case .success(let caller) = AgentServer.decide(head, access: access, state: state), state.open(caller) else {
+                    return channel.close()
+                }
+                logger.info("connection", metadata: ["caller": "\(caller)", "peer": "\(peer)"])
+                channel.closeFuture.whenComplete { _ in
+                    state.close(caller)
+                    logger.info("connection closed", metadata: ["caller": "\(caller)", "peer": "\(peer)"])
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let idle = try? sync.handler(type: IdleStateHandler.self) { sync.removeHandler(idle, promise: nil) }
+                    try sync.addHandler(NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: limits.maximumMessage))
+                    try sync.addHandler(AgentWebSocketHandler(service: service, caller: caller, limits: limits, logger: logger))
+                }
+            })
+        return channel.eventLoop.makeCompletedFuture {
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(IdleStateHandler(readTimeout: .nanoseconds(Int64(limits.handshake.components.seconds) * 1_000_000_000 + limits.handshake.components.attoseconds / 1_000_000_000)))
+            // Once upgraded, the connection carries WebSocket frames only: the HTTP handler goes.
+            let upgraded: NIOHTTPServerUpgradeConfiguration = (upgraders: [upgrader], completionHandler: { context in
+                let sync = context.pipeline.syncOperations
+                if let http = try? sync.context(name: AgentHTTPHandler.name) { sync.removeHandler(context: http, promise: nil) }
+            })
+            try sync.configureHTTPServerPipeline(withServerUpgrade: upgraded, withErrorHandling: true)
+            try sync.addHandler(AgentHTTPHandler(access: access, state: state, logger: logger, peer: peer), name: AgentHTTPHandler.name)
+        }
+    }
+
+    /// The decision on an upgrade request.
+    static func decide(_ head: HTTPRequestHead, access: AgentAccess, state: AgentConnections) -> Result<AgentAccess.Caller, AgentAccess.Refusal> {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let admitted = access.admit(hosts: head.headers["Host"], origins: head.headers["Origin"], authorization: head.headers["Authorization"])
+        guard case .success(let caller) = admitted else { return admitted }
+        guard path == AgentServer.path else { return .failure(.wrongPath(path)) }
+        if let limit = state.wouldRefuse(caller) { return .failure(.tooManyConnections(limit: limit)) }
+        return .success(caller)
+    }
+}
+
+/// The agent could not start.
+public struct AgentStartError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Why (the address and the system's reason).
+    public var reason: String
+    public var description: String { reason }
+}
+
+/// Open connections, in all and per caller.
+final class AgentConnections: Sendable {
+    private let counts = Mutex<(all: Int, per: [AgentAccess.Caller: Int])>((0, [:]))
+    let limits: AgentServer.Limits
+    init(limits: AgentServer.Limits) { self.limits = limits }
+
+    var count: Int { counts.withLock { $0.all } }
+
+    /// The limit a new connection of `caller` would pass, or `nil`.
+    func wouldRefuse(_ caller: AgentAccess.Caller) -> Int? {
+        counts.withLock { c in
+            if c.all >= limits.connections { return limits.connections }
+            if c.per[caller, default: 0] >= limits.connectionsPerCaller { return limits.connectionsPerCaller }
+            return nil
+        }
+    }
+
+    func open(_ caller: AgentAccess.Caller) -> Bool {
+        counts.withLock { c in
+            guard c.all < limits.connections, c.per[caller, default: 0] < limits.connectionsPerCaller else { return false }
+            c.all += 1
+            c.per[caller, default: 0] += 1
+            return true
+        }
+    }
+
+    func close(_ caller: AgentAccess.Caller) {
+        counts.withLock { c in
+            c.all -= 1
+            c.per[caller, default: 0] -= 1
+            if c.per[caller] == 0 { c.per[caller] = nil }
+        }
+    }
+}
+
+/// Answers the HTTP requests that are not an admitted upgrade: 403 with the reason (logged), 404, 405.
+final class AgentHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    static let name = "carte-agent-http"
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let access: AgentAccess
+    let state: AgentConnections
+    let logger: Logger
+    let peer: String
+    private var head: HTTPRequestHead?
+
+    init(access: AgentAccess, state: AgentConnections, logger: Logger, peer: String) {
+        self.access = access
+        self.state = state
+        self.logger = logger
+        self.peer = peer
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h): head = h
+        case .body: break
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let (status, body): (HTTPResponseStatus, [String: Any])
+            if case .failure(let refusal) = AgentServer.decide(head, access: access, state: state) {
+                logger.notice("refused", metadata: ["code": "\(refusal.code)", "reason": "\(refusal)", "peer": "\(peer)"])
+                status = refusal.code == "wrong-path" ? .notFound : .forbidden
+                body = ["schema": "carte.agent.refusal/1", "code": refusal.code, "message": refusal.description]
+            } else {
+                // Admitted, but not a WebSocket upgrade.
+                status = .upgradeRequired
+                body = ["schema": "carte.agent.refusal/1", "code": "websocket-required", "message": "carte.agent/1 is spoken over a WebSocket at \(AgentServer.path)"]
+            }
+            let bytes = Array((AgentMessage.encode(body) + "\n").utf8)
+            var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", "\(bytes.count)"), ("Connection", "close"),
+                                       ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")])
+            if status == .upgradeRequired { headers.add(name: "Upgrade", value: "websocket") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            logger.notice("refused", metadata: ["code": "handshake-timeout", "peer": "\(peer)"])
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}

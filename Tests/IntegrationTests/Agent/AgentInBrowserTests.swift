@@ -1,0 +1,158 @@
+import CartePCSC
+import Foundation
+import PCSCTestSupport
+import Testing
+
+/// `carte agent` in a real browser: Debian's Chromium, headless, driven over the DevTools protocol by a
+/// Python script (python3-websocket; nothing downloaded), against a virtual bi-fente with a PIN pad
+/// behind its own private pcscd. The demo page (served by the agent on its own port) lists the
+/// readers, receives the remove and insert events, reads the Vitale, has the CPS PIN verified on the
+/// virtual pad and signs; a page of an origin not allowed is refused. The screenshot is kept for the docs.
+@Suite("carte agent in headless Chromium", .serialized, .enabled(if: PCSCSandbox.enabled), .timeLimit(.minutes(4)))
+struct AgentInBrowserTests {
+    static let vitaleSlot = "CarteKit Virtual Bi-fente PIN pad 00 00"
+    static let cpsSlot = "CarteKit Virtual Bi-fente PIN pad 00 01"
+
+    /// Where the screenshot goes (`AGENT_SCREENSHOT` to keep it elsewhere).
+    static let screenshot = ProcessInfo.processInfo.environment["AGENT_SCREENSHOT"] ?? FileManager.default.temporaryDirectory.appendingPathComponent("cartekit-agent-demo.png").path
+
+    @Test func theDemoPageListsReceivesEventsReadsVerifiesOnThePadAndSignsAndAStrangerIsRefused() throws {
+        let s = try sandbox()
+        // scripts/bootstrap.sh installs Debian's chromium: without it this test fails, it is not skipped.
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "no /usr/bin/chromium (Debian package chromium)")
+        let bench = try PINPadThroughPCSCDTests.Bench(s, images: ["\(Self.vitaleSlot)=bundled:demo/vitale2-demo.yaml", "\(Self.cpsSlot)=bundled:cps/medecin-liberal.yaml"])
+        defer { bench.stop() }
+        try s.waitFor("pcscd listing the PIN-pad bi-fente", seconds: 20) {
+            try bench.carte(["readers", "--backend", "pcsc", "--json"]).stdout.contains(Self.cpsSlot)
+        }
+        // The agent, as the workstation's user would run it, on the bench's pcscd.
+        let config = bench.dir.appendingPathComponent("config")
+        let log = bench.dir.appendingPathComponent("agent.log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let agent = Process()
+        agent.executableURL = PCSCSandbox.carteBinary
+        agent.arguments = ["agent", "serve", "--backend", "pcsc", "--port", "0", "--demo-port", "0", "--exit-with-parent"]
+        agent.environment = ProcessInfo.processInfo.environment.merging(["PCSCLITE_CSOCK_NAME": bench.pcscd.clientSocket, "XDG_CONFIG_HOME": config.path]) { $1 }
+        let out = Pipe()
+        agent.standardOutput = out
+        agent.standardError = try FileHandle(forWritingTo: log)
+        try agent.run()
+        defer {
+            agent.terminate()
+            agent.waitUntilExit()
+        }
+        var text = ""
+        while !text.contains("demo page on") || !text.hasSuffix("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let page = try #require(text.split(separator: "\n").first { $0.hasPrefix("demo page on ") }.map { String($0.dropFirst("demo page on ".count)) }, "\(text)")
+        let script = Self.browserScript(page: page, carte: PCSCSandbox.carteBinary.path, socket: bench.socket, screenshot: Self.screenshot)
+        let r = try s.run("/usr/bin/python3", ["-c", script], timeout: 150, environment: ["PCSCLITE_CSOCK_NAME": bench.pcscd.clientSocket])
+        let agentLog = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        try #require(r.status == 0, "browser script failed: \(r.stderr.suffix(3000))\nagent log: \(agentLog.suffix(2000))")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)")
+        #expect(result["readers"] as? [String] == [Self.vitaleSlot + "=vitale2", Self.cpsSlot + "=cps3"], "\(result)")
+        #expect(result["removed"] as? Bool == true && result["inserted"] as? String == "vitale2", "events: \(result)")
+        #expect((result["people"] as? Int ?? 0) >= 1)
+        #expect(result["pinEntry"] as? String == "pin-pad")
+        #expect(result["signatureBytes"] as? Int == 256 && result["signedBy"] as? String == page.components(separatedBy: "/?").first)
+        #expect(result["stranger"] as? String == "disconnected", "a page of another origin must not connect")
+        #expect(agentLog.contains("origin-not-allowed") && agentLog.contains("CPx signature"))
+        #expect(!agentLog.contains("1234"), "no PIN in the agent's log")
+        // The screenshot a person looks at (docs/agent.md shows it).
+        let png = try Data(contentsOf: URL(fileURLWithPath: Self.screenshot))
+        #expect(png.count > 10_000 && png.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]))
+    }
+
+    static func browserScript(page: String, carte: String, socket: String, screenshot: String) -> String {
+        """
+        import base64, json, re, shutil, subprocess, tempfile, time, websocket
+        PAGE = \(quoted(page)); CARTE = \(quoted(carte)); SOCKET = \(quoted(socket)); SHOT = \(quoted(screenshot))
+        profile = tempfile.mkdtemp(prefix="cartekit-chromium-")
+        proc = subprocess.Popen(["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--remote-debugging-port=0", "--user-data-dir=" + profile, "--window-size=1280,800", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            url = None
+            deadline = time.time() + 30
+            while url is None and time.time() < deadline:
+                m = re.search(r"DevTools listening on (ws://\\S+)", proc.stderr.readline())
+                if m: url = m.group(1)
+            assert url, "chromium gave no DevTools address"
+            ws = websocket.create_connection(url, timeout=90, suppress_origin=True)
+            n = [0]
+            def send(method, params=None, session=None):
+                n[0] += 1
+                m = {"id": n[0], "method": method, "params": params or {}}
+                if session: m["sessionId"] = session
+                ws.send(json.dumps(m))
+                while True:
+                    a = json.loads(ws.recv())
+                    if a.get("id") == n[0]:
+                        assert "error" not in a, (method, a)
+                        return a.get("result", {})
+            def open_page(address):
+                t = send("Target.createTarget", {"url": "about:blank"})["targetId"]
+                s = send("Target.attachToTarget", {"targetId": t, "flatten": True})["sessionId"]
+                send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}, s)
+                send("Page.enable", session=s)
+                send("Page.navigate", {"url": address}, s)
+                return s
+            def js(s, expr):
+                r = send("Runtime.evaluate", {"expression": expr, "awaitPromise": True, "returnByValue": True}, s)
+                assert "exceptionDetails" not in r, r
+                return r["result"].get("value")
+            def wait(s, expr, timeout=30):
+                deadline = time.time() + timeout
+                while time.time() < deadline:
+                    v = js(s, expr)
+                    if v: return v
+                    time.sleep(0.1)
+                raise AssertionError("timed out: " + expr + " errors: " + str(js(s, "JSON.stringify(window.cartekitDemo && window.cartekitDemo.errors)")))
+            def carte(*args):
+                subprocess.run([CARTE] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            out = {}
+            s = open_page(PAGE)
+            wait(s, "window.cartekitDemo && window.cartekitDemo.ready")
+            out["readers"] = js(s, "window.cartekitDemo.readers.map(r => r.reader + '=' + r.card)")
+            # The Vitale taken out and put back: the page hears both.
+            carte("sim", "remove", "--socket", SOCKET, "0", "0")
+            out["removed"] = bool(wait(s, "window.cartekitDemo.events.some(e => e.kind === 'card-removed' && e.reader.endsWith('00 00'))"))
+            carte("sim", "insert", "--socket", SOCKET, "0", "0", "bundled:demo/vitale2-demo.yaml")
+            out["inserted"] = wait(s, "(window.cartekitDemo.events.find(e => e.kind === 'card-inserted' && e.reader.endsWith('00 00')) || {}).card")
+            js(s, "document.getElementById('read-vitale').click()")
+            out["people"] = wait(s, "window.cartekitDemo.vitale && window.cartekitDemo.vitale.people.length")
+            # The PIN on the reader's pad: the page sends none; the holder types on the virtual keypad.
+            js(s, "document.getElementById('cps-info').click()")
+            wait(s, "window.cartekitDemo.cpx")
+            keypad = subprocess.Popen([CARTE, "sim", "keypad", "--socket", SOCKET, "0", "1", "--digits", "1234", "--after", "400"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            js(s, "document.getElementById('verify').click()")
+            out["pinEntry"] = wait(s, "window.cartekitDemo.verified && window.cartekitDemo.verified.entry", 60)
+            keypad.wait(30)
+            keypad = subprocess.Popen([CARTE, "sim", "keypad", "--socket", SOCKET, "0", "1", "--digits", "1234", "--after", "400"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            js(s, "document.getElementById('sign').click()")
+            wait(s, "window.cartekitDemo.signature", 60)
+            keypad.wait(30)
+            out["signatureBytes"] = js(s, "atob(window.cartekitDemo.signature.signature).length")
+            out["signedBy"] = js(s, "window.cartekitDemo.signature.origin")
+            send("Page.captureScreenshot", {"format": "png"}, s)
+            open(SHOT, "wb").write(base64.b64decode(send("Page.captureScreenshot", {"format": "png"}, s)["data"]))
+            # The same page from another origin (localhost instead of 127.0.0.1): not allowed.
+            stranger = open_page(PAGE.replace("127.0.0.1", "localhost"))
+            out["stranger"] = wait(stranger, "window.cartekitDemo && window.cartekitDemo.errors.length && window.cartekitDemo.errors[0].kind")
+            print(json.dumps(out))
+        finally:
+            try: proc.terminate(); proc.wait(10)
+            except Exception: proc.kill()
+            shutil.rmtree(profile, ignore_errors=True)
+        """
+    }
+
+    private static func quoted(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+}
