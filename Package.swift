@@ -74,6 +74,8 @@ let package = Package(
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        // Already built for AsyncHTTPClient: carte agent's wss:// listener.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // MARK: - C system libraries
@@ -168,7 +170,7 @@ let package = Package(
             dependencies: ["CarteKit", "CarteCore", "CarteCPS", "CarteCrypto", "CarteVitale", logging,
                            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOWebSocket", package: "swift-nio"),
-                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: strictSwiftSettings
         ),
         /// The JavaScript client and the demo page of `carte agent` (web/), embedded in carte.
@@ -312,7 +314,7 @@ let package = Package(
             path: "scripts",
             // Every other file of scripts/ (a new script must be listed here, or SwiftPM warns).
             exclude: ["bench.sh", "bootstrap.sh", "demo.sh", "install-capi.sh", "test.sh", "fuzz.sh",
-                      "cryptolib-bench.sh", "cryptolib-record.sh", "private-pcscd.sh", "build-commit.sh", "package.sh", "package-test.sh"],
+                      "cryptolib-bench.sh", "cryptolib-record.sh", "private-pcscd.sh", "build-commit.sh", "package.sh", "package-test.sh", "agent-bench.sh"],
             sources: ["BundledScripts.swift"],
             resources: [.embedInCode("usb-testbed.py")],
             swiftSettings: strictSwiftSettings
@@ -374,7 +376,7 @@ let package = Package(
 
         .testTarget(
             name: "CarteAgentTests",
-            dependencies: ["CarteAgent"],
+            dependencies: ["CarteAgent", "CarteCrypto"],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(

@@ -17,6 +17,7 @@ PACKAGES=(
   umockdev gir1.2-umockdev-1.0 python3-gi  # fake USB readers for pcscd's hotplug and libusb (scripts/usb-testbed.py)
   python3-websocket               # an independent WebSocket client for carte agent's tests (forged Host, Origin, frames)
   chromium                        # a real browser, headless, for the agent's demo page (driven over DevTools by python3-websocket)
+  libnss3-tools                   # certutil: carte agent trust install (the browsers' NSS databases)
   dpkg-dev lintian debootstrap   # the Debian package (scripts/package.sh) and the clean Debian 12 root its test installs it in
 )
 

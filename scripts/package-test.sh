@@ -152,6 +152,20 @@ kill \$sim; wait \$sim 2>/dev/null
 if \$stop >/tmp/stop.log 2>&1 && [ ! -e /etc/reader.conf.d/cartekit-readers ]; then ok "ExecStopPost removes the reader.conf entries"; else fail "ExecStopPost: \$(tail -2 /tmp/stop.log | tr '\n' ' ')"; fi
 [ ! -e /run/cartekit/sim.sock ] && ok "the daemon removed its socket on SIGTERM" || fail "the socket is left"
 kill \$pcscd 2>/dev/null; wait \$pcscd 2>/dev/null
+# The browser agent's user unit: its command serves on loopback and stops on SIGTERM.
+agentunit=/usr/lib/systemd/user/cartekit-agent.service
+agentstart=\$(sed -n 's/^ExecStart=//p' \$agentunit 2>/dev/null)
+if [ -n "\$agentstart" ]; then
+    HOME=/tmp/agent-home \$agentstart --backend simulator >/tmp/agent.out 2>/tmp/agent.err &
+    agent=\$!
+    for i in \$(seq 1 50); do grep -q listening /tmp/agent.out 2>/dev/null && break; sleep 0.1; done
+    grep -q "listening on ws://127.0.0.1:9743/carte.agent/1" /tmp/agent.out && ok "the agent's user unit command listens on 127.0.0.1:9743" || fail "agent: \$(cat /tmp/agent.out /tmp/agent.err | tail -3 | tr '\n' ' ')"
+    kill \$agent; wait \$agent; rc=\$?
+    [ \$rc -eq 0 ] && ok "the agent stops cleanly on SIGTERM" || fail "the agent exited \$rc on SIGTERM"
+    rm -rf /tmp/agent-home
+else
+    fail "no ExecStart in \$agentunit"
+fi
 # The maintainer scripts are idempotent: configure again, as dpkg may.
 if dpkg-reconfigure cartekit >/tmp/reconf.log 2>&1 && sh /var/lib/dpkg/info/cartekit.postinst configure 0.1.0 >>/tmp/reconf.log 2>&1; then ok "postinst configure runs twice"; else fail "postinst again: \$(tail -2 /tmp/reconf.log | tr '\n' ' ')"; fi
 true

@@ -120,12 +120,19 @@ chmod -R u=rwX,go=rX "$root"
 chmod 0755 "$root/usr/bin/carte" "$root/usr/lib/cartekit/cartekit-sim-service" "$root/usr/lib/cartekit/cartekit-container"
 find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
-# The unit, checked by systemd itself (its helper's path pointed into the tree; any remark fails).
+# The units, checked by systemd itself (their programs' paths pointed into the tree; any remark fails).
 if command -v systemd-analyze >/dev/null 2>&1; then
-    mkdir -p "$work/verify"
-    sed "s|/usr/lib/cartekit/|$root/usr/lib/cartekit/|g" packaging/systemd/cartekit-sim.service > "$work/verify/cartekit-sim.service"
+    mkdir -p "$work/verify/user"
+    point() { sed -e "s|/usr/lib/cartekit/|$root/usr/lib/cartekit/|g" -e "s|/usr/bin/carte |$root/usr/bin/carte |g" "$1"; }
+    point packaging/systemd/cartekit-sim.service > "$work/verify/cartekit-sim.service"
     remarks=$(systemd-analyze verify --man=no "$work/verify/cartekit-sim.service" 2>&1) || true
-    [ -z "$remarks" ] || { say "error: systemd-analyze verify cartekit-sim.service: $remarks"; exit 1; }
+    for unit in packaging/systemd/user/*.service; do
+        [ -e "$unit" ] || continue
+        point "$unit" > "$work/verify/user/$(basename "$unit")"
+        mkdir -p "$work/verify/run"
+        remarks+=$(XDG_RUNTIME_DIR="$work/verify/run" systemd-analyze --user verify --man=no "$work/verify/user/$(basename "$unit")" 2>&1) || true
+    done
+    [ -z "$remarks" ] || { say "error: systemd-analyze verify: $remarks"; exit 1; }
 fi
 
 # 3. Control files.

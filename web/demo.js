@@ -2,8 +2,10 @@
 // verifies the PIN (typed here, or on the reader's pad when the field is empty) and signs.
 import { CarteAgent, CarteAgentError } from "./cartekit-agent.js";
 
-const port = new URLSearchParams(location.search).get("agent") || "9743";
-const agent = new CarteAgent({ url: `ws://127.0.0.1:${port}/carte.agent/1` });
+// ws:// from an http page, wss:// (the agent's local CA, once trusted) from an https one.
+const secure = location.protocol === "https:";
+const port = new URLSearchParams(location.search).get("agent") || (secure ? "9744" : "9743");
+const agent = new CarteAgent({ url: `${secure ? "wss" : "ws"}://127.0.0.1:${port}/carte.agent/1` });
 const $ = (id) => document.getElementById(id);
 window.cartekitDemo = { agent, events: [], errors: [] };   // for the tests that drive this page
 

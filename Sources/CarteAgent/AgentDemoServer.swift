@@ -3,6 +3,7 @@ public import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// The demo page of `carte agent serve --demo-port`: a few static files over HTTP/1.1 on 127.0.0.1,
@@ -14,16 +15,33 @@ public final class AgentDemoServer: Sendable {
     private let channel: any Channel
     private let stopped = Atomic<Bool>(false)
 
-    /// Serves `files` (path → bytes and content type) on 127.0.0.1:`port` (0: the system chooses).
-    public init(files: [String: (bytes: [UInt8], contentType: String)], port: Int, logger: Logger) throws(AgentStartError) {
+    /// Whether the page is served over TLS (`https://`).
+    public let isTLS: Bool
+
+    /// Serves `files` (path → bytes and content type) on 127.0.0.1:`port` (0: the system chooses), over
+    /// TLS with the agent's certificate when `tls` is given.
+    public init(files: [String: (bytes: [UInt8], contentType: String)], port: Int, tls: AgentTLS.Material? = nil, logger: Logger) throws(AgentStartError) {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let chosen = Mutex(0)
+        var ssl: NIOSSLContext? = nil
+        if let tls {
+            do {
+                let chain = try NIOSSLCertificate.fromPEMBytes(Array(tls.chainPEM.utf8)).map { NIOSSLCertificateSource.certificate($0) }
+                let key = try NIOSSLPrivateKey(bytes: Array(tls.keyPEM.utf8), format: .pem)
+                ssl = try NIOSSLContext(configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+            } catch {
+                throw AgentStartError(reason: "the demo page's TLS: \(error)")
+            }
+        }
+        let context = ssl
+        isTLS = ssl != nil
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 16)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if let context { try sync.addHandler(NIOSSLServerHandler(context: context)) }
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
                     try sync.addHandler(StaticFiles(files: files, port: chosen.withLock { $0 }, logger: logger))
                 }
@@ -41,7 +59,7 @@ public final class AgentDemoServer: Sendable {
     }
 
     /// The page's origin (allowed by the agent it was started with).
-    public var origin: String { "http://127.0.0.1:\(port)" }
+    public var origin: String { "\(isTLS ? "https" : "http")://127.0.0.1:\(port)" }
 
     /// Stops serving.
     public func stop() {
@@ -93,7 +111,7 @@ private final class StaticFiles: ChannelInboundHandler {
             }
             let headers = HTTPHeaders([("Content-Type", type), ("Content-Length", "\(body.count)"), ("Cache-Control", "no-store"),
                                        ("X-Content-Type-Options", "nosniff"),
-                                       ("Content-Security-Policy", "default-src 'self'; connect-src ws://127.0.0.1:* ws://[::1]:* ws://localhost:*; style-src 'self' 'unsafe-inline'")])
+                                       ("Content-Security-Policy", "default-src 'self'; connect-src ws://127.0.0.1:* ws://[::1]:* ws://localhost:* wss://127.0.0.1:* wss://[::1]:* wss://localhost:*; style-src 'self' 'unsafe-inline'")])
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
             if head.method != .HEAD {
                 context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)

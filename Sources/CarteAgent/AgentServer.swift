@@ -3,6 +3,7 @@ public import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 import Synchronization
 
@@ -36,52 +37,78 @@ public final class AgentServer: Sendable {
         public init() {}
     }
 
-    /// The port bound (the one the system chose when 0 was asked).
+    /// The port bound for `ws://` (the one the system chose when 0 was asked).
     public let port: Int
-    /// The rules of admission.
+    /// The port bound for `wss://`, when TLS material was given.
+    public let tlsPort: Int?
+    /// The rules of admission on `port`.
     public let access: AgentAccess
     private let group: MultiThreadedEventLoopGroup
     private let channels: [any Channel]
     private let stopped = Atomic<Bool>(false)
     let state: AgentConnections
 
-    /// Binds 127.0.0.1 (and ::1 with the same port when the system has IPv6) and starts serving.
-    /// `allowedOrigins` and `token` make the ``AgentAccess`` (its port is the one bound).
-    public init(service: AgentService, port: Int, allowedOrigins: [String], token: String, limits: Limits = Limits(), logger: Logger) throws(AgentStartError) {
+    /// Binds 127.0.0.1 (and ::1 with the same port when the system has IPv6) for `ws://`, and, with
+    /// `tls`, `tlsPort` the same way for `wss://`; then serves. `allowedOrigins` and `token` make the
+    /// ``AgentAccess`` of each listener (the `Host` must carry that listener's port).
+    public init(service: AgentService, port: Int, tlsPort: Int = 0, tls: AgentTLS.Material? = nil, allowedOrigins: [String], token: String,
+                limits: Limits = Limits(), logger: Logger) throws(AgentStartError) {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let state = AgentConnections(limits: limits)
-        let accessBox = Mutex<AgentAccess?>(nil)
-        func bootstrap() -> ServerBootstrap {
-            ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 64)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelInitializer { channel in
-                    guard let access = accessBox.withLock({ $0 }) else { return channel.close() }
-                    return AgentServer.configure(channel, service: service, access: access, state: state, limits: limits, logger: logger)
-                }
-        }
         var bound: [any Channel] = []
-        do {
-            let first = try bootstrap().bind(host: "127.0.0.1", port: port).wait()
+        func listen(_ wanted: Int, ssl: NIOSSLContext?) throws -> Int {
+            let accessBox = Mutex<AgentAccess?>(nil)
+            func bootstrap() -> ServerBootstrap {
+                ServerBootstrap(group: group)
+                    .serverChannelOption(.backlog, value: 64)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .childChannelInitializer { channel in
+                        guard let access = accessBox.withLock({ $0 }) else { return channel.close() }
+                        if let ssl {
+                            do { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ssl)) } catch { return channel.close() }
+                        }
+                        return AgentServer.configure(channel, service: service, access: access, state: state, limits: limits, logger: logger)
+                    }
+            }
+            let first = try bootstrap().bind(host: "127.0.0.1", port: wanted).wait()
             bound.append(first)
-            let chosen = first.localAddress?.port ?? port
+            let chosen = first.localAddress?.port ?? wanted
             if let second = try? bootstrap().bind(host: "::1", port: chosen).wait() { bound.append(second) }
-            self.port = chosen
+            accessBox.withLock { $0 = AgentAccess(port: chosen, allowedOrigins: allowedOrigins, token: token) }
+            return chosen
+        }
+        do {
+            self.port = try listen(port, ssl: nil)
         } catch {
             for c in bound { try? c.close().wait() }
             try? group.syncShutdownGracefully()
             throw AgentStartError(reason: "cannot listen on 127.0.0.1:\(port): \(error)")
         }
-        let access = AgentAccess(port: self.port, allowedOrigins: allowedOrigins, token: token)
-        accessBox.withLock { $0 = access }
-        self.access = access
+        if let tls {
+            do {
+                let chain = try NIOSSLCertificate.fromPEMBytes(Array(tls.chainPEM.utf8)).map { NIOSSLCertificateSource.certificate($0) }
+                let key = try NIOSSLPrivateKey(bytes: Array(tls.keyPEM.utf8), format: .pem)
+                var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+                configuration.minimumTLSVersion = .tlsv12
+                self.tlsPort = try listen(tlsPort, ssl: try NIOSSLContext(configuration: configuration))
+            } catch {
+                for c in bound { try? c.close().wait() }
+                try? group.syncShutdownGracefully()
+                throw AgentStartError(reason: "cannot listen for wss:// on 127.0.0.1:\(tlsPort): \(error)")
+            }
+        } else {
+            self.tlsPort = nil
+        }
+        self.access = AgentAccess(port: self.port, allowedOrigins: allowedOrigins, token: token)
         self.group = group
         self.channels = bound
         self.state = state
     }
 
     /// The addresses served (`127.0.0.1:PORT`, `[::1]:PORT`).
-    public var addresses: [String] { channels.compactMap { $0.localAddress.map { $0.protocol == .inet6 ? "[::1]:\(port)" : "127.0.0.1:\(port)" } } }
+    public var addresses: [String] {
+        channels.compactMap { c in c.localAddress.map { a in (a.protocol == .inet6 ? "[::1]:" : "127.0.0.1:") + String(a.port ?? 0) } }
+    }
 
     /// Connections open now.
     public var openConnections: Int { state.count }

@@ -1,6 +1,7 @@
 internal import COpenSSL
 
-/// Issues X.509 v3 certificates with OpenSSL: the test PKI of the simulated CPx cards.
+/// Issues X.509 v3 certificates with OpenSSL: the test PKI of the simulated CPx cards, and the local CA
+/// of `carte agent` (`wss://` on loopback).
 ///
 /// Nothing here belongs to the ANS PKI; callers name their authorities as test authorities.
 public struct CertificateBuilder: Sendable {
@@ -21,6 +22,9 @@ public struct CertificateBuilder: Sendable {
     /// Subject alternative names in OpenSSL's configuration syntax (`IP:127.0.0.1`, `DNS:localhost`):
     /// what a TLS client checks a server's address against.
     public var subjectAlternativeNames: [String] = []
+    /// Name constraints of a CA in OpenSSL's configuration syntax (`permitted;DNS:localhost`,
+    /// `permitted;IP:127.0.0.1/255.255.255.255`), marked critical: the names its certificates may hold.
+    public var permittedNames: [String] = []
 
     /// Creates a builder.
     public init(subject: [(String, String)], serial: UInt64, notBefore: Int64, notAfter: Int64, keyUsage: Set<X509Certificate.KeyUsage>, isCertificateAuthority: Bool = false, extendedKeyUsage: [String] = []) {
@@ -66,6 +70,7 @@ public struct CertificateBuilder: Sendable {
         if !usage.isEmpty { extensions.append((NID_key_usage, "critical," + usage.joined(separator: ","))) }
         if !extendedKeyUsage.isEmpty { extensions.append((NID_ext_key_usage, extendedKeyUsage.joined(separator: ","))) }
         if !subjectAlternativeNames.isEmpty { extensions.append((NID_subject_alt_name, subjectAlternativeNames.joined(separator: ","))) }
+        if !permittedNames.isEmpty { extensions.append((NID_name_constraints, "critical," + permittedNames.map { "permitted;" + $0 }.joined(separator: ","))) }
         extensions.append((NID_subject_key_identifier, "hash"))
         if issuer != nil || isCertificateAuthority { extensions.append((NID_authority_key_identifier, "keyid:always")) }
         for (nid, value) in extensions {

@@ -19,12 +19,13 @@ struct AgentCommand: AsyncParsableCommand {
             The Host header must be the agent's own address (DNS-rebinding names are refused). docs/agent.md \
             documents the protocol, its errors and the JavaScript client (web/cartekit-agent.js).
             """,
-        subcommands: [Serve.self, Allow.self, Deny.self, List.self, Token.self],
+        subcommands: [Serve.self, Allow.self, Deny.self, List.self, Token.self, Trust.self],
         defaultSubcommand: Serve.self
     )
 
-    /// The port pages connect to by default.
+    /// The port pages connect to by default: `ws://`, and `wss://` on the next one.
     static let defaultPort = 9743
+    static let defaultTLSPort = 9744
 
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -47,6 +48,10 @@ struct AgentCommand: AsyncParsableCommand {
         var origins: [String] = []
         @Option(help: ArgumentHelp("Evaluate the rights of a Vitale on this date (YYYY-MM-DD) instead of today.", valueName: "DATE"))
         var date: String?
+        @Option(help: ArgumentHelp("The TCP port of wss:// on 127.0.0.1 and ::1, with the certificate of the agent's local CA (0: one the system chooses).", valueName: "PORT"))
+        var tlsPort: Int = AgentCommand.defaultTLSPort
+        @Flag(help: "Serve ws:// only (no local CA, no wss://).")
+        var noTLS = false
         @Option(help: ArgumentHelp("Also serve the demo page on http://127.0.0.1:PORT (0: a port the system chooses); its origin is allowed for this run.", valueName: "PORT"))
         var demoPort: Int?
         @Flag(help: "Stop when the process that started the agent ends (for test harnesses).")
@@ -55,6 +60,7 @@ struct AgentCommand: AsyncParsableCommand {
         func validate() throws {
             guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535, not \(port)") }
             if let demoPort, !(0...65535).contains(demoPort) { throw ValidationError("--demo-port must be 0 to 65535, not \(demoPort)") }
+            guard (0...65535).contains(tlsPort) else { throw ValidationError("--tls-port must be 0 to 65535, not \(tlsPort)") }
             for o in origins where AgentAccess.normalise(origin: o) == nil {
                 throw ValidationError("--allow takes an origin (scheme://host[:port]), not \"\(o.prefix(80))\"")
             }
@@ -82,17 +88,26 @@ struct AgentCommand: AsyncParsableCommand {
                 let manager = ReaderManager(backend: readers, apcvResolver: try await apcv.resolver(inserted: inserted), logger: logger)
                 let service = AgentService(manager: manager, trust: try BundledTestPKI.trust(), agentVersion: CarteVersion.withCommit, logger: logger,
                                            evaluationDay: date.flatMap { VitaleDate(iso: $0) })
+                var tls: AgentTLS.Material? = nil
+                if !noTLS {
+                    do throws(AgentFiles.Problem) { tls = try AgentTLS(files: files).material() } catch {
+                        throw CLIError(kind: "file", message: error.description, exitCode: CarteExit.invalidInput)
+                    }
+                }
                 let server: AgentServer
                 let demo: AgentDemoServer?
                 do throws(AgentStartError) {
-                    demo = try demoPort.map { port throws(AgentStartError) in try AgentDemoServer(files: BundledWeb.files, port: port, logger: logger) }
-                    server = try AgentServer(service: service, port: port, allowedOrigins: allowed + [demo?.origin].compactMap { $0 }, token: token, logger: logger)
+                    // The demo page over https when wss:// is served (a page and its agent alike).
+                    demo = try demoPort.map { port throws(AgentStartError) in try AgentDemoServer(files: BundledWeb.files, port: port, tls: tls, logger: logger) }
+                    server = try AgentServer(service: service, port: port, tlsPort: tlsPort, tls: tls, allowedOrigins: allowed + [demo?.origin].compactMap { $0 },
+                                             token: token, logger: logger)
                 } catch {
                     throw CLIError(kind: "socket", message: error.description, exitCode: CarteExit.invalidInput)
                 }
-                // The first line of standard output is the agent's address; the second, with --demo-port, the page's.
+                // Standard output, for scripts and tests: the ws:// address, then the wss:// one, then the demo page.
                 var lines = "listening on ws://127.0.0.1:\(server.port)\(AgentServer.path)\n"
-                if let demo { lines += "demo page on \(demo.origin)/?agent=\(server.port)\n" }
+                if let tlsPort = server.tlsPort { lines += "listening on wss://127.0.0.1:\(tlsPort)\(AgentServer.path)\n" }
+                if let demo { lines += "demo page on \(demo.origin)/?agent=\(server.tlsPort ?? server.port)\n" }
                 FileHandle.standardOutput.write(Data(lines.utf8))
                 Output.stderr("carte agent on \(server.addresses.joined(separator: " and ")); \(server.access.allowedOrigins.count) allowed origin(s); token in \(files.tokenFile)")
                 await serveUntilStopped(exitWithParent: exitWithParent) {
@@ -162,6 +177,104 @@ struct AgentCommand: AsyncParsableCommand {
                 Output.stderr("error: \(error)")
                 throw ExitCode(CarteExit.invalidInput)
             }
+        }
+    }
+}
+
+extension AgentCommand {
+    struct Trust: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "trust",
+            abstract: "Add or remove the agent's local CA for Chromium and Firefox (your NSS databases) and, with --system, the system store.",
+            discussion: """
+                The CA is made on the agent's first run (or here), for you only: its key is readable by you alone, and \
+                it is name-constrained to localhost, 127.0.0.1 and ::1, so it can vouch for no other host. Chromium \
+                reads ~/.pki/nssdb, Firefox each profile's own database (restart them). Uses certutil (Debian \
+                libnss3-tools); --system writes /usr/local/share/ca-certificates and runs update-ca-certificates (root).
+                """
+        )
+        enum Action: String, ExpressibleByArgument, CaseIterable { case install, remove }
+        @Argument(help: "install or remove")
+        var action: Action
+        @Flag(help: "Also the system store (root).")
+        var system = false
+
+        static let nickname = "CarteKit agent local CA"
+
+        func run() throws {
+            let files = AgentFiles()
+            let tls = AgentTLS(files: files)
+            do throws(AgentFiles.Problem) { _ = try tls.material() } catch {
+                Output.stderr("error: \(error)")
+                throw ExitCode(CarteExit.invalidInput)
+            }
+            let certutil = ["/usr/bin/certutil", "/bin/certutil"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            guard let certutil else {
+                Output.stderr("error: certutil is not installed (Debian package libnss3-tools): apt install libnss3-tools")
+                throw ExitCode(CarteExit.invalidInput)
+            }
+            let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+            var databases = [home + "/.pki/nssdb"]
+            for root in [home + "/.mozilla/firefox", home + "/snap/firefox/common/.mozilla/firefox"] {
+                for profile in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where FileManager.default.fileExists(atPath: "\(root)/\(profile)/cert9.db") {
+                    databases.append("\(root)/\(profile)")
+                }
+            }
+            var failed = false
+            for db in databases {
+                let r: (status: Int32, output: String)
+                switch action {
+                case .install:
+                    if db.hasSuffix("/.pki/nssdb") && !FileManager.default.fileExists(atPath: db + "/cert9.db") {
+                        try? FileManager.default.createDirectory(atPath: db, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                        _ = Trust.run(certutil, ["-N", "-d", "sql:" + db, "--empty-password"])
+                    }
+                    _ = Trust.run(certutil, ["-D", "-d", "sql:" + db, "-n", Trust.nickname])   // a CA of an earlier run
+                    r = Trust.run(certutil, ["-A", "-d", "sql:" + db, "-t", "C,,", "-n", Trust.nickname, "-i", tls.caCertificate])
+                case .remove:
+                    r = Trust.run(certutil, ["-D", "-d", "sql:" + db, "-n", Trust.nickname])
+                }
+                if r.status == 0 || (action == .remove && r.output.contains("could not find")) {
+                    print("\(action == .install ? "trusted in" : "removed from") \(db)")
+                } else {
+                    failed = true
+                    Output.stderr("error: \(db): certutil: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+                }
+            }
+            if system {
+                let target = "/usr/local/share/ca-certificates/cartekit-agent-\(NSUserName()).crt"
+                do {
+                    if action == .install {
+                        try FileManager.default.createDirectory(atPath: "/usr/local/share/ca-certificates", withIntermediateDirectories: true)
+                        try String(contentsOfFile: tls.caCertificate, encoding: .utf8).write(toFile: target, atomically: true, encoding: .utf8)
+                    } else if FileManager.default.fileExists(atPath: target) {
+                        try FileManager.default.removeItem(atPath: target)
+                    }
+                    let r = Trust.run("/usr/sbin/update-ca-certificates", ["--fresh"])
+                    if r.status == 0 { print("\(action == .install ? "trusted in" : "removed from") the system store (\(target))") } else {
+                        failed = true
+                        Output.stderr("error: update-ca-certificates: \(r.output.suffix(300))")
+                    }
+                } catch {
+                    failed = true
+                    Output.stderr("error: \(target): \((error as NSError).localizedDescription) (the system store needs root)")
+                }
+            }
+            if failed { throw ExitCode(CarteExit.invalidInput) }
+        }
+
+        static func run(_ program: String, _ arguments: [String]) -> (status: Int32, output: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: program)
+            p.arguments = arguments
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            p.standardInput = FileHandle.nullDevice
+            do { try p.run() } catch { return (127, "\(program): \(error)") }
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
         }
     }
 }

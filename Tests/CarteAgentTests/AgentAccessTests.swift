@@ -1,4 +1,5 @@
 @testable import CarteAgent
+import CarteCrypto
 import Foundation
 import Testing
 
@@ -175,5 +176,37 @@ struct AgentRequestTests {
         #expect(object["jsonrpc"] as? String == "2.0" && object["id"] as? Int == 3)
         #expect(error["code"] as? Int == 1003 && (error["data"] as? [String: Any])?["triesLeft"] as? Int == 2)
         #expect((error["data"] as? [String: Any])?["kind"] as? String == "pin-refused")
+    }
+}
+
+@Suite("carte agent: the local CA of wss://")
+struct AgentTLSTests {
+    @Test func theCAIsNameConstrainedToLoopbackAndItsKeyIsTheUsersAlone() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cartekit-agent-tls-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tls = AgentTLS(files: AgentFiles(systemOrigins: "/nonexistent", userDirectory: dir.path))
+        let now = currentUnixTime()
+        let material = try tls.material(now: now)
+        // The server certificate verifies under the CA and names the loopback addresses.
+        let server = try X509Certificate(pem: material.chainPEM.components(separatedBy: "-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n")
+        try server.verifyChain(intermediates: [], roots: [material.ca], at: now)
+        // The same material next time (not a new CA, which the browsers would no longer trust).
+        #expect(try tls.material(now: now).ca == material.ca)
+        var info = stat()
+        for key in ["ca-key.pem", "server-key.pem"] {
+            #expect(stat(tls.directory + "/" + key, &info) == 0 && info.st_mode & 0o777 == 0o600, "\(key)")
+        }
+        // Even with its key, the CA cannot vouch for another host: OpenSSL refuses the chain.
+        let caKey = try RSAPrivateKey(pem: String(contentsOfFile: tls.directory + "/ca-key.pem", encoding: .utf8))
+        for name in ["DNS:evil.example", "IP:192.168.1.10", "DNS:localhost.evil.example"] {
+            var builder = CertificateBuilder(subject: [("CN", "evil")], serial: 7, notBefore: now - 60, notAfter: now + 86_400,
+                                             keyUsage: [.digitalSignature], extendedKeyUsage: ["serverAuth"])
+            builder.subjectAlternativeNames = [name]
+            let evil = try builder.issue(publicKeyOf: try RSAPrivateKey.generate(bits: 2048), issuer: material.ca, issuerKey: caKey)
+            #expect(throws: CryptoError.self, "\(name)") { try evil.verifyChain(intermediates: [], roots: [material.ca], at: now) }
+        }
+        // A key readable by others is refused, with the remedy.
+        chmod(tls.directory + "/server-key.pem", 0o644)
+        #expect(throws: AgentFiles.Problem.self) { try tls.material(now: now) }
     }
 }

@@ -31,7 +31,7 @@ struct AgentInBrowserTests {
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let agent = Process()
         agent.executableURL = PCSCSandbox.carteBinary
-        agent.arguments = ["agent", "serve", "--backend", "pcsc", "--port", "0", "--demo-port", "0", "--exit-with-parent"]
+        agent.arguments = ["agent", "serve", "--backend", "pcsc", "--port", "0", "--no-tls", "--demo-port", "0", "--exit-with-parent"]
         agent.environment = ProcessInfo.processInfo.environment.merging(["PCSCLITE_CSOCK_NAME": bench.pcscd.clientSocket, "XDG_CONFIG_HOME": config.path]) { $1 }
         let out = Pipe()
         agent.standardOutput = out
@@ -64,6 +64,90 @@ struct AgentInBrowserTests {
         // The screenshot a person looks at (docs/agent.md shows it).
         let png = try Data(contentsOf: URL(fileURLWithPath: Self.screenshot))
         #expect(png.count > 10_000 && png.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]))
+    }
+
+    /// `wss://` from an https page: the agent's local CA trusted in the browser profile's NSS database by
+    /// `carte agent trust install`, the demo page served over https with the agent's certificate. A
+    /// profile without that CA refuses the page (the CA is trusted nowhere by default).
+    @Test func anHTTPSPageReachesTheAgentOverWSSOnceTheLocalCAIsTrusted() throws {
+        let s = try sandbox()
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "no /usr/bin/chromium (Debian package chromium)")
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/certutil"), "no certutil (Debian package libnss3-tools)")
+        let home = s.directory.appendingPathComponent("agent-home-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        let stranger = home.appendingPathComponent("stranger")
+        try FileManager.default.createDirectory(at: stranger, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: home) }
+        let env = ["HOME": home.path, "XDG_CONFIG_HOME": ""]
+        let trust = try s.run(PCSCSandbox.carteBinary.path, ["agent", "trust", "install"], environment: env)
+        try #require(trust.status == 0, "\(trust.stderr)")
+        #expect(trust.stdout.contains("trusted in \(home.path)/.pki/nssdb"))
+        let agent = Process()
+        agent.executableURL = PCSCSandbox.carteBinary
+        agent.arguments = ["agent", "serve", "--backend", "pcsc", "--port", "0", "--tls-port", "0", "--demo-port", "0", "--exit-with-parent"]
+        agent.environment = ProcessInfo.processInfo.environment.merging(["PCSCLITE_CSOCK_NAME": s.clientSocket, "HOME": home.path]) { $1 }.filter { $0.key != "XDG_CONFIG_HOME" }
+        let out = Pipe()
+        agent.standardOutput = out
+        agent.standardError = FileHandle.nullDevice
+        try agent.run()
+        defer {
+            agent.terminate()
+            agent.waitUntilExit()
+        }
+        var text = ""
+        while !text.contains("demo page on") || !text.hasSuffix("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        let page = try #require(text.split(separator: "\n").first { $0.hasPrefix("demo page on ") }.map { String($0.dropFirst("demo page on ".count)) }, "\(text)")
+        #expect(page.hasPrefix("https://127.0.0.1:") && text.contains("listening on wss://127.0.0.1:"), "\(text)")
+        let script = """
+            import json, re, shutil, subprocess, time, websocket, os
+            def browse(home, url):
+                env = dict(os.environ); env["HOME"] = home
+                proc = subprocess.Popen(["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--remote-debugging-port=0", "--user-data-dir=" + home + "/chromium", "about:blank"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                try:
+                    address = None
+                    while address is None:
+                        m = re.search(r"DevTools listening on (ws://\\S+)", proc.stderr.readline())
+                        if m: address = m.group(1)
+                    ws = websocket.create_connection(address, timeout=60, suppress_origin=True)
+                    n = [0]
+                    def send(method, params=None, session=None):
+                        n[0] += 1
+                        m = {"id": n[0], "method": method, "params": params or {}}
+                        if session: m["sessionId"] = session
+                        ws.send(json.dumps(m))
+                        while True:
+                            a = json.loads(ws.recv())
+                            if a.get("id") == n[0]: return a.get("result", {})
+                    t = send("Target.createTarget", {"url": "about:blank"})["targetId"]
+                    s = send("Target.attachToTarget", {"targetId": t, "flatten": True})["sessionId"]
+                    send("Page.enable", session=s)
+                    nav = send("Page.navigate", {"url": url}, s)
+                    if nav.get("errorText"): return {"error": nav["errorText"]}
+                    deadline = time.time() + 30
+                    while time.time() < deadline:
+                        r = send("Runtime.evaluate", {"expression": "window.cartekitDemo && window.cartekitDemo.ready && JSON.stringify(window.cartekitDemo.readers.map(r => r.card))", "returnByValue": True}, s)
+                        v = r.get("result", {}).get("value")
+                        if v: return {"cards": json.loads(v), "protocol": send("Runtime.evaluate", {"expression": "window.cartekitDemo.agent.url", "returnByValue": True}, s)["result"]["value"]}
+                        time.sleep(0.1)
+                    return {"error": "timeout"}
+                finally:
+                    proc.terminate(); proc.wait(10)
+            print(json.dumps({"trusted": browse(\(Self.quoted(home.path)), \(Self.quoted(page))), "stranger": browse(\(Self.quoted(stranger.path)), \(Self.quoted(page)))}))
+            """
+        let r = try s.run("/usr/bin/python3", ["-c", script], timeout: 120)
+        try #require(r.status == 0, "\(r.stderr.suffix(2000))")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: [String: Any]], "\(r.stdout)")
+        let trusted = try #require(result["trusted"])
+        #expect((trusted["protocol"] as? String)?.hasPrefix("wss://127.0.0.1:") == true, "\(trusted)")
+        #expect((trusted["cards"] as? [Any])?.isEmpty == false, "the https page lists the readers over wss://: \(trusted)")
+        #expect((result["stranger"]?["error"] as? String)?.contains("CERT") == true, "a profile without the CA refuses: \(result["stranger"] ?? [:])")
+        let removed = try s.run(PCSCSandbox.carteBinary.path, ["agent", "trust", "remove"], environment: env)
+        #expect(removed.status == 0 && removed.stdout.contains("removed from"), "\(removed.stderr)")
     }
 
     static func browserScript(page: String, carte: String, socket: String, screenshot: String) -> String {
@@ -152,7 +236,7 @@ struct AgentInBrowserTests {
         """
     }
 
-    private static func quoted(_ s: String) -> String {
+    static func quoted(_ s: String) -> String {
         "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 }
