@@ -106,6 +106,30 @@ export class CarteAgent {
     }, delay);
   }
 
+  /**
+   * For a page whose origin is not allowed yet (connect() fails): asks the agent for a pairing code to
+   * show the user, who confirms it with `carte agent pair CODE`. Resolves with `{code, expiresIn,
+   * command, paired}`, where `paired` is a promise settled once the user confirmed (then connect()) or
+   * the code expired.
+   */
+  async pair({ pollMilliseconds = 1000 } = {}) {
+    const side = new CarteAgent({ url: this.url.replace(/\/carte\.agent\/1$/, "/carte.agent/1/pair"), reconnect: false, callTimeout: this.callTimeout });
+    await side.connect();
+    const request = await side.call("pair.request");
+    const deadline = Date.now() + request.expiresIn * 1000;
+    const paired = new Promise((resolve, reject) => {
+      const poll = async () => {
+        try {
+          if ((await side.call("pair.status")).paired) { side.close(); resolve(true); return; }
+          if (Date.now() > deadline) { side.close(); reject(new CarteAgentError(0, ErrorKind.timeout, "the pairing code expired")); return; }
+          setTimeout(poll, pollMilliseconds);
+        } catch (e) { side.close(); reject(e); }
+      };
+      setTimeout(poll, pollMilliseconds);
+    });
+    return { code: request.code, expiresIn: request.expiresIn, command: request.command, paired };
+  }
+
   /** Closes the connection for good. */
   close() {
     this._closedByUser = true;

@@ -93,13 +93,27 @@ $("sign").onclick = async () => {
   } catch (e) { fail("cpx.sign", e); }
 };
 
-try {
+async function start() {
   await agent.connect();
   await agent.subscribe();
   await refresh();
   window.cartekitDemo.ready = true;
+}
+
+try {
+  await start();
 } catch (e) {
   fail("connect", e);
-  $("status").textContent = e.message;
   $("status").className = "bad";
+  // Not allowed (or no agent): ask for a pairing code the user confirms on this workstation.
+  try {
+    const p = await agent.pair();
+    window.cartekitDemo.pairing = { code: p.code };
+    $("status").textContent = `page non autorisée : pour l'autoriser, tapez « ${p.command} » sur ce poste`;
+    await p.paired;
+    await start();
+  } catch (e2) {
+    fail("pair", e2);
+    $("status").textContent = e.message;
+  }
 }

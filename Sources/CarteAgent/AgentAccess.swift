@@ -16,13 +16,19 @@ public struct AgentAccess: Sendable {
     public var allowedOrigins: Set<String>
     /// The local programs' token.
     public var token: String
+    /// The allow-list files as they are now (read again when they change), beside ``allowedOrigins``.
+    public var allowList: AgentAllowList?
 
     /// Builds the rules for an agent on `port`.
-    public init(port: Int, allowedOrigins: some Sequence<String>, token: String) {
+    public init(port: Int, allowedOrigins: some Sequence<String>, token: String, allowList: AgentAllowList? = nil) {
         self.port = port
         self.allowedOrigins = Set(allowedOrigins.compactMap { AgentAccess.normalise(origin: $0) })
         self.token = token
+        self.allowList = allowList
     }
+
+    /// Whether a page of `origin` (normalised) may connect.
+    public func allows(_ origin: String) -> Bool { allowedOrigins.contains(origin) || allowList?.contains(origin) == true }
 
     /// Who is calling, once admitted.
     public enum Caller: Hashable, Sendable, CustomStringConvertible {
@@ -30,11 +36,14 @@ public struct AgentAccess: Sendable {
         case page(origin: String)
         /// A local program that presented the token.
         case localProgram
+        /// A page of an origin not allowed, on the pairing path: it may only ask for a pairing code.
+        case pairing(origin: String)
 
         public var description: String {
             switch self {
             case .page(let origin): origin
             case .localProgram: "local program"
+            case .pairing(let origin): "\(origin) (pairing)"
             }
         }
     }
@@ -60,7 +69,7 @@ public struct AgentAccess: Sendable {
             case .originNotAllowed(let origin): "origin \(origin) is not allowed (carte agent allow \(origin), or pair it)"
             case .malformedOrigin(let text): "Origin \"\(text.prefix(80))\" is not an origin"
             case .tokenRequired: "a local program (no Origin) must present the agent's token (Authorization: Bearer)"
-            case .wrongPath(let path): "no protocol at \"\(path.prefix(80))\" (the agent speaks carte.agent/1 at /carte.agent/1)"
+            case .wrongPath(let path): "no protocol at \"\(path.prefix(80))\" (the agent speaks carte.agent/1 at /carte.agent/1, and pairs at /carte.agent/1/pair)"
             case .tooManyConnections(let limit): "too many connections (at most \(limit))"
             }
         }
@@ -80,7 +89,7 @@ public struct AgentAccess: Sendable {
 
     /// Decides on an upgrade request from its `Host` and `Origin` headers (every value of each) and its
     /// `Authorization` header.
-    public func admit(hosts: [String], origins: [String], authorization: [String]) -> Result<Caller, Refusal> {
+    public func admit(hosts: [String], origins: [String], authorization: [String], pairing: Bool = false) -> Result<Caller, Refusal> {
         guard hosts.count == 1, let host = hosts.first, isOwn(host: host) else { return .failure(.hostNotAllowed(hosts.first)) }
         if origins.isEmpty {
             guard authorization.count == 1, let value = authorization.first, value.hasPrefix("Bearer "),
@@ -90,8 +99,8 @@ public struct AgentAccess: Sendable {
         guard origins.count == 1, let raw = origins.first, let origin = AgentAccess.normalise(origin: raw) else {
             return .failure(.malformedOrigin(origins.joined(separator: ", ")))
         }
-        guard allowedOrigins.contains(origin) else { return .failure(.originNotAllowed(origin)) }
-        return .success(.page(origin: origin))
+        if allows(origin) { return .success(.page(origin: origin)) }
+        return pairing ? .success(.pairing(origin: origin)) : .failure(.originNotAllowed(origin))
     }
 
     /// Whether `host` (a `Host` header) is this agent: a loopback name with the agent's port.

@@ -49,6 +49,10 @@ public struct AgentError: Error, Hashable, Sendable, CustomStringConvertible {
     public static func timeout(_ why: String) -> AgentError { AgentError(code: 1005, kind: "timeout", message: why) }
     /// The holder cancelled on the PIN pad, or the connection went away.
     public static func cancelled(_ why: String) -> AgentError { AgentError(code: 1006, kind: "cancelled", message: why) }
+    /// A page on the pairing path asked for more than a pairing code: its origin is not allowed yet.
+    public static func notAllowed(_ origin: String) -> AgentError {
+        AgentError(code: 1007, kind: "origin-not-allowed", message: "\(origin) is not allowed yet: pair it (pair.request, then carte agent pair CODE)")
+    }
     /// Another operation holds that card.
     public static func busy(_ why: String) -> AgentError { AgentError(code: 1008, kind: "busy", message: why) }
     /// The card or the reader failed (removed, mute, unreadable, refused the operation).

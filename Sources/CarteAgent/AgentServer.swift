@@ -52,7 +52,7 @@ public final class AgentServer: Sendable {
     /// `tls`, `tlsPort` the same way for `wss://`; then serves. `allowedOrigins` and `token` make the
     /// ``AgentAccess`` of each listener (the `Host` must carry that listener's port).
     public init(service: AgentService, port: Int, tlsPort: Int = 0, tls: AgentTLS.Material? = nil, allowedOrigins: [String], token: String,
-                limits: Limits = Limits(), logger: Logger) throws(AgentStartError) {
+                allowList: AgentAllowList? = nil, limits: Limits = Limits(), logger: Logger) throws(AgentStartError) {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let state = AgentConnections(limits: limits)
         var bound: [any Channel] = []
@@ -74,7 +74,7 @@ public final class AgentServer: Sendable {
             bound.append(first)
             let chosen = first.localAddress?.port ?? wanted
             if let second = try? bootstrap().bind(host: "::1", port: chosen).wait() { bound.append(second) }
-            accessBox.withLock { $0 = AgentAccess(port: chosen, allowedOrigins: allowedOrigins, token: token) }
+            accessBox.withLock { $0 = AgentAccess(port: chosen, allowedOrigins: allowedOrigins, token: token, allowList: allowList) }
             return chosen
         }
         do {
@@ -99,7 +99,7 @@ public final class AgentServer: Sendable {
         } else {
             self.tlsPort = nil
         }
-        self.access = AgentAccess(port: self.port, allowedOrigins: allowedOrigins, token: token)
+        self.access = AgentAccess(port: self.port, allowedOrigins: allowedOrigins, token: token, allowList: allowList)
         self.group = group
         self.channels = bound
         self.state = state
@@ -122,6 +122,8 @@ public final class AgentServer: Sendable {
 
     /// The path of the protocol.
     public static let path = "/carte.agent/1"
+    /// The path where a page of an origin not allowed may ask for a pairing code.
+    public static let pairingPath = "/carte.agent/1/pair"
 
     private static func configure(_ channel: any Channel, service: AgentService, access: AgentAccess, state: AgentConnections, limits: Limits, logger: Logger) -> EventLoopFuture<Void> {
         let peer = channel.remoteAddress?.description ?? "?"
@@ -166,9 +168,10 @@ public final class AgentServer: Sendable {
     /// The decision on an upgrade request.
     static func decide(_ head: HTTPRequestHead, access: AgentAccess, state: AgentConnections) -> Result<AgentAccess.Caller, AgentAccess.Refusal> {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
-        let admitted = access.admit(hosts: head.headers["Host"], origins: head.headers["Origin"], authorization: head.headers["Authorization"])
+        let pairing = path == AgentServer.pairingPath
+        let admitted = access.admit(hosts: head.headers["Host"], origins: head.headers["Origin"], authorization: head.headers["Authorization"], pairing: pairing)
         guard case .success(let caller) = admitted else { return admitted }
-        guard path == AgentServer.path else { return .failure(.wrongPath(path)) }
+        guard path == AgentServer.path || pairing else { return .failure(.wrongPath(path)) }
         if let limit = state.wouldRefuse(caller) { return .failure(.tooManyConnections(limit: limit)) }
         return .success(caller)
     }

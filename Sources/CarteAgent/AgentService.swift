@@ -21,24 +21,55 @@ public final class AgentService: Sendable {
     /// The day rights are evaluated on (tests fix it); `nil`: today in Paris.
     let evaluationDay: VitaleDate?
     private let inUse = Mutex<Set<String>>([])
+    /// Pairing codes (`nil`: pairing off).
+    let pairing: AgentPairing?
+    /// The allow-lists as they are now (for `pair.status`).
+    let allowList: AgentAllowList?
+    /// Tells the user a page asks to be paired (a desktop notification where one is available).
+    let announce: @Sendable (_ origin: String, _ code: String) -> Void
 
     /// The methods, in the order `hello` lists them.
-    public static let methods = ["hello", "readers.list", "events.subscribe", "events.unsubscribe", "vitale.read", "cpx.info", "cpx.pin.verify", "cpx.sign"]
+    public static let methods = ["hello", "readers.list", "events.subscribe", "events.unsubscribe", "vitale.read", "cpx.info", "cpx.pin.verify", "cpx.sign",
+                                 "pair.request", "pair.status"]
     /// The protocol versions spoken.
     public static let versions = ["carte.agent/1"]
 
     /// The service for `manager`.
-    public init(manager: ReaderManager, trust: CertificateTrust, agentVersion: String, logger: Logger, evaluationDay: VitaleDate? = nil) {
+    /// `pairing` and `allowList` enable pairing; `announce` tells the user of a request (the code and
+    /// the origin), beside the agent's log.
+    public init(manager: ReaderManager, trust: CertificateTrust, agentVersion: String, logger: Logger, evaluationDay: VitaleDate? = nil,
+                pairing: AgentPairing? = nil, allowList: AgentAllowList? = nil, announce: @escaping @Sendable (String, String) -> Void = { _, _ in }) {
         self.manager = manager
         self.trust = trust
         self.agentVersion = agentVersion
         self.logger = logger
         self.evaluationDay = evaluationDay
+        self.pairing = pairing
+        self.allowList = allowList
+        self.announce = announce
     }
 
     /// Answers one request (not the event subscription, which the connection handles): a JSON text.
-    func call(_ request: AgentRequest, caller: AgentAccess.Caller, hasPINPadOnly: Bool = false) async throws(AgentError) -> String {
+    func call(_ request: AgentRequest, caller: AgentAccess.Caller) async throws(AgentError) -> String {
+        if case .pairing(let origin) = caller, !["hello", "pair.request", "pair.status"].contains(request.method) {
+            throw .notAllowed(origin)
+        }
         switch request.method {
+        case "pair.request":
+            try request.only([])
+            guard case .pairing(let origin) = caller else { return AgentMessage.encode(["paired": true]) }
+            guard let pairing else { throw .unsupported("pairing is off in this agent: ask for carte agent allow \(origin)") }
+            let code: String
+            do { code = try pairing.request(origin: origin) } catch { throw .busy(error.description) }
+            logger.notice("pairing requested", metadata: ["origin": "\(origin)", "code": "\(code)"])
+            announce(origin, code)
+            return AgentMessage.encode(["paired": false, "code": code, "expiresIn": Int(AgentPairing.lifetime), "command": "carte agent pair \(code)"])
+        case "pair.status":
+            try request.only([])
+            switch caller {
+            case .pairing(let origin): return AgentMessage.encode(["paired": allowList?.contains(origin) == true])
+            default: return AgentMessage.encode(["paired": true])
+            }
         case "hello":
             try request.only([])
             let hello: [String: Any] = [

@@ -129,6 +129,10 @@ final class AgentWebSocketHandler: ChannelInboundHandler, @unchecked Sendable {
         let caller = self.caller
         switch request.method {
         case "events.subscribe", "events.unsubscribe":
+            if case .pairing(let origin) = caller {
+                if let id { send(channel, AgentMessage.error(id: id, .notAllowed(origin))) }
+                return
+            }
             do { try request.only([]) } catch {
                 if let id { send(channel, AgentMessage.error(id: id, error)) }
                 return

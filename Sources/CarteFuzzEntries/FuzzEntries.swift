@@ -453,11 +453,13 @@ extension FuzzEntries {
         let hosts = lines.first.map { [$0] } ?? []
         let origins = lines.count > 1 && !lines[1].isEmpty ? [lines[1]] : []
         let authorization = lines.count > 2 ? [lines[2]] : []
-        if case .success(let caller) = access.admit(hosts: hosts, origins: origins, authorization: authorization) {
+        let pairing = lines.count > 3 && lines[3] == "pair"
+        if case .success(let caller) = access.admit(hosts: hosts, origins: origins, authorization: authorization, pairing: pairing) {
             precondition(access.isOwn(host: hosts[0]), "admitted with another Host")
             switch caller {
             case .page(let origin): precondition(origin == "https://app.example.fr", "admitted an origin off the list")
             case .localProgram: precondition(origins.isEmpty && authorization == ["Bearer " + token], "admitted a program without the token")
+            case .pairing(let origin): precondition(pairing && origin != "https://app.example.fr", "a pairing caller off the pairing path, or already allowed")
             }
         }
         if let entries = try? AgentFiles.origins(text: text, file: "fuzz") {

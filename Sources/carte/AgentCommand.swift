@@ -19,7 +19,7 @@ struct AgentCommand: AsyncParsableCommand {
             The Host header must be the agent's own address (DNS-rebinding names are refused). docs/agent.md \
             documents the protocol, its errors and the JavaScript client (web/cartekit-agent.js).
             """,
-        subcommands: [Serve.self, Allow.self, Deny.self, List.self, Token.self, Trust.self],
+        subcommands: [Serve.self, Allow.self, Deny.self, List.self, Pair.self, Token.self, Trust.self],
         defaultSubcommand: Serve.self
     )
 
@@ -86,8 +86,11 @@ struct AgentCommand: AsyncParsableCommand {
                 let readers = try simulator.makeAnyBackend(backend, logger: logger, defaultImages: CPSCommand.defaultImages)
                 let inserted = backend == .simulator ? try simulator.namedImages() : []
                 let manager = ReaderManager(backend: readers, apcvResolver: try await apcv.resolver(inserted: inserted), logger: logger)
+                let allowList = AgentAllowList(files: files, fixed: origins)
+                let serviceLogger = logger
                 let service = AgentService(manager: manager, trust: try BundledTestPKI.trust(), agentVersion: CarteVersion.withCommit, logger: logger,
-                                           evaluationDay: date.flatMap { VitaleDate(iso: $0) })
+                                           evaluationDay: date.flatMap { VitaleDate(iso: $0) }, pairing: AgentPairing(files: files), allowList: allowList,
+                                           announce: { origin, code in AgentCommand.announce(origin: origin, code: code, logger: serviceLogger) })
                 var tls: AgentTLS.Material? = nil
                 if !noTLS {
                     do throws(AgentFiles.Problem) { tls = try AgentTLS(files: files).material() } catch {
@@ -100,7 +103,7 @@ struct AgentCommand: AsyncParsableCommand {
                     // The demo page over https when wss:// is served (a page and its agent alike).
                     demo = try demoPort.map { port throws(AgentStartError) in try AgentDemoServer(files: BundledWeb.files, port: port, tls: tls, logger: logger) }
                     server = try AgentServer(service: service, port: port, tlsPort: tlsPort, tls: tls, allowedOrigins: allowed + [demo?.origin].compactMap { $0 },
-                                             token: token, logger: logger)
+                                             token: token, allowList: allowList, logger: logger)
                 } catch {
                     throw CLIError(kind: "socket", message: error.description, exitCode: CarteExit.invalidInput)
                 }
@@ -116,6 +119,60 @@ struct AgentCommand: AsyncParsableCommand {
                 }
                 Output.stderr("carte agent stopped")
             }
+        }
+    }
+
+    /// Tells the user at the screen that a page asks to be paired: standard error (the agent's log), and
+    /// a desktop notification when a session bus and notify-send are there (libnotify-bin).
+    static func announce(origin: String, code: String, logger: Logger) {
+        Output.stderr("pairing: \(origin) asks to use the cards; if that is the page you are using, run: carte agent pair \(code)")
+        let env = ProcessInfo.processInfo.environment
+        guard env["DBUS_SESSION_BUS_ADDRESS"] != nil, FileManager.default.isExecutableFile(atPath: "/usr/bin/notify-send") else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/notify-send")
+        p.arguments = ["--app-name=CarteKit", "CarteKit: \(origin) asks to use your cards", "If that is the page you are using, run: carte agent pair \(code)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { logger.debug("notify-send: \(error)") }
+    }
+
+    struct Pair: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pair",
+            abstract: "Allow the page that shows this pairing code (it asked the running agent for it).",
+            discussion: "Says which origin the code is for and, on a terminal, asks before allowing it (--yes does not ask). A code lasts 5 minutes and is used once.")
+        @Argument(help: ArgumentHelp("The 6-digit code the page shows.", valueName: "CODE"))
+        var code: String
+        @Flag(help: "Allow without asking.")
+        var yes = false
+
+        func run() throws {
+            let files = AgentFiles()
+            let pairing = AgentPairing(files: files)
+            guard let origin = pairing.origin(of: code) else {
+                do throws(AgentPairing.Failure) { _ = try pairing.take(code: code) } catch {
+                    Output.stderr("error: \(error)")
+                    throw ExitCode(CarteExit.invalidInput)
+                }
+                Output.stderr("error: \(AgentPairing.Failure.unknownCode)")
+                throw ExitCode(CarteExit.invalidInput)
+            }
+            if !yes && isatty(STDIN_FILENO) == 1 {
+                FileHandle.standardError.write(Data("allow \(origin) to use the cards of this workstation? [y/N] ".utf8))
+                guard let answer = readLine(), ["y", "yes", "o", "oui"].contains(answer.lowercased()) else {
+                    print("not allowed")
+                    return
+                }
+            }
+            do throws(AgentPairing.Failure) { _ = try pairing.take(code: code) } catch {
+                Output.stderr("error: \(error)")
+                throw ExitCode(CarteExit.invalidInput)
+            }
+            do throws(AgentFiles.Problem) { try files.allow(origin) } catch {
+                Output.stderr("error: \(error)")
+                throw ExitCode(CarteExit.invalidInput)
+            }
+            print("paired \(origin)")
         }
     }
 

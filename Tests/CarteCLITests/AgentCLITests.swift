@@ -61,6 +61,12 @@ struct AgentCLITests {
             URL = "ws://127.0.0.1:%d/carte.agent/1" % PORT
             PAGE = "http://127.0.0.1:8123"
             TOKEN = "\(agent.token)"
+            CARTE = "\(Carte.binary.path)"
+            CONFIG = "\(agent.config.path)"
+            import os, subprocess
+            def carte(*args):
+                env = dict(os.environ); env["XDG_CONFIG_HOME"] = CONFIG
+                return subprocess.run([CARTE] + list(args), env=env, capture_output=True, text=True, timeout=30)
             def connect(origin=PAGE, host=None, header=None, url=URL):
                 kw = {"timeout": 20}
                 if origin is None: kw["suppress_origin"] = True
@@ -222,6 +228,50 @@ struct AgentCLITests {
         #expect((burst["rate-limited"] ?? 0) >= 50 && burst.values.reduce(0, +) == 100, "\(burst)")
         #expect(r["still"] as? String == "carte.agent/1")
         #expect(agent.log.contains("too-many-connections") && agent.log.contains("invalid-utf8") && agent.log.contains("rate-limited") && agent.log.contains("binary-message"))
+    }
+
+    @Test func aPageOffTheListPairsWithACodeTheUserConfirms() throws {
+        let agent = try Agent()
+        defer { agent.stop() }
+        let r = try client(agent, """
+            STRANGER = "http://localhost:7000"
+            PAIR = "ws://127.0.0.1:%d/carte.agent/1/pair" % PORT
+            out["before"] = refused(origin=STRANGER)
+            ws = connect(origin=STRANGER, url=PAIR)
+            out["caller"] = call(ws, "hello")["result"]["caller"]
+            out["readers"] = call(ws, "readers.list")["error"]
+            out["events"] = call(ws, "events.subscribe")["error"]
+            req = call(ws, "pair.request")["result"]
+            out["request"] = req
+            out["status"] = call(ws, "pair.status")["result"]["paired"]
+            out["wrong"] = carte("agent", "pair", "000000" if req["code"] != "000000" else "111111", "--yes").returncode
+            p = carte("agent", "pair", req["code"], "--yes")
+            out["pair"] = [p.returncode, p.stdout.strip()]
+            out["again"] = carte("agent", "pair", req["code"], "--yes").returncode
+            out["statusAfter"] = call(ws, "pair.status")["result"]["paired"]
+            ws.close()
+            ws = connect(origin=STRANGER)
+            out["after"] = call(ws, "readers.list")["result"]["schema"]
+            ws.close()
+            # A flood of pairing requests from one origin: 3 codes pending at most.
+            ws = connect(origin="http://localhost:7001", url=PAIR)
+            out["flood"] = [("result" in call(ws, "pair.request")) for i in range(5)]
+            ws.close()
+            """)
+        #expect(r["before"] as? Int == 403)
+        #expect(r["caller"] as? String == "http://localhost:7000 (pairing)")
+        #expect((r["readers"] as? [String: Any])?["code"] as? Int == 1007 && (r["events"] as? [String: Any])?["code"] as? Int == 1007)
+        let request = try #require(r["request"] as? [String: Any])
+        let code = try #require(request["code"] as? String)
+        #expect(code.count == 6 && code.allSatisfy(\.isNumber) && request["expiresIn"] as? Int == 300)
+        #expect(r["status"] as? Bool == false)
+        #expect(r["wrong"] as? Int == 2, "an unknown code is refused")
+        #expect((r["pair"] as? [Any])?.first as? Int == 0 && (r["pair"] as? [Any])?.last as? String == "paired http://localhost:7000")
+        #expect(r["again"] as? Int == 2, "a code is used once")
+        #expect(r["statusAfter"] as? Bool == true)
+        #expect(r["after"] as? String == "carte.agent.readers/1", "the paired page connects at once")
+        #expect(r["flood"] as? [Bool] == [true, true, true, false, false])
+        #expect(agent.log.contains("carte agent pair \(code)"), "the user is told the code")
     }
 
     @Test func allowDenyListAndTokenCommands() throws {

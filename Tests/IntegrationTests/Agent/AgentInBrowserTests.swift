@@ -16,7 +16,7 @@ struct AgentInBrowserTests {
     /// Where the screenshot goes (`AGENT_SCREENSHOT` to keep it elsewhere).
     static let screenshot = ProcessInfo.processInfo.environment["AGENT_SCREENSHOT"] ?? FileManager.default.temporaryDirectory.appendingPathComponent("cartekit-agent-demo.png").path
 
-    @Test func theDemoPageListsReceivesEventsReadsVerifiesOnThePadAndSignsAndAStrangerIsRefused() throws {
+    @Test func theDemoPageListsReceivesEventsReadsVerifiesOnThePadAndSignsAndAStrangerIsRefusedUntilPaired() throws {
         let s = try sandbox()
         // scripts/bootstrap.sh installs Debian's chromium: without it this test fails, it is not skipped.
         try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/chromium"), "no /usr/bin/chromium (Debian package chromium)")
@@ -48,7 +48,7 @@ struct AgentInBrowserTests {
             text += String(decoding: chunk, as: UTF8.self)
         }
         let page = try #require(text.split(separator: "\n").first { $0.hasPrefix("demo page on ") }.map { String($0.dropFirst("demo page on ".count)) }, "\(text)")
-        let script = Self.browserScript(page: page, carte: PCSCSandbox.carteBinary.path, socket: bench.socket, screenshot: Self.screenshot)
+        let script = Self.browserScript(page: page, carte: PCSCSandbox.carteBinary.path, socket: bench.socket, screenshot: Self.screenshot, config: config.path)
         let r = try s.run("/usr/bin/python3", ["-c", script], timeout: 150, environment: ["PCSCLITE_CSOCK_NAME": bench.pcscd.clientSocket])
         let agentLog = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         try #require(r.status == 0, "browser script failed: \(r.stderr.suffix(3000))\nagent log: \(agentLog.suffix(2000))")
@@ -59,6 +59,7 @@ struct AgentInBrowserTests {
         #expect(result["pinEntry"] as? String == "pin-pad")
         #expect(result["signatureBytes"] as? Int == 256 && result["signedBy"] as? String == page.components(separatedBy: "/?").first)
         #expect(result["stranger"] as? String == "disconnected", "a page of another origin must not connect")
+        #expect((result["pairingCode"] as? String)?.count == 6 && result["pairedReaders"] as? Int == 2, "pairing: \(result)")
         #expect(agentLog.contains("origin-not-allowed") && agentLog.contains("CPx signature"))
         #expect(!agentLog.contains("1234"), "no PIN in the agent's log")
         // The screenshot a person looks at (docs/agent.md shows it).
@@ -150,10 +151,10 @@ struct AgentInBrowserTests {
         #expect(removed.status == 0 && removed.stdout.contains("removed from"), "\(removed.stderr)")
     }
 
-    static func browserScript(page: String, carte: String, socket: String, screenshot: String) -> String {
+    static func browserScript(page: String, carte: String, socket: String, screenshot: String, config: String) -> String {
         """
-        import base64, json, re, shutil, subprocess, tempfile, time, websocket
-        PAGE = \(quoted(page)); CARTE = \(quoted(carte)); SOCKET = \(quoted(socket)); SHOT = \(quoted(screenshot))
+        import base64, json, os, re, shutil, subprocess, tempfile, time, websocket
+        PAGE = \(quoted(page)); CARTE = \(quoted(carte)); SOCKET = \(quoted(socket)); SHOT = \(quoted(screenshot)); CONFIG = \(quoted(config))
         profile = tempfile.mkdtemp(prefix="cartekit-chromium-")
         proc = subprocess.Popen(["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--remote-debugging-port=0", "--user-data-dir=" + profile, "--window-size=1280,800", "about:blank"],
@@ -228,6 +229,12 @@ struct AgentInBrowserTests {
             # The same page from another origin (localhost instead of 127.0.0.1): not allowed.
             stranger = open_page(PAGE.replace("127.0.0.1", "localhost"))
             out["stranger"] = wait(stranger, "window.cartekitDemo && window.cartekitDemo.errors.length && window.cartekitDemo.errors[0].kind")
+            # It asks for a pairing code; the user confirms it on the workstation; the page then connects.
+            code = wait(stranger, "window.cartekitDemo.pairing && window.cartekitDemo.pairing.code")
+            out["pairingCode"] = code
+            env = dict(os.environ); env["XDG_CONFIG_HOME"] = CONFIG
+            subprocess.run([CARTE, "agent", "pair", code, "--yes"], check=True, env=env, stdout=subprocess.DEVNULL, timeout=30)
+            out["pairedReaders"] = wait(stranger, "window.cartekitDemo.ready && window.cartekitDemo.readers.length")
             print(json.dumps(out))
         finally:
             try: proc.terminate(); proc.wait(10)
