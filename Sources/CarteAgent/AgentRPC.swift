@@ -174,13 +174,19 @@ package struct AgentRequestFailure: Error, @unchecked Sendable {
 /// JSON-RPC 2.0 messages the agent sends.
 package enum AgentMessage {
     /// An answer: `result` is a JSON text (already encoded).
-    package static func result(id: Any, json: String) -> String {
-        "{\"id\":\(encode(id)),\"jsonrpc\":\"2.0\",\"result\":\(json)}"
+    package static func result(id: Any, json: String) -> String { result(idJSON: encode(id), json: json) }
+
+    /// An answer whose id is already JSON text.
+    package static func result(idJSON: String, json: String) -> String {
+        "{\"id\":\(idJSON),\"jsonrpc\":\"2.0\",\"result\":\(json)}"
     }
 
     /// An error answer.
-    package static func error(id: Any, _ error: AgentError) -> String {
-        "{\"error\":\(encode(error.json)),\"id\":\(encode(id)),\"jsonrpc\":\"2.0\"}"
+    package static func error(id: Any, _ error: AgentError) -> String { self.error(idJSON: encode(id), error) }
+
+    /// An error answer whose id is already JSON text.
+    package static func error(idJSON: String, _ error: AgentError) -> String {
+        "{\"error\":\(encode(error.json)),\"id\":\(idJSON),\"jsonrpc\":\"2.0\"}"
     }
 
     /// A notification (an event).

@@ -24,10 +24,12 @@ final class AgentWebSocketHandler: ChannelInboundHandler, @unchecked Sendable {
     private var closing = false
 
     struct Shared {
-        var inFlight = 0
         var pendingWrites = 0
         var subscription: Task<Void, Never>?
-        var calls: [Task<Void, Never>] = []
+        /// The calls in flight, by a number of this connection (each removes itself when it ends).
+        var calls: [Int: Task<Void, Never>] = [:]
+        var nextCall = 0
+        var closed = false
     }
 
     init(service: AgentService, caller: AgentAccess.Caller, limits: AgentServer.Limits, logger: Logger) {
@@ -77,8 +79,8 @@ final class AgentWebSocketHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelInactive(context: ChannelHandlerContext) {
         // Calls in flight end (a card operation is cancelled and releases its card); the subscription too.
         let tasks = shared.withLockedValue { s -> [Task<Void, Never>] in
-            defer { s.subscription = nil; s.calls = [] }
-            return s.calls + [s.subscription].compactMap { $0 }
+            defer { s.subscription = nil; s.calls = [:]; s.closed = true }
+            return Array(s.calls.values) + [s.subscription].compactMap { $0 }
         }
         tasks.forEach { $0.cancel() }
         context.fireChannelInactive()
@@ -155,31 +157,32 @@ final class AgentWebSocketHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             if let id { send(channel, AgentMessage.result(id: id, json: AgentMessage.encode(["subscribed": subscribe]))) }
         default:
-            let admitted = shared.withLockedValue { s -> Bool in
-                guard s.inFlight < limits.callsInFlight else { return false }
-                s.inFlight += 1
-                return true
+            let number = shared.withLockedValue { s -> Int? in
+                guard s.calls.count < limits.callsInFlight, !s.closed else { return nil }
+                s.nextCall += 1
+                return s.nextCall
             }
-            guard admitted else {
+            guard let number else {
                 if let id { send(channel, AgentMessage.error(id: id, .busy("\(limits.callsInFlight) calls of this connection are in flight"))) }
                 return
             }
             let service = self.service
             let box = shared
-            let task = Task { [weak self] in
-                let answer: String
-                do throws(AgentError) {
-                    let json = try await service.call(request, caller: caller)
-                    answer = AgentMessage.result(id: id ?? NSNull(), json: json)
-                } catch {
-                    answer = AgentMessage.error(id: id ?? NSNull(), error)
-                }
-                box.withLockedValue { $0.inFlight -= 1 }
-                if id != nil { self?.send(channel, answer) }
-            }
+            // The id as JSON text now: the task carries a string, not the parsed value.
+            let idText: String? = id.map { AgentMessage.encode($0) }
+            // Made under the lock, so the task is registered before it can end and remove itself.
             shared.withLockedValue { s in
-                s.calls.removeAll { $0.isCancelled }
-                s.calls.append(task)
+                s.calls[number] = Task { [weak self] in
+                    let answer: String
+                    do throws(AgentError) {
+                        let json = try await service.call(request, caller: caller)
+                        answer = AgentMessage.result(idJSON: idText ?? "null", json: json)
+                    } catch {
+                        answer = AgentMessage.error(idJSON: idText ?? "null", error)
+                    }
+                    if idText != nil { self?.send(channel, answer) }
+                    _ = box.withLockedValue { $0.calls.removeValue(forKey: number) }
+                }
             }
         }
     }
