@@ -212,10 +212,19 @@ export class CarteAgent {
   /** Signs `data` (Uint8Array, ArrayBuffer or text) with the CPx signature key after the PIN (pad or `pin`). */
   sign(data, { reader, pin } = {}) {
     const bytes = typeof data === "string" ? new TextEncoder().encode(data) : new Uint8Array(data);
-    let binary = "";
-    for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
-    return this.call("cpx.sign", clean({ reader, pin, data: btoa(binary) }));
+    return this.call("cpx.sign", clean({ reader, pin, data: base64(bytes) }));
   }
+
+  /** Signs a SHA-256 digest (32 bytes) the page computed, e.g. with crypto.subtle.digest (a CPS4; a CPS3 answers "unsupported"). */
+  signHash(digest, { reader, pin } = {}) {
+    return this.call("cpx.sign", clean({ reader, pin, hash: base64(new Uint8Array(digest)) }));
+  }
+}
+
+function base64(bytes) {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i]);
+  return btoa(binary);
 }
 
 function clean(o) {

@@ -115,10 +115,23 @@ public final class AgentService: Sendable {
                 return AgentMessage.encode(["verified": true, "entry": how, "reader": name])
             }
         case "cpx.sign":
-            try request.only(["reader", "pin", "data"])
+            try request.only(["reader", "pin", "data", "hash"])
             let reader = try request.string("reader")
-            guard let encoded = try request.string("data", maxLength: 48 * 1024), let data = Data(base64Encoded: encoded) else {
-                throw .invalidParams("data must be the bytes to sign in base64 (at most 36 KiB)")
+            let hashText = try request.string("hash", maxLength: 64)
+            let dataText = try request.string("data", maxLength: 48 * 1024)
+            guard (hashText == nil) != (dataText == nil) else { throw .invalidParams("give data (the bytes to sign) or hash (their SHA-256), one of them") }
+            let digest: [UInt8]?
+            let data: Data
+            if let hashText {
+                guard let h = Data(base64Encoded: hashText), h.count == 32 else { throw .invalidParams("hash must be a SHA-256 digest (32 bytes) in base64") }
+                digest = Array(h)
+                data = h
+            } else {
+                guard let encoded = dataText, let d = Data(base64Encoded: encoded) else {
+                    throw .invalidParams("data must be the bytes to sign in base64 (at most 36 KiB)")
+                }
+                digest = nil
+                data = d
             }
             let entry = try pinEntry(request, caller: caller)
             return try await exclusive(reader, wanted: "a CPx card", matching: { $0.isCPx }) { name throws(AgentError) in
@@ -127,13 +140,15 @@ public final class AgentService: Sendable {
                     signed = try await manager.withSession(on: name, timeout: .seconds(90)) { session throws(CarteKitError) -> ([UInt8], String?) in
                         guard case .cpx(let cpx) = session else { throw .wrongCard(reader: name, expected: "a CPx card", found: session.kind) }
                         _ = try await AgentService.verify(cpx, entry: entry)
-                        let signature = try await cpx.sign(Array(data))
+                        let signature: [UInt8]
+                        if let digest { signature = try await cpx.sign(digest: digest) } else { signature = try await cpx.sign(Array(data)) }
                         let certificate = try? await cpx.certificates().first(where: { $0.role == .signature })
                         return (signature, certificate.map { CertificatePart($0, trust: self.trust, withPEM: true).pem ?? "" })
                     }
                 } catch { throw AgentError(error) }
                 // The record of who had the card sign what (the data's digest, not the data).
-                logger.notice("CPx signature", metadata: ["caller": "\(caller)", "reader": "\(name)", "sha256": "\(SHA256.digest(Array(data)).hexString(separator: ""))"])
+                logger.notice("CPx signature", metadata: ["caller": "\(caller)", "reader": "\(name)",
+                                                         "sha256": "\((digest ?? SHA256.digest(Array(data))).hexString(separator: ""))"])
                 var out: [String: Any] = ["algorithm": "sha256WithRSAEncryption", "signature": Data(signed.signature).base64EncodedString(), "reader": name, "origin": caller.description]
                 out["certificate"] = signed.certificate ?? NSNull()
                 return AgentMessage.encode(out)

@@ -599,6 +599,25 @@ public struct CPSReader: Sendable {
         }
     }
 
+    /// Signs a SHA-256 digest computed elsewhere (a web page's, through `carte agent`) with the signature
+    /// key, PKCS#1 v1.5. Only a CPS4 takes a whole digest (PSO CDS carries it, after MSE SET
+    /// `91 02 28 <key | 80>`, [C] the ANS Cryptolib); a CPS3 finishes the hash itself from the message's
+    /// last block (PSO HASH), so it cannot sign a bare digest: ``CPSError/unsupported(_:)``, and the
+    /// caller signs the data with ``sign(_:)`` instead. The PIN must have been verified.
+    public func sign(digest: [UInt8]) async throws(CPSError) -> [UInt8] {
+        guard digest.count == 32 else { throw .unsupported("a SHA-256 digest has 32 bytes, not \(digest.count)") }
+        guard generation == .cps4 else {
+            throw .unsupported("a \(generation == .cps3Contactless ? "CPS3 over contactless" : "CPS3") finishes the hash itself (PSO HASH over the message's last block): it signs data, not a digest computed elsewhere")
+        }
+        return try await exclusive { held throws(CPSError) -> [UInt8] in
+            try await selectChipDoc(held)
+            try await mse(held, template: 0xB6, key: configuration.chipDocSignatureKey, algorithm: configuration.chipDocSignatureAlgorithm)
+            let r = try await send(held, apdu(0x01, 0x2A, 0x9E, 0x9A, digest, le: 256))
+            try signatureOutcome(r)
+            return r.data
+        }
+    }
+
     private func signatureOutcome(_ r: ResponseAPDU) throws(CPSError) {
         switch r.statusWord {
         case .success where !r.data.isEmpty: return

@@ -122,6 +122,8 @@ public struct CPxSession: Sendable {
     public func certificates() async throws(CarteKitError) -> [CPSCertificate] { try await run { () throws(CPSError) in try await cps.certificates() } }
     /// Signs `data` (SHA-256, PKCS#1 v1.5) with the signature key; the PIN must be verified.
     public func sign(_ data: [UInt8]) async throws(CarteKitError) -> [UInt8] { try await run { () throws(CPSError) in try await cps.sign(data) } }
+    /// Signs a SHA-256 digest computed elsewhere (a CPS4 only: a CPS3 finishes the hash itself).
+    public func sign(digest: [UInt8]) async throws(CarteKitError) -> [UInt8] { try await run { () throws(CPSError) in try await cps.sign(digest: digest) } }
     /// INTERNAL AUTHENTICATE of a challenge.
     public func authenticate(challenge: [UInt8]) async throws(CarteKitError) -> [UInt8] { try await run { () throws(CPSError) in try await cps.authenticate(challenge: challenge) } }
 }

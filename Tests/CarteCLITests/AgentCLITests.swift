@@ -19,7 +19,7 @@ struct AgentCLITests {
             stderr = config.appendingPathComponent("agent.log")
             _ = FileManager.default.createFile(atPath: stderr.path, contents: nil)
             process.executableURL = Carte.binary
-            process.arguments = ["agent", "serve", "--backend", "simulator", "--port", "0", "--allow", "http://127.0.0.1:8123",
+            process.arguments = ["agent", "serve", "--backend", "simulator", "--port", "0", "--tls-port", "0", "--allow", "http://127.0.0.1:8123",
                                  "--date", "2026-06-15", "--exit-with-parent"] + arguments
             process.environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": config.path]) { $1 }
             let out = Pipe()
@@ -228,6 +228,41 @@ struct AgentCLITests {
         #expect((burst["rate-limited"] ?? 0) >= 50 && burst.values.reduce(0, +) == 100, "\(burst)")
         #expect(r["still"] as? String == "carte.agent/1")
         #expect(agent.log.contains("too-many-connections") && agent.log.contains("invalid-utf8") && agent.log.contains("rate-limited") && agent.log.contains("binary-message"))
+    }
+
+    /// `cpx.sign` with `hash`: a CPS4 signs the page's SHA-256 digest, the same signature as for the data
+    /// (PKCS#1 v1.5 is deterministic); a CPS3, which finishes the hash itself, says it cannot.
+    @Test func aCPS4SignsTheDigestAPageComputedAndACPS3SaysItCannot() throws {
+        let cps4 = try Agent(arguments: ["--image", "CarteKit Virtual Bi-fente 00 00=bundled:demo/vitale2-demo.yaml",
+                                         "--image", "CarteKit Virtual Bi-fente 00 01=bundled:cps/cps4-medecin.yaml"])
+        defer { cps4.stop() }
+        let script = """
+            import base64, hashlib
+            data = b"ordonnance du 7 decembre"
+            ws = connect()
+            out["card"] = call(ws, "readers.list")["result"]["slots"][1]["card"]
+            out["data"] = call(ws, "cpx.sign", {"pin": "1234", "data": base64.b64encode(data).decode()})
+            out["hash"] = call(ws, "cpx.sign", {"pin": "1234", "hash": base64.b64encode(hashlib.sha256(data).digest()).decode()})
+            out["both"] = call(ws, "cpx.sign", {"pin": "1234", "data": "AA==", "hash": "AA=="}).get("error")
+            out["short"] = call(ws, "cpx.sign", {"pin": "1234", "hash": "AAAA"}).get("error")
+            ws.close()
+            """
+        let r = try client(cps4, script)
+        #expect(r["card"] as? String == "cps4")
+        let byData = (r["data"] as? [String: Any])?["result"] as? [String: Any]
+        let byHash = (r["hash"] as? [String: Any])?["result"] as? [String: Any]
+        #expect(byData?["signature"] as? String != nil && byData?["signature"] as? String == byHash?["signature"] as? String, "\(r)")
+        #expect((r["both"] as? [String: Any])?["code"] as? Int == -32602 && (r["short"] as? [String: Any])?["code"] as? Int == -32602)
+        let cps3 = try Agent()
+        defer { cps3.stop() }
+        let r3 = try client(cps3, """
+            import base64, hashlib
+            ws = connect()
+            out["hash"] = call(ws, "cpx.sign", {"pin": "1234", "hash": base64.b64encode(hashlib.sha256(b"x").digest()).decode()}).get("error")
+            ws.close()
+            """)
+        let refused = try #require(r3["hash"] as? [String: Any])
+        #expect(refused["code"] as? Int == 1012 && (refused["message"] as? String)?.contains("finishes the hash itself") == true, "\(refused)")
     }
 
     @Test func aPageOffTheListPairsWithACodeTheUserConfirms() throws {
