@@ -144,6 +144,11 @@ public struct AgentFiles: Sendable {
                 throw Problem(file: userDirectory, line: 0, reason: "cannot be created (\((error as NSError).localizedDescription))")
             }
         }
+        try AgentFiles.writePrivate(path, text)
+    }
+
+    /// Writes `text` to `path` atomically (a temporary file renamed over it), mode 0600, synced.
+    static func writePrivate(_ path: String, _ text: String) throws(Problem) {
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw Problem(file: path, line: 0, reason: "cannot be written: \(String(cString: strerror(errno)))") }

@@ -114,16 +114,6 @@ public struct AgentTLS: Sendable {
     }
 
     private func write(_ path: String, _ text: String) throws(AgentFiles.Problem) {
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AgentFiles.Problem(file: path, line: 0, reason: "cannot be written: \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == bytes.count, synced, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw AgentFiles.Problem(file: path, line: 0, reason: "cannot be written: \(String(cString: strerror(errno)))")
-        }
+        try AgentFiles.writePrivate(path, text)
     }
 }

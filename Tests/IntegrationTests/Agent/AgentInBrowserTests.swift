@@ -28,26 +28,12 @@ struct AgentInBrowserTests {
         // The agent, as the workstation's user would run it, on the bench's pcscd.
         let config = bench.dir.appendingPathComponent("config")
         let log = bench.dir.appendingPathComponent("agent.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let agent = Process()
-        agent.executableURL = PCSCSandbox.carteBinary
-        agent.arguments = ["agent", "serve", "--backend", "pcsc", "--port", "0", "--no-tls", "--demo-port", "0", "--exit-with-parent"]
-        agent.environment = ProcessInfo.processInfo.environment.merging(["PCSCLITE_CSOCK_NAME": bench.pcscd.clientSocket, "XDG_CONFIG_HOME": config.path]) { $1 }
-        let out = Pipe()
-        agent.standardOutput = out
-        agent.standardError = try FileHandle(forWritingTo: log)
-        try agent.run()
+        let (agent, text) = try Self.startAgent(["--no-tls"], environment: ["PCSCLITE_CSOCK_NAME": bench.pcscd.clientSocket, "XDG_CONFIG_HOME": config.path], log: log)
         defer {
             agent.terminate()
             agent.waitUntilExit()
         }
-        var text = ""
-        while !text.contains("demo page on") || !text.hasSuffix("\n") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        let page = try #require(text.split(separator: "\n").first { $0.hasPrefix("demo page on ") }.map { String($0.dropFirst("demo page on ".count)) }, "\(text)")
+        let page = try #require(Self.demoPage(text), "\(text)")
         let script = Self.browserScript(page: page, carte: PCSCSandbox.carteBinary.path, socket: bench.socket, screenshot: Self.screenshot, config: config.path)
         let r = try s.run("/usr/bin/python3", ["-c", script], timeout: 150, environment: ["PCSCLITE_CSOCK_NAME": bench.pcscd.clientSocket])
         let agentLog = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
@@ -82,25 +68,13 @@ struct AgentInBrowserTests {
         let trust = try s.run(PCSCSandbox.carteBinary.path, ["agent", "trust", "install"], environment: env)
         try #require(trust.status == 0, "\(trust.stderr)")
         #expect(trust.stdout.contains("trusted in \(home.path)/.pki/nssdb"))
-        let agent = Process()
-        agent.executableURL = PCSCSandbox.carteBinary
-        agent.arguments = ["agent", "serve", "--backend", "pcsc", "--port", "0", "--tls-port", "0", "--demo-port", "0", "--exit-with-parent"]
-        agent.environment = ProcessInfo.processInfo.environment.merging(["PCSCLITE_CSOCK_NAME": s.clientSocket, "HOME": home.path]) { $1 }.filter { $0.key != "XDG_CONFIG_HOME" }
-        let out = Pipe()
-        agent.standardOutput = out
-        agent.standardError = FileHandle.nullDevice
-        try agent.run()
+        let (agent, text) = try Self.startAgent(["--tls-port", "0"], environment: ["PCSCLITE_CSOCK_NAME": s.clientSocket, "HOME": home.path, "XDG_CONFIG_HOME": nil],
+                                                log: home.appendingPathComponent("agent.log"))
         defer {
             agent.terminate()
             agent.waitUntilExit()
         }
-        var text = ""
-        while !text.contains("demo page on") || !text.hasSuffix("\n") {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
-        let page = try #require(text.split(separator: "\n").first { $0.hasPrefix("demo page on ") }.map { String($0.dropFirst("demo page on ".count)) }, "\(text)")
+        let page = try #require(Self.demoPage(text), "\(text)")
         #expect(page.hasPrefix("https://127.0.0.1:") && text.contains("listening on wss://127.0.0.1:"), "\(text)")
         let script = """
             import json, re, shutil, subprocess, time, websocket, os
@@ -149,6 +123,35 @@ struct AgentInBrowserTests {
         #expect((result["stranger"]?["error"] as? String)?.contains("CERT") == true, "a profile without the CA refuses: \(result["stranger"] ?? [:])")
         let removed = try s.run(PCSCSandbox.carteBinary.path, ["agent", "trust", "remove"], environment: env)
         #expect(removed.status == 0 && removed.stdout.contains("removed from"), "\(removed.stderr)")
+    }
+
+    /// Starts `carte agent serve --backend pcsc --port 0 --demo-port 0` with `arguments` and `environment`
+    /// (a nil value removes the variable), its log in `log`; returns it with what it printed up to the
+    /// demo page's address.
+    static func startAgent(_ arguments: [String], environment: [String: String?], log: URL) throws -> (Process, String) {
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        let agent = Process()
+        agent.executableURL = PCSCSandbox.carteBinary
+        agent.arguments = ["agent", "serve", "--backend", "pcsc", "--port", "0", "--demo-port", "0", "--exit-with-parent"] + arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        agent.environment = env
+        let out = Pipe()
+        agent.standardOutput = out
+        agent.standardError = try FileHandle(forWritingTo: log)
+        try agent.run()
+        var text = ""
+        while !text.contains("demo page on") || !text.hasSuffix("\n") {
+            let chunk = out.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            text += String(decoding: chunk, as: UTF8.self)
+        }
+        return (agent, text)
+    }
+
+    /// The demo page's address in what the agent printed.
+    static func demoPage(_ text: String) -> String? {
+        text.split(separator: "\n").first { $0.hasPrefix("demo page on ") }.map { String($0.dropFirst("demo page on ".count)) }
     }
 
     static func browserScript(page: String, carte: String, socket: String, screenshot: String, config: String) -> String {
