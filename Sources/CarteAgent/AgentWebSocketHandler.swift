@@ -52,7 +52,9 @@ final class AgentWebSocketHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             guard takeToken() else {
                 logger.notice("refused", metadata: ["code": "rate-limited", "caller": "\(caller)"])
-                send(context.channel, AgentMessage.error(id: NSNull(), .rateLimited("more than \(Int(limits.messagesPerSecond)) messages a second")))
+                // Answered with the request's id when it has one, so the caller's promise settles now.
+                let id: Any = (try? AgentRequest.parse(text))?.id ?? NSNull()
+                send(context.channel, AgentMessage.error(id: id, .rateLimited("more than \(Int(limits.messagesPerSecond)) messages a second")))
                 return
             }
             handle(text, channel: context.channel)

@@ -206,11 +206,14 @@ struct AgentCLITests {
             ws = connect()
             for i in range(100): ws.send(json.dumps({"jsonrpc": "2.0", "id": 1000 + i, "method": "hello"}))
             kinds = {}
+            ids = set()
             for i in range(100):
                 a = json.loads(ws.recv())
                 k = a["error"]["data"]["kind"] if "error" in a else "ok"
                 kinds[k] = kinds.get(k, 0) + 1
+                ids.add(a["id"])
             out["burst"] = kinds
+            out["burstIDs"] = len(ids)
             ws.close()
             # After all that, the allowed page is still served.
             import time; time.sleep(0.3)
@@ -226,6 +229,7 @@ struct AgentCLITests {
         // 40 pass the rate limit (the burst), of which 4 at a time run (the rest: busy); every message is answered.
         #expect((burst["ok"] ?? 0) >= 4 && (burst["ok"] ?? 0) + (burst["busy"] ?? 0) >= 40, "\(burst)")
         #expect((burst["rate-limited"] ?? 0) >= 50 && burst.values.reduce(0, +) == 100, "\(burst)")
+        #expect(r["burstIDs"] as? Int == 100, "every answer, refusals included, carries its request's id")
         #expect(r["still"] as? String == "carte.agent/1")
         #expect(agent.log.contains("too-many-connections") && agent.log.contains("invalid-utf8") && agent.log.contains("rate-limited") && agent.log.contains("binary-message"))
     }
