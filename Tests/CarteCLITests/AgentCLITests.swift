@@ -269,6 +269,36 @@ struct AgentCLITests {
         #expect(refused["code"] as? Int == 1012 && (refused["message"] as? String)?.contains("finishes the hash itself") == true, "\(refused)")
     }
 
+    /// The appli carte Vitale through the agent: a QR payload the page got from a scanner, and the phone
+    /// laid on the contactless reader, give the same identity as the card of the same persona.
+    @Test func aQRCodeAndAPhoneOverNFCReadLikeTheCard() throws {
+        let qr = try Carte.run(["sim", "apcv-qr"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(qr.hasPrefix("APCV1:"))
+        let agent = try Agent(arguments: ["--profile", "bi-fente", "--profile", "contactless",
+                                          "--image", "CarteKit Virtual Bi-fente 00 00=bundled:demo/vitale2-demo.yaml",
+                                          "--image", "CarteKit Virtual Contactless 01 00=bundled:apcv/claire-exemple.yaml"])
+        defer { agent.stop() }
+        let r = try client(agent, """
+            ws = connect()
+            out["qr"] = call(ws, "vitale.read", {"qr": \(AgentCLITests.pythonString(qr))})
+            out["phone"] = call(ws, "vitale.read", {"reader": "CarteKit Virtual Contactless 01 00"})
+            out["card"] = call(ws, "vitale.read", {"reader": "CarteKit Virtual Bi-fente 00 00"})
+            out["replayed"] = call(ws, "vitale.read", {"qr": \(AgentCLITests.pythonString(qr))}).get("error")
+            out["both"] = call(ws, "vitale.read", {"qr": "x", "reader": "y"}).get("error")
+            ws.close()
+            """)
+        func nirs(_ key: String) -> [String]? {
+            ((r[key] as? [String: Any])?["result"] as? [String: Any]).flatMap { ($0["people"] as? [[String: Any]])?.compactMap { $0["nir"] as? String } }
+        }
+        #expect(nirs("card") != nil && nirs("qr")?.first == nirs("card")?.first && nirs("phone")?.first == nirs("card")?.first, "\(r)")
+        #expect((r["replayed"] as? [String: Any])?["code"] as? Int == 1010, "a QR token is used once: \(r["replayed"] ?? "")")
+        #expect((r["both"] as? [String: Any])?["code"] as? Int == -32602)
+    }
+
+    static func pythonString(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
     @Test func aPageOffTheListPairsWithACodeTheUserConfirms() throws {
         let agent = try Agent()
         defer { agent.stop() }
