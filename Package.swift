@@ -376,7 +376,7 @@ let package = Package(
 
         .testTarget(
             name: "CarteAgentTests",
-            dependencies: ["CarteAgent", "CarteCrypto"],
+            dependencies: ["CarteAgent", "CarteCore", "CarteCrypto", "CarteKit", "CarteEmulator", logging],
             swiftSettings: strictSwiftSettings
         ),
         .testTarget(
