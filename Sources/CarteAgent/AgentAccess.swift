@@ -132,7 +132,13 @@ public struct AgentAccess: Sendable {
             guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else { return nil }
             port = p
         }
-        guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.[]:".contains($0)) }) else { return nil }
+        // A name or IPv4 address: letters, digits, `-` and `.`; an IPv6 address: in brackets, hex digits,
+        // `:` and `.` (a `:` anywhere else would be read as the port's on the next normalisation).
+        let isIPv6 = host.hasPrefix("[")
+        let inner = isIPv6 ? host.dropFirst().dropLast() : host
+        guard !inner.isEmpty, inner.allSatisfy({ c in
+            c.isASCII && (isIPv6 ? (c.isHexDigit || c == ":" || c == ".") : (c.isLetter || c.isNumber || c == "-" || c == "."))
+        }) else { return nil }
         if let p = port, (scheme == "http" && p == 80) || (scheme == "https" && p == 443) { port = nil }
         return "\(scheme)://\(host)" + (port.map { ":\($0)" } ?? "")
     }

@@ -16,10 +16,13 @@ struct AgentAccessTests {
     ])
     func originsAreNormalised(_ text: String, _ expected: String) {
         #expect(AgentAccess.normalise(origin: text) == expected)
+        #expect(AgentAccess.normalise(origin: expected) == expected, "a normalised origin normalises to itself")
     }
 
     @Test(arguments: ["null", "file://", "https://a.example/path", "https://user@a.example", "ftp://a.example", "https://", "https://a.example:0",
-                      "https://a.example:70000", "https://a.example:x", "https://a b.example", "chrome-extension://abc", "https://[::1", "https://a.example?x"])
+                      "https://a.example:70000", "https://a.example:x", "https://a b.example", "chrome-extension://abc", "https://[::1", "https://a.example?x",
+                      // the fuzzer's first finding: a ':' inside the host, read as the port's the next time
+                      "https://App.Exhttp:ample.fr:443", "http://a:b:80", "http://[g::1]", "http://[]", "http://[::1]x:80"])
     func thingsThatAreNotOriginsAreRefused(_ text: String) {
         #expect(AgentAccess.normalise(origin: text) == nil)
     }
