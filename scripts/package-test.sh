@@ -35,10 +35,16 @@ commit=$(bash scripts/build-commit.sh)
 cache=.build-cleanroot
 mkdir -p "$cache"
 pristine="$cache/bookworm-minbase.tar"
+# The mirror and proxy this machine's apt uses (debootstrap reads neither from apt's configuration).
+mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\/\{0,1\}\)$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1)
+[ -n "$mirror" ] || mirror=$(sed -n 's/^deb \(http[^ ]*\) bookworm main.*/\1/p' /etc/apt/sources.list 2>/dev/null | head -1)
+mirror=${mirror:-http://deb.debian.org/debian}
+proxy=$(apt-config shell p Acquire::http::Proxy 2>/dev/null | sed -n "s/^p='\(.*\)'$/\1/p")
+[ -n "$proxy" ] && export http_proxy="$proxy"
 if [ ! -f "$pristine" ]; then
     t0=$(date +%s)
     rm -rf "$cache/debootstrap"
-    debootstrap --variant=minbase bookworm "$cache/debootstrap" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 \
+    debootstrap --variant=minbase bookworm "$cache/debootstrap" "$mirror" >"$cache/debootstrap.log" 2>&1 \
         || { say "error: debootstrap failed (network? see $cache/debootstrap.log)"; tail -5 "$cache/debootstrap.log" >&2; exit 1; }
     tar -C "$cache/debootstrap" -cf "$pristine.tmp" . && mv "$pristine.tmp" "$pristine"
     rm -rf "$cache/debootstrap"
@@ -57,6 +63,8 @@ remove_root
 mkdir -p "$root"
 tar -C "$root" -xf "$pristine"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The root's apt goes the way the host's does (its proxy, if any).
+[ -n "$proxy" ] && printf 'Acquire::http::Proxy "%s";\n' "$proxy" > "$root/etc/apt/apt.conf.d/01proxy"
 cp "$deb" "$root/tmp/cartekit.deb"
 cp examples/c/read_card.c "$root/tmp/read_card.c"
 
