@@ -76,42 +76,16 @@ struct AgentInBrowserTests {
         }
         let page = try #require(Self.demoPage(text), "\(text)")
         #expect(page.hasPrefix("https://127.0.0.1:") && text.contains("listening on wss://127.0.0.1:"), "\(text)")
-        let script = """
-            import json, re, shutil, subprocess, time, websocket, os
+        let script = Self.devTools + """
             def browse(home, url):
-                env = dict(os.environ); env["HOME"] = home
-                proc = subprocess.Popen(["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--remote-debugging-port=0", "--user-data-dir=" + home + "/chromium", "about:blank"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                c = Chromium(home)
                 try:
-                    address = None
-                    while address is None:
-                        m = re.search(r"DevTools listening on (ws://\\S+)", proc.stderr.readline())
-                        if m: address = m.group(1)
-                    ws = websocket.create_connection(address, timeout=60, suppress_origin=True)
-                    n = [0]
-                    def send(method, params=None, session=None):
-                        n[0] += 1
-                        m = {"id": n[0], "method": method, "params": params or {}}
-                        if session: m["sessionId"] = session
-                        ws.send(json.dumps(m))
-                        while True:
-                            a = json.loads(ws.recv())
-                            if a.get("id") == n[0]: return a.get("result", {})
-                    t = send("Target.createTarget", {"url": "about:blank"})["targetId"]
-                    s = send("Target.attachToTarget", {"targetId": t, "flatten": True})["sessionId"]
-                    send("Page.enable", session=s)
-                    nav = send("Page.navigate", {"url": url}, s)
-                    if nav.get("errorText"): return {"error": nav["errorText"]}
-                    deadline = time.time() + 30
-                    while time.time() < deadline:
-                        r = send("Runtime.evaluate", {"expression": "window.cartekitDemo && window.cartekitDemo.ready && JSON.stringify(window.cartekitDemo.readers.map(r => r.card))", "returnByValue": True}, s)
-                        v = r.get("result", {}).get("value")
-                        if v: return {"cards": json.loads(v), "protocol": send("Runtime.evaluate", {"expression": "window.cartekitDemo.agent.url", "returnByValue": True}, s)["result"]["value"]}
-                        time.sleep(0.1)
-                    return {"error": "timeout"}
+                    s, refused = c.open_page(url)
+                    if refused: return {"error": refused}
+                    cards = c.wait(s, "window.cartekitDemo && window.cartekitDemo.ready && JSON.stringify(window.cartekitDemo.readers.map(r => r.card))")
+                    return {"cards": json.loads(cards), "protocol": c.js(s, "window.cartekitDemo.agent.url")}
                 finally:
-                    proc.terminate(); proc.wait(10)
+                    c.close()
             print(json.dumps({"trusted": browse(\(Self.quoted(home.path)), \(Self.quoted(page))), "stranger": browse(\(Self.quoted(stranger.path)), \(Self.quoted(page)))}))
             """
         let r = try s.run("/usr/bin/python3", ["-c", script], timeout: 120)
@@ -154,55 +128,73 @@ struct AgentInBrowserTests {
         text.split(separator: "\n").first { $0.hasPrefix("demo page on ") }.map { String($0.dropFirst("demo page on ".count)) }
     }
 
-    static func browserScript(page: String, carte: String, socket: String, screenshot: String, config: String) -> String {
-        """
+    /// A Python prelude: `Chromium(home)`, Debian's chromium headless in a fresh profile (HOME, when
+    /// given, is where it finds its NSS certificate database), driven over the DevTools protocol:
+    /// `open_page(url)` → (session, navigation error or None), `js(session, expr)`, `wait(session, expr)`,
+    /// `screenshot(session, path)`, `close()`.
+    static let devTools = """
         import base64, json, os, re, shutil, subprocess, tempfile, time, websocket
-        PAGE = \(quoted(page)); CARTE = \(quoted(carte)); SOCKET = \(quoted(socket)); SHOT = \(quoted(screenshot)); CONFIG = \(quoted(config))
-        profile = tempfile.mkdtemp(prefix="cartekit-chromium-")
-        proc = subprocess.Popen(["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            "--remote-debugging-port=0", "--user-data-dir=" + profile, "--window-size=1280,800", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            url = None
-            deadline = time.time() + 30
-            while url is None and time.time() < deadline:
-                m = re.search(r"DevTools listening on (ws://\\S+)", proc.stderr.readline())
-                if m: url = m.group(1)
-            assert url, "chromium gave no DevTools address"
-            ws = websocket.create_connection(url, timeout=90, suppress_origin=True)
-            n = [0]
-            def send(method, params=None, session=None):
-                n[0] += 1
-                m = {"id": n[0], "method": method, "params": params or {}}
+        class Chromium:
+            def __init__(self, home=None):
+                self.profile = tempfile.mkdtemp(prefix="cartekit-chromium-")
+                env = dict(os.environ)
+                if home: env["HOME"] = home
+                self.proc = subprocess.Popen(["/usr/bin/chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--remote-debugging-port=0", "--user-data-dir=" + self.profile, "--window-size=1280,800", "about:blank"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                address, deadline = None, time.time() + 30
+                while address is None and time.time() < deadline:
+                    m = re.search(r"DevTools listening on (ws://\\S+)", self.proc.stderr.readline())
+                    if m: address = m.group(1)
+                assert address, "chromium gave no DevTools address"
+                self.ws = websocket.create_connection(address, timeout=90, suppress_origin=True)
+                self.n = 0
+            def send(self, method, params=None, session=None):
+                self.n += 1
+                m = {"id": self.n, "method": method, "params": params or {}}
                 if session: m["sessionId"] = session
-                ws.send(json.dumps(m))
+                self.ws.send(json.dumps(m))
                 while True:
-                    a = json.loads(ws.recv())
-                    if a.get("id") == n[0]:
+                    a = json.loads(self.ws.recv())
+                    if a.get("id") == self.n:
                         assert "error" not in a, (method, a)
                         return a.get("result", {})
-            def open_page(address):
-                t = send("Target.createTarget", {"url": "about:blank"})["targetId"]
-                s = send("Target.attachToTarget", {"targetId": t, "flatten": True})["sessionId"]
-                send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}, s)
-                send("Page.enable", session=s)
-                send("Page.navigate", {"url": address}, s)
-                return s
-            def js(s, expr):
-                r = send("Runtime.evaluate", {"expression": expr, "awaitPromise": True, "returnByValue": True}, s)
+            def open_page(self, address):
+                t = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+                s = self.send("Target.attachToTarget", {"targetId": t, "flatten": True})["sessionId"]
+                self.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False}, s)
+                self.send("Page.enable", session=s)
+                return s, self.send("Page.navigate", {"url": address}, s).get("errorText")
+            def js(self, s, expr):
+                r = self.send("Runtime.evaluate", {"expression": expr, "awaitPromise": True, "returnByValue": True}, s)
                 assert "exceptionDetails" not in r, r
                 return r["result"].get("value")
-            def wait(s, expr, timeout=30):
+            def wait(self, s, expr, timeout=30):
                 deadline = time.time() + timeout
                 while time.time() < deadline:
-                    v = js(s, expr)
+                    v = self.js(s, expr)
                     if v: return v
                     time.sleep(0.1)
-                raise AssertionError("timed out: " + expr + " errors: " + str(js(s, "JSON.stringify(window.cartekitDemo && window.cartekitDemo.errors)")))
-            def carte(*args):
-                subprocess.run([CARTE] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+                raise AssertionError("timed out: " + expr + " errors: " + str(self.js(s, "JSON.stringify(window.cartekitDemo && window.cartekitDemo.errors)")))
+            def screenshot(self, s, path):
+                open(path, "wb").write(base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"}, s)["data"]))
+            def close(self):
+                try: self.proc.terminate(); self.proc.wait(10)
+                except Exception: self.proc.kill()
+                shutil.rmtree(self.profile, ignore_errors=True)
+
+        """
+
+    static func browserScript(page: String, carte: String, socket: String, screenshot: String, config: String) -> String {
+        devTools + """
+        PAGE = \(quoted(page)); CARTE = \(quoted(carte)); SOCKET = \(quoted(socket)); SHOT = \(quoted(screenshot)); CONFIG = \(quoted(config))
+        def carte(*args):
+            subprocess.run([CARTE] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        c = Chromium()
+        try:
+            js, wait = c.js, c.wait
             out = {}
-            s = open_page(PAGE)
+            s, _ = c.open_page(PAGE)
             wait(s, "window.cartekitDemo && window.cartekitDemo.ready")
             out["readers"] = js(s, "window.cartekitDemo.readers.map(r => r.reader + '=' + r.card)")
             # The Vitale taken out and put back: the page hears both.
@@ -215,22 +207,18 @@ struct AgentInBrowserTests {
             # The PIN on the reader's pad: the page sends none; the holder types on the virtual keypad.
             js(s, "document.getElementById('cps-info').click()")
             wait(s, "window.cartekitDemo.cpx")
-            keypad = subprocess.Popen([CARTE, "sim", "keypad", "--socket", SOCKET, "0", "1", "--digits", "1234", "--after", "400"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            js(s, "document.getElementById('verify').click()")
-            out["pinEntry"] = wait(s, "window.cartekitDemo.verified && window.cartekitDemo.verified.entry", 60)
-            keypad.wait(30)
-            keypad = subprocess.Popen([CARTE, "sim", "keypad", "--socket", SOCKET, "0", "1", "--digits", "1234", "--after", "400"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            js(s, "document.getElementById('sign').click()")
-            wait(s, "window.cartekitDemo.signature", 60)
-            keypad.wait(30)
+            for button, done in [("verify", "window.cartekitDemo.verified"), ("sign", "window.cartekitDemo.signature")]:
+                keypad = subprocess.Popen([CARTE, "sim", "keypad", "--socket", SOCKET, "0", "1", "--digits", "1234", "--after", "400"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                js(s, "document.getElementById('%s').click()" % button)
+                wait(s, done, 60)
+                keypad.wait(30)
+            out["pinEntry"] = js(s, "window.cartekitDemo.verified.entry")
             out["signatureBytes"] = js(s, "atob(window.cartekitDemo.signature.signature).length")
             out["signedBy"] = js(s, "window.cartekitDemo.signature.origin")
-            send("Page.captureScreenshot", {"format": "png"}, s)
-            open(SHOT, "wb").write(base64.b64decode(send("Page.captureScreenshot", {"format": "png"}, s)["data"]))
+            c.screenshot(s, SHOT)
             # The same page from another origin (localhost instead of 127.0.0.1): not allowed.
-            stranger = open_page(PAGE.replace("127.0.0.1", "localhost"))
+            stranger, _ = c.open_page(PAGE.replace("127.0.0.1", "localhost"))
             out["stranger"] = wait(stranger, "window.cartekitDemo && window.cartekitDemo.errors.length && window.cartekitDemo.errors[0].kind")
             # It asks for a pairing code; the user confirms it on the workstation; the page then connects.
             code = wait(stranger, "window.cartekitDemo.pairing && window.cartekitDemo.pairing.code")
@@ -240,9 +228,7 @@ struct AgentInBrowserTests {
             out["pairedReaders"] = wait(stranger, "window.cartekitDemo.ready && window.cartekitDemo.readers.length")
             print(json.dumps(out))
         finally:
-            try: proc.terminate(); proc.wait(10)
-            except Exception: proc.kill()
-            shutil.rmtree(profile, ignore_errors=True)
+            c.close()
         """
     }
 
