@@ -104,9 +104,12 @@ public struct AgentAccess: Sendable {
     }
 
     /// Whether `host` (a `Host` header) is this agent: a loopback name with the agent's port.
-    public func isOwn(host: String) -> Bool {
-        let h = host.lowercased()
-        return ["127.0.0.1:\(port)", "[::1]:\(port)", "localhost:\(port)"].contains(h)
+    public func isOwn(host: String) -> Bool { AgentAccess.isLoopback(host: host, port: port) }
+
+    /// Whether `host` (a `Host` header) names this machine's loopback (`127.0.0.1`, `[::1]`,
+    /// `localhost`) with `port`: what every listener of the agent, the demo page's too, accepts.
+    public static func isLoopback(host: String, port: Int) -> Bool {
+        ["127.0.0.1:\(port)", "[::1]:\(port)", "localhost:\(port)"].contains(host.lowercased())
     }
 
     /// `scheme://host[:port]` in lower case, the default port dropped (`https://x:443` = `https://x`);

@@ -72,6 +72,8 @@ public final class AgentDemoServer: Sendable {
 private final class StaticFiles: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
+    /// The page's own scripts and styles, and WebSockets to the agent on loopback only.
+    static let policy = "default-src 'self'; connect-src ws://127.0.0.1:* ws://[::1]:* ws://localhost:* wss://127.0.0.1:* wss://[::1]:* wss://localhost:*; style-src 'self' 'unsafe-inline'"
     let files: [String: (bytes: [UInt8], contentType: String)]
     let port: Int
     let logger: Logger
@@ -95,7 +97,7 @@ private final class StaticFiles: ChannelInboundHandler {
             var status = HTTPResponseStatus.ok
             var body: [UInt8] = []
             var type = "text/plain; charset=utf-8"
-            if hosts.count != 1 || !["127.0.0.1:\(port)", "localhost:\(port)"].contains(hosts[0].lowercased()) {
+            if hosts.count != 1 || !AgentAccess.isLoopback(host: hosts[0], port: port) {
                 logger.notice("demo page refused", metadata: ["code": "host-not-allowed"])
                 status = .forbidden
                 body = Array("Host not allowed\n".utf8)
@@ -109,14 +111,8 @@ private final class StaticFiles: ChannelInboundHandler {
                 status = .notFound
                 body = Array("not found\n".utf8)
             }
-            let headers = HTTPHeaders([("Content-Type", type), ("Content-Length", "\(body.count)"), ("Cache-Control", "no-store"),
-                                       ("X-Content-Type-Options", "nosniff"),
-                                       ("Content-Security-Policy", "default-src 'self'; connect-src ws://127.0.0.1:* ws://[::1]:* ws://localhost:* wss://127.0.0.1:* wss://[::1]:* wss://localhost:*; style-src 'self' 'unsafe-inline'")])
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
-            if head.method != .HEAD {
-                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-            }
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            context.respond(head.version, status, headers: [("Content-Type", type), ("Content-Security-Policy", StaticFiles.policy)], body: body,
+                            head: head.method == .HEAD)
         }
     }
 }

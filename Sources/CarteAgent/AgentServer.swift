@@ -254,14 +254,9 @@ final class AgentHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 status = .upgradeRequired
                 body = ["schema": "carte.agent.refusal/1", "code": "websocket-required", "message": "carte.agent/1 is spoken over a WebSocket at \(AgentServer.path)"]
             }
-            let bytes = Array((AgentMessage.encode(body) + "\n").utf8)
-            var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", "\(bytes.count)"), ("Connection", "close"),
-                                       ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")])
-            if status == .upgradeRequired { headers.add(name: "Upgrade", value: "websocket") }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            var headers = [("Content-Type", "application/json"), ("Connection", "close")]
+            if status == .upgradeRequired { headers.append(("Upgrade", "websocket")) }
+            context.respond(head.version, status, headers: headers, body: Array((AgentMessage.encode(body) + "\n").utf8), close: true)
         }
     }
 
@@ -272,5 +267,18 @@ final class AgentHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             context.fireUserInboundEventTriggered(event)
         }
+    }
+}
+
+extension ChannelHandlerContext {
+    /// Writes a whole HTTP/1.1 answer (after the pipeline's `HTTPResponseEncoder`): `headers`, then
+    /// `Content-Length`, `Cache-Control: no-store` and `X-Content-Type-Options: nosniff`, which every
+    /// answer of the agent carries; the body unless the request was a HEAD; then closes if `close`.
+    func respond(_ version: HTTPVersion, _ status: HTTPResponseStatus, headers: [(String, String)], body: [UInt8], head: Bool = false, close: Bool = false) {
+        let all = HTTPHeaders(headers + [("Content-Length", "\(body.count)"), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")])
+        write(NIOAny(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: all))), promise: nil)
+        if !head { write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: body)))), promise: nil) }
+        let channel = self.channel
+        writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).whenComplete { _ in if close { channel.close(promise: nil) } }
     }
 }
