@@ -33,13 +33,13 @@ public struct AgentFiles: Sendable {
 
     /// A file problem, with the file and the line.
     public struct Problem: Error, Hashable, Sendable, CustomStringConvertible {
-        /// The file.
+        /// The file (empty when the problem is an argument, not a file's content).
         public var file: String
         /// The line (1-based), or 0 for the whole file.
         public var line: Int
         /// What is wrong.
         public var reason: String
-        public var description: String { line > 0 ? "\(file):\(line): \(reason)" : "\(file): \(reason)" }
+        public var description: String { file.isEmpty ? reason : line > 0 ? "\(file):\(line): \(reason)" : "\(file): \(reason)" }
     }
 
     /// An origin and where it is allowed.
@@ -83,7 +83,7 @@ public struct AgentFiles: Sendable {
     @discardableResult
     public func allow(_ origin: String) throws(Problem) -> String {
         guard let o = AgentAccess.normalise(origin: origin) else {
-            throw Problem(file: userOrigins, line: 0, reason: "\"\(origin.prefix(80))\" is not an origin (scheme://host[:port], http or https)")
+            throw Problem(file: "", line: 0, reason: "\"\(origin.prefix(80))\" is not an origin (scheme://host[:port], http or https)")
         }
         let current = try AgentFiles.origins(in: userOrigins).map(\.origin)
         guard !current.contains(o) else { return o }
@@ -96,7 +96,7 @@ public struct AgentFiles: Sendable {
     @discardableResult
     public func deny(_ origin: String) throws(Problem) -> Bool {
         guard let o = AgentAccess.normalise(origin: origin) else {
-            throw Problem(file: userOrigins, line: 0, reason: "\"\(origin.prefix(80))\" is not an origin")
+            throw Problem(file: "", line: 0, reason: "\"\(origin.prefix(80))\" is not an origin (scheme://host[:port], http or https)")
         }
         let current = try AgentFiles.origins(in: userOrigins).map(\.origin)
         if !current.contains(o) {

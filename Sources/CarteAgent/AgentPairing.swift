@@ -70,19 +70,22 @@ public final class AgentPairing: Sendable {
 
     /// Takes the request of `code` (once): its origin. Expired or unknown codes fail.
     public func take(code: String, now: Int64 = currentUnixTime()) throws(Failure) -> String {
-        guard code.count == 6, code.allSatisfy(\.isASCII), code.allSatisfy(\.isNumber) else { throw .unknownCode }
-        return try lock.withLock { _ throws(Failure) -> String in
-            guard let entry = entry(code) else { throw .unknownCode }
+        try lock.withLock { _ throws(Failure) -> String in
+            let origin = try self.origin(of: code, now: now)
             unlink(path(code))
-            guard entry.expires > now else { throw .expired }
-            return entry.origin
+            return origin
         }
     }
 
-    /// The origin a pending code is for, without taking it (to show the user what they confirm).
-    public func origin(of code: String, now: Int64 = currentUnixTime()) -> String? {
-        guard code.count == 6, code.allSatisfy(\.isNumber), let e = entry(code), e.expires > now else { return nil }
-        return e.origin
+    /// The origin a pending code is for, without taking it (to show the user what they confirm). An
+    /// expired code is removed and fails with ``Failure/expired``; an unknown one with ``Failure/unknownCode``.
+    public func origin(of code: String, now: Int64 = currentUnixTime()) throws(Failure) -> String {
+        guard code.count == 6, code.allSatisfy({ $0.isASCII && $0.isNumber }), let entry = entry(code) else { throw .unknownCode }
+        guard entry.expires > now else {
+            unlink(path(code))
+            throw .expired
+        }
+        return entry.origin
     }
 
     private func path(_ code: String) -> String { directory + "/" + code }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CarteAgent
 import CarteBundledWeb
 import CarteCore
+import CarteDoctor
 import CarteKit
 import CarteVitale
 import Foundation
@@ -149,14 +150,8 @@ struct AgentCommand: AsyncParsableCommand {
         func run() throws {
             let files = AgentFiles()
             let pairing = AgentPairing(files: files)
-            guard let origin = pairing.origin(of: code) else {
-                do throws(AgentPairing.Failure) { _ = try pairing.take(code: code) } catch {
-                    Output.stderr("error: \(error)")
-                    throw ExitCode(CarteExit.invalidInput)
-                }
-                Output.stderr("error: \(AgentPairing.Failure.unknownCode)")
-                throw ExitCode(CarteExit.invalidInput)
-            }
+            var origin = ""
+            try reportingFileProblems { () throws(AgentPairing.Failure) in origin = try pairing.origin(of: code) }
             if !yes && isatty(STDIN_FILENO) == 1 {
                 FileHandle.standardError.write(Data("allow \(origin) to use the cards of this workstation? [y/N] ".utf8))
                 guard let answer = readLine(), ["y", "yes", "o", "oui"].contains(answer.lowercased()) else {
@@ -164,14 +159,8 @@ struct AgentCommand: AsyncParsableCommand {
                     return
                 }
             }
-            do throws(AgentPairing.Failure) { _ = try pairing.take(code: code) } catch {
-                Output.stderr("error: \(error)")
-                throw ExitCode(CarteExit.invalidInput)
-            }
-            do throws(AgentFiles.Problem) { try files.allow(origin) } catch {
-                Output.stderr("error: \(error)")
-                throw ExitCode(CarteExit.invalidInput)
-            }
+            try reportingFileProblems { () throws(AgentPairing.Failure) in _ = try pairing.take(code: code) }
+            try reportingFileProblems { () throws(AgentFiles.Problem) in try files.allow(origin) }
             print("paired \(origin)")
         }
     }
@@ -181,12 +170,9 @@ struct AgentCommand: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("The origin: scheme://host[:port] (http or https).", valueName: "ORIGIN"))
         var origin: String
         func run() throws {
-            do throws(AgentFiles.Problem) {
+            try reportingFileProblems { () throws(AgentFiles.Problem) in
                 let o = try AgentFiles().allow(origin)
-                print("allowed \(o) (a running agent reads the allow-lists when it starts: restart it)")
-            } catch {
-                Output.stderr("error: \(error)")
-                throw ExitCode(CarteExit.invalidInput)
+                print("allowed \(o) (a running agent admits it from its next connection)")
             }
         }
     }
@@ -196,12 +182,9 @@ struct AgentCommand: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("The origin: scheme://host[:port].", valueName: "ORIGIN"))
         var origin: String
         func run() throws {
-            do throws(AgentFiles.Problem) {
+            try reportingFileProblems { () throws(AgentFiles.Problem) in
                 let removed = try AgentFiles().deny(origin)
                 print(removed ? "removed \(AgentAccess.normalise(origin: origin) ?? origin)" : "\(origin) was not on your allow-list")
-            } catch {
-                Output.stderr("error: \(error)")
-                throw ExitCode(CarteExit.invalidInput)
             }
         }
     }
@@ -210,7 +193,7 @@ struct AgentCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "List the allowed origins and the file allowing each.")
         @OptionGroup var global: GlobalOptions
         func run() throws {
-            do throws(AgentFiles.Problem) {
+            try reportingFileProblems(json: global.json) { () throws(AgentFiles.Problem) in
                 let all = try AgentFiles().allowedOrigins()
                 if global.json {
                     Output.printJSON(OriginsReport(origins: all.map { .init(origin: $0.origin, file: $0.file) }))
@@ -219,9 +202,6 @@ struct AgentCommand: AsyncParsableCommand {
                 } else {
                     for o in all { print("\(o.origin)\t\(o.file)") }
                 }
-            } catch {
-                Output.stderr("error: \(error)")
-                throw ExitCode(CarteExit.invalidInput)
             }
         }
     }
@@ -230,10 +210,7 @@ struct AgentCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "token", abstract: "Print the token local programs present (made on first use, readable by you only).")
         func run() throws {
-            do throws(AgentFiles.Problem) { print(try AgentFiles().token()) } catch {
-                Output.stderr("error: \(error)")
-                throw ExitCode(CarteExit.invalidInput)
-            }
+            try reportingFileProblems { () throws(AgentFiles.Problem) in print(try AgentFiles().token()) }
         }
     }
 }
@@ -261,10 +238,7 @@ extension AgentCommand {
         func run() throws {
             let files = AgentFiles()
             let tls = AgentTLS(files: files)
-            do throws(AgentFiles.Problem) { _ = try tls.material() } catch {
-                Output.stderr("error: \(error)")
-                throw ExitCode(CarteExit.invalidInput)
-            }
+            try reportingFileProblems { () throws(AgentFiles.Problem) in _ = try tls.material() }
             let certutil = ["/usr/bin/certutil", "/bin/certutil"].first { FileManager.default.isExecutableFile(atPath: $0) }
             guard let certutil else {
                 Output.stderr("error: certutil is not installed (Debian package libnss3-tools): apt install libnss3-tools")
@@ -284,12 +258,12 @@ extension AgentCommand {
                 case .install:
                     if db.hasSuffix("/.pki/nssdb") && !FileManager.default.fileExists(atPath: db + "/cert9.db") {
                         try? FileManager.default.createDirectory(atPath: db, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-                        _ = Trust.run(certutil, ["-N", "-d", "sql:" + db, "--empty-password"])
+                        _ = runProgram(certutil, ["-N", "-d", "sql:" + db, "--empty-password"])
                     }
-                    _ = Trust.run(certutil, ["-D", "-d", "sql:" + db, "-n", Trust.nickname])   // a CA of an earlier run
-                    r = Trust.run(certutil, ["-A", "-d", "sql:" + db, "-t", "C,,", "-n", Trust.nickname, "-i", tls.caCertificate])
+                    _ = runProgram(certutil, ["-D", "-d", "sql:" + db, "-n", Trust.nickname])   // a CA of an earlier run
+                    r = runProgram(certutil, ["-A", "-d", "sql:" + db, "-t", "C,,", "-n", Trust.nickname, "-i", tls.caCertificate])
                 case .remove:
-                    r = Trust.run(certutil, ["-D", "-d", "sql:" + db, "-n", Trust.nickname])
+                    r = runProgram(certutil, ["-D", "-d", "sql:" + db, "-n", Trust.nickname])
                 }
                 if r.status == 0 || (action == .remove && r.output.contains("could not find")) {
                     print("\(action == .install ? "trusted in" : "removed from") \(db)")
@@ -307,7 +281,7 @@ extension AgentCommand {
                     } else if FileManager.default.fileExists(atPath: target) {
                         try FileManager.default.removeItem(atPath: target)
                     }
-                    let r = Trust.run("/usr/sbin/update-ca-certificates", ["--fresh"])
+                    let r = runProgram("/usr/sbin/update-ca-certificates", ["--fresh"])
                     if r.status == 0 { print("\(action == .install ? "trusted in" : "removed from") the system store (\(target))") } else {
                         failed = true
                         Output.stderr("error: update-ca-certificates: \(r.output.suffix(300))")
@@ -319,21 +293,14 @@ extension AgentCommand {
             }
             if failed { throw ExitCode(CarteExit.invalidInput) }
         }
-
-        static func run(_ program: String, _ arguments: [String]) -> (status: Int32, output: String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: program)
-            p.arguments = arguments
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            p.standardInput = FileHandle.nullDevice
-            do { try p.run() } catch { return (127, "\(program): \(error)") }
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
     }
+}
+
+/// Runs a `carte agent` file command: a problem with an allow-list, the token, the certificates or a
+/// pairing code is reported as every CLI error is (`error: …`, or `carte.error/1` with `--json`), kind
+/// `file`, exit 2.
+func reportingFileProblems<E: Error & CustomStringConvertible>(json: Bool = false, _ body: () throws(E) -> Void) throws {
+    do { try body() } catch { throw CLIError(kind: "file", message: error.description, exitCode: CarteExit.invalidInput).report(json: json) }
 }
 
 /// `carte agent list --json`, schema `carte.agent.origins/1`.
