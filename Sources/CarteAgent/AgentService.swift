@@ -91,12 +91,12 @@ public final class AgentService: Sendable {
             let reader = try request.string("reader")
             return try await exclusive(reader, wanted: "a CPx card", matching: { $0.isCPx }) { name throws(AgentError) in
                 do throws(CarteKitError) {
-                    let card = try await manager.readCPx(on: name, entry: nil)
-                    let pin = try? await manager.withSession(on: name) { session throws(CarteKitError) -> PINStatus? in
-                        if case .cpx(let cpx) = session { return try await cpx.pinStatus() }
-                        return nil
+                    // One session: the card and its PIN tries (without consuming one).
+                    let (card, pin) = try await manager.withSession(on: name) { session throws(CarteKitError) -> (ProfessionalCard, PINStatus?) in
+                        guard case .cpx(let cpx) = session else { throw .wrongCard(reader: name, expected: "a CPx card", found: session.kind) }
+                        return (try await cpx.read(), try? await cpx.pinStatus())
                     }
-                    return jsonText(CPSReport(card, reader: name, pin: pin ?? nil, roots: trust))
+                    return jsonText(CPSReport(card, reader: name, pin: pin, roots: trust))
                 } catch { throw AgentError(error) }
             }
         case "cpx.pin.verify":
