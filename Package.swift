@@ -173,12 +173,22 @@ let package = Package(
                            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: strictSwiftSettings
         ),
+        /// `carte sim console`: the QA console of a simulator daemon, a page on loopback that shows and
+        /// drives the virtual readers and follows each slot's APDU trace (docs/simulator.md).
+        .target(
+            name: "CarteConsole",
+            dependencies: ["CarteAgent", "CarteSimDaemon", "CarteImages", "CarteEmulator", "CarteCore", "CarteCrypto", logging,
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio")],
+            swiftSettings: strictSwiftSettings
+        ),
         /// The JavaScript client and the demo page of `carte agent` (web/), embedded in carte.
         .target(
             name: "CarteBundledWeb",
             path: "web",
             sources: ["BundledWeb.swift"],
-            resources: [.embedInCode("cartekit-agent.js"), .embedInCode("demo.html"), .embedInCode("demo.js")],
+            resources: [.embedInCode("cartekit-agent.js"), .embedInCode("demo.html"), .embedInCode("demo.js"),
+                        .embedInCode("console.html"), .embedInCode("console.js"), .embedInCode("console.css")],
             swiftSettings: strictSwiftSettings
         ),
         /// The PC/SC backend over libpcsclite: contexts on dedicated threads, readers, attributes, events.
@@ -231,7 +241,7 @@ let package = Package(
         /// invariant each checks; the test suite replays the seeds and regression inputs through them.
         .target(
             name: "CarteFuzzEntries",
-            dependencies: ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent"],
+            dependencies: ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent", "CarteConsole"],
             swiftSettings: strictSwiftSettings
         ),
         /// The simulator daemon and its transports: the control/driver socket server, the vpcd card side,
@@ -351,6 +361,7 @@ let package = Package(
                 "CarteUSB",
                 "CBuildInfo",
                 "CarteAgent",
+                "CarteConsole",
                 "CarteBundledWeb",
                 logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -406,6 +417,7 @@ let package = Package(
                 "CarteEmulator",
                 "CarteImages",
                 "CarteSimDaemon",
+                "CarteConsole",
                 "CarteBundledImages",
                 "CarteVitale",
                 "CarteCPS",

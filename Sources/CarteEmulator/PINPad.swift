@@ -116,6 +116,10 @@ public struct KeypadDigits: Sendable, Hashable, Codable, CustomStringConvertible
 
     /// How many digits.
     public var count: Int { bytes.count }
+
+    /// The digits as text, for the one place that must send them on (a console's keypad request to the
+    /// daemon over its private socket). Never log or print it.
+    package var secretText: String { String(decoding: bytes, as: UTF8.self) }
     /// The digits, for the image writer only (a card image holds its PINs in clear anyway).
     package var text: String { String(decoding: bytes, as: UTF8.self) }
     public var description: String { "<\(bytes.count) digits redacted>" }
@@ -224,6 +228,8 @@ extension VirtualSlot {
         let session = PadSession(slot: self, profile: pad, timeout: structure.timeout, timeout2: structure.timeout2,
                                  minimum: structure.minimumLength, maximum: structure.maximumLength, insertion: insertion, abandon: abandon)
         if let failure = session.checkCard() { return .failure(failure) }
+        activity.report(.padPrompt(slot: info.name, waiting: true))
+        defer { activity.report(.padPrompt(slot: info.name, waiting: false)) }
         let digits: KeypadDigits
         switch session.take(first: true) {
         case .typed(let d): digits = d
@@ -247,6 +253,8 @@ extension VirtualSlot {
         let session = PadSession(slot: self, profile: pad, timeout: structure.timeout, timeout2: structure.timeout2,
                                  minimum: structure.minimumLength, maximum: structure.maximumLength, insertion: insertion, abandon: abandon)
         if let failure = session.checkCard() { return .failure(failure) }
+        activity.report(.padPrompt(slot: info.name, waiting: true))
+        defer { activity.report(.padPrompt(slot: info.name, waiting: false)) }
         var entries: [KeypadDigits] = []
         let count = (structure.asksCurrentPIN ? 1 : 0) + 1 + (structure.asksConfirmation ? 1 : 0)
         for i in 0..<count {
@@ -340,7 +348,7 @@ private struct PadSession {
     func send(_ command: [UInt8]) -> Result<[UInt8], PINPadFailure> {
         if let failure = checkCard() { return .failure(failure) }
         if abandon() { return .failure(.card(.cancelled)) }
-        switch slot.transmitWithFaults(command) {
+        switch slot.transmitWithFaults(command, viaPad: true) {
         case .answer(let r, let delay):
             if let delay { PadSession.sleep(delay) }  // a slow card is slow under the pad too
             return .success(r)

@@ -99,11 +99,15 @@ public final class VirtualSlot: Sendable {
     public let pinPad: PINPadProfile?
     /// The keypad entries scripted for this slot's PIN prompts.
     public let keypad: VirtualKeypad
+    /// Who is told what the slot does (the backend's observers).
+    let activity: SlotActivityObservers
 
     /// `scripted`: whether this slot gets the profile's keypad script (the CPx slot, or the first).
-    init(notify: @escaping @Sendable ([ReaderEvent]) -> Void = { _ in }, info: ReaderInfo, pinPad: PINPadProfile? = nil, scripted: Bool = false) {
+    init(notify: @escaping @Sendable ([ReaderEvent]) -> Void = { _ in }, activity: SlotActivityObservers = SlotActivityObservers(), info: ReaderInfo,
+         pinPad: PINPadProfile? = nil, scripted: Bool = false) {
         self.info = info
         self.notify = notify
+        self.activity = activity
         self.pinPad = pinPad
         self.keypad = VirtualKeypad(script: scripted ? pinPad?.script ?? [] : [])
     }
@@ -114,12 +118,18 @@ public final class VirtualSlot: Sendable {
     /// insertion clears them.
     public func inject(_ fault: SlotFault) {
         state.withLock { $0.faults.arm(fault) }
+        activity.report(.faultsChanged(slot: info.name))
     }
 
     /// Disarms every fault (the image's schedule too, until the next insertion).
     public func clearFaults() {
         state.withLock { $0.faults = SlotFaults() }
+        activity.report(.faultsChanged(slot: info.name))
     }
+
+    /// The faults armed now, as `carte sim fault` names them (a card image's scheduled faults with the
+    /// APDU they wait for).
+    public var armedFaults: [String] { state.withLock { $0.faults.descriptions } }
 
     /// Runs `command` on the card of `s` with the armed faults applied. Called under the slot's lock.
     /// With `stopAtReset`, a warm-reset fault ends there (``CardError/cardReset(reader:)``, the command
@@ -165,13 +175,17 @@ public final class VirtualSlot: Sendable {
     /// Powers the card up (or warm-resets it) and returns its ATR. Fails with
     /// ``CardError/noCard(reader:)`` or ``CardError/cardMute(reader:timeout:)``.
     public func powerUp() -> Result<[UInt8], CardError> {
-        state.withLock { s in
+        let result = state.withLock { s -> Result<[UInt8], CardError> in
             guard let card = s.card else { return .failure(.noCard(reader: info.name)) }
             if s.mute { return .failure(.cardMute(reader: info.name, timeout: .zero)) }
             card.reset()
             s.resets += 1
             return .success(card.image.atr)
         }
+        if case .success(let atr) = result, activity.isObserved {
+            activity.report(.poweredUp(slot: info.name, insertion: insertionCount, atr: atr))
+        }
+        return result
     }
 
     /// Sends one APDU to the card as a reader does (no connection bookkeeping), faults applied; a
@@ -185,12 +199,38 @@ public final class VirtualSlot: Sendable {
     }
 
     /// One APDU as the daemon serves it to the driver: the outcome with its delay and no-answer faults.
-    package func transmitWithFaults(_ command: [UInt8]) -> SlotOutcome {
-        let (outcome, events) = state.withLock { s -> (SlotOutcome, [ReaderEvent]) in
-            if s.card != nil && s.mute { return (.failure(.cardMute(reader: info.name, timeout: .zero)), []) }
-            return process(command, in: &s)
+    /// `viaPad`: the reader's PIN pad built the command. Observers are told the exchange (secrets removed).
+    package func transmitWithFaults(_ command: [UInt8], viaPad: Bool = false) -> SlotOutcome {
+        let observed = activity.isObserved
+        let started = ContinuousClock.now
+        let (outcome, events, insertion, faultsChanged) = state.withLock { s -> (SlotOutcome, [ReaderEvent], Int, Bool) in
+            let insertion = s.insertion
+            if s.card != nil && s.mute { return (.failure(.cardMute(reader: info.name, timeout: .zero)), [], insertion, false) }
+            let before = observed ? s.faults.signature : []
+            let (outcome, events) = process(command, in: &s)
+            return (outcome, events, insertion, observed && s.faults.signature != before)
         }
         if !events.isEmpty { notify(events) }
+        if observed {
+            var response: [UInt8]? = nil
+            var failure: String? = nil
+            // The card's own time, and the delay a slow fault adds before the answer.
+            var elapsed = ContinuousClock.now - started
+            switch outcome {
+            case .answer(let r, let d):
+                response = r
+                elapsed += d ?? .zero
+            case .noAnswer(let d):
+                failure = "no answer (mute)"
+                elapsed += d ?? .zero
+            case .failure(let e):
+                failure = e.description
+            }
+            let safe = CardImage.Replay.withoutSecrets(.init(command: command.map { $0 }, response: [])).command
+            activity.report(.exchange(SlotExchange(slot: info.name, insertion: insertion, command: safe, response: response, failure: failure,
+                                                   viaPad: viaPad, elapsed: elapsed)))
+            if faultsChanged { activity.report(.faultsChanged(slot: info.name)) }
+        }
         return outcome
     }
 
@@ -255,6 +295,15 @@ public final class SimulatorBackend: ReaderBackend {
 
     private let registry = Mutex(Registry())
     private let listeners = Listeners()
+    private let activity = SlotActivityObservers()
+
+    /// Tells `observer` everything the readers do from now on: each APDU a reader-side caller (the
+    /// pcscd driver through the daemon, the PIN pad, a vpcd link) sends and its answer, power-ups,
+    /// PIN prompts, insertions and removals, faults armed and used. Called on the thread that did it,
+    /// outside the slot's lock; keep it short. Commands arrive with their secrets removed.
+    public func observe(_ observer: @escaping @Sendable (SlotActivity) -> Void) {
+        activity.add(observer)
+    }
 
     /// Where the simulator's cards report what a log should show (a replay's unexpected commands).
     public let logger: Logger
@@ -284,8 +333,12 @@ public final class SimulatorBackend: ReaderBackend {
             r.nextIndex += 1
             let physical = "\(profile.name) \(UInt8(truncatingIfNeeded: index).hex)"
             let listeners = self.listeners
+            let activity = self.activity
             let slots = profile.slots.enumerated().map { (i, slot) in
-                VirtualSlot(notify: { listeners.broadcast($0) }, info: ReaderInfo(
+                VirtualSlot(notify: { events in
+                    listeners.broadcast(events)
+                    for e in events { activity.report(.readerEvent(e)) }
+                }, activity: activity, info: ReaderInfo(
                     name: "\(physical) \(UInt8(truncatingIfNeeded: i).hex)",
                     physicalReader: physical,
                     slot: i,
@@ -460,6 +513,7 @@ public final class SimulatorBackend: ReaderBackend {
 
     private func broadcast(_ events: [ReaderEvent]) {
         listeners.broadcast(events)
+        for e in events { activity.report(.readerEvent(e)) }
     }
 }
 

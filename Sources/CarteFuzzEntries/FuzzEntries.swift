@@ -4,6 +4,7 @@
 // invariant traps (`preconditionFailure`), which libFuzzer records as a crash. A parser's typed
 // error is the expected outcome for bad input, never a finding.
 import CarteAgent
+import CarteConsole
 import CarteCore
 import CarteApCV
 import CarteBundledImages
@@ -16,6 +17,7 @@ import CarteSimDaemon
 import CarteSimProtocol
 import CarteVitale
 import Dispatch
+import Foundation
 import Synchronization
 
 /// The fuzz targets by name: `scripts/fuzz.sh` lists them, the `fuzz` executable (Fuzz/) runs the one
@@ -27,7 +29,7 @@ public enum FuzzEntries {
         ("wire", wire), ("pin-structures", pinStructures), ("card-image", cardImage), ("reader-profile", readerProfile),
         ("persona", persona), ("replay-import", replayImport), ("simulated-card", simulatedCard),
         ("card-decoders", cardDecoders), ("apcv", apcv), ("apcv-http", apcvHTTP), ("anonymiser", anonymiser), ("x509", x509),
-        ("rights-http", rightsHTTP), ("vpcd", vpcd), ("agent", agent),
+        ("rights-http", rightsHTTP), ("vpcd", vpcd), ("agent", agent), ("console", console),
     ]
 
     /// Builds the one-time state of the targets (the bundled images) before the first input, so
@@ -464,6 +466,53 @@ extension FuzzEntries {
         }
         if let entries = try? AgentFiles.origins(text: text, file: "fuzz") {
             for e in entries { precondition(AgentAccess.normalise(origin: e.origin) == e.origin, "an allow-list entry not normalised") }
+        }
+    }
+}
+
+extension FuzzEntries {
+    // MARK: - CarteConsole
+
+    /// What `carte sim console` reads from a page: the same bytes as the body of every action, as the
+    /// Host/Origin/Content-Type/Cookie headers of a request (one per line), and as a daemon's trace to
+    /// export. Each gives a typed error or a value that keeps its promises: an action for a named slot
+    /// with a known fault and 1 to 8 keypad entries, an error that never repeats keypad digits; an
+    /// action admitted only from the console's own origin with JSON; an export with a transcript.
+    @Sendable static func console(_ data: [UInt8]) {
+        for action in ConsoleRequest.actions + ["nope"] {
+            do {
+                let request = try ConsoleRequest.decode(action: action, body: data)
+                precondition(!request.slot.isEmpty, "an action without a slot")
+                switch request {
+                case .fault(_, let name, _, _, _): precondition((SlotFault.names + ["clear", "unplug", "plug"]).contains(name), "an unknown fault")
+                case .keypad(_, let entries): precondition((1...8).contains(entries.count), "\(entries.count) keypad entries")
+                default: break
+                }
+            } catch {
+                // What was typed on the keypad never comes back in an error.
+                let typed = ((try? JSONSerialization.jsonObject(with: Data(data))) as? [String: Any])?["entries"] as? [[String: Any]] ?? []
+                for entry in typed {
+                    // Four digits or more (an error's own numbers are shorter, but for a body too large).
+                    if action == "keypad", let digits = entry["digits"] as? String, digits.count >= 4, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) {
+                        if case .tooLarge = error { continue }
+                        precondition(!error.description.contains(digits), "a keypad error that repeats what was typed")
+                    }
+                }
+            }
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let access = ConsoleAccess(port: 8795, key: String(repeating: "cd", count: 16))
+        let hosts = lines.first.map { [$0] } ?? []
+        let origins = lines.count > 1 && !lines[1].isEmpty ? [lines[1]] : []
+        let types = lines.count > 2 ? [lines[2]] : []
+        if access.checkHost(hosts) == nil { precondition(AgentAccess.isLoopback(host: hosts[0], port: 8795), "a Host that is not the console") }
+        if access.checkAction(origins: origins, contentTypes: types) == nil {
+            precondition(AgentAccess.normalise(origin: origins[0]).map { AgentAccess.isLoopback(host: String($0.dropFirst(7)), port: 8795) } == true, "an action from another origin")
+        }
+        if lines.count > 3, access.hasKey(cookies: [lines[3]]) { precondition(lines[3].contains(access.key), "a cookie without the key") }
+        if let trace = (try? JSONSerialization.jsonObject(with: Data(data))) as? [String: Any], let (_, image) = try? ConsoleExport.image(fromTrace: trace) {
+            precondition(image.replay?.transcript.isEmpty == false, "an export without a transcript")
         }
     }
 }

@@ -49,10 +49,13 @@ public final class SimulatorServer: Sendable {
         self.logger = logger
         self.loadImage = loadImage
         self.readerFaults = readerFaults
+        activity.attach(to: backend)
     }
 
     private let readerFaults: (@Sendable (Int, String) throws -> String)?
     private let usb: [String: String]?
+    /// What the readers do, for the `events` and `trace` requests (consoles, bug reports).
+    public let activity = SimulatorActivityLog()
 
     /// The faults played on a whole reader rather than a slot.
     public static let readerFaultNames = ["unplug", "plug"]
@@ -107,6 +110,7 @@ public final class SimulatorServer: Sendable {
             return fd
         }
         stopped.withLock { $0 = true }
+        activity.close()
         if fd >= 0 {
             shutdown(fd, Int32(SHUT_RDWR))
             close(fd)
@@ -454,11 +458,45 @@ public final class SimulatorServer: Sendable {
             }
             if request["clear"] as? Bool == true { slot.keypad.clear() }
             slot.keypad.type(entries)
+            activity.noteChange(slot: slot.info.name, what: "keypad")
             // Entries are described by kind and length only: the digits are never logged.
             logger.info("\(slot.info.name): keypad scripted: \(entries.isEmpty ? "nothing" : entries.map(\.description).joined(separator: ", "))")
             return answer(["ok": true, "reader": slot.info.name, "pending": slot.keypad.pending, "typed": slot.keypad.typed])
+        case "events":
+            let since = request["since"] as? Int ?? 0
+            let wait = request["waitMs"] as? Int ?? 0
+            let limit = request["limit"] as? Int ?? SimulatorActivityLog.maximumBatch
+            guard since >= 0 else { return fail("\"since\" is an event number, 0 or more") }
+            guard (0...SimulatorActivityLog.maximumWaitMilliseconds).contains(wait) else {
+                return fail("\"waitMs\" is 0 to \(SimulatorActivityLog.maximumWaitMilliseconds) milliseconds")
+            }
+            guard (1...SimulatorActivityLog.maximumBatch).contains(limit) else { return fail("\"limit\" is 1 to \(SimulatorActivityLog.maximumBatch) events") }
+            let (events, next, lost) = activity.events(since: since, limit: limit, waitMilliseconds: wait)
+            return answer(["ok": true, "events": events.map(SimulatorActivityLog.json), "next": next, "lost": lost])
+        case "trace":
+            let slot: VirtualSlot
+            switch findSlot(request) {
+            case .success(let s): slot = s
+            case .failure(let message): return fail(message.description, kind: "reader")
+            }
+            let insertion = slot.insertionCount
+            let (exchanges, atr, dropped, failed) = activity.trace(slot.info.name, insertion: insertion)
+            let image = slot.image
+            let entry = backend.physicalReaders.first { $0.slots.contains { $0 === slot } }
+            return answer([
+                "ok": true, "slot": slot.info.name, "insertion": insertion,
+                "image": image.map { $0.name as Any } ?? NSNull(),
+                "synthetic": image.map { $0.synthetic as Any } ?? NSNull(),
+                "atr": (atr ?? image?.atr).map { $0.hexString() as Any } ?? NSNull(),
+                "protocol": image.map { $0.cardProtocol == .t0 ? "T=0" : "T=1" as Any } ?? NSNull(),
+                "vendor": entry?.profile.vendor ?? "", "firmwareVersion": entry?.profile.firmwareVersion ?? "",
+                "dropped": dropped, "unanswered": failed,
+                "exchanges": exchanges.map { e -> [String: Any] in
+                    ["command": SimulatorActivityLog.hexWithWildcards(e.command), "response": e.response.hexString(), "ms": e.milliseconds.map { $0 as Any } ?? NSNull()]
+                },
+            ])
         default:
-            return fail("unknown op \"\(op)\" (status, insert, remove, fault, keypad)")
+            return fail("unknown op \"\(op)\" (status, insert, remove, fault, keypad, events, trace)")
         }
     }
 
@@ -511,7 +549,12 @@ public final class SimulatorServer: Sendable {
                 "pinPad": pinPad,
                 "slots": entry.slots.map { slot -> [String: Any] in
                     var s: [String: Any] = ["slot": slot.info.slot, "name": slot.info.name, "role": slot.info.role.map { $0 as Any } ?? NSNull(), "contactless": slot.info.isContactless]
-                    if slot.pinPad != nil { s["keypad"] = ["pending": slot.keypad.pending, "typed": slot.keypad.typed] }
+                    if slot.pinPad != nil {
+                        s["keypad"] = ["pending": slot.keypad.pending, "typed": slot.keypad.typed, "waiting": activity.padWaiting(slot.info.name)]
+                    }
+                    s["faults"] = slot.armedFaults
+                    s["insertion"] = slot.insertionCount
+                    s["exchanges"] = activity.exchangeCount(slot.info.name)
                     switch slot.slotState {
                     case .empty: s["state"] = "empty"
                     case .mute: s["state"] = "mute"
@@ -522,6 +565,10 @@ public final class SimulatorServer: Sendable {
                     if let image = slot.image {
                         s["image"] = image.name
                         s["synthetic"] = image.synthetic
+                        // What the card is, as its ATR says (a phone by its image): for pictures and labels.
+                        let known = KnownATR.identify(image.atr).first
+                        s["kind"] = image.apcv != nil ? "apcv" : known?.family.rawValue ?? "unknown"
+                        s["card"] = image.apcv != nil ? "appli carte Vitale (phone)" : known?.label ?? "a card its ATR does not name"
                     }
                     return s
                 },
@@ -571,8 +618,9 @@ public struct SimulatorControlClient: Sendable {
     public init(path: String) { self.path = path }
 
     /// Sends one JSON request and returns the JSON answer (blocking; call from a thread of your own).
-    public func send(_ request: [String: any Sendable]) throws -> [String: Any] {
-        let socket = try FramedSocket.connect(to: path)
+    /// The daemon must answer within `timeoutMilliseconds` (more than an `events` request's `waitMs`).
+    public func send(_ request: [String: any Sendable], timeoutMilliseconds: Int = 5_000) throws -> [String: Any] {
+        let socket = try FramedSocket.connect(to: path, timeoutMilliseconds: timeoutMilliseconds)
         guard socket.send(.hello(.control)) else { throw SocketError(operation: "send", path: path, reason: "the daemon closed the connection") }
         let greeting = try socket.receive()
         if let f = greeting.failure { throw SocketError(operation: "hello", path: path, reason: f.message) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CarteBundledImages
 import CarteCore
 import CarteEmulator
+import CarteSimDaemon
 import CarteImages
 
 struct BenchCommand: AsyncParsableCommand {
@@ -74,6 +75,22 @@ struct BenchCommand: AsyncParsableCommand {
                         blackHole(try connection.transmitNow(select))
                         blackHole(try connection.transmitNow(read))
                     }
+                }
+                // The daemon's path for the pcscd driver (faults applied), without and with the activity
+                // log every daemon keeps for its consoles (events, traces): what that log costs per APDU.
+                for observed in [false, true] {
+                    let served = SimulatorBackend(profiles: [.monoFente])
+                    try served.insert(generic, into: served.readerNames[0])
+                    let log = SimulatorActivityLog()
+                    if observed { log.attach(to: served) }
+                    let driverSlot = served.physicalReaders[0].slots[0]
+                    _ = try await row(observed ? "simulator as the daemon serves the driver, with its activity log" : "simulator as the daemon serves the driver (no activity log)") { n in
+                        for _ in 0..<n {
+                            blackHole(driverSlot.transmitRaw(select))
+                            blackHole(driverSlot.transmitRaw(read))
+                        }
+                    }
+                    withExtendedLifetime(log) {}
                 }
                 let selectAPDU = try CommandAPDU(bytes: select)
                 let readAPDU = try CommandAPDU(bytes: read)

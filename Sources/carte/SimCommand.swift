@@ -1,4 +1,5 @@
 import ArgumentParser
+import CarteConsole
 import CarteCore
 import CarteEmulator
 import CartePCSC
@@ -16,7 +17,7 @@ struct SimCommand: AsyncParsableCommand {
             PC/SC program (pcsc_scan, opensc-tool, pyscard, your software) then sees the virtual readers. \
             Cards are inserted and removed at run time with carte sim insert/remove. See docs/simulator.md.
             """,
-        subcommands: [Serve.self, Insert.self, Remove.self, Fault.self, Keypad.self, Status.self, ReaderConf.self, Soak.self, ApCVServiceCommand.self, ApCVQR.self, RightsServiceCommand.self]
+        subcommands: [Serve.self, Console.self, Insert.self, Remove.self, Fault.self, Keypad.self, Status.self, ReaderConf.self, Soak.self, ApCVServiceCommand.self, ApCVQR.self, RightsServiceCommand.self]
     )
 
     struct SocketOption: ParsableArguments {
@@ -54,9 +55,12 @@ struct SimCommand: AsyncParsableCommand {
         var driver: String?
         @Option(help: ArgumentHelp("With --usb: milliseconds the driver waits for a card's answer.", valueName: "MS"))
         var timeout: Int = 30_000
+        @Option(help: ArgumentHelp("Also serve the QA console (carte sim console) on 127.0.0.1:PORT (0: any free port); its address goes to standard output.", valueName: "PORT"))
+        var console: Int?
 
         func validate() throws {
             guard (100...600_000).contains(timeout) else { throw ValidationError("--timeout must be in 100...600000 milliseconds, not \(timeout)") }
+            if let console { guard (0...65535).contains(console) else { throw ValidationError("--console must be 0 to 65535, not \(console)") } }
         }
 
         /// The fake USB readers (--usb), or `nil`.
@@ -87,6 +91,15 @@ struct SimCommand: AsyncParsableCommand {
                     usbReaders?.stop()
                     throw CLIError(kind: "socket", message: "\(error)", exitCode: CarteExit.cardOrReader)
                 }
+                let consoleServer: ConsoleServer?
+                do {
+                    consoleServer = try console.map { try startConsole(socket: socket.path, port: $0, logger: logger) }
+                } catch {
+                    server.stop()
+                    usbReaders?.stop()
+                    throw error
+                }
+                if let consoleServer { FileHandle.standardOutput.write(Data("console on \(consoleServer.address)\n".utf8)) }
                 for reader in backend.physicalReaders {
                     Output.stderr("serving \(reader.profile.name) (\(reader.slots.count) slot\(reader.slots.count == 1 ? "" : "s"))")
                 }
@@ -96,6 +109,7 @@ struct SimCommand: AsyncParsableCommand {
                 var vpcdSide: VPCDCardSide? = nil
                 // However the daemon ends from here (signal, bad --vpcd), its socket is removed.
                 defer {
+                    consoleServer?.stop()
                     vpcdSide?.stop()
                     server.stop()
                     usbReaders?.stop()
@@ -123,6 +137,7 @@ struct SimCommand: AsyncParsableCommand {
                     let parent = getppid()
                     let watcher = Thread {
                         while getppid() == parent { usleep(200_000) }
+                        consoleServer?.stop()
                         server.stop()
                         usbReaders?.stop()
                         Foundation.exit(0)

@@ -296,8 +296,9 @@ struct CLITests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.json["schema"] as? String == "carte.bench-core/1")
         let rows = r.json["rows"] as? [[String: Any]] ?? []
-        #expect(rows.count == 7)
+        #expect(rows.count == 9)
         #expect(rows.first?["ratio"] as? Double == 1)
+        #expect(rows.contains { ($0["name"] as? String)?.contains("with its activity log") == true })
         #expect(rows.allSatisfy { ($0["apduPerSecond"] as? Double ?? 0) > 0 })
         #expect(try Carte.run(["bench", "core", "--seconds", "0"]).status == 64)
     }
