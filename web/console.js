@@ -414,8 +414,12 @@ function follow() {
       addEvents(m.events || []);
       renderTrace();
     } else if (m.type === "status") {
+      // Drawn again only when what it shows changed (not for an exchange count), so a list a tester
+      // has open is not closed under them by a program reading a card.
+      const shown = s => JSON.stringify(s, (k, v) => (k === "exchanges" ? undefined : v));
+      const changed = !state.status || shown(state.status) !== shown(m.status);
       state.status = m.status;
-      renderReaders();
+      if (changed) renderReaders();
       state.ready = true;
     } else if (m.type === "activity") {
       if (m.lost) message(`${m.lost} events were too old to show`);

@@ -70,11 +70,17 @@ struct ConsoleInBrowserTests {
                 out["slots"] = js(s, "[...document.querySelectorAll('.slot')].map(p => p.getAttribute('data-slot') + '=' + p.querySelector('.card .title').firstChild.textContent)")
                 out["pictures"] = js(s, "document.querySelectorAll('.reader svg rect').length")
 
+                # A second page (another tester's tab) follows what the first one does.
+                s2, _ = c.open_page(ADDR)
+                wait(s2, "window.cartekitConsole && window.cartekitConsole.ready")
+
                 # Removed from the page: pcscd (CarteKit through PC/SC) and pcsc_scan see the slot empty.
                 act(lambda: click(V, "Remove"))
                 until("pcscd seeing the Vitale slot empty", lambda: slot_state(V)["state"] == "empty")
                 out["scanEmpty"] = scan()
                 wait(s, slot_js(V, "p.querySelector('.card.empty') !== null"))
+                wait(s2, slot_js(V, "p.querySelector('.card.empty') !== null"))
+                out["secondPageSawRemoval"] = True
                 # Inserted from the page: the Vitale is back with its ATR.
                 choose(V, "Image to insert", "bundled:vitale/family-five.yaml")
                 act(lambda: click(V, "Insert"))
@@ -144,6 +150,12 @@ struct ConsoleInBrowserTests {
                 js(s, "[...document.querySelectorAll('#trace-tabs button')].find(b => b.title === %s).click(); true" % json.dumps(C))
                 wait(s, "document.querySelector('#trace-table tbody').textContent.includes('PIN pad')")
                 out["cpsTrace"] = js(s, "document.querySelector('#trace-table tbody').textContent")
+                # Changes made elsewhere show at once: carte sim remove and insert, from a terminal.
+                carte("sim", "remove", "--socket", SOCKET, "0", "1")
+                wait(s, slot_js(C, "p.querySelector('.card.empty') !== null"))
+                carte("sim", "insert", "--socket", SOCKET, "0", "1", "bundled:cps/cps4-medecin.yaml")
+                wait(s, slot_js(C, "p.querySelector('.card.cps4') !== null"))
+                out["cliInsert"] = js(s, slot_js(C, "p.querySelector('.card .title').firstChild.textContent"))
                 out["errors"] = js(s, "window.cartekitConsole.errors")
                 print(json.dumps(out))
             finally:
@@ -191,6 +203,8 @@ struct ConsoleInBrowserTests {
         let cpsTrace = out["cpsTrace"] as? String ?? ""
         #expect(cpsTrace.contains("[PIN pad]") && cpsTrace.contains("bytes redacted"), "\(cpsTrace.suffix(800))")
         #expect(!cpsTrace.contains("31 32 33 34") && !consoleLog.contains("1234"), "no PIN in the trace or the console's log")
+        #expect(out["secondPageSawRemoval"] as? Bool == true)
+        #expect(out["cliInsert"] as? String == "CPS4", "\(out["cliInsert"] ?? "")")
         #expect(out["errors"] as? [String] == [], "page errors: \(out["errors"] ?? "")")
         let png = try Data(contentsOf: URL(fileURLWithPath: Self.screenshot))
         #expect(png.count > 10_000 && png.prefix(4) == Data([0x89, 0x50, 0x4E, 0x47]))
