@@ -175,12 +175,12 @@ write("agent", [b'{"jsonrpc":"2.0","id":1,"method":"vitale.read","params":{"read
                 b"127.0.0.1:9743\nhttps://app.example.fr\n", b"localhost:9743\n\nBearer " + b"ab" * 32,
                 b"# the practice\nhttps://facturation.example.fr  # billing\nnot an origin\n"])
 
-# carte sim console: action bodies, request headers (Host, Origin, Content-Type, Cookie lines), daemon traces.
+# carte sim console: action bodies, request headers (Host, Origin, Content-Type, key lines), daemon traces.
 write("console", [b'{"slot":"CarteKit Virtual Bi-fente PIN pad 00 00","image":"bundled:vitale/family-five.yaml"}',
                   b'{"slot":"S","upload":{"name":"x.yaml","text":"format: cartekit-image/1\\n"}}',
                   b'{"slot":"S","fault":"sw","sw":"6f00","count":2}', b'{"slot":"S","fault":"slow","ms":1.5}',
                   b'{"slot":"S","entries":[{"digits":"1234"},{"cancel":true},{"timeout":true}]}', b'{"slot":"S","entries":[{"digits":"12a4"}]}',
-                  b"127.0.0.1:8795\nhttp://127.0.0.1:8795\napplication/json; charset=utf-8\ncarte-console=" + b"cd" * 16,
+                  b"127.0.0.1:8795\nhttp://127.0.0.1:8795\napplication/json; charset=utf-8\n" + b"cd" * 16,
                   b"localhost:8795\nhttp://evil.example\ntext/plain\n",
                   b'{"ok":true,"slot":"S","atr":"3B 75 13 00 00 45 09 EA 90 00","protocol":"T=1","exchanges":[{"command":"00 A4 04 00 02 3F 00","response":"90 00","ms":0.1},{"command":"00 20 00 01 04 ?? ?? ?? ??","response":"63 C2"}]}'])
 

@@ -17,6 +17,20 @@ const state = {
 };
 window.cartekitConsole = state;
 
+// The run's key: the address carte sim console printed carries it in its fragment (never sent to a
+// server); this tab keeps it in its session storage (per origin, so per port) and sends it in a header.
+const KEY_HEADER = "X-CarteKit-Console-Key";
+const KEY_STORE = "cartekit-console-key";
+let key = sessionStorage.getItem(KEY_STORE);
+{
+  const m = /(?:^#|&)key=([0-9A-Za-z]+)/.exec(location.hash);
+  if (m) {
+    key = m[1];
+    sessionStorage.setItem(KEY_STORE, key);
+    history.replaceState(null, "", location.pathname);
+  }
+}
+
 const MAX_ROWS = 5000;     // kept per slot
 const SHOWN_ROWS = 600;    // drawn at once (the newest that pass the filter)
 const FAULTS = [
@@ -68,7 +82,7 @@ function uiOf(slot) {
 async function act(action, body) {
   let answer;
   try {
-    const r = await fetch("/api/" + action, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    const r = await fetch("/api/" + action, { method: "POST", headers: { "Content-Type": "application/json", [KEY_HEADER]: key }, body: JSON.stringify(body) });
     answer = await r.json();
   } catch (e) {
     answer = { ok: false, error: "the console does not answer: " + e };
@@ -197,14 +211,20 @@ function keypadPanel(slot, pad) {
     el("div", { class: "pad-info" },
       waiting ? el("span", { class: "prompt", text: "The reader asks for a PIN" }) : el("span", { text: "PIN pad" }),
       lcd,
-      el("div", { class: "row" }, key("Correct", correct, null, "correct"), key("Time out", () => keypad(slot.name, { timeout: true }), null, "timeout")),
+      el("div", { class: "row" }, key("Correct", correct, null, "correct"),
+        el("button", { type: "button", text: "Time out", "data-focus": `${slot.name}/key-timeout`, title: "Let the PIN prompt time out (queued for the next prompt when the reader is not asking now)",
+          onclick: () => keypad(slot.name, { timeout: true }) })),
       el("span", { text: `${slot.keypad ? slot.keypad.pending : 0} entr${slot.keypad && slot.keypad.pending === 1 ? "y" : "ies"} waiting · ${pad.minimumPINLength}–${pad.maximumPINLength} digits` })));
   panel.addEventListener("keydown", e => {
     if (e.target.tagName === "INPUT" || e.target.tagName === "SELECT") return;
     if (/^[0-9]$/.test(e.key)) { press(e.key); e.preventDefault(); }
     else if (e.key === "Backspace") { correct(); e.preventDefault(); }
     else if (e.key === "Enter" && e.target === panel) { ok(); e.preventDefault(); }
-    else if (e.key === "Escape") { cancel(); e.preventDefault(); }
+    else if (e.key === "Escape") {
+      // Cancel reaches the pad only while it asks for a PIN; otherwise Escape just clears the digits.
+      if (waiting) cancel(); else { u.digits = ""; lcd.textContent = ""; }
+      e.preventDefault();
+    }
   });
   return panel;
 }
@@ -276,7 +296,10 @@ function selectSlot(name, focusTab = true) {
 function renderTabs(focus = false) {
   const tabs = $("#trace-tabs");
   const names = slotNames();
-  if (!state.selected || !names.includes(state.selected)) state.selected = names[0] || null;
+  if (!state.selected || !names.includes(state.selected)) {
+    state.selected = names[0] || null;
+    renderTrace();
+  }
   tabs.replaceChildren(...names.map(name => el("button", {
     type: "button", role: "tab", "aria-selected": String(name === state.selected), text: name.replace(/^CarteKit Virtual /, ""), title: name,
     tabindex: name === state.selected ? 0 : -1, onclick: () => selectSlot(name),
@@ -343,6 +366,9 @@ function matches(event, filter, errorsOnly) {
 
 function renderTrace() {
   const body = $("#trace-table tbody");
+  const scroll = $(".trace-scroll");
+  // Follows the newest rows unless the tester scrolled up to read older ones.
+  const atBottom = scroll.scrollHeight - scroll.scrollTop - scroll.clientHeight < 40;
   const rows = state.traces.get(state.selected) || [];
   const filter = $("#trace-filter").value.trim().toUpperCase();
   const errorsOnly = $("#trace-errors").checked;
@@ -353,8 +379,7 @@ function renderTrace() {
     ? `${shown.length} of ${rows.length} events shown (${exchanges} exchanges)` + (shown.length > SHOWN_ROWS ? `, the newest ${SHOWN_ROWS} drawn` : "")
     : "no slot";
   $("#trace-export").disabled = !state.selected;
-  const scroll = $(".trace-scroll");
-  scroll.scrollTop = scroll.scrollHeight;
+  if (atBottom) scroll.scrollTop = scroll.scrollHeight;
 }
 
 function addEvents(events) {
@@ -374,7 +399,7 @@ function addEvents(events) {
 async function exportTrace() {
   const slot = state.selected;
   if (!slot) return;
-  const r = await fetch("/api/export?slot=" + encodeURIComponent(slot));
+  const r = await fetch("/api/export?slot=" + encodeURIComponent(slot), { headers: { [KEY_HEADER]: key } });
   if (!r.ok) {
     let error = `export failed (${r.status})`;
     try { error = (await r.json()).error || error; } catch (e) { /* not JSON */ }
@@ -402,38 +427,82 @@ function showDaemon(d) {
   p.textContent = d.up ? `simulator daemon ${d.socket}` : `the simulator daemon at ${d.socket} does not answer${d.error ? ": " + d.error : ""}`;
 }
 
-function follow() {
-  const source = new EventSource("/api/feed");
-  source.onmessage = e => {
-    let m;
-    try { m = JSON.parse(e.data); } catch (err) { state.errors.push("bad feed message"); return; }
-    if (m.type === "hello") {
-      state.images = m.images || [];
-      showDaemon(m.daemon);
-      if (m.status) { state.status = m.status; renderReaders(); state.ready = true; }
-      addEvents(m.events || []);
-      renderTrace();
-    } else if (m.type === "status") {
-      // Drawn again only when what it shows changed (not for an exchange count), so a list a tester
-      // has open is not closed under them by a program reading a card.
-      const shown = s => JSON.stringify(s, (k, v) => (k === "exchanges" ? undefined : v));
-      const changed = !state.status || shown(state.status) !== shown(m.status);
-      state.status = m.status;
-      if (changed) renderReaders();
-      state.ready = true;
-    } else if (m.type === "activity") {
-      if (m.lost) message(`${m.lost} events were too old to show`);
-      addEvents(m.events);
-    } else if (m.type === "daemon") {
-      showDaemon(m.daemon);
-      if (!m.daemon.up) renderReaders();
+function handle(text) {
+  let m;
+  try { m = JSON.parse(text); } catch (err) { state.errors.push("bad feed message"); return; }
+  if (m.type === "hello") {
+    state.images = m.images || [];
+    showDaemon(m.daemon);
+    if (m.status) { state.status = m.status; renderReaders(); state.ready = true; }
+    addEvents(m.events || []);
+    renderTrace();
+  } else if (m.type === "status") {
+    // Drawn again only when what it shows changed (not for an exchange count), so a list a tester
+    // has open is not closed under them by a program reading a card.
+    const shown = s => JSON.stringify(s, (k, v) => (k === "exchanges" ? undefined : v));
+    const changed = !state.status || shown(state.status) !== shown(m.status);
+    state.status = m.status;
+    if (changed) renderReaders();
+    state.ready = true;
+  } else if (m.type === "activity") {
+    if (m.lost) message(`${m.lost} events were too old to show`);
+    addEvents(m.events);
+  } else if (m.type === "reset") {
+    // Another run of the daemon: its events are numbered anew; what was shown of the old one goes.
+    state.traces.clear();
+    renderTrace();
+    message("The simulator daemon restarted");
+  } else if (m.type === "daemon") {
+    showDaemon(m.daemon);
+    if (!m.daemon.up) { state.status = null; renderReaders(); }
+  }
+}
+
+// The feed: server-sent events read with fetch (so the key goes in a header), reconnecting with a
+// growing delay; a refused key ends it with what to do.
+async function follow() {
+  if (!key) {
+    showLocked();
+    return;
+  }
+  let delay = 500;
+  for (;;) {
+    try {
+      const r = await fetch("/api/feed", { headers: { [KEY_HEADER]: key }, cache: "no-store" });
+      if (r.status === 401) { showLocked(); return; }
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      const reader = r.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      delay = 500;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = block.split("\n").filter(l => l.startsWith("data: ")).map(l => l.slice(6)).join("\n");
+          if (data) handle(data);
+        }
+      }
+    } catch (e) {
+      // The console stopped or the connection broke: try again.
     }
-  };
-  source.onerror = () => {
     const p = $("#daemon");
     p.className = "daemon down";
     p.textContent = "the console does not answer (reconnecting…)";
-  };
+    await new Promise(resolve => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 5000);
+  }
+}
+
+function showLocked() {
+  const p = $("#daemon");
+  p.className = "daemon down";
+  p.textContent = "this page needs the console's key: open the address carte sim console printed (it ends with #key=…)";
+  $("#readers").replaceChildren(el("p", { class: "empty", text: "Open the address carte sim console printed: it carries the key of this console." }));
 }
 
 $("#trace-filter").addEventListener("input", renderTrace);

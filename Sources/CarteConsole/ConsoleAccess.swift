@@ -5,18 +5,23 @@ import Foundation
 ///
 /// - The listener binds 127.0.0.1 only, and every request's `Host` must be a loopback name with the
 ///   console's port (a DNS-rebinding page carries its own name: 403).
-/// - Loopback is shared by every user of the machine, so the console also wants its key: the address
-///   `carte sim console` prints carries it once (`/?key=…`), the page then holds it in a cookie that is
-///   `HttpOnly` and `SameSite=Strict` (another site's page never sends it).
-/// - An action (`POST`) must come from the console's own origin (`Origin` header) with a JSON body, so
-///   a form or a script of another page cannot drive the readers even with the cookie.
+/// - Loopback is shared by every user of the machine, so the API (`/api/…`) also wants the run's key
+///   in the ``header`` header. The address `carte sim console` prints carries it in its fragment
+///   (`/#key=…`), which browsers never send to a server; the page keeps it in its tab's session
+///   storage. No cookie: cookies are shared by every port of a host, so another local server (another
+///   user's) would receive one.
+/// - An action (`POST`) must also come from the console's own origin (`Origin` header) with a JSON
+///   body; a custom header and JSON make any other page's request need a CORS preflight, which the
+///   console never grants.
+/// - The page's own files (HTML, CSS, script) hold no data and are served to any request with the
+///   right `Host`.
 public struct ConsoleAccess: Sendable {
     /// The port the console listens on.
     public let port: Int
     /// The key (32 hexadecimal digits, random per run unless given).
     public let key: String
-    /// The cookie's name.
-    public static let cookie = "carte-console"
+    /// The request header that carries the key.
+    public static let header = "X-CarteKit-Console-Key"
 
     /// The rules for a console on `port` with `key`.
     public init(port: Int, key: String) {
@@ -34,7 +39,7 @@ public struct ConsoleAccess: Sendable {
     public enum Refusal: Error, Hashable, Sendable, CustomStringConvertible {
         /// The `Host` header is missing, repeated or not this console on loopback.
         case hostNotAllowed(String)
-        /// Neither the key nor the cookie.
+        /// An API request without the run's key.
         case noKey
         /// An action without this console's `Origin`.
         case originNotAllowed(String)
@@ -54,7 +59,7 @@ public struct ConsoleAccess: Sendable {
         public var description: String {
             switch self {
             case .hostNotAllowed(let h): return "Host \(h.isEmpty ? "(none)" : h) is not this console on loopback"
-            case .noKey: return "this console wants its key: open the address carte sim console printed (it ends with ?key=…)"
+            case .noKey: return "this console wants its key: open the address carte sim console printed (it ends with #key=…)"
             case .originNotAllowed(let o): return "actions come from the console's own page, not from \(o.isEmpty ? "a request without Origin" : o)"
             case .notJSON: return "an action's body is JSON (Content-Type: application/json)"
             }
@@ -67,23 +72,9 @@ public struct ConsoleAccess: Sendable {
         return nil
     }
 
-    /// Whether the `Cookie` header(s) carry the key.
-    public func hasKey(cookies: [String]) -> Bool {
-        for header in cookies {
-            for pair in header.split(separator: ";") {
-                let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-                if parts.count == 2, parts[0] == ConsoleAccess.cookie, ConsoleAccess.equal(parts[1], key) { return true }
-            }
-        }
-        return false
-    }
-
-    /// Whether `query` (the part after `?`) carries `key=<the key>`.
-    public func hasKey(query: String) -> Bool {
-        query.split(separator: "&").contains { item in
-            let parts = item.split(separator: "=", maxSplits: 1)
-            return parts.count == 2 && parts[0] == "key" && ConsoleAccess.equal(String(parts[1]), key)
-        }
+    /// Whether the ``header`` header(s) carry the key (exactly one, equal to it).
+    public func hasKey(_ values: [String]) -> Bool {
+        values.count == 1 && ConsoleAccess.equal(values[0].trimmingCharacters(in: .whitespaces), key)
     }
 
     /// Checks an action's `Origin` (this console on loopback) and `Content-Type` (JSON).
@@ -97,9 +88,6 @@ public struct ConsoleAccess: Sendable {
         }
         return nil
     }
-
-    /// The `Set-Cookie` value that gives a page the key.
-    public var setCookie: String { "\(ConsoleAccess.cookie)=\(key); Path=/; HttpOnly; SameSite=Strict" }
 
     /// Compares in a time that does not depend on where the texts differ.
     static func equal(_ a: String, _ b: String) -> Bool {

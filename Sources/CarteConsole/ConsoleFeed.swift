@@ -71,9 +71,19 @@ public final class ConsoleFeed: Sendable {
         _ = state.withLock { $0.subscribers.removeValue(forKey: id) }
     }
 
+    /// The most bytes of recent events a `hello` carries (the newest first kept), well under what a
+    /// page may leave unread before it is cut.
+    static let helloBudget = 2 * 1024 * 1024
+
     private func hello(_ s: borrowing State) -> String {
-        "{\"schema\":\"carte.console.feed/1\",\"type\":\"hello\",\"daemon\":\(daemonJSON(up: s.up, error: s.error)),\"status\":\(s.statusJSON),"
-            + "\"images\":\(imagesJSON),\"events\":[\(s.recent.joined(separator: ","))]}"
+        var bytes = 0
+        var first = s.recent.count
+        while first > 0, bytes + s.recent[first - 1].utf8.count <= ConsoleFeed.helloBudget {
+            first -= 1
+            bytes += s.recent[first].utf8.count + 1
+        }
+        return "{\"schema\":\"carte.console.feed/1\",\"type\":\"hello\",\"daemon\":\(daemonJSON(up: s.up, error: s.error)),\"status\":\(s.statusJSON),"
+            + "\"images\":\(imagesJSON),\"events\":[\(s.recent[first...].joined(separator: ","))]}"
     }
 
     private func daemonJSON(up: Bool, error: String?) -> String {
@@ -93,12 +103,22 @@ public final class ConsoleFeed: Sendable {
     private func run() {
         let client = SimulatorControlClient(path: socket)
         var since = 0
+        var run: String? = nil  // the daemon's run whose events `since` counts
         var needStatus = true
         var reported = false  // whether the daemon's current state (up or down) was told
         while !stopped {
             do {
                 if needStatus {
                     let status = try client.send(["op": "status"])
+                    // Another run of the daemon (it restarted): start over from its first event.
+                    if let statusRun = status["run"] as? String {
+                        if let known = run, known != statusRun {
+                            since = 0
+                            logger.info("the simulator daemon at \(socket) restarted: following its new run")
+                            broadcast("{\"type\":\"reset\"}") { $0.recent = [] }
+                        }
+                        run = statusRun
+                    }
                     let text = ConsoleFeed.encode(status)
                     let wasUp = daemonUp
                     broadcast("{\"type\":\"status\",\"status\":\(text)}") { s in
@@ -118,6 +138,18 @@ public final class ConsoleFeed: Sendable {
                 guard answer["ok"] as? Bool == true, let events = answer["events"] as? [[String: Any]], let next = answer["next"] as? Int else {
                     throw ConsoleFeedError(description: "the daemon does not answer events requests (\(answer["error"] as? String ?? "no events"): an older carte?")
                 }
+                // Another daemon on the socket (restarted): its events are numbered from 1 again. What
+                // the pages show of the old one goes, and the new one's log is read from its start.
+                let answeredRun = answer["run"] as? String
+                if let known = run, answeredRun != known {
+                    run = answeredRun
+                    since = 0
+                    needStatus = true
+                    logger.info("the simulator daemon at \(socket) restarted: following its new run")
+                    broadcast("{\"type\":\"reset\"}") { $0.recent = [] }
+                    continue
+                }
+                run = answeredRun
                 since = next
                 guard !events.isEmpty else { continue }
                 let texts = events.map(ConsoleFeed.encode)

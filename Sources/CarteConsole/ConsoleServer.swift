@@ -33,6 +33,8 @@ public final class ConsoleServer: Sendable {
         public var maximumPages = 16
         /// Actions in progress at once.
         public var maximumActions = 8
+        /// The most bytes of JSON the export asks the daemon for at a time (`trace` pages).
+        public var tracePage = SimulatorActivityLog.answerBudget
 
         /// A configuration; see the properties.
         public init(socket: String, port: Int, key: String? = nil, files: [String: (bytes: [UInt8], contentType: String)], images: [[String: String]]) {
@@ -71,6 +73,13 @@ public final class ConsoleServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 guard let core = shared.withLock({ $0 }) else { return channel.close() }
+                // A bounded number of connections: anybody on the machine can open some.
+                guard core.connections.wrappingAdd(1, ordering: .relaxed).newValue <= ConsoleCore.maximumConnections else {
+                    core.connections.subtract(1, ordering: .relaxed)
+                    core.logger.notice("console connection refused", metadata: ["code": "too-many-connections"])
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in core.connections.subtract(1, ordering: .relaxed) }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
@@ -99,8 +108,8 @@ public final class ConsoleServer: Sendable {
         feed.start()
     }
 
-    /// The address to open (it carries the key).
-    public var address: String { "http://127.0.0.1:\(port)/?key=\(access.key)" }
+    /// The address to open: the key rides in the fragment, which the browser keeps to itself.
+    public var address: String { "http://127.0.0.1:\(port)/#key=\(access.key)" }
 
     /// Stops serving and following the daemon; removes the uploaded images.
     public func stop() {
@@ -131,6 +140,11 @@ final class ConsoleCore: Sendable {
     let maximumActions: Int
     let pages = Atomic<Int>(0)
     let actions = Atomic<Int>(0)
+    let connections = Atomic<Int>(0)
+    /// Connections at once, in all.
+    static let maximumConnections = 64
+    /// Bytes of JSON per `trace` request when exporting.
+    let tracePage: Int
     let uploadCounter = Atomic<Int>(0)
 
     init(access: ConsoleAccess, feed: ConsoleFeed, configuration: ConsoleServer.Configuration, uploads: String, logger: Logger) {
@@ -142,6 +156,7 @@ final class ConsoleCore: Sendable {
         self.logger = logger
         self.maximumPages = configuration.maximumPages
         self.maximumActions = configuration.maximumActions
+        self.tracePage = configuration.tracePage
     }
 
     /// The page's own scripts, styles and connections; no frame may hold it.
@@ -202,11 +217,25 @@ final class ConsoleCore: Sendable {
         func failure(_ status: HTTPResponseStatus, _ kind: String, _ message: String) -> (HTTPResponseStatus, [(String, String)], [UInt8]) {
             (status, [("Content-Type", "application/json")], Array(ConsoleFeed.encode(["ok": false, "kind": kind, "error": message]).utf8))
         }
-        let trace: [String: Any]
-        do { trace = try client.send(["op": "trace", "reader": slot]) } catch {
-            return failure(.badGateway, "daemon", "the simulator daemon does not answer: \(error)")
-        }
-        guard trace["ok"] as? Bool == true else { return failure(.notFound, "reader", trace["error"] as? String ?? "no such slot") }
+        // Page by page (each answer stays far under the protocol's frame limit), all of the same card.
+        var trace: [String: Any] = [:]
+        var exchanges: [Any] = []
+        var from = 0
+        repeat {
+            let page: [String: Any]
+            do { page = try client.send(["op": "trace", "reader": slot, "from": from, "maxBytes": tracePage]) } catch {
+                return failure(.badGateway, "daemon", "the simulator daemon does not answer: \(error)")
+            }
+            guard page["ok"] as? Bool == true else { return failure(.notFound, "reader", page["error"] as? String ?? "no such slot") }
+            if from > 0, page["insertion"] as? Int != trace["insertion"] as? Int {
+                return failure(.conflict, "export", "the card in \(slot) was changed during the export: export again")
+            }
+            if from == 0 { trace = page }
+            exchanges += page["exchanges"] as? [Any] ?? []
+            guard let next = page["next"] as? Int, next > from else { break }
+            from = next
+        } while true
+        trace["exchanges"] = exchanges
         do {
             let (name, image) = try ConsoleExport.image(fromTrace: trace)
             logger.info("trace of \(slot) exported (\(image.replay?.transcript.count ?? 0) exchanges)")
@@ -225,23 +254,33 @@ final class ConsoleHTTPHandler: ChannelInboundHandler {
     let core: ConsoleCore
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
-    private var tooLarge = false
+    /// The request was refused on its head or its size: nothing more is read, the connection closes.
+    private var refused = false
     private var subscription: Int?
     private var heartbeat: RepeatedTask?
 
     init(core: ConsoleCore) { self.core = core }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }  // answered and closing: the rest is not read
         switch unwrapInboundIn(data) {
         case .head(let h):
             head = h
             body = []
-            tooLarge = false
+            // Refused on the head, before any body is read: Host, key, Origin, JSON, size.
+            if let (refusal, status) = check(h) {
+                refused = true
+                refuse(refusal, status, version: h.version, path: h.uri, channel: context.channel)
+            } else if let length = h.headers["Content-Length"].first.flatMap({ Int($0) }), length > ConsoleRequest.maximumBody {
+                refused = true
+                tooLarge(h.version, channel: context.channel)
+            }
         case .body(var buffer):
+            guard let head else { return }
             if body.count + buffer.readableBytes > ConsoleRequest.maximumBody {
-                tooLarge = true
-                body = []
-            } else if !tooLarge, let bytes = buffer.readBytes(length: buffer.readableBytes) {
+                refused = true
+                tooLarge(head.version, channel: context.channel)
+            } else if let bytes = buffer.readBytes(length: buffer.readableBytes) {
                 body += bytes
             }
         case .end:
@@ -249,6 +288,30 @@ final class ConsoleHTTPHandler: ChannelInboundHandler {
             self.head = nil
             route(head, context: context)
         }
+    }
+
+    /// Whether the request is refused on its head alone: its Host; for the API the key; for an
+    /// action the console's Origin and a JSON body.
+    private func check(_ head: HTTPRequestHead) -> (ConsoleAccess.Refusal, HTTPResponseStatus)? {
+        if let refusal = core.access.checkHost(head.headers["Host"]) { return (refusal, .forbidden) }
+        guard head.uri.hasPrefix("/api/") else { return nil }
+        guard core.access.hasKey(head.headers[ConsoleAccess.header]) else { return (.noKey, .unauthorized) }
+        if head.method == .POST, let refusal = core.access.checkAction(origins: head.headers["Origin"], contentTypes: head.headers["Content-Type"]) {
+            return (refusal, .forbidden)
+        }
+        return nil
+    }
+
+    private func refuse(_ refusal: ConsoleAccess.Refusal, _ status: HTTPResponseStatus, version: HTTPVersion, path: String, channel: any Channel) {
+        core.logger.notice("console request refused", metadata: ["code": "\(refusal.code)", "path": "\(path.prefix(200))"])
+        let body = ConsoleFeed.encode(["ok": false, "kind": "access", "code": refusal.code, "error": refusal.description]) + "\n"
+        ConsoleHTTPHandler.send(channel, version, status, [("Content-Type", "application/json")], Array(body.utf8), close: true)
+    }
+
+    private func tooLarge(_ version: HTTPVersion, channel: any Channel) {
+        body = []
+        let text = ConsoleFeed.encode(["ok": false, "kind": "request", "error": ConsoleRequestError.tooLarge(ConsoleRequest.maximumBody + 1).description]) + "\n"
+        ConsoleHTTPHandler.send(channel, version, .payloadTooLarge, [("Content-Type", "application/json")], Array(text.utf8), close: true)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -267,28 +330,12 @@ final class ConsoleHTTPHandler: ChannelInboundHandler {
         let parts = head.uri.split(separator: "?", maxSplits: 1)
         let path = parts.first.map(String.init) ?? head.uri
         let query = parts.count > 1 ? String(parts[1]) : ""
+        // Access was checked on the head (``check``).
         func json(_ status: HTTPResponseStatus, _ object: [String: Any], close: Bool = false) {
             ConsoleHTTPHandler.send(channel, version, status, [("Content-Type", "application/json")], Array((ConsoleFeed.encode(object) + "\n").utf8), close: close)
         }
-        func refuse(_ refusal: ConsoleAccess.Refusal, _ status: HTTPResponseStatus) {
-            core.logger.notice("console request refused", metadata: ["code": "\(refusal.code)", "path": "\(path)"])
-            json(status, ["ok": false, "kind": "access", "code": refusal.code, "error": refusal.description], close: true)
-        }
-        if let refusal = core.access.checkHost(head.headers["Host"]) { return refuse(refusal, .forbidden) }
-        if tooLarge { return json(.payloadTooLarge, ["ok": false, "kind": "request", "error": ConsoleRequestError.tooLarge(ConsoleRequest.maximumBody + 1).description], close: true) }
-        // The address with the key: the key goes into the cookie and out of the address bar.
-        if head.method == .GET, path == "/", core.access.hasKey(query: query) {
-            return ConsoleHTTPHandler.send(channel, version, .seeOther, [("Location", "/"), ("Set-Cookie", core.access.setCookie)], [])
-        }
-        guard core.access.hasKey(cookies: head.headers["Cookie"]) else {
-            if head.method == .GET && path == "/" {
-                let page = "<!doctype html><meta charset=utf-8><title>CarteKit console</title><p>This console wants its key: open the address <code>carte sim console</code> printed (it ends with <code>?key=…</code>).</p>\n"
-                return ConsoleHTTPHandler.send(channel, version, .unauthorized, [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", ConsoleCore.policy)], Array(page.utf8))
-            }
-            return refuse(.noKey, .unauthorized)
-        }
         switch (head.method, path) {
-        case (.GET, "/api/feed"), (.HEAD, "/api/feed"):
+        case (.GET, "/api/feed"):
             guard core.pages.wrappingAdd(1, ordering: .relaxed).newValue <= core.maximumPages else {
                 core.pages.subtract(1, ordering: .relaxed)
                 return json(.serviceUnavailable, ["ok": false, "kind": "busy", "error": "\(core.maximumPages) pages already follow this console"], close: true)
@@ -304,9 +351,6 @@ final class ConsoleHTTPHandler: ChannelInboundHandler {
                 ConsoleHTTPHandler.send(channel, version, status, headers, body)
             }
         case (.POST, _) where path.hasPrefix("/api/"):
-            if let refusal = core.access.checkAction(origins: head.headers["Origin"], contentTypes: head.headers["Content-Type"]) {
-                return refuse(refusal, .forbidden)
-            }
             let request: ConsoleRequest
             do { request = try ConsoleRequest.decode(action: String(path.dropFirst("/api/".count)), body: body) } catch {
                 if case .unknownAction = error { return json(.notFound, ["ok": false, "kind": "request", "error": error.description]) }
@@ -319,13 +363,15 @@ final class ConsoleHTTPHandler: ChannelInboundHandler {
                 core.logger.info("console action", metadata: ["action": "\(path.dropFirst(5))", "slot": "\(request.slot)", "ok": "\(status == .ok)"])
                 ConsoleHTTPHandler.send(channel, version, status, [("Content-Type", "application/json")], Array((ConsoleFeed.encode(answer) + "\n").utf8))
             }
-        case (.GET, _), (.HEAD, _):
+        case (.GET, _) where !path.hasPrefix("/api/"), (.HEAD, _) where !path.hasPrefix("/api/"):
             guard let file = core.files[path] else { return json(.notFound, ["ok": false, "kind": "request", "error": "nothing at \(path)"]) }
             ConsoleHTTPHandler.send(channel, version, .ok, [("Content-Type", file.contentType), ("Content-Security-Policy", ConsoleCore.policy),
                                                             ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer")],
-                                    head.method == .HEAD ? [] : file.bytes)
+                                    file.bytes, head: head.method == .HEAD)
         default:
-            json(.methodNotAllowed, ["ok": false, "kind": "request", "error": "\(head.method) \(path) is not a console request"])
+            let allow = path == "/api/feed" || path == "/api/export" ? "GET" : path.hasPrefix("/api/") ? "POST" : "GET, HEAD"
+            ConsoleHTTPHandler.send(channel, version, .methodNotAllowed, [("Content-Type", "application/json"), ("Allow", allow)],
+                                    Array((ConsoleFeed.encode(["ok": false, "kind": "request", "error": "\(head.method) \(path) is not a console request"]) + "\n").utf8))
         }
     }
 
@@ -376,10 +422,10 @@ final class ConsoleHTTPHandler: ChannelInboundHandler {
 
     /// Writes a whole answer from any thread: `headers`, `Content-Length`, `Cache-Control: no-store`,
     /// `X-Content-Type-Options: nosniff`; then closes when `close`.
-    static func send(_ channel: any Channel, _ version: HTTPVersion, _ status: HTTPResponseStatus, _ headers: [(String, String)], _ body: [UInt8], close: Bool = false) {
+    static func send(_ channel: any Channel, _ version: HTTPVersion, _ status: HTTPResponseStatus, _ headers: [(String, String)], _ body: [UInt8], head: Bool = false, close: Bool = false) {
         let all = HTTPHeaders(headers + [("Content-Length", "\(body.count)"), ("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")])
         channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: version, status: status, headers: all)), promise: nil)
-        if !body.isEmpty { channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: body))), promise: nil) }
+        if !body.isEmpty && !head { channel.write(HTTPServerResponsePart.body(.byteBuffer(channel.allocator.buffer(bytes: body))), promise: nil) }
         channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in if close { channel.close(promise: nil) } }
     }
 

@@ -147,7 +147,7 @@ extension SimulatedCard {
 extension CardImage.Replay {
     /// The instructions whose data is a PIN or PUK: VERIFY, CHANGE REFERENCE DATA, ENABLE/DISABLE
     /// VERIFICATION REQUIREMENT, RESET RETRY COUNTER.
-    public static let secretInstructions: Set<UInt8> = [0x20, 0x24, 0x26, 0x28, 0x2C]
+    public static let secretInstructions: Set<UInt8> = CommandAPDU.secretInstructions
 
     /// Whether a command carries a PIN or PUK (an inter-industry secret instruction with data).
     public static func carriesSecret(_ command: [UInt8?]) -> Bool {

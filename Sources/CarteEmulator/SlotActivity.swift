@@ -4,7 +4,8 @@ import Synchronization
 /// One APDU a virtual slot's card was sent by a reader-side caller (the pcscd driver, the PIN pad, a
 /// vpcd link), as a console or a bug report shows it. Secrets never enter it: the data of VERIFY,
 /// CHANGE REFERENCE DATA, RESET RETRY COUNTER and ENABLE/DISABLE VERIFICATION is replaced by `nil`
-/// bytes before the exchange is reported (``CardImage/Replay/withoutSecrets(_:)``).
+/// bytes before the exchange is reported (``CardImage/Replay/withoutSecrets(_:)``), and of a command the
+/// PIN pad built everything after its header, whatever its instruction.
 public struct SlotExchange: Sendable, Hashable {
     /// The slot's name (`<reader> NN SS`).
     public var slot: String
@@ -14,7 +15,7 @@ public struct SlotExchange: Sendable, Hashable {
     public var command: [UInt8?]
     /// The card's answer (data and status word), or `nil` when there was none.
     public var response: [UInt8]?
-    /// Why there was no answer (`card removed`, `no answer (mute fault)`), or `nil`.
+    /// Why there was no answer (`card removed`, `no answer (mute)`), or `nil`.
     public var failure: String?
     /// Whether the reader's PIN pad built the command (with the PIN typed on its keypad).
     public var viaPad: Bool

@@ -175,15 +175,15 @@ public final class VirtualSlot: Sendable {
     /// Powers the card up (or warm-resets it) and returns its ATR. Fails with
     /// ``CardError/noCard(reader:)`` or ``CardError/cardMute(reader:timeout:)``.
     public func powerUp() -> Result<[UInt8], CardError> {
-        let result = state.withLock { s -> Result<[UInt8], CardError> in
-            guard let card = s.card else { return .failure(.noCard(reader: info.name)) }
-            if s.mute { return .failure(.cardMute(reader: info.name, timeout: .zero)) }
+        let (result, insertion) = state.withLock { s -> (Result<[UInt8], CardError>, Int) in
+            guard let card = s.card else { return (.failure(.noCard(reader: info.name)), s.insertion) }
+            if s.mute { return (.failure(.cardMute(reader: info.name, timeout: .zero)), s.insertion) }
             card.reset()
             s.resets += 1
-            return .success(card.image.atr)
+            return (.success(card.image.atr), s.insertion)
         }
         if case .success(let atr) = result, activity.isObserved {
-            activity.report(.poweredUp(slot: info.name, insertion: insertionCount, atr: atr))
+            activity.report(.poweredUp(slot: info.name, insertion: insertion, atr: atr))
         }
         return result
     }
@@ -226,7 +226,10 @@ public final class VirtualSlot: Sendable {
             case .failure(let e):
                 failure = e.description
             }
-            let safe = CardImage.Replay.withoutSecrets(.init(command: command.map { $0 }, response: [])).command
+            // A command the PIN pad built carries what was typed whatever its instruction (the template
+            // comes from the application): everything after its header goes.
+            let safe = viaPad ? command.prefix(5).map { $0 } + [UInt8?](repeating: nil, count: max(0, command.count - 5))
+                : CardImage.Replay.withoutSecrets(.init(command: command.map { $0 }, response: [])).command
             activity.report(.exchange(SlotExchange(slot: info.name, insertion: insertion, command: safe, response: response, failure: failure,
                                                    viaPad: viaPad, elapsed: elapsed)))
             if faultsChanged { activity.report(.faultsChanged(slot: info.name)) }

@@ -474,7 +474,7 @@ extension FuzzEntries {
     // MARK: - CarteConsole
 
     /// What `carte sim console` reads from a page: the same bytes as the body of every action, as the
-    /// Host/Origin/Content-Type/Cookie headers of a request (one per line), and as a daemon's trace to
+    /// Host/Origin/Content-Type/key headers of a request (one per line), and as a daemon's trace to
     /// export. Each gives a typed error or a value that keeps its promises: an action for a named slot
     /// with a known fault and 1 to 8 keypad entries, an error that never repeats keypad digits; an
     /// action admitted only from the console's own origin with JSON; an export with a transcript.
@@ -510,7 +510,7 @@ extension FuzzEntries {
         if access.checkAction(origins: origins, contentTypes: types) == nil {
             precondition(AgentAccess.normalise(origin: origins[0]).map { AgentAccess.isLoopback(host: String($0.dropFirst(7)), port: 8795) } == true, "an action from another origin")
         }
-        if lines.count > 3, access.hasKey(cookies: [lines[3]]) { precondition(lines[3].contains(access.key), "a cookie without the key") }
+        if lines.count > 3, access.hasKey([lines[3]]) { precondition(lines[3].contains(access.key), "a key header without the key") }
         if let trace = (try? JSONSerialization.jsonObject(with: Data(data))) as? [String: Any], let (_, image) = try? ConsoleExport.image(fromTrace: trace) {
             precondition(image.replay?.transcript.isEmpty == false, "an export without a transcript")
         }

@@ -20,6 +20,14 @@ public final class SimulatorActivityLog: @unchecked Sendable {
     public static let maximumWaitMilliseconds = 60_000
     /// The most events one `events` answer carries.
     public static let maximumBatch = 1000
+    /// About the most bytes of JSON one `events` or `trace` answer carries (at least one event or
+    /// exchange), well under the protocol's 1 MiB frame: a trace is read in pages.
+    public static let answerBudget = 512 * 1024
+    /// About the most bytes of APDUs kept per card (besides ``sessionCapacity``) and in the events.
+    public static let byteCapacity = 16 * 1024 * 1024
+    /// This log's run: a new daemon numbers its events from 1 again, and a client that sees another
+    /// run starts over.
+    public let run: String = (0..<8).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
 
     /// One numbered event.
     struct Entry {
@@ -41,12 +49,16 @@ public final class SimulatorActivityLog: @unchecked Sendable {
         var insertion: Int
         var atr: [UInt8]?
         var exchanges: [CardImage.Replay.Exchange] = []
+        /// Bytes of APDUs in `exchanges`.
+        var bytes = 0
         var dropped = 0
         var failed = 0
     }
 
     // Guarded by `condition`.
     private var events: [Entry] = []
+    /// Bytes of APDUs in `events`.
+    private var eventBytes = 0
     private var nextSequence = 1
     private var sessions: [String: Session] = [:]
     private var waitingPads: Set<String> = []
@@ -106,10 +118,13 @@ public final class SimulatorActivityLog: @unchecked Sendable {
                     }
                     session.exchanges.append(CardImage.Replay.Exchange(command: e.command, response: response,
                                                                        milliseconds: (e.elapsed.milliseconds * 1000).rounded() / 1000))
-                    // Trimmed by half a capacity at a time: amortised O(1) per exchange.
-                    if session.exchanges.count >= 2 * SimulatorActivityLog.sessionCapacity {
-                        session.exchanges.removeFirst(SimulatorActivityLog.sessionCapacity)
-                        session.dropped += SimulatorActivityLog.sessionCapacity
+                    session.bytes += e.command.count + response.count
+                    // Trimmed by half at a time (amortised O(1) per exchange) when over the count or the bytes.
+                    if session.exchanges.count >= 2 * SimulatorActivityLog.sessionCapacity || session.bytes > SimulatorActivityLog.byteCapacity {
+                        let drop = session.exchanges.count / 2
+                        session.bytes -= session.exchanges[..<drop].reduce(0) { $0 + $1.command.count + $1.response.count }
+                        session.exchanges.removeFirst(drop)
+                        session.dropped += drop
                     }
                 }
             }
@@ -145,17 +160,31 @@ public final class SimulatorActivityLog: @unchecked Sendable {
         let at = Int64((Date().timeIntervalSince1970 * 1000).rounded())
         condition.lock()
         events.append(Entry(sequence: nextSequence, at: at, kind: kind))
+        eventBytes += SimulatorActivityLog.apduBytes(kind)
         nextSequence += 1
-        // Trimmed by a whole capacity at a time: amortised O(1) per event, ``eventCapacity`` to twice that kept.
-        if events.count >= 2 * SimulatorActivityLog.eventCapacity { events.removeFirst(SimulatorActivityLog.eventCapacity) }
+        // Trimmed by half at a time (amortised O(1) per event) when over twice the count or over the bytes.
+        if events.count >= 2 * SimulatorActivityLog.eventCapacity || eventBytes > SimulatorActivityLog.byteCapacity {
+            let drop = events.count / 2
+            eventBytes -= events[..<drop].reduce(0) { $0 + SimulatorActivityLog.apduBytes($1.kind) }
+            events.removeFirst(drop)
+        }
         also(self)
         condition.broadcast()
         condition.unlock()
     }
 
-    /// The events numbered `since` and after (at most `limit`), waiting up to `waitMilliseconds` for the
-    /// first when there is none yet; with the number to ask from next time and how many of those asked
-    /// for were already dropped.
+    /// The bytes of APDU an event holds.
+    static func apduBytes(_ kind: Kind) -> Int {
+        if case .exchange(let e) = kind { return e.command.count + (e.response?.count ?? 0) }
+        return 0
+    }
+
+    /// About the bytes of an event's JSON (hexadecimal is 3 characters a byte).
+    static func jsonBytes(_ kind: Kind) -> Int { 3 * apduBytes(kind) + 400 }
+
+    /// The events numbered `since` and after (at most `limit`, and about ``answerBudget`` bytes of
+    /// JSON, at least one), waiting up to `waitMilliseconds` for the first when there is none yet;
+    /// with the number to ask from next time and how many of those asked for were already dropped.
     func events(since: Int, limit: Int, waitMilliseconds: Int) -> (events: [Entry], next: Int, lost: Int) {
         let deadline = Date(timeIntervalSinceNow: Double(waitMilliseconds) / 1000)
         condition.lock()
@@ -169,17 +198,34 @@ public final class SimulatorActivityLog: @unchecked Sendable {
         let lost = from > 0 && from < oldest ? oldest - from : 0
         from = max(from, oldest)
         let start = events.firstIndex { $0.sequence >= from } ?? events.count
-        let batch = Array(events[start..<min(events.count, start + limit)])
+        var end = start
+        var bytes = 0
+        while end < events.count, end - start < limit {
+            bytes += SimulatorActivityLog.jsonBytes(events[end].kind)
+            if end > start && bytes > SimulatorActivityLog.answerBudget { break }
+            end += 1
+        }
+        let batch = Array(events[start..<end])
         return (batch, batch.last.map { $0.sequence + 1 } ?? max(from, nextSequence), lost)
     }
 
-    /// The exchanges with the card in `slot` (since it was inserted), its ATR when it was powered up,
-    /// how many older exchanges were dropped and how many got no answer (not replayable).
-    func trace(_ slot: String, insertion: Int) -> (exchanges: [CardImage.Replay.Exchange], atr: [UInt8]?, dropped: Int, failed: Int) {
+    /// A page of the exchanges with the card in `slot` (since it was inserted): those from the
+    /// `from`-th kept on (about `budget` bytes of JSON, at least one), the index of the next
+    /// page (`nil` after the last), the card's ATR when it was powered up, how many older exchanges
+    /// were dropped and how many got no answer (not replayable).
+    func trace(_ slot: String, insertion: Int, from: Int, budget: Int = answerBudget) -> (exchanges: [CardImage.Replay.Exchange], next: Int?, atr: [UInt8]?, dropped: Int, failed: Int) {
         condition.lock()
         defer { condition.unlock() }
-        guard let s = sessions[slot], s.insertion == insertion else { return ([], nil, 0, 0) }
-        return (s.exchanges, s.atr, s.dropped, s.failed)
+        guard let s = sessions[slot], s.insertion == insertion else { return ([], nil, nil, 0, 0) }
+        let start = min(max(from, 0), s.exchanges.count)
+        var end = start
+        var bytes = 0
+        while end < s.exchanges.count {
+            bytes += 3 * (s.exchanges[end].command.count + s.exchanges[end].response.count) + 100
+            if end > start && bytes > budget { break }
+            end += 1
+        }
+        return (Array(s.exchanges[start..<end]), end < s.exchanges.count ? end : nil, s.atr, s.dropped, s.failed)
     }
 
     /// An event as the `events` request answers it (docs/simulator.md, "The activity log").

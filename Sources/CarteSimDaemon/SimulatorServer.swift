@@ -378,7 +378,7 @@ public final class SimulatorServer: Sendable {
         else { return fail("a control request is a JSON object with an \"op\" field") }
         switch op {
         case "status":
-            var status: [String: Any] = ["ok": true, "socket": path, "uid": Int(getuid()), "readers": statusReaders()]
+            var status: [String: Any] = ["ok": true, "socket": path, "uid": Int(getuid()), "run": activity.run, "readers": statusReaders()]
             if let usb { status["usb"] = usb }
             return answer(status)
         case "insert", "remove":
@@ -472,7 +472,7 @@ public final class SimulatorServer: Sendable {
             }
             guard (1...SimulatorActivityLog.maximumBatch).contains(limit) else { return fail("\"limit\" is 1 to \(SimulatorActivityLog.maximumBatch) events") }
             let (events, next, lost) = activity.events(since: since, limit: limit, waitMilliseconds: wait)
-            return answer(["ok": true, "events": events.map(SimulatorActivityLog.json), "next": next, "lost": lost])
+            return answer(["ok": true, "run": activity.run, "events": events.map(SimulatorActivityLog.json), "next": next, "lost": lost])
         case "trace":
             let slot: VirtualSlot
             switch findSlot(request) {
@@ -480,7 +480,11 @@ public final class SimulatorServer: Sendable {
             case .failure(let message): return fail(message.description, kind: "reader")
             }
             let insertion = slot.insertionCount
-            let (exchanges, atr, dropped, failed) = activity.trace(slot.info.name, insertion: insertion)
+            let from = request["from"] as? Int ?? 0
+            guard from >= 0 else { return fail("\"from\" is an exchange index, 0 or more") }
+            let budget = request["maxBytes"] as? Int ?? SimulatorActivityLog.answerBudget
+            guard (1024...SimulatorActivityLog.answerBudget).contains(budget) else { return fail("\"maxBytes\" is 1024 to \(SimulatorActivityLog.answerBudget)") }
+            let (exchanges, next, atr, dropped, failed) = activity.trace(slot.info.name, insertion: insertion, from: from, budget: budget)
             let image = slot.image
             let entry = backend.physicalReaders.first { $0.slots.contains { $0 === slot } }
             return answer([
@@ -490,7 +494,7 @@ public final class SimulatorServer: Sendable {
                 "atr": (atr ?? image?.atr).map { $0.hexString() as Any } ?? NSNull(),
                 "protocol": image.map { $0.cardProtocol == .t0 ? "T=0" : "T=1" as Any } ?? NSNull(),
                 "vendor": entry?.profile.vendor ?? "", "firmwareVersion": entry?.profile.firmwareVersion ?? "",
-                "dropped": dropped, "unanswered": failed,
+                "dropped": dropped, "unanswered": failed, "from": from, "next": next.map { $0 as Any } ?? NSNull(),
                 "exchanges": exchanges.map { e -> [String: Any] in
                     ["command": SimulatorActivityLog.hexWithWildcards(e.command), "response": e.response.hexString(), "ms": e.milliseconds.map { $0 as Any } ?? NSNull()]
                 },

@@ -21,7 +21,8 @@ extension SimCommand {
                 once.
 
                 The console listens on 127.0.0.1 only and prints its address, which carries a key \
-                for this run (other users of the machine share loopback): open that address. \
+                for this run in its fragment (#key=…; other users of the machine share loopback): \
+                open that address. \
                 Requests must name this console in Host; actions must come from its own page \
                 (Origin). Runs until interrupted. The daemon may start after the console and \
                 restart under it. See docs/simulator.md.
@@ -44,13 +45,7 @@ extension SimCommand {
             if global.verbose == 0 { logger.logLevel = .info }
             try await reporting(json: global.json) {
                 let server = try startConsole(socket: socket.path, port: port, logger: logger)
-                let address = server.address
-                // Written at once (not through stdio's buffer): a script reads it while the console runs.
-                // One line of JSON, so that a script can read it as the first line.
-                let report: [String: Any] = ["schema": "carte.console/1", "address": address, "port": server.port, "socket": socket.path]
-                let json = (try? JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .withoutEscapingSlashes])).map { String(decoding: $0, as: UTF8.self) }
-                let line = global.json ? json ?? "{}" : "console on \(address)"
-                FileHandle.standardOutput.write(Data((line + "\n").utf8))
+                announceConsole(server, socket: socket.path, json: global.json)
                 Output.stderr("carte sim console for \(socket.path) on 127.0.0.1:\(server.port); open the address above")
                 await serveUntilStopped(exitWithParent: exitWithParent) { server.stop() }
                 Output.stderr("carte sim console stopped")
@@ -66,6 +61,15 @@ func startConsole(socket: String, port: Int, logger: Logger) throws -> ConsoleSe
     } catch {
         throw CLIError(kind: "socket", message: error.description, exitCode: CarteExit.invalidInput)
     }
+}
+
+/// Prints where the console is, at once (not through stdio's buffer: a script reads it while the
+/// console runs): `console on ADDRESS`, or with `json` one line of `carte.console/1`.
+func announceConsole(_ server: ConsoleServer, socket: String, json: Bool) {
+    let report: [String: Any] = ["schema": "carte.console/1", "address": server.address, "port": server.port, "socket": socket]
+    let document = (try? JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .withoutEscapingSlashes])).map { String(decoding: $0, as: UTF8.self) }
+    let line = json ? document ?? "{}" : "console on \(server.address)"
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 /// The bundled images the console offers: spec, name, group (the folder), synthetic, summary.

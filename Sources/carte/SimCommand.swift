@@ -99,7 +99,7 @@ struct SimCommand: AsyncParsableCommand {
                     usbReaders?.stop()
                     throw error
                 }
-                if let consoleServer { FileHandle.standardOutput.write(Data("console on \(consoleServer.address)\n".utf8)) }
+                if let consoleServer { announceConsole(consoleServer, socket: socket.path, json: global.json) }
                 for reader in backend.physicalReaders {
                     Output.stderr("serving \(reader.profile.name) (\(reader.slots.count) slot\(reader.slots.count == 1 ? "" : "s"))")
                 }

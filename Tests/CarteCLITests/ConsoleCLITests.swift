@@ -35,7 +35,7 @@ struct ConsoleCLITests {
             serve.terminate()
             serve.waitUntilExit()
         }
-        #expect(line.hasPrefix("console on http://127.0.0.1:") && line.contains("/?key="), "\(line)")
+        #expect(line.hasPrefix("console on http://127.0.0.1:") && line.contains("/#key="), "\(line)")
         let status = try JSONDocsTests().check(["sim", "status", "--json", "--socket", socket])
         let slot = ((status.first?["readers"] as? [[String: Any]])?.first?["slots"] as? [[String: Any]])?.first ?? [:]
         #expect(slot["kind"] as? String == "vitale2" && slot["faults"] as? [String] == [] && (slot["keypad"] as? [String: Any])?["waiting"] as? Bool == false, "\(slot)")
@@ -50,7 +50,7 @@ struct ConsoleCLITests {
         let documented = try #require(JSONDocsTests.sections["carte.console/1"])
         #expect(Set(document.keys).subtracting(documented).isEmpty, "\(Array(document.keys))")
         let port = try #require(document["port"] as? Int)
-        #expect((document["address"] as? String)?.hasPrefix("http://127.0.0.1:\(port)/?key=") == true)
+        #expect((document["address"] as? String)?.hasPrefix("http://127.0.0.1:\(port)/#key=") == true)
         let again = try Carte.run(["sim", "console", "--socket", socket, "--port", "\(port)"])
         #expect(again.status == 2 && again.stderr.contains("127.0.0.1:\(port)") && again.stderr.contains("already in use"), "\(again.stderr)")
         #expect(try Carte.run(["sim", "console", "--socket", socket, "--port", "70000"]).status == 64)

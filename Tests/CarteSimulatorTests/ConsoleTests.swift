@@ -156,10 +156,9 @@ struct ConsoleTests {
         }
         #expect(access.checkAction(origins: ["http://127.0.0.1:8795"], contentTypes: ["text/plain"])?.code == "not-json")
         #expect(access.checkAction(origins: ["http://127.0.0.1:8795"], contentTypes: [])?.code == "not-json")
-        #expect(access.hasKey(cookies: ["a=b; carte-console=00112233445566778899aabbccddeeff"]))
-        #expect(!access.hasKey(cookies: ["carte-console=00112233445566778899aabbccddeefe"]) && !access.hasKey(cookies: []))
-        #expect(access.hasKey(query: "x=1&key=00112233445566778899aabbccddeeff") && !access.hasKey(query: "key=") && !access.hasKey(query: ""))
-        #expect(access.setCookie.contains("HttpOnly") && access.setCookie.contains("SameSite=Strict"))
+        #expect(access.hasKey(["00112233445566778899aabbccddeeff"]) && access.hasKey([" 00112233445566778899aabbccddeeff "]))
+        #expect(!access.hasKey(["00112233445566778899aabbccddeefe"]) && !access.hasKey([]) && !access.hasKey([""]))
+        #expect(!access.hasKey(["00112233445566778899aabbccddeeff", "00112233445566778899aabbccddeeff"]), "one key header, not several")
         #expect(ConsoleAccess.randomKey().count == 32 && ConsoleAccess.randomKey() != ConsoleAccess.randomKey())
     }
 
@@ -171,21 +170,25 @@ struct ConsoleTests {
         defer { console.stop() }
         let port = console.port
         let host = "Host: 127.0.0.1:\(port)\r\n"
-        let cookie = "Cookie: carte-console=k3y\r\n"
+        let cookie = "X-CarteKit-Console-Key: k3y\r\n"
         let origin = "Origin: http://127.0.0.1:\(port)\r\n"
         func post(_ path: String, _ body: String, headers: String) throws -> HTTPAnswer {
             try HTTPAnswer.request(port: port, "POST \(path) HTTP/1.1\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
         }
-        #expect(console.address == "http://127.0.0.1:\(port)/?key=k3y")
-        // Without the key: the page says how to get it; the API refuses.
-        #expect(try HTTPAnswer.request(port: port, "GET / HTTP/1.1\r\n\(host)\r\n").status == 401)
-        #expect(try HTTPAnswer.request(port: port, "GET /api/feed HTTP/1.1\r\n\(host)\r\n").status == 401)
-        let keyed = try HTTPAnswer.request(port: port, "GET /?key=k3y HTTP/1.1\r\n\(host)\r\n")
-        #expect(keyed.status == 303 && keyed.headers["set-cookie"] == "carte-console=k3y; Path=/; HttpOnly; SameSite=Strict", "\(keyed.headers)")
-        let page = try HTTPAnswer.request(port: port, "GET / HTTP/1.1\r\n\(host)\(cookie)\r\n")
+        #expect(console.address == "http://127.0.0.1:\(port)/#key=k3y", "the key in the fragment: never sent to a server")
+        // The page's own files hold no data: served with the right Host. The API wants the key.
+        let page = try HTTPAnswer.request(port: port, "GET / HTTP/1.1\r\n\(host)\r\n")
         #expect(page.status == 200 && page.body == "<p>page" && page.headers["content-security-policy"]?.contains("frame-ancestors 'none'") == true)
+        let head = try HTTPAnswer.request(port: port, "HEAD / HTTP/1.1\r\n\(host)\r\n")
+        #expect(head.status == 200 && head.headers["content-length"] == "7" && head.body.isEmpty)
+        #expect(try HTTPAnswer.request(port: port, "GET /api/feed HTTP/1.1\r\n\(host)\r\n").status == 401)
+        #expect(try HTTPAnswer.request(port: port, "GET /api/feed HTTP/1.1\r\n\(host)X-CarteKit-Console-Key: k3x\r\n\r\n").status == 401)
+        #expect(try HTTPAnswer.request(port: port, "GET /api/export?slot=x HTTP/1.1\r\n\(host)Cookie: carte-console=k3y\r\n\r\n").status == 401, "no cookie stands for the key")
         // A rebinding name, another page's origin, a form's content type: refused before anything runs.
         #expect(try HTTPAnswer.request(port: port, "GET / HTTP/1.1\r\nHost: evil.example:\(port)\r\n\(cookie)\r\n").status == 403)
+        // A body larger than any action is refused on its Content-Length, before it is read.
+        let huge = try HTTPAnswer.request(port: port, "POST /api/insert HTTP/1.1\r\n\(host)\(cookie)Origin: http://127.0.0.1:\(port)\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{")
+        #expect(huge.status == 413)
         let body = #"{"slot":"CarteKit Virtual Bi-fente PIN pad 00 00"}"#
         #expect(try post("/api/remove", body, headers: host + cookie + "Origin: http://evil.example\r\nContent-Type: application/json\r\n").status == 403)
         #expect(try post("/api/remove", body, headers: host + cookie + origin + "Content-Type: text/plain\r\n").status == 403)
@@ -218,14 +221,16 @@ struct ConsoleTests {
         let feed = try HTTPAnswer.request(port: port, "GET /api/feed HTTP/1.1\r\n\(host)\(cookie)\r\n", until: "\"type\":\"hello\"")
         #expect(feed.status == 200 && feed.headers["content-type"]?.hasPrefix("text/event-stream") == true)
         #expect(feed.body.contains("\"name\":\"demo\"") && feed.body.contains("CarteKit Virtual Bi-fente PIN pad 00 01"), "\(feed.body.prefix(500))")
-        #expect(try HTTPAnswer.request(port: port, "DELETE /api/remove HTTP/1.1\r\n\(host)\(cookie)\r\n").status == 405)
+        let delete = try HTTPAnswer.request(port: port, "DELETE /api/remove HTTP/1.1\r\n\(host)\(cookie)\r\n")
+        #expect(delete.status == 405 && delete.headers["allow"] == "POST")
+        #expect(try HTTPAnswer.request(port: port, "HEAD /api/feed HTTP/1.1\r\n\(host)\(cookie)\r\n").status == 405)
     }
 
     @Test func aConsoleWithoutItsDaemonSaysSoAndFollowsItOnceItStarts() throws {
         let path = NSTemporaryDirectory() + "ck-console-late-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
         let console = try ConsoleServer(.init(socket: path, port: 0, key: "k", files: [:], images: []), logger: Logger(label: "test"))
         defer { console.stop() }
-        let request = "GET /api/feed HTTP/1.1\r\nHost: 127.0.0.1:\(console.port)\r\nCookie: carte-console=k\r\n\r\n"
+        let request = "GET /api/feed HTTP/1.1\r\nHost: 127.0.0.1:\(console.port)\r\nX-CarteKit-Console-Key: k\r\n\r\n"
         var down = ""
         for _ in 0..<50 where !down.contains("\"up\":false") {
             usleep(50_000)
@@ -243,6 +248,16 @@ struct ConsoleTests {
             up = try HTTPAnswer.request(port: console.port, request, until: "\"type\":\"hello\"").body
         }
         #expect(up.contains("\"up\":true") && up.contains("CarteKit Virtual Mono-fente"), "\(up.prefix(400))")
+        // The daemon restarts (a new run numbers its events from 1): a page following the feed is told to start over.
+        let following = try HTTPStream(port: console.port, request)
+        try following.read(until: "\"type\":\"hello\"")
+        daemon.stop()
+        let again = SimulatorServer(backend: SimulatorBackend(profiles: [.biFente]), path: path, logger: Logger(label: "test"), loadImage: { _ in throw CardError.notConnected })
+        try again.start()
+        defer { again.stop() }
+        var after = try following.read(until: "\"type\":\"reset\"")
+        if !after.contains("CarteKit Virtual Bi-fente") { after += try following.read(until: "CarteKit Virtual Bi-fente") }
+        #expect(after.contains("\"type\":\"reset\"") && after.contains("CarteKit Virtual Bi-fente"), "\(after.suffix(400))")
     }
 
     @Test func anExportedTraceIsAReplayImageThatAnswersAsTheCardDid() throws {
@@ -263,6 +278,20 @@ struct ConsoleTests {
         #expect(card.process(select) == answer)
         #expect(card.process([0x00, 0x20, 0x00, 0x00, 0x04, 0x39, 0x39, 0x39, 0x39]) == refused)
         #expect(!CardImageWriter.yaml(image).contains("31 32 33 34") && !CardImageWriter.yaml(image).lowercased().contains("31323334"))
+        // Many exchanges: the trace is read in pages (each far under the protocol's 1 MiB frame), the export joins them.
+        let client = SimulatorControlClient(path: path)
+        for _ in 0..<300 { _ = vitale.request(Frame(.transmit, select)) }
+        let firstPage = try client.send(["op": "trace", "reader": 0, "slot": 0, "maxBytes": 1024])
+        #expect((firstPage["exchanges"] as? [Any])?.count ?? 0 < 302 && firstPage["next"] as? Int != nil, "\(firstPage["next"] ?? "")")
+        #expect(try client.send(["op": "trace", "reader": 0, "slot": 0, "maxBytes": 10])["ok"] as? Bool == false)
+        var configuration = ConsoleServer.Configuration(socket: path, port: 0, key: "k", files: [:], images: [])
+        configuration.tracePage = 1024
+        let console = try ConsoleServer(configuration, logger: Logger(label: "test"))
+        defer { console.stop() }
+        let paged = try HTTPAnswer.request(port: console.port, "GET /api/export?slot=CarteKit%20Virtual%20Bi-fente%20PIN%20pad%2000%2000 HTTP/1.1\r\nHost: 127.0.0.1:\(console.port)\r\nX-CarteKit-Console-Key: k\r\n\r\n")
+        #expect(paged.status == 200 && paged.headers["content-disposition"]?.contains("attachment") == true)
+        let joined = try CardImageLoader.load(text: paged.body, source: "paged")
+        #expect(joined.replay?.transcript.count == 302, "\(joined.replay?.transcript.count ?? 0)")
         #expect(throws: ConsoleExport.Failure.noExchanges("S")) { try ConsoleExport.image(fromTrace: ["slot": "S", "atr": "3B 00", "exchanges": [] as [Any]]) }
         #expect(throws: ConsoleExport.Failure.noCard("S")) { try ConsoleExport.image(fromTrace: ["slot": "S", "exchanges": [] as [Any]]) }
         #expect(throws: ConsoleExport.Failure.malformed("exchange 0: command")) {
@@ -300,7 +329,8 @@ struct HTTPAnswer {
             received += buffer[0..<n]
             let text = String(decoding: received, as: UTF8.self)
             guard let end = text.range(of: "\r\n\r\n") else { continue }
-            if let until, text.contains(until) { break }
+            if raw.hasPrefix("HEAD ") { break }  // no body follows
+            if let until, let at = text.range(of: until), text[at.upperBound...].contains("\n\n") { break }
             let head = text[..<end.lowerBound].lowercased()
             if let line = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
                let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)),
@@ -317,5 +347,42 @@ struct HTTPAnswer {
             }
         }
         return HTTPAnswer(status: status, headers: headers, body: String(text[end.upperBound...]))
+    }
+}
+
+/// A server-sent events stream kept open: reads until a text arrives (and its message ends).
+final class HTTPStream {
+    let fd: Int32
+    private var received: [UInt8] = []
+
+    init(port: Int, _ raw: String) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard rc == 0 else { throw SocketError(operation: "connect", path: "127.0.0.1:\(port)", reason: "refused") }
+        var tv = timeval(tv_sec: 15, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let bytes = Array(raw.utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, bytes.count, Int32(MSG_NOSIGNAL)) }
+    }
+    deinit { close(fd) }
+
+    /// Everything read since the previous call, once `text` is in it and its message ended.
+    @discardableResult
+    func read(until text: String) throws -> String {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let seen = String(decoding: received, as: UTF8.self)
+            if let at = seen.range(of: text), seen[at.upperBound...].contains("\n\n") {
+                received = []
+                return seen
+            }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 65536, 0) }
+            guard n > 0 else { throw SocketError(operation: "recv", path: "feed", reason: "ended before \(text): \(seen.suffix(300))") }
+            received += buffer[0..<n]
+        }
     }
 }

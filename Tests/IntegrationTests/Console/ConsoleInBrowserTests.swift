@@ -150,6 +150,8 @@ struct ConsoleInBrowserTests {
                 js(s, "[...document.querySelectorAll('#trace-tabs button')].find(b => b.title === %s).click(); true" % json.dumps(C))
                 wait(s, "document.querySelector('#trace-table tbody').textContent.includes('PIN pad')")
                 out["cpsTrace"] = js(s, "document.querySelector('#trace-table tbody').textContent")
+                # What the feed carried (the daemon's events, as JSON) for the command the pad built.
+                out["padEvents"] = js(s, "JSON.stringify((window.cartekitConsole.traces.get(%s) || []).filter(e => e.viaPad))" % json.dumps(C))
                 # Changes made elsewhere show at once: carte sim remove and insert, from a terminal.
                 carte("sim", "remove", "--socket", SOCKET, "0", "1")
                 wait(s, slot_js(C, "p.querySelector('.card.empty') !== null"))
@@ -203,6 +205,9 @@ struct ConsoleInBrowserTests {
         let cpsTrace = out["cpsTrace"] as? String ?? ""
         #expect(cpsTrace.contains("[PIN pad]") && cpsTrace.contains("bytes redacted"), "\(cpsTrace.suffix(800))")
         #expect(!cpsTrace.contains("31 32 33 34") && !consoleLog.contains("1234"), "no PIN in the trace or the console's log")
+        let padEvents = out["padEvents"] as? String ?? ""
+        #expect(padEvents.contains("\"redacted\":true") && padEvents.contains("\"command\":\"00 20 00 ") && padEvents.contains(" ?? ?? ?? ??"), "\(padEvents)")
+        #expect(!padEvents.contains("31 32 33 34") && !padEvents.contains("31323334"))
         #expect(out["secondPageSawRemoval"] as? Bool == true)
         #expect(out["cliInsert"] as? String == "CPS4", "\(out["cliInsert"] ?? "")")
         #expect(out["errors"] as? [String] == [], "page errors: \(out["errors"] ?? "")")
