@@ -51,19 +51,21 @@ def main():
     try:
         address = daemon.stdout.readline().strip().split("console on ")[1]
         port = int(address.split(":")[2].split("/")[0])
-        key = address.split("key=")[1]
+        key = address.split("#key=")[1]
         feed = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        feed.request("GET", "/api/feed", headers={"Cookie": "carte-console=" + key})
+        feed.request("GET", "/api/feed", headers={"X-CarteKit-Console-Key": key})
         stream = feed.getresponse()
+        assert stream.status == 200, stream.status
         def until(what):
             while True:
                 line = stream.fp.readline().decode()
+                if not line: raise EOFError("the feed ended")
                 if line.startswith("data: ") and what in line: return
         until('"type":"hello"')
         api = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         def act(action, body):
             api.request("POST", "/api/" + action, body=json.dumps(body), headers={
-                "Cookie": "carte-console=" + key, "Origin": "http://127.0.0.1:%d" % port, "Content-Type": "application/json"})
+                "X-CarteKit-Console-Key": key, "Origin": "http://127.0.0.1:%d" % port, "Content-Type": "application/json"})
             answer = api.getresponse().read()
             assert b'"ok":true' in answer, answer
         status, reference, daemon_path, console_path = [], [], [], []
