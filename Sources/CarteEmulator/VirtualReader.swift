@@ -210,7 +210,8 @@ public final class VirtualSlot: Sendable {
             let (outcome, events) = process(command, in: &s)
             return (outcome, events, insertion, observed && s.faults.signature != before)
         }
-        if !events.isEmpty { notify(events) }
+        // Observers hear the exchange before what it caused (a card pulled out after its answer).
+        defer { if !events.isEmpty { notify(events) } }
         if observed {
             var response: [UInt8]? = nil
             var failure: String? = nil

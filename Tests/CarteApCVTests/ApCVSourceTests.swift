@@ -184,14 +184,15 @@ struct ApCVHTTPTests {
         server.stop()
         let asked = ContinuousClock.now
         do {
-            _ = try await HTTPApCVResolver(endpoint: server.endpoint, softwareID: Fixture.software, timeout: 2).resolve(token: try f.token())
+            _ = try await HTTPApCVResolver(endpoint: server.endpoint, softwareID: Fixture.software, timeout: 30).resolve(token: try f.token())
             Issue.record("a stopped service answered")
         } catch let error as ApCVError {
             guard case .serviceUnavailable(let why) = error else { Issue.record("\(error)"); return }
             #expect(why.contains("127.0.0.1:\(port)"))
-            // Refused at once (no retry until the deadline), and said so.
+            // Refused at once, not retried until the 30 s deadline, and said so (the bound is half the
+            // deadline: a loaded CI machine took 1.7 s once against the 1.5 s this used to allow).
             #expect(why.lowercased().contains("refused"), "\(why)")
-            #expect(ContinuousClock.now - asked < .seconds(1.5), "a refused connection took \(ContinuousClock.now - asked)")
+            #expect(ContinuousClock.now - asked < .seconds(15), "a refused connection took \(ContinuousClock.now - asked)")
         } catch {
             Issue.record("\(error)")
         }

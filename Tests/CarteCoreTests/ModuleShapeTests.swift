@@ -48,6 +48,7 @@ struct ModuleShapeTests {
         "CarteApCV": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteJSON"],
         "CarteApCVHTTP": ["CarteApCV", "CarteVitale"],
         "CarteAgent": ["CarteKit", "CarteCore", "CarteCPS", "CarteCrypto", "CarteVitale"],
+        "CarteConsole": ["CarteAgent", "CarteSimDaemon", "CarteImages", "CarteEmulator", "CarteCore", "CarteCrypto"],
         "CarteRights": ["COpenSSL", "CarteCrypto", "CarteKit", "CarteVitale", "CarteApCV"],
         "CarteKit": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteCPS", "CarteApCV", "CarteJSON"],
         "CarteEmulator": ["CarteCore", "CarteCrypto", "CarteVitale", "CarteApCV"],
@@ -56,7 +57,7 @@ struct ModuleShapeTests {
         "CarteIFD": ["CIFDHandler", "CarteSimProtocol"],
         "CarteYAML": ["CYaml"],
         "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles", "CarteYAML"],
-        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent"],
+        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent", "CarteConsole"],
     ]
 
     @Test(arguments: allowedImports.keys.sorted())
