@@ -58,9 +58,14 @@ struct ConsoleTests {
         #expect(pin["slot"] as? String == "CarteKit Virtual Bi-fente PIN pad 00 01" && pin["viaPad"] as? Bool == false)
         let text = String(decoding: try JSONSerialization.data(withJSONObject: events), as: UTF8.self)
         #expect(!text.contains("31 32 33 34") && !text.contains("31323334"), "the PIN never enters the log")
-        // The trace of this card: both exchanges, the PIN as wildcards; a new card starts a new trace.
+        // The odd-instruction VERIFY (ISO 7816-4: the PIN in a BER-TLV data object) is a secret too.
+        let odd = try client.send(["op": "events", "since": events["next"] as? Int ?? 0])["next"] as? Int ?? 0
+        _ = cps.request(Frame(.transmit, [0x00, 0x21, 0x00, 0x01, 0x06, 0x80, 0x04, 0x39, 0x38, 0x37, 0x36]))
+        let oddEvents = try client.send(["op": "events", "since": odd])["events"] as? [[String: Any]] ?? []
+        #expect(oddEvents.first?["command"] as? String == "00 21 00 01 06 ?? ?? ?? ?? ?? ??" && oddEvents.first?["redacted"] as? Bool == true, "\(oddEvents)")
+        // The trace of this card: its three exchanges, the PINs as wildcards; a new card starts a new trace.
         let trace = try client.send(["op": "trace", "reader": "CarteKit Virtual Bi-fente PIN pad 00 01"])
-        #expect((trace["exchanges"] as? [[String: Any]])?.count == 2 && trace["atr"] as? String != nil && trace["protocol"] as? String != nil, "\(trace)")
+        #expect((trace["exchanges"] as? [[String: Any]])?.count == 3 && trace["atr"] as? String != nil && trace["protocol"] as? String != nil, "\(trace)")
         #expect(try client.send(["op": "insert", "reader": 0, "slot": 1, "image": "bundled:cps/cps4-medecin.yaml"])["ok"] as? Bool == true)
         #expect((try client.send(["op": "trace", "reader": 0, "slot": 1])["exchanges"] as? [Any])?.isEmpty == true)
         // Changes are events too, and the status says what is armed.
