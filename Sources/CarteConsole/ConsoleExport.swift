@@ -36,7 +36,7 @@ public enum ConsoleExport {
         guard !list.isEmpty else { throw .noExchanges(slot) }
         var exchanges: [CardImage.Replay.Exchange] = []
         for (i, e) in list.enumerated() {
-            guard let command = e["command"] as? String, let bytes = wildcardHex(command), bytes.count >= 4 else { throw .malformed("exchange \(i): command") }
+            guard let command = e["command"] as? String, let bytes = CardImage.Replay.Exchange.command(fromText: command[...]), bytes.count >= 4 else { throw .malformed("exchange \(i): command") }
             guard let responseText = e["response"] as? String, let response = try? [UInt8](hex: responseText), response.count >= 2 else {
                 throw .malformed("exchange \(i): response")
             }
@@ -55,16 +55,5 @@ public enum ConsoleExport {
         let stamp = date.filter { $0.isNumber || $0 == "T" || $0 == "Z" }
         let safeSlot = String(slot.map { $0.isLetter || $0.isNumber ? $0 : "-" })
         return ("trace-\(safeSlot)-\(stamp).yaml", image)
-    }
-
-    /// `00 20 ?? ??` → bytes with `nil` for `??`; `nil` when a token is neither.
-    static func wildcardHex(_ text: String) -> [UInt8?]? {
-        var out: [UInt8?] = []
-        for token in text.split(separator: " ") {
-            if token == "??" { out.append(nil); continue }
-            guard token.count == 2, let b = UInt8(token, radix: 16) else { return nil }
-            out.append(b)
-        }
-        return out
     }
 }

@@ -71,7 +71,21 @@ extension CardImage {
             }
 
             /// The command as text, `??` for wildcards.
-            public var commandText: String { command.map { $0.map { $0.hex } ?? "??" }.joined(separator: " ") }
+            public var commandText: String { Exchange.text(of: command) }
+
+            /// `00 20 ?? ??`: hexadecimal bytes separated by spaces, `??` for any (or a removed) byte.
+            public static func text(of command: [UInt8?]) -> String { command.map { $0.map { $0.hex } ?? "??" }.joined(separator: " ") }
+
+            /// Reads ``text(of:)``: the bytes, `nil` for each `??`; `nil` when a token is neither.
+            public static func command(fromText text: Substring) -> [UInt8?]? {
+                var out: [UInt8?] = []
+                for token in text.split(separator: " ") {
+                    if token == "??" { out.append(nil); continue }
+                    guard token.count == 2, let b = UInt8(token, radix: 16) else { return nil }
+                    out.append(b)
+                }
+                return out
+            }
         }
 
         /// What answers.

@@ -416,13 +416,10 @@ struct YAMLDocumentReader {
                     let e = try fields(item, path, allowed: ["command", "response", "ms"])
                     guard let c = e["command"] else { throw fail(item, path + ".command", .missingField) }
                     guard let rsp = e["response"] else { throw fail(item, path + ".response", .missingField) }
-                    var command: [UInt8?] = []
-                    for token in try scalar(c, path + ".command").split(whereSeparator: { $0 == " " }) {
-                        if token == "??" { command.append(nil); continue }
-                        guard token.count == 2, let b = UInt8(token, radix: 16) else {
-                            throw fail(c, path + ".command", .invalidValue("bytes are 2 hexadecimal digits or ?? (any byte), separated by spaces; \"\(token.prefix(8))\" is not"))
-                        }
-                        command.append(b)
+                    let text = try scalar(c, path + ".command")
+                    guard let command = CardImage.Replay.Exchange.command(fromText: text[...]) else {
+                        let token = text.split(separator: " ").first { $0 != "??" && ($0.count != 2 || UInt8($0, radix: 16) == nil) } ?? ""
+                        throw fail(c, path + ".command", .invalidValue("bytes are 2 hexadecimal digits or ?? (any byte), separated by spaces; \"\(token.prefix(8))\" is not"))
                     }
                     guard command.count >= 4 else { throw fail(c, path + ".command", .invalidValue("a command APDU has at least 4 bytes")) }
                     let response = try hex(rsp, path + ".response")

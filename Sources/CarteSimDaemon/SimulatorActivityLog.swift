@@ -236,7 +236,7 @@ public final class SimulatorActivityLog: @unchecked Sendable {
             out["type"] = "exchange"
             out["slot"] = e.slot
             out["insertion"] = e.insertion
-            out["command"] = hexWithWildcards(e.command)
+            out["command"] = CardImage.Replay.Exchange.text(of: e.command)
             out["redacted"] = e.isRedacted
             out["viaPad"] = e.viaPad
             out["ms"] = (e.elapsed.milliseconds * 1000).rounded() / 1000
@@ -262,10 +262,5 @@ public final class SimulatorActivityLog: @unchecked Sendable {
             out["what"] = what
         }
         return out
-    }
-
-    /// `00 20 00 01 08 ?? ?? …`: hexadecimal bytes, `??` for a removed one.
-    static func hexWithWildcards(_ bytes: [UInt8?]) -> String {
-        bytes.map { $0.map { $0.hex } ?? "??" }.joined(separator: " ")
     }
 }

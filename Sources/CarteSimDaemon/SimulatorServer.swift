@@ -496,7 +496,7 @@ public final class SimulatorServer: Sendable {
                 "vendor": entry?.profile.vendor ?? "", "firmwareVersion": entry?.profile.firmwareVersion ?? "",
                 "dropped": dropped, "unanswered": failed, "from": from, "next": next.map { $0 as Any } ?? NSNull(),
                 "exchanges": exchanges.map { e -> [String: Any] in
-                    ["command": SimulatorActivityLog.hexWithWildcards(e.command), "response": e.response.hexString(), "ms": e.milliseconds.map { $0 as Any } ?? NSNull()]
+                    ["command": e.commandText, "response": e.response.hexString(), "ms": e.milliseconds.map { $0 as Any } ?? NSNull()]
                 },
             ])
         default:
