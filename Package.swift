@@ -324,7 +324,7 @@ let package = Package(
             path: "scripts",
             // Every other file of scripts/ (a new script must be listed here, or SwiftPM warns).
             exclude: ["bench.sh", "bootstrap.sh", "demo.sh", "install-capi.sh", "test.sh", "fuzz.sh",
-                      "cryptolib-bench.sh", "cryptolib-record.sh", "private-pcscd.sh", "build-commit.sh", "package.sh", "package-test.sh", "agent-bench.sh"],
+                      "cryptolib-bench.sh", "cryptolib-record.sh", "private-pcscd.sh", "build-commit.sh", "package.sh", "package-test.sh", "agent-bench.sh", "console-bench.py"],
             sources: ["BundledScripts.swift"],
             resources: [.embedInCode("usb-testbed.py")],
             swiftSettings: strictSwiftSettings
