@@ -42,6 +42,9 @@ let staticSwiftRuntime: [String] = ["-static-stdlib"]
 
 let package = Package(
     name: "CarteKit",
+    // macOS 15: task executors (a card session runs on its connection's thread). Linux is what runs here;
+    // Windows and macOS build the editor products only (docs/platforms.md).
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "CarteCore", targets: ["CarteCore"]),
         .library(name: "CarteEmulator", targets: ["CarteEmulator"]),
@@ -80,6 +83,8 @@ let package = Package(
     targets: [
         // MARK: - C system libraries
 
+        /// pcsc-lite's headers and library: only the tests use it, to check CartePCSC's Linux ABI description
+        /// against the real header's layouts (CartePCSC itself loads libpcsclite.so.1 at run time).
         .systemLibrary(name: "CPCSCLite", pkgConfig: "libpcsclite", providers: [.apt(["libpcsclite-dev"])]),
         /// The IFD handler (driver) headers; no pkgConfig, so the driver does not link libpcsclite.
         .systemLibrary(name: "CIFDHandler"),
@@ -155,13 +160,18 @@ let package = Package(
         /// libcarte: the C API over CarteKit (opaque handles, status codes, UTF-8), with a static Swift runtime.
         .target(
             name: "CarteC",
-            dependencies: ["CCarteAPI", "CarteKit", "CarteApCV", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CartePCSC", "CarteEmulator", "CarteImages", "CarteSimDaemon", "CarteSimProtocol", "CarteBundledImages"],
+            // The simulator daemon's control client only where the daemon runs (Linux); elsewhere the
+            // carte_sim_daemon_* functions answer CARTE_E_UNSUPPORTED.
+            dependencies: ["CCarteAPI", "CarteKit", "CarteApCV", "CarteCore", "CarteVitale", "CarteCPS", "CarteCrypto", "CartePCSC", "CarteEmulator", "CarteImages",
+                           .target(name: "CarteSimDaemon", condition: .when(platforms: [.linux])), "CarteBundledImages"],
             swiftSettings: strictSwiftSettings,
-            // A static Swift runtime and Foundation (with what static Foundation needs), so libcarte.so needs
-            // only libc, libstdc++, libssl/libcrypto and libpcsclite on the editor's machine.
+            // Linux: a static Swift runtime and Foundation (with what static Foundation needs), so libcarte.so
+            // needs only libc, libstdc++ and libssl/libcrypto on the editor's machine (libpcsclite is loaded
+            // at run time). The soname and version script are GNU ld's: Windows and macOS builds use their
+            // linker's defaults (not built here; docs/platforms.md).
             linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libcarte.so.1",
                                            "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/CCarteAPI/carte.map"]
-                + staticSwiftRuntime)]
+                + staticSwiftRuntime, .when(platforms: [.linux]))]
         ),
         /// `carte agent`: protocol carte.agent/1 (JSON-RPC 2.0 over WebSocket) on loopback for web pages,
         /// over SwiftNIO's own HTTP/1.1 and WebSocket code (docs/agent.md).
@@ -191,10 +201,18 @@ let package = Package(
                         .embedInCode("console.html"), .embedInCode("console.js"), .embedInCode("console.css")],
             swiftSettings: strictSwiftSettings
         ),
-        /// The PC/SC backend over libpcsclite: contexts on dedicated threads, readers, attributes, events.
+        /// The PC/SC backend: the platform's PC/SC library loaded at run time (libpcsclite.so.1, winscard.dll,
+        /// PCSC.framework) through an ABI and behaviour description per platform; contexts on dedicated
+        /// threads, readers, attributes, events. No C target: nothing links libpcsclite at build time.
         .target(
             name: "CartePCSC",
-            dependencies: ["CarteCore", "CPCSCLite", logging],
+            dependencies: ["CarteCore", logging],
+            swiftSettings: strictSwiftSettings
+        ),
+        /// A PC/SC resource manager in memory that plays pcsc-lite's, Windows's or macOS's behaviour, for the tests.
+        .target(
+            name: "CartePCSCTesting",
+            dependencies: ["CartePCSC"],
             swiftSettings: strictSwiftSettings
         ),
         /// The framed protocol between the pcscd driver, control clients and the simulator daemon. Pure Swift.
@@ -370,7 +388,7 @@ let package = Package(
             // A release carte carries the Swift runtime and Foundation (the Debian package's machines have
             // no Swift). Here rather than `--static-swift-stdlib`, which changes every module's compile
             // flags and so builds the whole package a second time.
-            linkerSettings: [.unsafeFlags(staticSwiftRuntime, .when(configuration: .release))]
+            linkerSettings: [.unsafeFlags(staticSwiftRuntime, .when(platforms: [.linux], configuration: .release))]
         ),
 
         /// The code of the DocC article "Reading a patient's Vitale and signing with the professional's CPS
@@ -464,7 +482,7 @@ let package = Package(
         /// The PC/SC backend itself, through a private pcscd.
         .testTarget(
             name: "CartePCSCTests",
-            dependencies: ["CartePCSC", "CarteCore", "PCSCTestSupport", "carte"],
+            dependencies: ["CartePCSC", "CartePCSCTesting", "CPCSCLite", "CarteCore", "CarteKit", "PCSCTestSupport", "carte", logging],
             swiftSettings: strictSwiftSettings
         ),
         /// End-to-end tests through a private pcscd, one folder per capability (ApCV, CPS, Doctor, Faults,

@@ -33,7 +33,7 @@ includedir=\${prefix}/include
 Name: cartekit
 Description: CarteKit C API: Carte Vitale and CPx cards through PC/SC or virtual readers
 Version: 0.1.0
-Requires.private: libpcsclite openssl
+Requires.private: openssl
 Libs: -L\${libdir} -lcarte
 Cflags: -I\${includedir}
 PC

@@ -143,6 +143,9 @@ printf 'Source: cartekit\n\nPackage: cartekit\nArchitecture: any\n' > "$shlibwor
 depends=$(cd "$shlibwork" && dpkg-shlibdeps -O -xcartekit -e"$root/usr/bin/carte" -e"$root/usr/lib/$multiarch/libcarte.so.1" \
     -e"$root/usr/lib/pcsc/drivers/serial/libifdcarte.so" 2>/dev/null | sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { say "error: dpkg-shlibdeps found no dependency"; exit 1; }
+# libpcsclite is loaded at run time (dlopen of libpcsclite.so.1, docs/platforms.md), so no binary names it
+# and dpkg-shlibdeps cannot see it: it is declared here.
+case "$depends" in *libpcsclite1*) ;; *) depends="$depends, libpcsclite1 (>= 1.9.9)" ;; esac
 size=$(du -sk --apparent-size "$root" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" -e "s/@DEPENDS@/$depends/" \
     packaging/debian/control.in > "$root/DEBIAN/control"

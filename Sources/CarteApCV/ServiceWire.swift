@@ -1,10 +1,7 @@
 package import CarteVitale
 import Foundation
 import Synchronization
-#if canImport(Glibc)
-import Glibc
 import CarteJSON
-#endif
 
 // The wire of the simulated apCV service (docs/apcv.md): one endpoint, `POST /apcv/v1/identity` with
 // `{"token": "<Base64>", "software-id": "<id>"}`, answering `carte.apcv-identity/1` or a

@@ -4,10 +4,11 @@ import CarteCPS
 import CarteCore
 import CarteCrypto
 import CarteKit
-import CarteSimProtocol
 import CarteEmulator
 import CarteImages
-import CarteSimDaemon
+#if canImport(CarteSimDaemon)
+import CarteSimDaemon  // Linux only: the simulator daemon runs behind pcscd
+#endif
 import CarteVitale
 import Foundation
 import Synchronization
@@ -345,6 +346,7 @@ public func carte_sim_remove(_ ctx: OpaquePointer?, _ reader: UnsafePointer<CCha
 
 func daemon(_ socket: UnsafePointer<CChar>?, _ request: [String: any Sendable]) -> carte_status {
     guard let path = string(socket) else { return CARTE_E_INVALID_ARGUMENT }
+    #if canImport(CarteSimDaemon)
     do {
         let answer = try SimulatorControlClient(path: path).send(request)
         guard answer["ok"] as? Bool == true else {
@@ -359,6 +361,11 @@ func daemon(_ socket: UnsafePointer<CChar>?, _ request: [String: any Sendable]) 
         // No daemon on the socket (or it died): its virtual readers are unavailable.
         return CARTE_E_NO_READER
     }
+    #else
+    // Windows and macOS: no simulator daemon (virtual readers there go through vsmartcard; docs/platforms.md).
+    _ = (path, request)
+    return CARTE_E_UNSUPPORTED
+    #endif
 }
 
 @_cdecl("carte_sim_daemon_insert")

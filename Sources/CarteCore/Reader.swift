@@ -115,6 +115,16 @@ public protocol CardConnection: CardTransport {
     func reconnect(share: ShareMode, initialization: Disposition) async throws(CardError)
     /// Ends the connection; further transmits fail with ``CardError/notConnected``.
     func disconnect(_ disposition: Disposition) async throws(CardError)
+    /// The executor the connection's blocking calls run on, when it has one of its own (a PC/SC
+    /// connection's thread). Code that runs with it as its task executor preference
+    /// (`withTaskExecutorPreference`, as CarteKit's sessions do) reaches the card without a thread
+    /// switch per APDU. `nil` (the default): no preference helps.
+    var taskExecutor: (any TaskExecutor)? { get }
+}
+
+extension CardConnection {
+    /// No executor of its own.
+    public var taskExecutor: (any TaskExecutor)? { nil }
 }
 
 /// A source of readers: the PC/SC service, the in-memory simulator.

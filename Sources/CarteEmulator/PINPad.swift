@@ -1,5 +1,5 @@
 public import CarteCore
-import Glibc
+import Foundation
 import Synchronization
 
 /// A virtual reader's PIN pad (PC/SC part 10 class-2/3 reader): what the reader announces and how
@@ -205,7 +205,7 @@ public final class VirtualKeypad: Sendable {
                 return (e, clock.now - start)
             }
             if clock.now - start >= timeout || abandon() { return nil }
-            usleep(10_000)
+            Thread.sleep(forTimeInterval: 0.010)
         }
     }
 }
@@ -366,7 +366,7 @@ private struct PadSession {
         var left = micro
         while left > 0 {
             let step = min(left, 500_000)
-            usleep(UInt32(step))
+            Thread.sleep(forTimeInterval: Double(step) / 1_000_000)
             left -= step
         }
     }
@@ -403,25 +403,12 @@ extension SimulatedConnection: PINPadTransport {
     }
 }
 
-private final class ThreadJob: @unchecked Sendable {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
-}
-
 /// Runs `body` on a new detached thread and returns its result (keeps blocking work off the
 /// cooperative pool).
 func runOnOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     return await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-        let job = Unmanaged.passRetained(ThreadJob { continuation.resume(returning: body()) })
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { p in
-            Unmanaged<ThreadJob>.fromOpaque(p!).takeRetainedValue().run()
-            return nil
-        }, job.toOpaque())
-        if rc == 0 {
-            pthread_detach(thread)
-        } else {
-            job.takeRetainedValue().run()  // no thread to be had: run here rather than never
-        }
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.stackSize = 1 << 20
+        thread.start()
     }
 }

@@ -78,6 +78,10 @@ final class SlotLink: @unchecked Sendable {
     /// Longer than pcscd's presence poll (400 ms), so pcscd's own poll is sure to see the removal even
     /// if pcscd also asks for presence elsewhere (and ignores the answer) in between.
     static let swapAbsence: Duration = .milliseconds(600)
+    /// How long pcscd's thread polls for the daemon's answer before sleeping: a simulated card answers in
+    /// microseconds, so most answers are taken without waking a sleeping thread (see
+    /// `FrameReader.next(_:spin:)`); a slow or mute card costs at most this much processor time.
+    static let answerSpin: Duration = .microseconds(50)
 
     /// Set while a secure PIN entry holds the connection (see ``beginPINEntry()``).
     /// Holds the last presence reported too, readable without `lock`.
@@ -224,7 +228,7 @@ final class SlotLink: @unchecked Sendable {
     /// Writes a frame and reads the answer.
     private func exchange(_ frame: Frame) -> Exchange {
         guard SocketIO.sendAll(fd, frame.encoded()) else { return .notSent }
-        guard let reply = reader.next(fd).frame else { return .noReply }
+        guard let reply = reader.next(fd, spin: SlotLink.answerSpin).frame else { return .noReply }
         return .reply(reply)
     }
 }

@@ -213,6 +213,9 @@ public final class ReaderManager: Sendable {
                 let connection: any CardConnection
                 do throws(CardError) { connection = try await backend.connect(to: reader, share: .exclusive, protocols: [.t0, .t1]) } catch { throw CarteKitError.card(error) }
                 let channel = CardChannel(transport: connection, trace: Trace(capacity: 512), logger: logger)
+                // The session runs on the connection's own thread (when it has one): each APDU then
+                // reaches the card without a thread switch, and blocking calls stay off the cooperative pool.
+                return try await withTaskExecutorPreference(connection.taskExecutor) { () async throws -> T in
                 do {
                     let atr = await connection.atrBytes
                     let kind: CardKind
@@ -225,6 +228,7 @@ public final class ReaderManager: Sendable {
                 } catch {
                     try? await connection.disconnect(.leave)
                     throw error
+                }
                 }
             }
         } catch let e as CarteKitError {

@@ -4,11 +4,24 @@ import Synchronization
 /// A dedicated thread that runs blocking C calls (PC/SC waits up to its timeout, a reader may take
 /// seconds to answer) so they never occupy Swift's cooperative pool, which has only as many threads as
 /// cores. Jobs run one at a time, in order; callers await their result.
-final class BlockingWorker: @unchecked Sendable {
+///
+/// It is also a `TaskExecutor`: a task that prefers it (`withTaskExecutorPreference`) runs on this
+/// thread, so its PC/SC calls are made directly (``isCurrentThread``) instead of being handed over and
+/// back — two thread switches saved per APDU of a card session.
+final class BlockingWorker: TaskExecutor, @unchecked Sendable {
+    private enum Job {
+        case closure(() -> Void)
+        case task(UnownedJob, UnownedTaskExecutor)
+    }
+
     private final class Queue: @unchecked Sendable {
         let condition = NSCondition()
-        var jobs: [() -> Void] = []
+        var jobs: [Job] = []
+        var head = 0
         var stopped = false
+        var exited = false
+        /// The thread's identity, set by the thread before it takes its first job.
+        let thread = Mutex<pthread_t?>(nil)
     }
 
     private let queue = Queue()
@@ -18,24 +31,35 @@ final class BlockingWorker: @unchecked Sendable {
         let queue = self.queue
         PCSCExitGuard.install()
         let thread = Thread {
+            queue.thread.withLock { $0 = pthread_self() }
             while true {
                 queue.condition.lock()
-                while queue.jobs.isEmpty && !queue.stopped { queue.condition.wait() }
-                if queue.jobs.isEmpty && queue.stopped {
+                while queue.head == queue.jobs.count && !queue.stopped { queue.condition.wait() }
+                if queue.head == queue.jobs.count && queue.stopped {
+                    queue.exited = true
                     queue.condition.unlock()
                     return
                 }
-                var job: (() -> Void)? = queue.jobs.removeFirst()
+                var job: Job? = queue.jobs[queue.head]
+                queue.head += 1
+                if queue.head == queue.jobs.count {
+                    queue.jobs.removeAll(keepingCapacity: true)
+                    queue.head = 0
+                }
                 guard PCSCExitGuard.begin() else {
-                    // The process is exiting: libpcsclite is being torn down, no new call may start.
+                    // The process is exiting: the PC/SC library is being torn down, no new call may start.
                     queue.condition.unlock()
                     job = nil
                     while true { sleep(3600) }
                 }
                 queue.condition.unlock()
-                job?()
+                switch job {
+                case .closure(let body): body()
+                case .task(let task, let executor): task.runSynchronously(on: executor)
+                case nil: break
+                }
                 // Dropping the job may release the last reference to a context or connection, whose
-                // deinit calls into libpcsclite: that is still inside the guarded window.
+                // deinit calls into the PC/SC library: that is still inside the guarded window.
                 job = nil
                 PCSCExitGuard.end()
             }
@@ -46,6 +70,12 @@ final class BlockingWorker: @unchecked Sendable {
     }
 
     deinit { stop() }
+
+    /// Whether the caller runs on this worker's thread.
+    var isCurrentThread: Bool {
+        guard let thread = queue.thread.withLock({ $0 }) else { return false }
+        return pthread_equal(thread, pthread_self()) != 0
+    }
 
     /// Lets queued jobs finish, then ends the thread.
     func stop() {
@@ -64,15 +94,25 @@ final class BlockingWorker: @unchecked Sendable {
 
     /// Runs `body` on the worker thread without waiting.
     func enqueue(_ body: @escaping @Sendable () -> Void) {
+        if !push(.closure(body)) { body() }  // never lose a job: run it here (only happens during teardown)
+    }
+
+    /// `TaskExecutor`: a job of a task that prefers this worker.
+    func enqueue(_ job: consuming ExecutorJob) {
+        let task = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        // After the thread ended (its worker is being released), the job runs on the global executor.
+        if !push(.task(task, executor)) { task.runSynchronously(on: globalConcurrentExecutor.asUnownedTaskExecutor()) }
+    }
+
+    /// Queues a job; `false` when the thread has ended.
+    private func push(_ job: Job) -> Bool {
         queue.condition.lock()
-        if queue.stopped {
-            queue.condition.unlock()
-            body()  // never lose a job: run it here (only happens during teardown)
-            return
-        }
-        queue.jobs.append(body)
+        defer { queue.condition.unlock() }
+        if queue.exited { return false }
+        queue.jobs.append(job)
         queue.condition.signal()
-        queue.condition.unlock()
+        return true
     }
 }
 

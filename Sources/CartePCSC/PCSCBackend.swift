@@ -1,5 +1,4 @@
 public import CarteCore
-internal import CPCSCLite
 public import Logging
 import Synchronization
 
@@ -122,21 +121,52 @@ public final class PCSCBackend: ReaderBackend {
     /// The pseudo-reader that reports reader arrivals and departures in `SCardGetStatusChange`.
     public static let pnpNotification = "\\\\?PnP?\\Notification"
 
-    private let context = PCSCContext(name: "cartekit.pcsc.main")
+    private let context: PCSCContext
     private let attributeCache = Mutex<[String: PCSCReaderAttributes]>([:])
     let logger: Logger
+    /// The PC/SC library (or why there is none).
+    let provider: Result<any PCSCProvider, PCSCUnavailable>
 
-    /// Creates a backend; nothing touches pcscd until the first call.
-    public init(logger: Logger = Logger(label: "cartekit.pcsc", factory: { _ in SwiftLogNoOpLogHandler() })) {
+    /// Creates a backend over the platform's PC/SC library (libpcsclite.so.1 on Linux, loaded at run
+    /// time on first use; `CARTEKIT_PCSC_LIBRARY` names another file). Nothing touches the service until
+    /// the first call; without the library every call fails with ``PCSCUnavailable/cardError``
+    /// ("PC/SC is not installed").
+    public convenience init(logger: Logger = Logger(label: "cartekit.pcsc", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.init(loaded: PCSCProviders.system, logger: logger)
+    }
+
+    /// A backend over `provider` (a scripted one in the tests).
+    package convenience init(provider: any PCSCProvider, logger: Logger = Logger(label: "cartekit.pcsc", factory: { _ in SwiftLogNoOpLogHandler() })) {
+        self.init(loaded: .success(provider), logger: logger)
+    }
+
+    package init(loaded: Result<any PCSCProvider, PCSCUnavailable>, logger: Logger) {
+        self.provider = loaded
         self.logger = logger
+        self.context = PCSCContext(name: "cartekit.pcsc.main", provider: loaded)
+    }
+
+    /// Why the PC/SC library could not be loaded, or `nil` when it was (loading it if not done yet).
+    public var unavailability: PCSCUnavailable? {
+        if case .failure(let e) = provider { return e }
+        return nil
+    }
+
+    /// The platform description in use (this build's platform when no library could be loaded).
+    public var abi: PCSCABI {
+        if case .success(let p) = provider { return p.abi }
+        return .current
     }
 
     /// The reader names pcscd knows (an empty list when there is none).
     public func readerNames() async throws(CardError) -> [String] {
-        let result = await context.call { ctx -> Result<[String], PCSCError> in listReaders(ctx) }
+        let result = await context.call { p, ctx -> Result<[String], PCSCError> in listReaders(p, ctx) }
         switch result {
         case .success(let names): return names
-        case .failure(let e): throw e.cardError(reader: "")
+        case .failure(.noService) where (try? provider.get())?.behaviour.serviceStopsWithLastReader == true:
+            // Windows stops its service when the last reader leaves: that is "no reader", not an error.
+            return []
+        case .failure(let e): throw cardError(e, reader: "")
         }
     }
 
@@ -182,7 +212,7 @@ public final class PCSCBackend: ReaderBackend {
     /// `nil` when the reader cannot be opened (gone, or held exclusively by another program).
     public func attributes(of reader: String) async -> PCSCReaderAttributes? {
         if let cached = attributeCache.withLock({ $0[reader] }) { return cached }
-        let result = await context.call { ctx in readReaderAttributes(ctx, reader) }
+        let result = await context.call { p, ctx in readReaderAttributes(p, ctx, reader) }
         guard case .success(let attributes) = result else { return nil }
         attributeCache.withLock { $0[reader] = attributes }
         return attributes
@@ -197,18 +227,24 @@ public final class PCSCBackend: ReaderBackend {
     /// removals in the high 16 bits of the state word): a change of the count says pcscd saw a card
     /// event, even when the state reads the same (a card swapped for one with the same ATR).
     public func stateAndEventCount(of reader: String) async throws(CardError) -> (state: SlotState, eventCount: Int) {
-        let result = await context.call { ctx -> Result<(DWORD, [UInt8]), PCSCError> in
-            readerState(ctx, reader)
+        let result = await context.call { p, ctx -> Result<(UInt32, [UInt8]), PCSCError> in
+            readerState(p, ctx, reader)
         }
         switch result {
         case .success(let (state, atr)):
             let count = Int(state >> 16)
-            if state & DWORD(SCARD_STATE_MUTE) != 0 { return (.mute, count) }
-            if state & DWORD(SCARD_STATE_PRESENT) != 0 { return (.present(atr: atr), count) }
+            if state & SCard.stateMute != 0 { return (.mute, count) }
+            if state & SCard.statePresent != 0 { return (.present(atr: atr), count) }
             return (.empty, count)
         case .failure(let e):
-            throw e.cardError(reader: reader)
+            throw cardError(e, reader: reader)
         }
+    }
+
+    /// The reader-neutral error of `e`, with the loader's own words when the library is missing.
+    private func cardError(_ e: PCSCError, reader: String) -> CardError {
+        if e == .notInstalled, case .failure(let unavailable) = provider { return unavailable.cardError }
+        return e.cardError(reader: reader)
     }
 
     /// Connects to the card in `reader` (see ``open(_:share:protocols:)`` for the concrete connection).
@@ -221,7 +257,7 @@ public final class PCSCBackend: ReaderBackend {
         let attributes = await self.attributes(of: reader)
         let extended = (attributes?.maxAPDUDataSize ?? 0) > 0
         let capabilities = extended ? TransportCapabilities.extended : .short
-        return try await PCSCConnection.connect(reader: reader, share: share, protocols: protocols, capabilities: capabilities)
+        return try await PCSCConnection.connect(reader: reader, share: share, protocols: protocols, capabilities: capabilities, provider: provider)
     }
 
     /// Reader and card events from now on (see ``PCSCEventMonitor``); ending the stream stops its thread.
@@ -243,55 +279,44 @@ extension String {
     }
 }
 
-func listReaders(_ ctx: SCARDCONTEXT) -> Result<[String], PCSCError> {
+func listReaders(_ p: any PCSCProvider, _ ctx: UInt64) -> Result<[String], PCSCError> {
     // A reader plugged in between the two calls makes the buffer too small: ask again.
     for _ in 0..<3 {
-        let result = listReadersOnce(ctx)
-        if case .failure(.insufficientBuffer) = result { continue }
-        return result
+        let result = p.listReaders(ctx)
+        switch result {
+        case .failure(.insufficientBuffer): continue
+        case .failure(.noReadersAvailable): return .success([])
+        default: return result
+        }
     }
-    return listReadersOnce(ctx)
-}
-
-private func listReadersOnce(_ ctx: SCARDCONTEXT) -> Result<[String], PCSCError> {
-    var length: DWORD = 0
-    let rv = SCardListReaders(ctx, nil, nil, &length)
-    if PCSCError(code: rv) == .noReadersAvailable { return .success([]) }
-    if let e = check(rv) { return .failure(e) }
-    var buffer = [CChar](repeating: 0, count: Int(length))
-    let rv2 = SCardListReaders(ctx, nil, &buffer, &length)
-    if PCSCError(code: rv2) == .noReadersAvailable { return .success([]) }
-    if let e = check(rv2) { return .failure(e) }
-    return .success(splitMultiString(buffer))
+    let last = p.listReaders(ctx)
+    if case .failure(.noReadersAvailable) = last { return .success([]) }
+    return last
 }
 
 /// The current state word and ATR of one reader (an immediate `SCardGetStatusChange`).
-func readerState(_ ctx: SCARDCONTEXT, _ reader: String) -> Result<(DWORD, [UInt8]), PCSCError> {
-    reader.withCString { name in
-        var state = SCARD_READERSTATE()
-        state.szReader = name
-        state.dwCurrentState = DWORD(SCARD_STATE_UNAWARE)
-        let rv = SCardGetStatusChange(ctx, 0, &state, 1)
-        if let e = check(rv), e != .timeout { return .failure(e) }
-        if state.dwEventState & DWORD(SCARD_STATE_UNKNOWN) != 0 { return .failure(.unknownReader) }
-        let atr = ATR.removingPadding(withUnsafeBytes(of: state.rgbAtr) { Array($0.prefix(Int(state.cbAtr))) }).atr
-        return .success((state.dwEventState, atr))
-    }
+func readerState(_ p: any PCSCProvider, _ ctx: UInt64, _ reader: String) -> Result<(UInt32, [UInt8]), PCSCError> {
+    var states = [PCSCReaderState(reader: reader, currentState: SCard.stateUnaware)]
+    if let e = p.getStatusChange(ctx, timeoutMilliseconds: 0, &states), e != .timeout { return .failure(e) }
+    if states[0].eventState & SCard.stateUnknown != 0 { return .failure(.unknownReader) }
+    return .success((states[0].eventState, ATR.removingPadding(states[0].atr).atr))
 }
 
 /// Reads a reader's attributes and features through a direct connection (no card needed).
-func readReaderAttributes(_ ctx: SCARDCONTEXT, _ reader: String) -> Result<PCSCReaderAttributes, PCSCError> {
-    var card: SCARDHANDLE = 0
-    var active: DWORD = 0
-    if let e = check(SCardConnect(ctx, reader, DWORD(SCARD_SHARE_DIRECT), 0, &card, &active)) { return .failure(e) }
-    defer { _ = SCardDisconnect(card, DWORD(SCARD_LEAVE_CARD)) }
+func readReaderAttributes(_ p: any PCSCProvider, _ ctx: UInt64, _ reader: String) -> Result<PCSCReaderAttributes, PCSCError> {
+    let card: UInt64
+    switch p.connect(ctx, reader: reader, share: SCard.shareDirect, protocols: SCard.protocolUndefined) {
+    case .success(let c): card = c.card
+    case .failure(let e): return .failure(e)
+    }
+    defer { _ = p.disconnect(card, disposition: SCard.leaveCard) }
     func string(_ id: UInt32) -> String? {
-        guard case .success(let b) = readAttribute(card, id), !b.isEmpty else { return nil }
+        guard case .success(let b) = p.attribute(card, id: id), !b.isEmpty else { return nil }
         let trimmed = b.prefix { $0 != 0 }
         return trimmed.isEmpty ? nil : String(decoding: trimmed, as: UTF8.self)
     }
     func number(_ id: UInt32) -> UInt32? {
-        guard case .success(let b) = readAttribute(card, id), !b.isEmpty, b.count <= 8 else { return nil }
+        guard case .success(let b) = p.attribute(card, id: id), !b.isEmpty, b.count <= 8 else { return nil }
         return littleEndian(b)
     }
     var a = PCSCReaderAttributes(features: [:])
@@ -301,18 +326,18 @@ func readReaderAttributes(_ ctx: SCARDCONTEXT, _ reader: String) -> Result<PCSCR
     a.serialNumber = string(PCSCAttribute.vendorIFDSerialNumber)
     a.channelID = number(PCSCAttribute.channelID)
     a.maxInput = number(PCSCAttribute.maxInput)
-    if case .success(let list) = pcscControl(card, code: PCSCFeature.getFeatureRequest, data: []) {
+    if case .success(let list) = pcscControl(p, card, code: p.abi.getFeatureRequest, data: []) {
         a.features = PCSCFeature.decodeFeatureList(list)
     }
     var properties: [UInt8: [UInt8]] = [:]
-    if let code = a.features[PCSCFeature.getTLVProperties], case .success(let tlv) = pcscControl(card, code: code, data: []) {
+    if let code = a.features[PCSCFeature.getTLVProperties], case .success(let tlv) = pcscControl(p, card, code: code, data: []) {
         properties = PCSCFeature.decodeTLVProperties(tlv)
         a.maxAPDUDataSize = properties[0x0A].map(littleEndian)
         a.usbVendorID = properties[0x0B].map { UInt16(truncatingIfNeeded: littleEndian($0)) }
         a.usbProductID = properties[0x0C].map { UInt16(truncatingIfNeeded: littleEndian($0)) }
     }
     var pinProperties: [UInt8]? = nil
-    if let code = a.features[PCSCFeature.ifdPINProperties], case .success(let p) = pcscControl(card, code: code, data: []) { pinProperties = p }
+    if let code = a.features[PCSCFeature.ifdPINProperties], case .success(let pp) = pcscControl(p, card, code: code, data: []) { pinProperties = pp }
     a.pinPad = PINPadCapabilities(features: a.features, pinProperties: pinProperties, tlvProperties: properties)
     return .success(a)
 }

@@ -1,5 +1,5 @@
 public import CarteCore
-internal import CPCSCLite
+import Foundation
 import Synchronization
 
 /// An open connection to the card in one PC/SC reader (one slot), with its own context and thread.
@@ -17,12 +17,15 @@ public final class PCSCConnection: CardConnection {
     /// The reader (slot) name.
     public let readerName: String
     private let context: PCSCContext
+    private let provider: any PCSCProvider
     private struct State {
-        var card: SCARDHANDLE
-        var proto: DWORD
-        var share: DWORD
+        var card: UInt64
+        var proto: UInt32
+        var share: UInt32
         var atr: [UInt8]
         var open = true
+        /// Set when the card may have been swapped (macOS's reset): every later exchange reports it.
+        var gone: CardError?
     }
     private let state: Mutex<State>
     /// The receive buffer of ``transmit(_:)``, allocated once rather than per APDU.
@@ -32,9 +35,10 @@ public final class PCSCConnection: CardConnection {
     /// The reader's part 10 features, read on first use.
     let padCache = Mutex<PadFeatures?>(nil)
 
-    init(readerName: String, context: PCSCContext, card: SCARDHANDLE, proto: DWORD, share: DWORD, atr: [UInt8], capabilities: TransportCapabilities) {
+    init(readerName: String, context: PCSCContext, provider: any PCSCProvider, card: UInt64, proto: UInt32, share: UInt32, atr: [UInt8], capabilities: TransportCapabilities) {
         self.readerName = readerName
         self.context = context
+        self.provider = provider
         self.state = Mutex(State(card: card, proto: proto, share: share, atr: atr))
         self.capabilities = capabilities
     }
@@ -42,44 +46,62 @@ public final class PCSCConnection: CardConnection {
     deinit {
         // Synchronous, for the same reason as PCSCContext's release: nothing may be left queued at exit.
         let (card, open) = state.withLock { ($0.card, $0.open) }
-        if open { _ = SCardDisconnect(card, DWORD(SCARD_LEAVE_CARD)) }
+        if open { _ = provider.disconnect(card, disposition: SCard.leaveCard) }
     }
 
+    /// The connection's own thread as a task executor: a task running with it as its preference
+    /// (`withTaskExecutorPreference`, what ``CarteKit``'s sessions do) sends each APDU to `SCardTransmit`
+    /// on that thread directly, without a thread switch per APDU. Any other caller's calls are handed
+    /// to that thread and back, as before.
+    public var taskExecutor: (any TaskExecutor)? { context.worker }
+
     /// Connects to `reader`. Runs the blocking call on a new dedicated thread.
-    static func connect(reader: String, share: ShareMode, protocols: Set<TransmissionProtocol>, capabilities: TransportCapabilities) async throws(CardError) -> PCSCConnection {
-        let context = PCSCContext(name: "cartekit.pcsc.card")
-        let shareValue: DWORD
-        switch share {
-        case .exclusive: shareValue = DWORD(SCARD_SHARE_EXCLUSIVE)
-        case .shared: shareValue = DWORD(SCARD_SHARE_SHARED)
-        case .direct: shareValue = DWORD(SCARD_SHARE_DIRECT)
+    static func connect(reader: String, share: ShareMode, protocols: Set<TransmissionProtocol>, capabilities: TransportCapabilities,
+                        provider loaded: Result<any PCSCProvider, PCSCUnavailable>) async throws(CardError) -> PCSCConnection {
+        let provider: any PCSCProvider
+        switch loaded {
+        case .success(let p): provider = p
+        case .failure(let e): throw e.cardError
         }
-        var requested: DWORD = 0
+        let context = PCSCContext(name: "cartekit.pcsc.card", provider: loaded)
+        let shareValue = shareModeValue(share)
+        var requested: UInt32 = 0
         if share != .direct {
-            if protocols.contains(.t0) { requested |= DWORD(SCARD_PROTOCOL_T0) }
-            if protocols.contains(.t1) { requested |= DWORD(SCARD_PROTOCOL_T1) }
+            if protocols.contains(.t0) { requested |= SCard.protocolT0 }
+            if protocols.contains(.t1) { requested |= SCard.protocolT1 }
         }
         let mask = requested
-        let result = await context.call(retry: true) { ctx -> Result<(SCARDHANDLE, DWORD, [UInt8]), PCSCError> in
-            var card: SCARDHANDLE = 0
-            var active: DWORD = 0
+        let retries = provider.behaviour.sharingViolationRetries
+        let result = await context.call(retry: true) { p, ctx -> Result<(UInt64, UInt32, [UInt8]), PCSCError> in
             // A connection made while pcscd had not yet seen a card swap gets the previous card's ATR
             // padded to 33 bytes (pcsc-lite's on-demand power-up in SCardConnect): it is stale. Wait for
             // pcscd to report the reader's change, then connect again (twice at most).
-            for attempt in 0...2 {
-                if let e = check(SCardConnect(ctx, reader, shareValue, mask, &card, &active)) { return .failure(e) }
-                let (atr, padded) = ATR.removingPadding(readATR(card) ?? [])
+            var sharingRetries = 0
+            var attempt = 0
+            while true {
+                let card: UInt64
+                let active: UInt32
+                switch p.connect(ctx, reader: reader, share: shareValue, protocols: mask) {
+                case .success(let c): (card, active) = (c.card, c.activeProtocol)
+                case .failure(.sharingViolation) where sharingRetries < retries:
+                    // The platform holds a new card for a moment (macOS): try again shortly.
+                    sharingRetries += 1
+                    usleep(100_000)
+                    continue
+                case .failure(let e): return .failure(e)
+                }
+                let (atr, padded) = ATR.removingPadding((try? p.status(card).get())?.atr ?? [])
                 if !padded || attempt == 2 { return .success((card, active, atr)) }
-                _ = SCardDisconnect(card, DWORD(SCARD_LEAVE_CARD))
-                waitForStateChange(ctx, reader, milliseconds: 1_500)
+                attempt += 1
+                _ = p.disconnect(card, disposition: SCard.leaveCard)
+                waitForStateChange(p, ctx, reader, milliseconds: 1_500)
             }
-            return .failure(.noSmartcard)
         }
         switch result {
         case .success(let (card, active, atr)):
             // T=0 carries no extended APDU (ISO 7816-3 §12.2): long data then goes by command chaining.
-            let usable = active == DWORD(SCARD_PROTOCOL_T0) ? TransportCapabilities.short : capabilities
-            return PCSCConnection(readerName: reader, context: context, card: card, proto: active, share: shareValue, atr: atr, capabilities: usable)
+            let usable = active == SCard.protocolT0 ? TransportCapabilities.short : capabilities
+            return PCSCConnection(readerName: reader, context: context, provider: provider, card: card, proto: active, share: shareValue, atr: atr, capabilities: usable)
         case .failure(let e):
             throw e.cardError(reader: reader)
         }
@@ -90,42 +112,56 @@ public final class PCSCConnection: CardConnection {
 
     /// The protocol pcscd negotiated (T=0 or T=1).
     public var activeProtocol: TransmissionProtocol {
-        state.withLock { $0.proto == DWORD(SCARD_PROTOCOL_T0) ? .t0 : .t1 }
+        state.withLock { $0.proto == SCard.protocolT0 ? .t0 : .t1 }
     }
 
     /// Sends one APDU (no processing: ``CardChannel`` applies the transmit policy).
     public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
-        let (card, proto, open) = state.withLock { ($0.card, $0.proto, $0.open) }
+        let (card, proto, open, gone) = state.withLock { ($0.card, $0.proto, $0.open, $0.gone) }
         guard open else { throw .notConnected }
+        if let gone { throw gone }
         let receive = self.receive
-        let result = await context.call(retry: false) { _ -> Result<[UInt8], PCSCError> in
-            var pci = SCARD_IO_REQUEST(dwProtocol: proto, cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
-            // A receive PCI although PC/SC allows NULL: pcsc-lite's spy library (pcsc-spy, what field
-            // technicians use) dereferences it and would crash the program it spies on.
-            var receivePCI = SCARD_IO_REQUEST(dwProtocol: proto, cbPciLength: DWORD(MemoryLayout<SCARD_IO_REQUEST>.size))
-            let response = receive.bytes
-            var length = DWORD(response.count)
-            let rv = command.withUnsafeBufferPointer { tx in
-                SCardTransmit(card, &pci, tx.baseAddress, DWORD(tx.count), &receivePCI, response.baseAddress, &length)
+        let result = await context.call(retry: false) { p, _ -> Result<[UInt8], PCSCError> in
+            let response = UnsafeMutableRawBufferPointer(receive.bytes)
+            let sent = command.withUnsafeBytes { p.transmit(card, protocol: proto, command: $0, response: response) }
+            switch sent {
+            case .success(let length):
+                // A library that cuts a long response to the buffer without saying so (macOS): a full
+                // buffer is refused as pcsc-lite refuses a too-long response.
+                if p.behaviour.truncatesLongResponses && length >= response.count { return .failure(.insufficientBuffer) }
+                return .success(Array(receive.bytes[..<length]))
+            case .failure(let e):
+                return .failure(e)
             }
-            if let e = check(rv) { return .failure(e) }
-            return .success(Array(response[..<Int(length)]))
         }
         switch result {
         case .success(let bytes): return bytes
         case .failure(let e):
-            markDeadIfServiceGone(e)
-            if e == .resetCard {
-                // Keep the connection usable, then tell the caller the card lost its state.
-                try? await reconnect(share: currentShare, initialization: .leave)
-            }
-            // On a connection that was working, "no card" means the card was pulled out during the
-            // exchange, and a failed exchange (the reader's timeout fired: the driver reports a
-            // communication error, pcscd SCARD_E_NOT_TRANSACTED) means the card did not answer.
-            if e == .noSmartcard { throw .cardRemoved(reader: readerName) }
-            if e == .notTransacted { throw .cardMute(reader: readerName, timeout: .zero) }
-            throw e.connectionError(reader: readerName)
+            throw await failure(e)
         }
+    }
+
+    /// The error a failed exchange reports, after what the failure implies for the connection.
+    private func failure(_ e: PCSCError) async -> CardError {
+        markDeadIfServiceGone(e)
+        if e == .resetCard {
+            if provider.behaviour.resetMayMeanSwap {
+                // The platform says "reset" for a swapped card too (macOS): never go on with a card that
+                // may be another one. The connection reports the removal from now on, as pcsc-lite's
+                // does after a swap; the events report what is in the reader.
+                let removed = CardError.cardRemoved(reader: readerName)
+                state.withLock { $0.gone = removed }
+                return removed
+            }
+            // Keep the connection usable, then tell the caller the card lost its state.
+            try? await reconnect(share: currentShare, initialization: .leave)
+        }
+        // On a connection that was working, "no card" means the card was pulled out during the
+        // exchange, and a failed exchange (the reader's timeout fired: the driver reports a
+        // communication error, pcscd SCARD_E_NOT_TRANSACTED) means the card did not answer.
+        if e == .noSmartcard { return .cardRemoved(reader: readerName) }
+        if e == .notTransacted { return .cardMute(reader: readerName, timeout: .zero) }
+        return e.connectionError(reader: readerName)
     }
 
     /// When pcscd went away, the context (and the card handle with it) is gone: the connection is
@@ -136,7 +172,7 @@ public final class PCSCConnection: CardConnection {
 
     private var currentShare: ShareMode {
         state.withLock { s in
-            s.share == DWORD(SCARD_SHARE_EXCLUSIVE) ? .exclusive : s.share == DWORD(SCARD_SHARE_DIRECT) ? .direct : .shared
+            s.share == SCard.shareExclusive ? .exclusive : s.share == SCard.shareDirect ? .direct : .shared
         }
     }
 
@@ -144,7 +180,7 @@ public final class PCSCConnection: CardConnection {
     public func control(code: UInt32, data: [UInt8] = []) async throws(CardError) -> [UInt8] {
         let (card, open) = state.withLock { ($0.card, $0.open) }
         guard open else { throw .notConnected }
-        let result = await context.call(retry: false) { _ in pcscControl(card, code: code, data: data) }
+        let result = await context.call(retry: false) { p, _ in pcscControl(p, card, code: code, data: data) }
         switch result {
         case .success(let bytes): return bytes
         case .failure(let e):
@@ -157,7 +193,7 @@ public final class PCSCConnection: CardConnection {
     public func attribute(_ id: UInt32) async throws(CardError) -> [UInt8] {
         let (card, open) = state.withLock { ($0.card, $0.open) }
         guard open else { throw .notConnected }
-        let result = await context.call(retry: false) { _ in readAttribute(card, id) }
+        let result = await context.call(retry: false) { p, _ in p.attribute(card, id: id) }
         switch result {
         case .success(let bytes): return bytes
         case .failure(let e):
@@ -170,13 +206,14 @@ public final class PCSCConnection: CardConnection {
     public func reconnect(share: ShareMode = .shared, initialization: Disposition = .leave) async throws(CardError) {
         let (card, open, proto) = state.withLock { ($0.card, $0.open, $0.proto) }
         guard open else { throw .notConnected }
-        let shareValue: DWORD = share == .exclusive ? DWORD(SCARD_SHARE_EXCLUSIVE) : share == .direct ? DWORD(SCARD_SHARE_DIRECT) : DWORD(SCARD_SHARE_SHARED)
+        let shareValue = shareModeValue(share)
         let init_ = dispositionValue(initialization)
-        let mask = proto == 0 ? DWORD(SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1) : proto
-        let result = await context.call(retry: false) { _ -> Result<(DWORD, [UInt8]), PCSCError> in
-            var active: DWORD = 0
-            if let e = check(SCardReconnect(card, shareValue, mask, init_, &active)) { return .failure(e) }
-            return .success((active, readATR(card) ?? []))
+        let mask = proto == SCard.protocolUndefined ? SCard.protocolT0 | SCard.protocolT1 : proto
+        let result = await context.call(retry: false) { p, _ -> Result<(UInt32, [UInt8]), PCSCError> in
+            switch p.reconnect(card, share: shareValue, protocols: mask, initialization: init_) {
+            case .success(let active): return .success((active, (try? p.status(card).get())?.atr ?? []))
+            case .failure(let e): return .failure(e)
+            }
         }
         switch result {
         case .success(let (active, atr)):
@@ -192,14 +229,14 @@ public final class PCSCConnection: CardConnection {
 
     /// `SCardDisconnect` with `disposition`; later calls fail with ``CardError/notConnected``.
     public func disconnect(_ disposition: Disposition = .leave) async throws(CardError) {
-        let (card, wasOpen) = state.withLock { s -> (SCARDHANDLE, Bool) in
+        let (card, wasOpen) = state.withLock { s -> (UInt64, Bool) in
             defer { s.open = false }
             return (s.card, s.open)
         }
         guard wasOpen else { return }
         let value = dispositionValue(disposition)
-        let result = await context.call(retry: false) { _ -> Result<Void, PCSCError> in
-            if let e = check(SCardDisconnect(card, value)) { return .failure(e) }
+        let result = await context.call(retry: false) { p, _ -> Result<Void, PCSCError> in
+            if let e = p.disconnect(card, disposition: value) { return .failure(e) }
             return .success(())
         }
         if case .failure(let e) = result, !e.meansServiceGone, e != .removedCard {
@@ -245,24 +282,24 @@ public final class PCSCConnection: CardConnection {
     private func beginTransaction() async throws(CardError) {
         for attempt in 1...2 {
             let card = state.withLock { $0.card }
-            let result = await context.call(retry: false) { _ -> Result<Void, PCSCError> in
-                if let e = check(SCardBeginTransaction(card)) { return .failure(e) }
+            let result = await context.call(retry: false) { p, _ -> Result<Void, PCSCError> in
+                if let e = p.beginTransaction(card) { return .failure(e) }
                 return .success(())
             }
             switch result {
             case .success: return
-            case .failure(.resetCard) where attempt == 1:
+            case .failure(.resetCard) where attempt == 1 && !provider.behaviour.resetMayMeanSwap:
                 try await reconnect(share: currentShare, initialization: .leave)
             case .failure(let e):
-                throw e.connectionError(reader: readerName)
+                throw await failure(e)
             }
         }
     }
 
     private func endTransaction() async -> CardError? {
         let card = state.withLock { $0.card }
-        let result = await context.call(retry: false) { _ -> Result<Void, PCSCError> in
-            if let e = check(SCardEndTransaction(card, DWORD(SCARD_LEAVE_CARD))) { return .failure(e) }
+        let result = await context.call(retry: false) { p, _ -> Result<Void, PCSCError> in
+            if let e = p.endTransaction(card, disposition: SCard.leaveCard) { return .failure(e) }
             return .success(())
         }
         if case .failure(let e) = result { return e.connectionError(reader: readerName) }
@@ -270,12 +307,20 @@ public final class PCSCConnection: CardConnection {
     }
 }
 
-func dispositionValue(_ d: Disposition) -> DWORD {
+func shareModeValue(_ share: ShareMode) -> UInt32 {
+    switch share {
+    case .exclusive: return SCard.shareExclusive
+    case .shared: return SCard.shareShared
+    case .direct: return SCard.shareDirect
+    }
+}
+
+func dispositionValue(_ d: Disposition) -> UInt32 {
     switch d {
-    case .leave: return DWORD(SCARD_LEAVE_CARD)
-    case .reset: return DWORD(SCARD_RESET_CARD)
-    case .unpower: return DWORD(SCARD_UNPOWER_CARD)
-    case .eject: return DWORD(SCARD_EJECT_CARD)
+    case .leave: return SCard.leaveCard
+    case .reset: return SCard.resetCard
+    case .unpower: return SCard.unpowerCard
+    case .eject: return SCard.ejectCard
     }
 }
 
@@ -292,44 +337,23 @@ final class ReceiveBuffer: @unchecked Sendable {
     deinit { bytes.deallocate() }
 }
 
-/// Waits (at most `milliseconds`) until pcscd reports a change of `reader`'s state from the one it
-/// reports now.
-func waitForStateChange(_ ctx: SCARDCONTEXT, _ reader: String, milliseconds: DWORD) {
-    guard case .success(let (current, _)) = readerState(ctx, reader) else { return }
-    reader.withCString { name in
-        var state = SCARD_READERSTATE()
-        state.szReader = name
-        state.dwCurrentState = current & ~DWORD(SCARD_STATE_CHANGED)
-        _ = SCardGetStatusChange(ctx, milliseconds, &state, 1)
-    }
+/// Waits (at most `milliseconds`) until the service reports a change of `reader`'s state from the one
+/// it reports now.
+func waitForStateChange(_ p: any PCSCProvider, _ ctx: UInt64, _ reader: String, milliseconds: UInt32) {
+    guard case .success(let (current, _)) = readerState(p, ctx, reader) else { return }
+    var states = [PCSCReaderState(reader: reader, currentState: current & ~SCard.stateChanged)]
+    _ = p.getStatusChange(ctx, timeoutMilliseconds: milliseconds, &states)
 }
 
-func readATR(_ card: SCARDHANDLE) -> [UInt8]? {
-    var atr = [UInt8](repeating: 0, count: Int(MAX_ATR_SIZE))
-    var atrLength = DWORD(atr.count)
-    var state: DWORD = 0
-    var proto: DWORD = 0
-    var nameLength: DWORD = 0
-    guard SCardStatus(card, nil, &nameLength, &state, &proto, &atr, &atrLength) == SCARD_S_SUCCESS else { return nil }
-    return Array(atr[..<Int(atrLength)])
-}
-
-func readAttribute(_ card: SCARDHANDLE, _ id: UInt32) -> Result<[UInt8], PCSCError> {
-    var length: DWORD = 0
-    if let e = check(SCardGetAttrib(card, DWORD(id), nil, &length)) { return .failure(e) }
-    var buffer = [UInt8](repeating: 0, count: Int(length))
-    if let e = check(SCardGetAttrib(card, DWORD(id), &buffer, &length)) { return .failure(e) }
-    return .success(Array(buffer[..<Int(length)]))
-}
-
-func pcscControl(_ card: SCARDHANDLE, code: UInt32, data: [UInt8]) -> Result<[UInt8], PCSCError> {
+func pcscControl(_ p: any PCSCProvider, _ card: UInt64, code: UInt32, data: [UInt8]) -> Result<[UInt8], PCSCError> {
     var out = [UInt8](repeating: 0, count: maxBufferSizeExtended)
-    var returned: DWORD = 0
-    let rv = data.withUnsafeBufferPointer { tx in
-        SCardControl(card, DWORD(code), tx.baseAddress, DWORD(tx.count), &out, DWORD(out.count), &returned)
+    let result = data.withUnsafeBytes { input in
+        out.withUnsafeMutableBytes { output in p.control(card, code: code, input: input, output: output) }
     }
-    if let e = check(rv) { return .failure(e) }
-    return .success(Array(out[..<Int(returned)]))
+    switch result {
+    case .success(let n): return .success(Array(out[..<n]))
+    case .failure(let e): return .failure(e)
+    }
 }
 
 /// `MAX_BUFFER_SIZE_EXTENDED` (4 + 3 + 65536 + 3 + 2): the C macro is an expression and does not import.
@@ -360,7 +384,7 @@ extension PCSCConnection: PINPadTransport {
     private func padFeatures() async throws(CardError) -> PadFeatures {
         if let cached = padCache.withLock({ $0 }) { return cached }
         let list: [UInt8]
-        do { list = try await control(code: Part10.getFeatureRequest) } catch {
+        do { list = try await control(code: provider.abi.getFeatureRequest) } catch {
             // A driver without part 10 features refuses the request: no pad, not a failure.
             guard case .backend(let code, _, _) = error, UInt32(truncatingIfNeeded: code) == PCSCError.unsupportedFeature.rawValue else { throw error }
             list = []

@@ -13,11 +13,17 @@ public struct PCSCError: Error, RawRepresentable, Hashable, Sendable, CustomStri
     public init(code: Int) { self.rawValue = UInt32(truncatingIfNeeded: code) }
 
     /// The C constant name (`SCARD_E_NO_SERVICE`), or `SCARD_0x…` for an unknown code.
-    public var name: String { PCSCError.table[rawValue]?.name ?? "SCARD_0x" + String(rawValue, radix: 16, uppercase: true) }
+    public var name: String {
+        if self == .notInstalled { return "PCSC_NOT_INSTALLED" }
+        return PCSCError.table[rawValue]?.name ?? "SCARD_0x" + String(rawValue, radix: 16, uppercase: true)
+    }
     /// What the code means.
-    public var meaning: String { PCSCError.table[rawValue]?.meaning ?? "Unknown PC/SC error" }
+    public var meaning: String {
+        if self == .notInstalled { return "PC/SC is not installed: the PC/SC library could not be loaded" }
+        return PCSCError.table[rawValue]?.meaning ?? "Unknown PC/SC error"
+    }
     /// What to do about it.
-    public var hint: String? { PCSCError.table[rawValue]?.hint }
+    public var hint: String? { self == .notInstalled ? PCSCABI.current.installHint : PCSCError.table[rawValue]?.hint }
     /// `0x8010001D`.
     public var hex: String { "0x" + String(rawValue, radix: 16, uppercase: true).leftPadded(to: 8) }
 
@@ -35,6 +41,9 @@ public struct PCSCError: Error, RawRepresentable, Hashable, Sendable, CustomStri
         case .sharingViolation: return .sharingViolation(reader: reader)
         case .unknownReader, .readerUnavailable: return .readerUnavailable(reader: reader)
         case .cancelled: return .cancelled
+        case .notInstalled:
+            if case .failure(let unavailable) = PCSCProviders.system { return unavailable.cardError }
+            return .backend(code: 0, name: "PCSC_NOT_INSTALLED", message: meaning)
         default: return .backend(code: Int(rawValue), name: name, message: meaning + (hint.map { " — \($0)" } ?? ""))
         }
     }
@@ -127,6 +136,10 @@ public struct PCSCError: Error, RawRepresentable, Hashable, Sendable, CustomStri
 
     // MARK: Named codes (the C constants)
 
+    /// Not a PC/SC code: CarteKit's own for "the PC/SC library could not be loaded" (libpcsclite.so.1,
+    /// winscard.dll or PCSC.framework missing); ``cardError(reader:)`` turns it into
+    /// ``CardError/backend(code:name:message:)`` named `PCSC_NOT_INSTALLED` with the loader's messages.
+    public static let notInstalled = PCSCError(rawValue: 0x0000_FFFE)
     /// `SCARD_E_CANCELLED`.
     public static let cancelled = PCSCError(rawValue: 0x8010_0002)
     /// `SCARD_E_INVALID_VALUE`.

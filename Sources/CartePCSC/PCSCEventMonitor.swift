@@ -1,5 +1,4 @@
 import CarteCore
-internal import CPCSCLite
 import Foundation
 import Logging
 import Synchronization
@@ -7,15 +6,17 @@ import Synchronization
 /// Turns `SCardGetStatusChange` into ``ReaderEvent``s.
 ///
 /// One dedicated thread and context per stream. Each round lists the readers (reader arrivals and
-/// departures between two waits are found by the difference), then waits on every reader plus the
-/// `\\?PnP?\Notification` pseudo-reader. The per-reader event counter (upper 16 bits of
+/// departures between two waits are found by the difference), then waits on every reader plus, where
+/// the platform has it, the `\\?PnP?\Notification` pseudo-reader (``PCSCBehaviour/plugAndPlay``:
+/// pcsc-lite wants its previous event state back, Windows the number of readers in the upper word;
+/// macOS has none, so the round's bounded wait is also the polling of `SCardListReaders`). The per-reader event counter (upper 16 bits of
 /// `dwEventState`) catches a card removed and reinserted between two waits. When pcscd goes away,
 /// every reader is reported removed; the monitor re-establishes its context every 250 ms and reports
 /// the readers again when pcscd is back. Ending the stream cancels the wait with `SCardCancel`.
 enum PCSCEventMonitor {
     static func stream(logger: Logger, backend: PCSCBackend) -> AsyncStream<ReaderEvent> {
         let (stream, continuation) = AsyncStream<ReaderEvent>.makeStream(bufferingPolicy: .bufferingNewest(4096))
-        let monitor = Monitor(continuation: continuation, logger: logger, backend: backend)
+        let monitor = Monitor(continuation: continuation, logger: logger, backend: backend, provider: backend.provider)
         continuation.onTermination = { _ in monitor.stop() }
         PCSCExitGuard.register(monitor) { [weak monitor] in monitor?.stop() }
         monitor.context.worker.enqueue { monitor.run() }
@@ -23,14 +24,15 @@ enum PCSCEventMonitor {
     }
 
     final class Monitor: Sendable {
-        let context = PCSCContext(name: "cartekit.pcsc.events")
+        let context: PCSCContext
         let continuation: AsyncStream<ReaderEvent>.Continuation
         let logger: Logger
         /// Told when a reader goes away, so its cached attributes are read again if it comes back.
         weak let backend: PCSCBackend?
         private let stopped = Mutex(false)
 
-        init(continuation: AsyncStream<ReaderEvent>.Continuation, logger: Logger, backend: PCSCBackend) {
+        init(continuation: AsyncStream<ReaderEvent>.Continuation, logger: Logger, backend: PCSCBackend, provider: Result<any PCSCProvider, PCSCUnavailable>) {
+            self.context = PCSCContext(name: "cartekit.pcsc.events", provider: provider)
             self.continuation = continuation
             self.logger = logger
             self.backend = backend
@@ -44,14 +46,14 @@ enum PCSCEventMonitor {
         var isStopped: Bool { stopped.withLock { $0 } || PCSCExitGuard.isExiting }
 
         struct Known {
-            var state: DWORD
+            var state: UInt32
         }
 
         /// The loop; runs on the monitor's worker thread until the stream ends.
         func run() {
             var known: [String: Known] = [:]
             var names: [String] = []
-            var pnpState: DWORD = DWORD(SCARD_STATE_UNAWARE)
+            var pnpState = SCard.stateUnaware
             var first = true
             defer {
                 context.drop()
@@ -59,24 +61,33 @@ enum PCSCEventMonitor {
                 continuation.finish()
             }
             while !isStopped {
-                let ctx: SCARDCONTEXT
+                let provider: any PCSCProvider
+                let ctx: UInt64
                 switch context.ensure() {
-                case .success(let c): ctx = c
+                case .success(let (p, c)): (provider, ctx) = (p, c)
                 case .failure(let e):
-                    if !known.isEmpty { logger.debug("pcscd unavailable (\(e.name)); reporting readers removed") }
+                    if !known.isEmpty { logger.debug("PC/SC service unavailable (\(e.name)); reporting readers removed") }
                     reportAllRemoved(&known, &names)
+                    // No service, so no reader was there when the stream started: every reader seen
+                    // once it runs (pcscd started later, Windows's service started by a reader) is new.
+                    first = false
+                    if e == .notInstalled {
+                        logger.error("\(backend?.unavailability?.description ?? e.description)")
+                        return
+                    }
                     pause()
                     continue
                 }
+                let behaviour = provider.behaviour
                 // Readers now, and the difference with the last round.
                 let current: [String]
-                switch listReaders(ctx) {
+                switch listReaders(provider, ctx) {
                 case .success(let list): current = list
                 case .failure(let e):
                     if e.meansServiceGone {
                         context.drop()
                         reportAllRemoved(&known, &names)
-                        pnpState = DWORD(SCARD_STATE_UNAWARE)
+                        pnpState = SCard.stateUnaware
                         pause()
                     } else {
                         logger.debug("SCardListReaders failed: \(e)")
@@ -86,7 +97,7 @@ enum PCSCEventMonitor {
                 }
                 for gone in names where !current.contains(gone) {
                     backend?.forgetAttributes(of: gone)
-                    if let k = known.removeValue(forKey: gone), k.state & DWORD(SCARD_STATE_PRESENT) != 0 {
+                    if let k = known.removeValue(forKey: gone), k.state & SCard.statePresent != 0 {
                         continuation.yield(.cardRemoved(reader: gone))
                     }
                     continuation.yield(.readerRemoved(name: gone))
@@ -97,26 +108,34 @@ enum PCSCEventMonitor {
                     // handles) would race with the caller's own exclusive connections.
                     if !first {
                         let attributes: PCSCReaderAttributes?
-                        if case .success(let a) = readReaderAttributes(ctx, added) { attributes = a } else { attributes = nil }
+                        if case .success(let a) = readReaderAttributes(provider, ctx, added) { attributes = a } else { attributes = nil }
                         continuation.yield(.readerAdded(PCSCBackend.info(name: added, all: current, attributes: attributes)))
                     }
-                    known[added] = Known(state: DWORD(SCARD_STATE_UNAWARE))
+                    known[added] = Known(state: SCard.stateUnaware)
                 }
                 names = current
 
                 // Wait for a change on any reader or on the reader list.
-                let all = [PCSCBackend.pnpNotification] + names
-                let cNames = all.map { strdup($0) }
-                defer { cNames.forEach { free($0) } }
-                var states = [SCARD_READERSTATE](repeating: SCARD_READERSTATE(), count: all.count)
-                for i in states.indices {
-                    states[i].szReader = UnsafePointer(cNames[i])
-                    states[i].dwCurrentState = i == 0 ? pnpState : known[all[i]]?.state ?? DWORD(SCARD_STATE_UNAWARE)
+                let withPnP = behaviour.plugAndPlay != .polling
+                var states: [PCSCReaderState] = []
+                if withPnP {
+                    let pnpCurrent: UInt32
+                    switch behaviour.plugAndPlay {
+                    case .readerCount: pnpCurrent = UInt32(truncatingIfNeeded: names.count) << 16 | (pnpState & 0xFFFF)
+                    default: pnpCurrent = pnpState
+                    }
+                    states.append(PCSCReaderState(reader: PCSCBackend.pnpNotification, currentState: pnpCurrent))
+                }
+                for name in names { states.append(PCSCReaderState(reader: name, currentState: known[name]?.state ?? SCard.stateUnaware)) }
+                if states.isEmpty {
+                    // Nothing to wait on (no reader, no notification reader): poll the list again later.
+                    first = false
+                    pause(milliseconds: behaviour.waitMilliseconds)
+                    continue
                 }
                 // A bounded wait: SCardCancel only interrupts a wait already in progress, so a stop
                 // requested just before this call is seen within a second.
-                let rv = SCardGetStatusChange(ctx, first ? 0 : 1_000, &states, DWORD(states.count))
-                let error = check(rv)
+                let error = provider.getStatusChange(ctx, timeoutMilliseconds: first ? 0 : behaviour.waitMilliseconds, &states)
                 if let error {
                     if error == .cancelled || error == .timeout {
                         if first { first = false }
@@ -126,7 +145,7 @@ enum PCSCEventMonitor {
                     if error.meansServiceGone {
                         context.drop()
                         reportAllRemoved(&known, &names)
-                        pnpState = DWORD(SCARD_STATE_UNAWARE)
+                        pnpState = SCard.stateUnaware
                         pause()
                         continue
                     }
@@ -134,26 +153,27 @@ enum PCSCEventMonitor {
                     pause()
                     continue
                 }
-                pnpState = states[0].dwEventState & ~DWORD(SCARD_STATE_CHANGED)
-                for i in 1..<states.count {
-                    let name = all[i]
-                    let new = states[i].dwEventState
-                    let old = known[name]?.state ?? DWORD(SCARD_STATE_UNAWARE)
-                    if new & DWORD(SCARD_STATE_UNKNOWN) != 0 { continue }  // gone: next listing reports it
-                    if !first { report(name: name, old: old, new: new, atr: ATR.removingPadding(withUnsafeBytes(of: states[i].rgbAtr) { Array($0.prefix(Int(states[i].cbAtr))) }).atr) }
-                    known[name] = Known(state: new & ~DWORD(SCARD_STATE_CHANGED))
+                let readerStates = withPnP ? states.dropFirst() : states[...]
+                if withPnP { pnpState = states[0].eventState & ~SCard.stateChanged }
+                for entry in readerStates {
+                    let name = entry.reader
+                    let new = entry.eventState
+                    let old = known[name]?.state ?? SCard.stateUnaware
+                    if new & SCard.stateUnknown != 0 { continue }  // gone: next listing reports it
+                    if !first { report(name: name, old: old, new: new, atr: ATR.removingPadding(entry.atr).atr) }
+                    known[name] = Known(state: new & ~SCard.stateChanged)
                 }
                 first = false
             }
         }
 
         /// Emits the card events implied by a state change of one reader.
-        func report(name: String, old: DWORD, new: DWORD, atr: [UInt8]) {
-            let present = DWORD(SCARD_STATE_PRESENT)
-            let mute = DWORD(SCARD_STATE_MUTE)
+        func report(name: String, old: UInt32, new: UInt32, atr: [UInt8]) {
+            let present = SCard.statePresent
+            let mute = SCard.stateMute
             let wasPresent = old & present != 0
             let isPresent = new & present != 0
-            let counterChanged = old != DWORD(SCARD_STATE_UNAWARE) && (old >> 16) != (new >> 16)
+            let counterChanged = old != SCard.stateUnaware && (old >> 16) != (new >> 16)
             if wasPresent && isPresent && counterChanged {
                 // Removed and reinserted between two waits.
                 continuation.yield(.cardRemoved(reader: name))
@@ -169,7 +189,7 @@ enum PCSCEventMonitor {
 
         func reportAllRemoved(_ known: inout [String: Known], _ names: inout [String]) {
             for name in names {
-                if let k = known[name], k.state & DWORD(SCARD_STATE_PRESENT) != 0 {
+                if let k = known[name], k.state & SCard.statePresent != 0 {
                     continuation.yield(.cardRemoved(reader: name))
                 }
                 continuation.yield(.readerRemoved(name: name))
@@ -178,9 +198,9 @@ enum PCSCEventMonitor {
             names = []
         }
 
-        /// Sleeps a quarter of a second, waking early when the stream ends.
-        func pause() {
-            for _ in 0..<25 where !isStopped { usleep(10_000) }
+        /// Sleeps (a quarter of a second by default), waking early when the stream ends.
+        func pause(milliseconds: UInt32 = 250) {
+            for _ in 0..<max(1, milliseconds / 10) where !isStopped { usleep(10_000) }
         }
     }
 }

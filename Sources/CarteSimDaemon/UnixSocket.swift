@@ -56,9 +56,10 @@ final class FramedSocket: @unchecked Sendable {
     @discardableResult
     func send(_ frame: Frame) -> Bool { SocketIO.sendAll(fd, frame.encoded()) }
 
-    /// Reads a frame (one thread at a time: the connection's own).
-    func receive() throws(WireError) -> Frame {
-        let (frame, error) = reader.next(fd)
+    /// Reads a frame (one thread at a time: the connection's own), polling for `spin` first (see
+    /// ``FrameReader/next(_:spin:)``).
+    func receive(spin: Duration = .zero) throws(WireError) -> Frame {
+        let (frame, error) = reader.next(fd, spin: spin)
         if let frame { return frame }
         throw error ?? .closed(midFrame: false)
     }

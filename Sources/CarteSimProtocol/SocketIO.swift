@@ -110,7 +110,13 @@ public struct FrameReader {
 
     /// The next frame, or `nil` when the peer closed, a timeout expired or the frame is malformed
     /// (`error` says which).
-    public mutating func next(_ fd: Int32) -> (frame: Frame?, error: WireError?) {
+    ///
+    /// `spin`: how long to poll the socket (non-blocking reads, yielding the processor between them)
+    /// before sleeping in a blocking read. An answer that comes within it costs no wake-up of a
+    /// sleeping thread, which on a busy or virtual machine is most of a local round trip; the cost is
+    /// at most `spin` of processor time per frame, and only while frames flow.
+    public mutating func next(_ fd: Int32, spin: Duration = .zero) -> (frame: Frame?, error: WireError?) {
+        var spinUntil: ContinuousClock.Instant? = spin > .zero ? ContinuousClock.now + spin : nil
         while true {
             let available = buffer.count - start
             if available >= 4 {
@@ -141,6 +147,25 @@ public struct FrameReader {
                 start = 0
             }
             if chunk.isEmpty { chunk = [UInt8](repeating: 0, count: 16_384) }
+            if let until = spinUntil {
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, Int32(MSG_DONTWAIT)) }
+                if n > 0 {
+                    buffer += chunk[..<n]
+                    continue
+                }
+                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                    if ContinuousClock.now < until {
+                        // Let another thread of this processor run (two cores here: the thread the
+                        // answer has to come from may need this one).
+                        sched_yield()
+                        continue
+                    }
+                    spinUntil = nil  // nothing yet: sleep until it comes
+                    continue
+                }
+                // Closed or failed: the blocking read below says which.
+                spinUntil = nil
+            }
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return (nil, .closed(midFrame: !buffer.isEmpty)) }

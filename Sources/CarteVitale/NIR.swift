@@ -31,6 +31,27 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses the 15 characters of a NIR (spaces ignored). The key is read, not checked: see ``isKeyValid``.
     public init(_ text: String) throws(Problem) {
+        // Fast path: printable ASCII (what cards hold: one byte is one Character), checked byte by byte;
+        // anything else by Characters.
+        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(15)
+            for b in text.utf8 where b != 0x20 { bytes.append(b >= 0x61 && b <= 0x7A ? b - 0x20 : b) }
+            guard bytes.count == 15 else { throw .wrongLength(bytes.count) }
+            func digit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+            for (i, b) in bytes.enumerated() {
+                let ok: Bool
+                switch i {
+                case 5: ok = digit(b) || b == 0x32
+                case 6: ok = digit(b) || ((b == 0x41 || b == 0x42) && bytes[5] == 0x32)
+                default: ok = digit(b)
+                }
+                guard ok else { throw .invalidCharacter(position: i + 1) }
+            }
+            self.body = String(decoding: bytes[..<13], as: UTF8.self)
+            self.key = Int(bytes[13] - 0x30) * 10 + Int(bytes[14] - 0x30)
+            return
+        }
         let chars = Array(text.filter { $0 != " " }.uppercased())
         guard chars.count == 15 else { throw .wrongLength(chars.count) }
         for (i, c) in chars.enumerated() {
@@ -70,9 +91,16 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
 
     /// The key the body calls for: 97 − (body mod 97), with 2A → 19 and 2B → 18 ([P], INSEE rule).
     public var expectedKey: Int {
-        let numeric = body.replacingCorsica()
         var remainder = 0
-        for c in numeric { remainder = (remainder * 10 + (c.wholeNumberValue ?? 0)) % 97 }  // validated digits
+        for (i, b) in body.utf8.enumerated() {  // validated: 13 ASCII digits, or 2A/2B at 6-7
+            var digit = Int(b) - 0x30
+            if i == 5 || i == 6, body.utf8.count > 6 {
+                let department = Array(body.utf8.dropFirst(5).prefix(2))
+                if department == [0x32, 0x41] { digit = i == 5 ? 1 : 9 }  // 2A → 19
+                if department == [0x32, 0x42] { digit = i == 5 ? 1 : 8 }  // 2B → 18
+            }
+            remainder = (remainder * 10 + max(0, min(9, digit))) % 97
+        }
         return 97 - remainder
     }
 
@@ -87,14 +115,6 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-extension String {
-    fileprivate func replacingCorsica() -> String {
-        var chars = Array(self)
-        if chars.count > 6, chars[5] == "2", chars[6] == "A" { chars[5] = "1"; chars[6] = "9" }
-        if chars.count > 6, chars[5] == "2", chars[6] == "B" { chars[5] = "1"; chars[6] = "8" }
-        return String(chars)
-    }
-}
 
 extension NIR: Codable {
     /// Decodes the 15 characters (as ``description`` writes them).

@@ -22,11 +22,14 @@ public struct VitaleDate: Hashable, Sendable, Comparable, CustomStringConvertibl
 
     /// Parses 8 ASCII digits; `nil` for anything else.
     public init?(_ text: String) {
-        guard text.count == 8, text.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        // Eight ASCII digits, read byte by byte (no Character or Unicode property look-up).
+        let bytes = Array(text.utf8)
+        guard bytes.count == 8, bytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        func number(_ range: Range<Int>) -> Int { bytes[range].reduce(0) { $0 * 10 + Int($1 - 0x30) } }
         raw = text
-        year = Int(text.prefix(4))!
-        month = Int(text.dropFirst(4).prefix(2))!
-        day = Int(text.suffix(2))!
+        year = number(0..<4)
+        month = number(4..<6)
+        day = number(6..<8)
     }
 
     /// Whether the date does not exist in the Gregorian calendar (a lunar birth date).

@@ -534,9 +534,13 @@ let syntheticFile = "VITALE SFI 3 (synthetic)"
 
 /// ISO-8859-1 text with trailing spaces and NULs removed (names are space padded).
 func latin1(_ bytes: [UInt8]) -> String {
+    // Trailing spaces and NULs off first, on the bytes.
+    var end = bytes.count
+    while end > 0, bytes[end - 1] == 0x20 || bytes[end - 1] == 0 { end -= 1 }
+    let kept = bytes[..<end]
+    // ASCII is its own UTF-8; Latin-1 above 0x7F becomes the scalar of the same value.
+    if kept.allSatisfy({ $0 < 0x80 }) { return String(decoding: kept, as: UTF8.self) }
     var scalars = String.UnicodeScalarView()
-    for b in bytes { scalars.append(Unicode.Scalar(b)) }
-    var s = String(scalars)
-    while let last = s.last, last == " " || last == "\0" { s.removeLast() }
-    return s
+    for b in kept { scalars.append(Unicode.Scalar(b)) }
+    return String(scalars)
 }

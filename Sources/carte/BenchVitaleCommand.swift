@@ -17,7 +17,7 @@ extension BenchCommand {
                 private pcscd loading libifdcarte.so (root only; skipped with the reason otherwise). The \
                 reference, measured in the same run, is one SELECT round trip on the same path: a read's \
                 time is also shown as a number of such round trips. Goals: at most 12 APDUs; at most 1.5 ms \
-                per read through pcscd.
+                per read through pcscd, and at most 8.5 round trips.
                 """
         )
 
@@ -51,34 +51,46 @@ extension BenchCommand {
                     let setup = try PrivateVirtualReader.start(image: image, logger: logger)
                     defer { setup.stop() }
                     let connection = try await setup.connect(PCSCBackend(logger: logger))
-                    rows.append(try await measure("through pcscd (libifdcarte.so)", CardChannel(transport: connection, trace: Trace(capacity: 64))))
+                    // As a session reads: on the connection's own thread (no thread switch per APDU).
+                    let channel = CardChannel(transport: connection, trace: Trace(capacity: 64))
+                    rows.append(try await withTaskExecutorPreference(connection.taskExecutor) {
+                        try await measure("through pcscd (libifdcarte.so), as a session", channel)
+                    })
                     try? await connection.disconnect(.leave)
                 } else {
                     skipped = "through pcscd not measured: \(PrivatePCSCD.unavailableReason!)"
                 }
                 let pcscRow = rows.count > 1 ? rows[1] : nil
                 let report = BenchVitaleReport(persona: persona, rows: rows, skipped: skipped, goalAPDUs: 12, goalMillisecondsThroughPCSC: 1.5,
-                                               goalMet: rows.allSatisfy { $0.apdus <= 12 } && (pcscRow.map { $0.medianMilliseconds <= 1.5 } ?? true),
+                                               goalRoundTripsThroughPCSC: 8.5,
+                                               goalMet: rows.allSatisfy { $0.apdus <= 12 } && (pcscRow.map { $0.medianMilliseconds <= 1.5 && $0.readInRoundTrips <= 8.5 } ?? true),
                                                build: BuildMode.current)
                 if global.json { Output.printJSON(report) } else { print(report.text) }
             }
         }
 
-        /// Times full reads and single SELECT round trips (the reference) on `channel`.
+        /// Times full reads and single SELECT round trips (the reference) on `channel`, one of each in
+        /// turn, so that drift (CPU frequency, other load) weighs on both alike.
         private func measure(_ name: String, _ channel: CardChannel) async throws -> BenchVitaleReport.Row {
             let reader = VitaleReader(channel: channel)
             var apdus = 0
             for _ in 0..<20 { apdus = try await reader.read().apduCount }
+            let select = try CommandAPDU.select(aid: VitaleReader.vitaleAID, p2: 0x0C, le: nil)
+            for _ in 0..<20 { _ = try await channel.transmit(select) }
             let clock = ContinuousClock()
             var times: [Double] = []
+            var references: [Double] = []
             for _ in 0..<reads {
-                let start = clock.now
+                var start = clock.now
                 let card = try await reader.read()
                 times.append((clock.now - start).microseconds / 1000)
                 apdus = card.apduCount
+                start = clock.now
+                _ = try await channel.transmit(select)
+                references.append((clock.now - start).microseconds / 1000)
             }
             let median = percentile(times, 0.5)
-            let reference = try await medianSelectRoundTrip(channel, aid: VitaleReader.vitaleAID, count: reads)
+            let reference = percentile(references, 0.5)
             return .init(name: name, apdus: apdus, medianMilliseconds: median, p99Milliseconds: percentile(times, 0.99),
                          selectRoundTripMilliseconds: reference, readInRoundTrips: median / reference)
         }
@@ -93,6 +105,8 @@ struct BenchVitaleReport: Encodable {
     let skipped: String?
     let goalAPDUs: Int
     let goalMillisecondsThroughPCSC: Double
+    /// The read through pcscd in SELECT round trips of the same run, at most.
+    let goalRoundTripsThroughPCSC: Double
     let goalMet: Bool
     let build: String
 
@@ -115,7 +129,7 @@ struct BenchVitaleReport: Encodable {
         }
         if let skipped { lines.append(skipped) }
         lines.append("")
-        lines.append("Goals: <= \(goalAPDUs) APDUs, <= \(goalMillisecondsThroughPCSC) ms through pcscd: \(goalMet ? "met" : "NOT met")")
+        lines.append("Goals: <= \(goalAPDUs) APDUs, <= \(goalMillisecondsThroughPCSC) ms and <= \(goalRoundTripsThroughPCSC) round trips through pcscd: \(goalMet ? "met" : "NOT met")")
         return lines.joined(separator: "\n")
     }
 }
