@@ -259,7 +259,7 @@ let package = Package(
         /// invariant each checks; the test suite replays the seeds and regression inputs through them.
         .target(
             name: "CarteFuzzEntries",
-            dependencies: ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent", "CarteConsole"],
+            dependencies: ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent", "CarteConsole", "CartePCSC"],
             swiftSettings: strictSwiftSettings
         ),
         /// The simulator daemon and its transports: the control/driver socket server, the vpcd card side,

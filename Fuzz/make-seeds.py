@@ -184,6 +184,26 @@ write("console", [b'{"slot":"CarteKit Virtual Bi-fente PIN pad 00 00","image":"b
                   b"localhost:8795\nhttp://evil.example\ntext/plain\n",
                   b'{"ok":true,"slot":"S","atr":"3B 75 13 00 00 45 09 EA 90 00","protocol":"T=1","exchanges":[{"command":"00 A4 04 00 02 3F 00","response":"90 00","ms":0.1},{"command":"00 20 00 01 04 ?? ?? ?? ??","response":"63 C2"}]}'])
 
+# PC/SC library output (#39): reader-state arrays of each platform (80, 64, 61 bytes an entry) with an ATR
+# and a state word, and reader multi-strings in UTF-8 and UTF-16LE (the first byte is the length / 4).
+import struct
+def readerstate(size, word, atr_at, capacity, event, atr):
+    entry = bytearray(size)
+    struct.pack_into("<Q", entry, 0, 0x7F0011223344)
+    entry[16 + word:16 + 2 * word] = event.to_bytes(word, "little")
+    entry[16 + 2 * word:16 + 3 * word] = len(atr).to_bytes(word, "little")
+    entry[atr_at:atr_at + len(atr)] = atr[:capacity]
+    return bytes(entry)
+vitale_atr = bytes.fromhex("3B8F8001804F0CA0000003060300030000000068")
+multi8 = b"CarteKit Virtual Bi-fente 00 00\0CarteKit Virtual Bi-fente 00 01\0\0"
+multi16 = "Lecteur \u00e9 00 00\0\0".encode("utf-16-le")
+write("pcsc-marshal", [readerstate(80, 8, 40, 33, 0x00020222, vitale_atr) * 2,
+                       readerstate(64, 4, 28, 36, 0x00010010, b"") + readerstate(64, 4, 28, 36, 0x00030222, vitale_atr),
+                       readerstate(61, 4, 28, 33, 0x222, vitale_atr) * 3,
+                       readerstate(80, 8, 40, 33, 0x22, b"\xff" * 40),
+                       bytes([len(multi8) // 4 + 1]) + multi8, bytes([len(multi16) // 4 + 1]) + multi16,
+                       bytes([255]) + b"\xc3\x28 invalid UTF-8\0\0"])
+
 x509 = []
 for p in files("CardImages/cps/pki", ext=".pem"):
     if p.endswith(".key.pem"):

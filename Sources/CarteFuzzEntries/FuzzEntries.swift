@@ -17,6 +17,7 @@ import CarteSimDaemon
 import CarteSimProtocol
 import CarteVitale
 import Dispatch
+import CartePCSC
 import Foundation
 import Synchronization
 
@@ -30,6 +31,7 @@ public enum FuzzEntries {
         ("persona", persona), ("replay-import", replayImport), ("simulated-card", simulatedCard),
         ("card-decoders", cardDecoders), ("apcv", apcv), ("apcv-http", apcvHTTP), ("anonymiser", anonymiser), ("x509", x509),
         ("rights-http", rightsHTTP), ("vpcd", vpcd), ("agent", agent), ("console", console),
+        ("pcsc-marshal", pcscMarshal),
     ]
 
     /// Builds the one-time state of the targets (the bundled images) before the first input, so
@@ -131,6 +133,43 @@ public enum FuzzEntries {
             _ = readU32(frame.payload, 1)
             if let d = try? ReaderDescription(decoding: frame.payload) {
                 _ = try? ReaderDescription(decoding: d.encoded())
+            }
+        }
+    }
+
+    /// What a PC/SC library writes back (#39), read with each platform's description: the reader-state
+    /// array (`dwEventState`, `cbAtr`, `rgbAtr`) and the reader multi-string. Invariants: an ATR never
+    /// longer than the platform's array, names never empty nor holding a NUL, nothing read past the bytes,
+    /// and what the marshaller writes reads back the same.
+    @Sendable public static func pcscMarshal(_ data: [UInt8]) {
+        for abi in [PCSCABI.linux, .windows, .macOS] {
+            let count = data.count / abi.readerState.size
+            var states = (0..<count).map { PCSCReaderState(reader: "R \($0)", currentState: UInt32($0)) }
+            data.withUnsafeBytes { PCSCMarshal.readReaderStates(&states, abi: abi, from: $0) }
+            for s in states where s.atr.count > abi.readerState.atrCapacity {
+                preconditionFailure("an ATR of \(s.atr.count) bytes from a \(abi.readerState.atrCapacity)-byte array")
+            }
+            let unitSize = abi.encoding.unitSize
+            let units = data.isEmpty ? 0 : Int(data[0]) * 4
+            let names = data.withUnsafeBytes { PCSCMarshal.decodeMultiString($0, units: units, abi: abi) }
+            for name in names where name.isEmpty || name.unicodeScalars.contains("\0") {
+                preconditionFailure("a reader name \(name.debugDescription) from a multi-string")
+            }
+            // Written, then read back: the names' encoding and the entries' fields round-trip.
+            let encoded = names.flatMap { PCSCMarshal.encodeString($0, abi: abi) } + PCSCMarshal.encodeString("", abi: abi)
+            let again = encoded.withUnsafeBytes { PCSCMarshal.decodeMultiString($0, units: encoded.count / unitSize, abi: abi) }
+            // UTF-8 bytes that are not valid UTF-8 were repaired once (U+FFFD): the second pass keeps them.
+            guard again == names else { preconditionFailure("the multi-string \(names) reads back as \(again)") }
+            var buffer = [UInt8](repeating: 0, count: PCSCMarshal.readerStatesByteCount(states.count, abi: abi))
+            buffer.withUnsafeMutableBytes { PCSCMarshal.writeReaderStates(states, readerAddresses: states.indices.map { UInt($0) }, abi: abi, into: $0) }
+            var back = states.map { PCSCReaderState(reader: $0.reader, currentState: 0) }
+            buffer.withUnsafeBytes { PCSCMarshal.readReaderStates(&back, abi: abi, from: $0) }
+            for (i, entry) in back.enumerated() where entry.eventState != 0 || !entry.atr.isEmpty {
+                preconditionFailure("entry \(i) written with zero output fields reads back \(entry)")
+            }
+            for (i, _) in states.enumerated() {
+                let current = buffer.withUnsafeBytes { PCSCMarshal.load(size: abi.wordSize, at: i * abi.readerState.size + abi.readerState.currentStateOffset, in: $0) }
+                if current != UInt64(states[i].currentState) { preconditionFailure("entry \(i)'s current state written as \(current)") }
             }
         }
     }

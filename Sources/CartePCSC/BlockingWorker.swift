@@ -1,5 +1,8 @@
 import Foundation
 import Synchronization
+#if os(Windows)
+import WinSDK
+#endif
 
 /// A dedicated thread that runs blocking C calls (PC/SC waits up to its timeout, a reader may take
 /// seconds to answer) so they never occupy Swift's cooperative pool, which has only as many threads as
@@ -21,17 +24,20 @@ final class BlockingWorker: TaskExecutor, @unchecked Sendable {
         var stopped = false
         var exited = false
         /// The thread's identity, set by the thread before it takes its first job.
-        let thread = Mutex<pthread_t?>(nil)
+        let thread = Mutex<ThreadIdentity?>(nil)
     }
 
     private let queue = Queue()
+    /// Calls handed to the thread so far (``run(_:)``, ``enqueue(_:)-(()->Void)``), not counting task jobs:
+    /// what a session running on the thread must not cause (the tests count them).
+    let handedOver = Atomic<Int>(0)
 
     /// Starts the thread.
     init(name: String) {
         let queue = self.queue
         PCSCExitGuard.install()
         let thread = Thread {
-            queue.thread.withLock { $0 = pthread_self() }
+            queue.thread.withLock { $0 = ThreadIdentity.current }
             while true {
                 queue.condition.lock()
                 while queue.head == queue.jobs.count && !queue.stopped { queue.condition.wait() }
@@ -50,7 +56,7 @@ final class BlockingWorker: TaskExecutor, @unchecked Sendable {
                     // The process is exiting: the PC/SC library is being torn down, no new call may start.
                     queue.condition.unlock()
                     job = nil
-                    while true { sleep(3600) }
+                    while true { Thread.sleep(forTimeInterval: 3600) }
                 }
                 queue.condition.unlock()
                 switch job {
@@ -65,7 +71,8 @@ final class BlockingWorker: TaskExecutor, @unchecked Sendable {
             }
         }
         thread.name = name
-        thread.stackSize = 1 << 20
+        // 8 MiB, glibc's default: whole card sessions (decoders, OpenSSL signatures) run here now.
+        thread.stackSize = 8 << 20
         thread.start()
     }
 
@@ -74,7 +81,7 @@ final class BlockingWorker: TaskExecutor, @unchecked Sendable {
     /// Whether the caller runs on this worker's thread.
     var isCurrentThread: Bool {
         guard let thread = queue.thread.withLock({ $0 }) else { return false }
-        return pthread_equal(thread, pthread_self()) != 0
+        return thread.isCurrent
     }
 
     /// Lets queued jobs finish, then ends the thread.
@@ -94,6 +101,7 @@ final class BlockingWorker: TaskExecutor, @unchecked Sendable {
 
     /// Runs `body` on the worker thread without waiting.
     func enqueue(_ body: @escaping @Sendable () -> Void) {
+        handedOver.add(1, ordering: .relaxed)
         if !push(.closure(body)) { body() }  // never lose a job: run it here (only happens during teardown)
     }
 
@@ -101,8 +109,8 @@ final class BlockingWorker: TaskExecutor, @unchecked Sendable {
     func enqueue(_ job: consuming ExecutorJob) {
         let task = UnownedJob(job)
         let executor = asUnownedTaskExecutor()
-        // After the thread ended (its worker is being released), the job runs on the global executor.
-        if !push(.task(task, executor)) { task.runSynchronously(on: globalConcurrentExecutor.asUnownedTaskExecutor()) }
+        // After the thread ended (its worker is being released), the job goes to the global executor.
+        if !push(.task(task, executor)) { globalConcurrentExecutor.enqueue(ExecutorJob(task)) }
     }
 
     /// Queues a job; `false` when the thread has ended.
@@ -131,6 +139,8 @@ enum PCSCExitGuard {
     private struct State {
         var installed = false
         var busy = 0
+        /// The threads inside a job (one entry per job running).
+        var busyThreads: [ThreadIdentity] = []
         var exiting = false
         var cancellers: [ObjectIdentifier: @Sendable () -> Void] = [:]
     }
@@ -153,10 +163,16 @@ enum PCSCExitGuard {
         state.withLock { s in
             guard !s.exiting else { return false }
             s.busy += 1
+            s.busyThreads.append(.current)
             return true
         }
     }
-    static func end() { state.withLock { $0.busy -= 1 } }
+    static func end() {
+        state.withLock { s in
+            s.busy -= 1
+            if let i = s.busyThreads.lastIndex(where: { $0.isCurrent }) { s.busyThreads.remove(at: i) }
+        }
+    }
 
     /// Whether the process is exiting (long-running loops end early).
     static var isExiting: Bool { state.withLock { $0.exiting } }
@@ -179,8 +195,23 @@ enum PCSCExitGuard {
         cancels.forEach { $0() }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: drainLimit)
-        while state.withLock({ $0.busy }) > 0 && clock.now < deadline {
-            usleep(1_000)
+        // A session runs inside its connection's job: if it is the one exiting, its own job is not waited for.
+        while state.withLock({ s in s.busyThreads.filter { !$0.isCurrent }.count }) > 0 && clock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.001)
         }
     }
+}
+
+/// The identity of a thread, to tell whether the caller runs on a given one.
+struct ThreadIdentity: @unchecked Sendable {
+    #if os(Windows)
+    // Not run: the Win32 thread id.
+    let id: DWORD
+    static var current: ThreadIdentity { ThreadIdentity(id: GetCurrentThreadId()) }
+    var isCurrent: Bool { id == GetCurrentThreadId() }
+    #else
+    let id: pthread_t
+    static var current: ThreadIdentity { ThreadIdentity(id: pthread_self()) }
+    var isCurrent: Bool { pthread_equal(id, pthread_self()) != 0 }
+    #endif
 }

@@ -163,7 +163,7 @@ public final class PCSCBackend: ReaderBackend {
         let result = await context.call { p, ctx -> Result<[String], PCSCError> in listReaders(p, ctx) }
         switch result {
         case .success(let names): return names
-        case .failure(.noService) where (try? provider.get())?.behaviour.serviceStopsWithLastReader == true:
+        case .failure(let e) where (e == .noService || e == .serviceStopped) && (try? provider.get())?.behaviour.serviceStopsWithLastReader == true:
             // Windows stops its service when the last reader leaves: that is "no reader", not an error.
             return []
         case .failure(let e): throw cardError(e, reader: "")

@@ -16,7 +16,7 @@ import Synchronization
 public final class PCSCConnection: CardConnection {
     /// The reader (slot) name.
     public let readerName: String
-    private let context: PCSCContext
+    let context: PCSCContext
     private let provider: any PCSCProvider
     private struct State {
         var card: UInt64
@@ -86,7 +86,7 @@ public final class PCSCConnection: CardConnection {
                 case .failure(.sharingViolation) where sharingRetries < retries:
                     // The platform holds a new card for a moment (macOS): try again shortly.
                     sharingRetries += 1
-                    usleep(100_000)
+                    Thread.sleep(forTimeInterval: 0.100)
                     continue
                 case .failure(let e): return .failure(e)
                 }
@@ -178,8 +178,9 @@ public final class PCSCConnection: CardConnection {
 
     /// Sends a reader control command (`SCardControl`) and returns the reader's answer.
     public func control(code: UInt32, data: [UInt8] = []) async throws(CardError) -> [UInt8] {
-        let (card, open) = state.withLock { ($0.card, $0.open) }
+        let (card, open, gone) = state.withLock { ($0.card, $0.open, $0.gone) }
         guard open else { throw .notConnected }
+        if let gone { throw gone }  // never a PIN-pad command to a card that may be another one
         let result = await context.call(retry: false) { p, _ in pcscControl(p, card, code: code, data: data) }
         switch result {
         case .success(let bytes): return bytes
@@ -191,8 +192,9 @@ public final class PCSCConnection: CardConnection {
 
     /// Reads a reader attribute (`SCardGetAttrib`).
     public func attribute(_ id: UInt32) async throws(CardError) -> [UInt8] {
-        let (card, open) = state.withLock { ($0.card, $0.open) }
+        let (card, open, gone) = state.withLock { ($0.card, $0.open, $0.gone) }
         guard open else { throw .notConnected }
+        if let gone { throw gone }
         let result = await context.call(retry: false) { p, _ in p.attribute(card, id: id) }
         switch result {
         case .success(let bytes): return bytes
@@ -204,8 +206,9 @@ public final class PCSCConnection: CardConnection {
 
     /// `SCardReconnect`: changes the share mode and resets the card as `initialization` says.
     public func reconnect(share: ShareMode = .shared, initialization: Disposition = .leave) async throws(CardError) {
-        let (card, open, proto) = state.withLock { ($0.card, $0.open, $0.proto) }
+        let (card, open, proto, gone) = state.withLock { ($0.card, $0.open, $0.proto, $0.gone) }
         guard open else { throw .notConnected }
+        if let gone { throw gone }
         let shareValue = shareModeValue(share)
         let init_ = dispositionValue(initialization)
         let mask = proto == SCard.protocolUndefined ? SCard.protocolT0 | SCard.protocolT1 : proto
@@ -281,17 +284,20 @@ public final class PCSCConnection: CardConnection {
 
     private func beginTransaction() async throws(CardError) {
         for attempt in 1...2 {
-            let card = state.withLock { $0.card }
+            let (card, gone) = state.withLock { ($0.card, $0.gone) }
+            if let gone { throw gone }
             let result = await context.call(retry: false) { p, _ -> Result<Void, PCSCError> in
                 if let e = p.beginTransaction(card) { return .failure(e) }
                 return .success(())
             }
             switch result {
             case .success: return
-            case .failure(.resetCard) where attempt == 1 && !provider.behaviour.resetMayMeanSwap:
+            case .failure(.resetCard) where provider.behaviour.resetMayMeanSwap:
+                throw await failure(.resetCard)  // maybe another card: the connection ends as a removal
+            case .failure(.resetCard) where attempt == 1:
                 try await reconnect(share: currentShare, initialization: .leave)
             case .failure(let e):
-                throw await failure(e)
+                throw e.connectionError(reader: readerName)
             }
         }
     }

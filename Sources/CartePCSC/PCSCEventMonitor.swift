@@ -200,7 +200,7 @@ enum PCSCEventMonitor {
 
         /// Sleeps (a quarter of a second by default), waking early when the stream ends.
         func pause(milliseconds: UInt32 = 250) {
-            for _ in 0..<max(1, milliseconds / 10) where !isStopped { usleep(10_000) }
+            for _ in 0..<max(1, milliseconds / 10) where !isStopped { Thread.sleep(forTimeInterval: 0.010) }
         }
     }
 }

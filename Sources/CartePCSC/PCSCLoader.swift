@@ -89,15 +89,31 @@ final class LoadedPCSCProvider: PCSCProvider, @unchecked Sendable {
         getAttribFunction = unsafeBitCast(find(.getAttrib), to: GetAttrib.self)
     }
 
+    /// What ``path`` says when the functions were found in the process itself.
+    static let inProcess = "(the process's own PC/SC functions)"
+
     /// Loads the first of `candidates` that opens and exports every function `abi` names. The library
     /// stays loaded for the life of the process.
-    static func load(abi: PCSCABI, behaviour: PCSCBehaviour, candidates: [String]) -> Result<LoadedPCSCProvider, PCSCUnavailable> {
+    ///
+    /// With `processFirst`, functions the process already has come first: a program that links the
+    /// library, or one started with `LD_PRELOAD=libpcscspy.so.0` (how pcsc-spy, the field technicians'
+    /// APDU spy, is used) — a private `dlopen` would bypass the spy.
+    static func load(abi: PCSCABI, behaviour: PCSCBehaviour, candidates: [String], processFirst: Bool = false) -> Result<LoadedPCSCProvider, PCSCUnavailable> {
         // The C types this build was compiled with must be the ones the description marshals.
         guard MemoryLayout<CWord>.size == abi.wordSize, MemoryLayout<CHandle>.size == abi.handleSize,
               MemoryLayout<UnsafeRawPointer>.size == abi.pointerSize else {
             return .failure(PCSCUnavailable(platform: abi.platform, attempts: ["this build's C types do not match the \(abi.platform.rawValue) description"], hint: abi.installHint))
         }
         var attempts: [String] = []
+        if processFirst, let process = processHandle() {
+            var found: [PCSCFunction: UnsafeMutableRawPointer] = [:]
+            for function in PCSCFunction.allCases {
+                if let address = symbol(process, abi.symbols[function] ?? PCSCFunction.plainNames[function]!) { found[function] = address }
+            }
+            if found.count == PCSCFunction.allCases.count {
+                return .success(LoadedPCSCProvider(abi: abi, behaviour: behaviour, path: inProcess) { found[$0]! })
+            }
+        }
         for candidate in candidates {
             let opened = openLibrary(candidate)
             guard let handle = opened.handle else {
@@ -123,9 +139,11 @@ final class LoadedPCSCProvider: PCSCProvider, @unchecked Sendable {
 
     private static func openLibrary(_ path: String) -> (handle: UnsafeMutableRawPointer?, message: String) {
         #if os(Windows)
-        // Not run: written from the Win32 documentation (LoadLibraryW, GetLastError).
-        let module = path.withCString(encodedAs: UTF16.self) { LoadLibraryW($0) }
-        guard let module else { return (nil, "LoadLibraryW failed (error \(GetLastError()))") }
+        // Not run: written from the Win32 documentation (LoadLibraryExW, GetLastError). A bare name is
+        // looked up in System32 only, never in the program's folder (DLL planting).
+        let bare = !path.contains("\\") && !path.contains("/")
+        let module = path.withCString(encodedAs: UTF16.self) { LoadLibraryExW($0, nil, bare ? DWORD(LOAD_LIBRARY_SEARCH_SYSTEM32) : 0) }
+        guard let module else { return (nil, "LoadLibraryExW failed (error \(GetLastError()))") }
         return (UnsafeMutableRawPointer(module), "")
         #else
         _ = dlerror()
@@ -133,6 +151,15 @@ final class LoadedPCSCProvider: PCSCProvider, @unchecked Sendable {
             return (nil, dlerror().map { String(cString: $0) } ?? "dlopen failed")
         }
         return (handle, "")
+        #endif
+    }
+
+    /// The process's global symbols (the program, the libraries it links, `LD_PRELOAD`).
+    private static func processHandle() -> UnsafeMutableRawPointer? {
+        #if os(Windows)
+        return nil  // Windows programs load winscard.dll themselves; nothing to interpose
+        #else
+        return dlopen(nil, RTLD_NOW)
         #endif
     }
 
@@ -170,14 +197,15 @@ final class LoadedPCSCProvider: PCSCProvider, @unchecked Sendable {
     func listReaders(_ context: UInt64) -> Result<[String], PCSCError> {
         var units: CWord = 0
         if let e = code(listReadersFunction(handle(context), nil, nil, &units)) { return .failure(e) }
-        let capacity = Int(units)
+        // A length from the library is not trusted: no trap on a huge one, no allocation beyond 64 Ki characters.
+        let capacity = min(Int(clamping: units), 65_536)
         guard capacity > 0 else { return .success([]) }
         let unitSize = abi.encoding.unitSize
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity * unitSize, alignment: 2)
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
         if let e = code(listReadersFunction(handle(context), nil, buffer.baseAddress, &units)) { return .failure(e) }
-        return .success(PCSCMarshal.decodeMultiString(UnsafeRawBufferPointer(buffer), units: min(Int(units), capacity), abi: abi))
+        return .success(PCSCMarshal.decodeMultiString(UnsafeRawBufferPointer(buffer), units: min(Int(clamping: units), capacity), abi: abi))
     }
 
     func getStatusChange(_ context: UInt64, timeoutMilliseconds: UInt32, _ states: inout [PCSCReaderState]) -> PCSCError? {
@@ -236,7 +264,7 @@ final class LoadedPCSCProvider: PCSCProvider, @unchecked Sendable {
             var length = CWord(response.count)
             let rv = transmitFunction(handle(card), send.baseAddress, command.baseAddress, CWord(command.count), receive.baseAddress, response.baseAddress, &length)
             if let e = code(rv) { return .failure(e) }
-            return .success(min(Int(length), response.count))
+            return .success(min(Int(clamping: length), response.count))
         }
     }
 
@@ -244,7 +272,7 @@ final class LoadedPCSCProvider: PCSCProvider, @unchecked Sendable {
         var returned: CWord = 0
         let rv = controlFunction(handle(card), CWord(controlCode), input.baseAddress, CWord(input.count), output.baseAddress, CWord(output.count), &returned)
         if let e = code(rv) { return .failure(e) }
-        return .success(min(Int(returned), output.count))
+        return .success(min(Int(clamping: returned), output.count))
     }
 
     func status(_ card: UInt64) -> Result<PCSCCardStatus, PCSCError> {
@@ -256,16 +284,16 @@ final class LoadedPCSCProvider: PCSCProvider, @unchecked Sendable {
         let rv = atr.withUnsafeMutableBytes { statusFunction(handle(card), nil, &nameLength, &state, &active, $0.baseAddress, &atrLength) }
         if let e = code(rv) { return .failure(e) }
         return .success(PCSCCardStatus(state: abi.normaliseCardStatus(UInt32(truncatingIfNeeded: state)), activeProtocol: UInt32(truncatingIfNeeded: active),
-                                       atr: Array(atr[..<min(Int(atrLength), atr.count)])))
+                                       atr: Array(atr[..<min(Int(clamping: atrLength), atr.count)])))
     }
 
     func attribute(_ card: UInt64, id: UInt32) -> Result<[UInt8], PCSCError> {
         var length: CWord = 0
         if let e = code(getAttribFunction(handle(card), CWord(id), nil, &length)) { return .failure(e) }
-        var buffer = [UInt8](repeating: 0, count: min(Int(length), 65_536))
+        var buffer = [UInt8](repeating: 0, count: min(Int(clamping: length), 65_536))
         length = CWord(buffer.count)
         let rv = buffer.withUnsafeMutableBytes { getAttribFunction(handle(card), CWord(id), $0.baseAddress, &length) }
         if let e = code(rv) { return .failure(e) }
-        return .success(Array(buffer[..<min(Int(length), buffer.count)]))
+        return .success(Array(buffer[..<min(Int(clamping: length), buffer.count)]))
     }
 }

@@ -100,14 +100,17 @@ public struct PCSCUnavailable: Error, Hashable, Sendable, CustomStringConvertibl
 /// The PC/SC library of this process, loaded once on first use (``LoadedPCSCProvider/system``).
 enum PCSCProviders {
     /// `CARTEKIT_PCSC_LIBRARY`, when set, names the library to load instead (a path or a file name:
-    /// pcsc-lite's spy library `libpcscspy.so.0`, another pcsc-lite build).
+    /// pcsc-lite's spy library `libpcscspy.so.0`, another pcsc-lite build). Otherwise the process's own
+    /// PC/SC functions come first (`LD_PRELOAD=libpcscspy.so.0`), then `libpcsclite.so.1`.
     static let environmentVariable = "CARTEKIT_PCSC_LIBRARY"
 
     static let system: Result<any PCSCProvider, PCSCUnavailable> = {
         let abi = PCSCABI.current
         var candidates = abi.libraryCandidates
-        if let override = ProcessInfo.processInfo.environment[environmentVariable], !override.isEmpty { candidates = [override] }
-        switch LoadedPCSCProvider.load(abi: abi, behaviour: abi.platform.behaviour, candidates: candidates) {
+        let override = ProcessInfo.processInfo.environment[environmentVariable].flatMap { $0.isEmpty ? nil : $0 }
+        if let override { candidates = [override] }
+        // Without an override, PC/SC functions the process already has (LD_PRELOAD=libpcscspy.so.0) come first.
+        switch LoadedPCSCProvider.load(abi: abi, behaviour: abi.platform.behaviour, candidates: candidates, processFirst: override == nil) {
         case .success(let p): return .success(p)
         case .failure(let e): return .failure(e)
         }

@@ -1,3 +1,5 @@
+#if os(Linux)
+// A private pcscd in its own mount namespace: Linux only (pcsc-lite, unshare).
 import Foundation
 import Synchronization
 
@@ -166,3 +168,5 @@ public struct PrivatePCSCDError: Error, CustomStringConvertible {
     public let description: String
     init(_ d: String) { description = d }
 }
+
+#endif

@@ -1,6 +1,9 @@
 package import CartePCSC
 import Foundation
 import Synchronization
+#if os(Windows)
+import WinSDK
+#endif
 
 /// A PC/SC resource manager in memory that behaves as one platform's does, for testing on Linux what
 /// CartePCSC does on Windows and macOS (and, for reference, on Linux).
@@ -159,6 +162,17 @@ package final class ScriptedPCSCProvider: PCSCProvider, @unchecked Sendable {
             guard let i = w.readers.firstIndex(where: { $0.name == reader }) else { return }
             w.readers[i].resets += 1
         }
+    }
+
+    /// The calling thread, as a number (pthread_t is an integer on Linux, a pointer on Darwin).
+    package static var currentThread: UInt {
+        #if canImport(Darwin)
+        return UInt(bitPattern: pthread_self())
+        #elseif os(Windows)
+        return UInt(GetCurrentThreadId())
+        #else
+        return UInt(pthread_self())
+        #endif
     }
 
     private func change(_ body: (inout World) -> Void) {
@@ -332,7 +346,7 @@ package final class ScriptedPCSCProvider: PCSCProvider, @unchecked Sendable {
     }
 
     package func transmit(_ card: UInt64, protocol: UInt32, command: UnsafeRawBufferPointer, response: UnsafeMutableRawBufferPointer) -> Result<Int, PCSCError> {
-        let thread = UInt(pthread_self())
+        let thread = ScriptedPCSCProvider.currentThread
         let checked: Result<Card, PCSCError> = locked { w in
             if !w.record.transmitThreads.contains(thread) { w.record.transmitThreads.append(thread) }
             if let e = checkCard(card, &w) { return .failure(e) }

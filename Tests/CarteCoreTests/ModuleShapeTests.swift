@@ -58,7 +58,7 @@ struct ModuleShapeTests {
         "CarteIFD": ["CIFDHandler", "CarteSimProtocol"],
         "CarteYAML": ["CYaml"],
         "CarteDoctor": ["CarteCore", "CarteCrypto", "CartePCSC", "CarteUSB", "CarteKit", "CarteBundledProfiles", "CarteYAML"],
-        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent", "CarteConsole"],
+        "CarteFuzzEntries": ["CarteCore", "CarteSimProtocol", "CarteSimDaemon", "CarteEmulator", "CarteImages", "CarteCPS", "CarteVitale", "CarteApCV", "CarteCrypto", "CarteRights", "CarteBundledImages", "CarteAgent", "CarteConsole", "CartePCSC"],
     ]
 
     @Test(arguments: allowedImports.keys.sorted())
@@ -100,6 +100,100 @@ extension ModuleShapeTests {
             let folder = root.appendingPathComponent("Sources/\(name)")
             let files = (FileManager.default.enumerator(atPath: folder.path)?.allObjects as? [String]) ?? []
             isC = !files.isEmpty && !files.contains { $0.hasSuffix(".swift") }
+        }
+    }
+}
+
+extension ModuleShapeTests {
+    /// #39: the modules an editor links reach, on Windows and macOS, nothing Linux-only. Read from the
+    /// manifest itself (`swift package dump-package`), following each target dependency with its
+    /// platform condition.
+    static let editorModules = ["CarteCore", "CarteVitale", "CarteCPS", "CarteApCV", "CartePCSC", "CarteKit", "CarteC"]
+    /// Targets that only make sense on Linux (libusb's inventory, pcscd's drivers and headers, the simulator
+    /// daemon and its protocol, the private pcscd's headers), and the packages of SwiftNIO.
+    static let linuxOnlyTargets: Set<String> = ["CLibUSB", "CarteUSB", "CIFDHandler", "CarteIFD", "CIFDNull", "CPCSCLite",
+                                                "CarteSimDaemon", "CarteSimProtocol", "CarteBundledScripts", "CarteDoctor"]
+    static let linuxOnlyPackages: Set<String> = ["swift-nio", "swift-nio-ssl", "async-http-client"]
+
+    @Test(arguments: ["windows", "macos"])
+    func editorModulesNeedNothingLinuxOnly(_ platform: String) throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        // A scratch path of its own: the build this test runs in holds the package's lock.
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("cartekit-dump-\(getpid())-\(platform)")
+        process.arguments = ["swift", "package", "--package-path", root.path, "--scratch-path", scratch.path, "dump-package"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(at: scratch)
+        #expect(process.terminationStatus == 0)
+        let manifest = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let targets = try #require(manifest["targets"] as? [[String: Any]])
+        // target → [(target or "package:product", platforms or nil)]
+        var edges: [String: [(name: String, platforms: [String]?)]] = [:]
+        for t in targets {
+            guard let name = t["name"] as? String else { continue }
+            for dependency in (t["dependencies"] as? [[String: Any]]) ?? [] {
+                for (kind, value) in dependency {
+                    guard let parts = value as? [Any], let first = parts.first as? String else { continue }
+                    var platforms: [String]? = nil
+                    if let condition = parts.last as? [String: Any] { platforms = condition["platformNames"] as? [String] }
+                    switch kind {
+                    case "product":
+                        let package = (parts.count > 1 ? parts[1] as? String : nil) ?? "?"
+                        edges[name, default: []].append(("\(package):\(first)", platforms))
+                    default:
+                        edges[name, default: []].append((first, platforms))
+                    }
+                }
+            }
+        }
+        for module in Self.editorModules {
+            var seen: Set<String> = [module]
+            var queue = [module]
+            while let next = queue.popLast() {
+                for edge in edges[next] ?? [] where edge.platforms == nil || edge.platforms!.contains(platform) {
+                    if seen.insert(edge.name).inserted { queue.append(edge.name) }
+                }
+            }
+            let linuxOnly = seen.filter { Self.linuxOnlyTargets.contains($0) || Self.linuxOnlyPackages.contains(String($0.split(separator: ":").first ?? "")) }
+            #expect(linuxOnly.isEmpty, "\(module) on \(platform) reaches \(linuxOnly.sorted())")
+        }
+        // The condition is really there: on Linux, CarteC does reach the simulator daemon.
+        #expect((edges["CarteC"] ?? []).contains { $0.name == "CarteSimDaemon" && $0.platforms == ["linux"] })
+    }
+
+    /// Their sources call the C library only where it exists: an `import Glibc` is inside `#if canImport(Glibc)`
+    /// (or `#if os(Linux)`), so the same files build with Darwin or WinSDK.
+    @Test(arguments: editorModules + ["CarteCrypto", "CarteJSON", "CarteEmulator", "CarteImages", "CarteYAML"])
+    func editorSourcesGuardTheirCImports(_ module: String) throws {
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/\(module)")
+        let files = try FileManager.default.subpathsOfDirectory(atPath: sources.path).filter { $0.hasSuffix(".swift") }
+        #expect(!files.isEmpty)
+        for file in files {
+            let lines = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false)
+            var guards: [String] = []
+            for line in lines {
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.hasPrefix("#if") { guards.append(trimmed) }
+                if trimmed.hasPrefix("#elseif") { guards[guards.count - 1] = trimmed }
+                if trimmed.hasPrefix("#endif") { _ = guards.popLast() }
+                let words = trimmed.split(separator: " ")
+                if let i = words.firstIndex(of: "import"), i + 1 < words.count, ["Glibc", "Darwin", "WinSDK"].contains(String(words[i + 1])) {
+                    // Only a positive condition on that very module (or Linux for Glibc, Windows for WinSDK).
+                    let module = String(words[i + 1])
+                    let own = ["Glibc": "os(Linux)", "WinSDK": "os(Windows)", "Darwin": "os(macOS)"][module]!
+                    let guarded = guards.contains { g in
+                        (g.contains("canImport(\(module))") || g.contains(own)) && !g.contains("!canImport(\(module))") && !g.contains("!\(own)")
+                    }
+                    #expect(guarded, "\(module)/\(file): \(trimmed) is not inside a platform condition")
+                }
+            }
         }
     }
 }

@@ -105,6 +105,9 @@ struct PCSCABITests {
         let loaded = LoadedPCSCProvider.load(abi: .linux, behaviour: .linux, candidates: PCSCABI.linux.libraryCandidates)
         let provider = try loaded.get()
         #expect(provider.path == "libpcsclite.so.1")
+        // This test program links libpcsclite (CPCSCLite): its own functions come first when asked
+        // (what makes LD_PRELOAD=libpcscspy.so.0 work).
+        #expect(try LoadedPCSCProvider.load(abi: .linux, behaviour: .linux, candidates: [], processFirst: true).get().path == LoadedPCSCProvider.inProcess)
     }
 
     // MARK: Windows and macOS, from their headers
