@@ -96,8 +96,15 @@ extension TLVTag: CustomStringConvertible {
 public struct TLV: Hashable, Sendable {
     /// The tag.
     public var tag: TLVTag
+    /// The value bytes, shared with the buffer the object was decoded from: decoding copies nothing
+    /// per object (a card file's hundreds of objects were as many allocations), ``value`` copies on demand.
+    private var storage: ArraySlice<UInt8>
     /// The value bytes (for constructed objects, the encoding of ``children``).
-    public private(set) var value: [UInt8]
+    public var value: [UInt8] { Array(storage) }
+    /// The number of value bytes (without copying them).
+    public var valueCount: Int { storage.count }
+    /// The value bytes without a copy (a slice of the decoded buffer: its indices are not 0-based).
+    public var valueBytes: ArraySlice<UInt8> { storage }
     /// The nested objects of a constructed tag (`nil` for a primitive one).
     public private(set) var children: [TLV]?
     /// The absolute offset of the tag's first byte in the decoded buffer (0 for built objects).
@@ -106,7 +113,7 @@ public struct TLV: Hashable, Sendable {
     /// A primitive object.
     public init(tag: TLVTag, value: [UInt8]) {
         self.tag = tag
-        self.value = value
+        self.storage = value[...]
         self.children = nil
         self.offset = 0
     }
@@ -115,17 +122,26 @@ public struct TLV: Hashable, Sendable {
     public init(tag: TLVTag, children: [TLV]) {
         self.tag = tag
         self.children = children
-        self.value = children.flatMap { $0.encoded() }
+        self.storage = children.flatMap { $0.encoded() }[...]
         self.offset = 0
     }
 
+    /// A decoded object whose value is `storage`, a slice of the decoded buffer.
+    private init(tag: TLVTag, storage: ArraySlice<UInt8>, offset: Int) {
+        self.tag = tag
+        self.storage = storage
+        self.children = nil
+        self.offset = offset
+    }
+
     /// Objects are equal when their tags, values and children are; ``offset`` is ignored.
-    public static func == (a: TLV, b: TLV) -> Bool { a.tag == b.tag && a.value == b.value && a.children == b.children }
+    public static func == (a: TLV, b: TLV) -> Bool { a.tag == b.tag && a.storage.elementsEqual(b.storage) && a.children == b.children }
 
     /// Hashes the tag and value (consistent with ``==(_:_:)``).
     public func hash(into hasher: inout Hasher) {
         hasher.combine(tag)
-        hasher.combine(value)
+        hasher.combine(storage.count)
+        for byte in storage { hasher.combine(byte) }
     }
 
     /// The maximum nesting depth accepted by the decoder.
@@ -150,6 +166,9 @@ public struct TLV: Hashable, Sendable {
     private static func decode(_ b: [UInt8], range: Range<Int>, allowPadding: Bool, baseOffset: Int, depth: Int) throws(TLVError) -> [TLV] {
         guard depth <= maximumDepth else { throw .nestingTooDeep(offset: baseOffset + range.lowerBound) }
         var result: [TLV] = []
+        // Room for the usual object count (a card file's templates hold a few small objects each), so
+        // the array does not grow object by object.
+        result.reserveCapacity(min(16, range.count / 3 + 1))
         var i = range.lowerBound
         let end = range.upperBound
         while i < end {
@@ -196,8 +215,7 @@ public struct TLV: Hashable, Sendable {
                 throw .truncatedValue(offset: baseOffset + lengthOffset, declared: length, available: end - i)
             }
             let valueRange = i..<(i + length)
-            var object = TLV(tag: TLVTag(rawValue: tag), value: Array(b[valueRange]))
-            object.offset = baseOffset + start
+            var object = TLV(tag: TLVTag(rawValue: tag), storage: b[valueRange], offset: baseOffset + start)
             if b[start] & 0x20 != 0 {
                 object.children = try decode(b, range: valueRange, allowPadding: allowPadding, baseOffset: baseOffset, depth: depth + 1)
             }
@@ -210,8 +228,8 @@ public struct TLV: Hashable, Sendable {
     /// The encoded object: tag, minimal-length length field, value.
     public func encoded() -> [UInt8] {
         var out = tag.bytes
-        out += TLV.encodeLength(value.count)
-        out += value
+        out += TLV.encodeLength(storage.count)
+        out += storage
         return out
     }
 
@@ -242,6 +260,7 @@ public struct TLV: Hashable, Sendable {
 
     /// An indented, human-readable dump (one object per line; printable ASCII values shown as text too).
     public func dump(indent: String = "") -> String {
+        let value = self.value
         var line = indent + tag.description + " (" + String(value.count) + ")"
         if let children {
             line += "\n" + children.map { $0.dump(indent: indent + "  ") }.joined(separator: "\n")

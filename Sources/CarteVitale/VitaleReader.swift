@@ -416,11 +416,11 @@ public struct VitaleReader: Sendable {
             var b = Beneficiary(index: i)
             if i < left.count {
                 let t = left[i]
-                b.surname = t[0x80].map { latin1($0.value) }
-                b.firstName = t[0x81].map { latin1($0.value) }
-                b.nationality = t[0x90].map { latin1($0.value) }
+                b.surname = t[0x80].map { latin1($0.valueBytes) }
+                b.firstName = t[0x81].map { latin1($0.valueBytes) }
+                b.nationality = t[0x90].map { latin1($0.valueBytes) }
                 if let raw = t[0x82] {
-                    let text = latin1(raw.value)
+                    let text = latin1(raw.valueBytes)
                     if let date = VitaleDate(text) {
                         b.birthDate = date
                     } else {
@@ -431,7 +431,7 @@ public struct VitaleReader: Sendable {
             }
             if i < right.count {
                 if let raw = right[i][0x93] {
-                    let text = latin1(raw.value)
+                    let text = latin1(raw.valueBytes)
                     do {
                         let nir = try NIR(text)
                         b.nir = nir
@@ -454,24 +454,30 @@ public struct VitaleReader: Sendable {
 extension VitaleReader {
     /// Decodes CarteKit's synthetic files into `card` (see ``SyntheticLayout``).
     static func decodeSynthetic(_ files: Files, into card: inout VitaleCard) {
-        func text(_ t: TLV?, _ tag: TLVTag) -> String? { t?[tag].map { latin1($0.value) } }
-        func date(_ t: TLV?, _ tag: TLVTag, _ file: String, _ person: Int?, _ field: String) -> VitaleDate? {
-            guard let raw = text(t, tag), !raw.isEmpty else { return nil }
+        func text(_ t: TLV?, _ tag: TLVTag) -> String? { t?[tag].map { latin1($0.valueBytes) } }
+        // The field's name is built only for an issue (most dates are sound: no string work for them).
+        func parse(_ raw: String?, _ file: String, _ person: Int?, _ field: @autoclosure () -> String) -> VitaleDate? {
+            guard let raw, !raw.isEmpty else { return nil }
             if let d = VitaleDate(raw) { return d }
-            card.issues.append(VitaleIssue(file: file, beneficiary: person, field: field, message: "\"\(raw)\" is not YYYYMMDD"))
+            card.issues.append(VitaleIssue(file: file, beneficiary: person, field: field(), message: "\"\(raw)\" is not YYYYMMDD"))
             return nil
         }
+        func date(_ t: TLV?, _ tag: TLVTag, _ file: String, _ person: Int?, _ field: String) -> VitaleDate? {
+            parse(text(t, tag), file, person, field)
+        }
         func period(_ t: TLV, _ file: String, _ person: Int?, _ field: String, fromTag: TLVTag = 0x80, toTag: TLVTag = 0x81) -> Period {
-            var p = Period(from: date(t, fromTag, file, person, field + " start"), to: date(t, toTag, file, person, field + " end"))
+            let fromText = text(t, fromTag)
+            let toText = text(t, toTag)
+            var p = Period(from: parse(fromText, file, person, field + " start"), to: parse(toText, file, person, field + " end"))
             // A bound that is written but is not a date makes the period invalid, never open-ended.
-            p.isValid = (text(t, fromTag).map { $0.isEmpty || p.from != nil } ?? true) && (text(t, toTag).map { $0.isEmpty || p.to != nil } ?? true)
+            p.isValid = (fromText.map { $0.isEmpty || p.from != nil } ?? true) && (toText.map { $0.isEmpty || p.to != nil } ?? true)
             return p
         }
         guard let data = files.synthetic else { return }
         let f = syntheticFile
         // Decoded only when it carries CarteKit's marker: another card's SFI 3 is not our layout.
         guard let marker = data.first(where: { $0.tag == SyntheticLayout.cardTemplate })?[SyntheticLayout.marker],
-            latin1(marker.value) == SyntheticLayout.markerValue
+            latin1(marker.valueBytes) == SyntheticLayout.markerValue
         else { return }
         do {
             card.usesSyntheticLayout = true
@@ -533,10 +539,13 @@ extension VitaleReader {
 let syntheticFile = "VITALE SFI 3 (synthetic)"
 
 /// ISO-8859-1 text with trailing spaces and NULs removed (names are space padded).
-func latin1(_ bytes: [UInt8]) -> String {
+func latin1(_ bytes: [UInt8]) -> String { latin1(bytes[...]) }
+
+/// ``latin1(_:)`` of a slice (a TLV's value, without copying it first).
+func latin1(_ bytes: ArraySlice<UInt8>) -> String {
     // Trailing spaces and NULs off first, on the bytes.
-    var end = bytes.count
-    while end > 0, bytes[end - 1] == 0x20 || bytes[end - 1] == 0 { end -= 1 }
+    var end = bytes.endIndex
+    while end > bytes.startIndex, bytes[end - 1] == 0x20 || bytes[end - 1] == 0 { end -= 1 }
     let kept = bytes[..<end]
     // ASCII is its own UTF-8; Latin-1 above 0x7F becomes the scalar of the same value.
     if kept.allSatisfy({ $0 < 0x80 }) { return String(decoding: kept, as: UTF8.self) }
