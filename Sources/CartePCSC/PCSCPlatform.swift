@@ -180,8 +180,34 @@ public enum PCSCPlatform: String, Hashable, Sendable, CaseIterable {
 
 /// The PC/SC functions CartePCSC calls.
 public enum PCSCFunction: String, Hashable, Sendable, CaseIterable {
-    case establishContext, releaseContext, cancel, listReaders, getStatusChange, connect, reconnect, disconnect
-    case beginTransaction, endTransaction, transmit, control, status, getAttrib
+    /// `SCardEstablishContext`.
+    case establishContext
+    /// `SCardReleaseContext`.
+    case releaseContext
+    /// `SCardCancel`.
+    case cancel
+    /// `SCardListReaders` (Windows: `SCardListReadersW`).
+    case listReaders
+    /// `SCardGetStatusChange` (Windows: `SCardGetStatusChangeW`).
+    case getStatusChange
+    /// `SCardConnect` (Windows: `SCardConnectW`).
+    case connect
+    /// `SCardReconnect`.
+    case reconnect
+    /// `SCardDisconnect`.
+    case disconnect
+    /// `SCardBeginTransaction`.
+    case beginTransaction
+    /// `SCardEndTransaction`.
+    case endTransaction
+    /// `SCardTransmit`.
+    case transmit
+    /// `SCardControl` (macOS: `SCardControl132`).
+    case control
+    /// `SCardStatus` (Windows: `SCardStatusW`).
+    case status
+    /// `SCardGetAttrib`.
+    case getAttrib
 
     /// The names pcsc-lite exports (`SCardConnect`, …).
     public static let plainNames: [PCSCFunction: String] = Dictionary(uniqueKeysWithValues: allCases.map { f in

@@ -88,6 +88,7 @@ public struct PCSCUnavailable: Error, Hashable, Sendable, CustomStringConvertibl
     /// What to install.
     public let hint: String
 
+    /// "PC/SC is not installed: …", with each file tried and what to install.
     public var description: String {
         "PC/SC is not installed: no \(platform == .windows ? "winscard.dll" : platform == .macOS ? "PCSC.framework" : "libpcsclite.so.1") could be loaded ("
             + attempts.joined(separator: "; ") + ") — " + hint
