@@ -162,7 +162,7 @@ public final class SimulatorServer: Sendable {
     /// about one pcscd round trip later and is taken without waking a sleeping thread; after the burst
     /// the thread sleeps. At most this much processor time per APDU, none for presence polls
     /// (`carte bench pcsc` measures what it saves).
-    static let driverSpin: Duration = .microseconds(150)
+    static let driverSpin: Duration = .microseconds(60)
 
     private func serve(_ socket: FramedSocket) {
         defer { unanswered.withLock { waits in waits = waits.filter { $0.value !== socket } } }
