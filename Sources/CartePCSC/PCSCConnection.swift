@@ -50,7 +50,7 @@ public final class PCSCConnection: CardConnection {
     }
 
     /// The connection's own thread as a task executor: a task running with it as its preference
-    /// (`withTaskExecutorPreference`, what ``CarteKit``'s sessions do) sends each APDU to `SCardTransmit`
+    /// (`withTaskExecutorPreference`, what CarteKit's sessions do) sends each APDU to `SCardTransmit`
     /// on that thread directly, without a thread switch per APDU. Any other caller's calls are handed
     /// to that thread and back, as before.
     public var taskExecutor: (any TaskExecutor)? { context.worker }
@@ -139,6 +139,23 @@ public final class PCSCConnection: CardConnection {
         case .failure(let e):
             throw await failure(e)
         }
+    }
+
+    /// One raw `SCardTransmit` of `command` on this connection's handle, made right here with nothing of
+    /// CarteKit's around it, and its time in microseconds; `nil` off the connection's thread (the call
+    /// must not move) or when it fails. The reference `carte bench pcsc` compares a session's
+    /// exchanges with, alternating with them on the same thread and handle.
+    package func rawRoundTripMicroseconds(_ command: [UInt8]) -> Double? {
+        guard context.worker.isCurrentThread else { return nil }
+        let (card, proto) = state.withLock { ($0.card, $0.proto) }
+        let response = UnsafeMutableRawBufferPointer(receive.bytes)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let result = command.withUnsafeBytes { provider.transmit(card, protocol: proto, command: $0, response: response) }
+        let elapsed = clock.now - start
+        guard case .success = result else { return nil }
+        let (seconds, attoseconds) = elapsed.components
+        return Double(seconds) * 1e6 + Double(attoseconds) / 1e12
     }
 
     /// The error a failed exchange reports, after what the failure implies for the connection.
