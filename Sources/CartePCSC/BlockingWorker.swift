@@ -138,7 +138,6 @@ final class BlockingWorker: TaskExecutor, @unchecked Sendable {
 enum PCSCExitGuard {
     private struct State {
         var installed = false
-        var busy = 0
         /// The threads inside a job (one entry per job running).
         var busyThreads: [ThreadIdentity] = []
         var exiting = false
@@ -162,14 +161,12 @@ enum PCSCExitGuard {
     static func begin() -> Bool {
         state.withLock { s in
             guard !s.exiting else { return false }
-            s.busy += 1
             s.busyThreads.append(.current)
             return true
         }
     }
     static func end() {
         state.withLock { s in
-            s.busy -= 1
             if let i = s.busyThreads.lastIndex(where: { $0.isCurrent }) { s.busyThreads.remove(at: i) }
         }
     }
