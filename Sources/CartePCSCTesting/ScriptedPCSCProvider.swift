@@ -130,37 +130,39 @@ package final class ScriptedPCSCProvider: PCSCProvider, @unchecked Sendable {
     }
 
     package func insert(_ card: Card, into reader: String) {
-        change { w in
-            guard let i = w.readers.firstIndex(where: { $0.name == reader }) else { return }
-            w.readers[i].card = card
-            w.readers[i].events &+= 1
-            w.readers[i].generation += 1
+        changeReader(reader) { r in
+            r.card = card
+            r.events &+= 1
+            r.generation += 1
         }
     }
 
     package func remove(from reader: String) {
-        change { w in
-            guard let i = w.readers.firstIndex(where: { $0.name == reader }) else { return }
-            w.readers[i].card = nil
-            w.readers[i].events &+= 1
+        changeReader(reader) { r in
+            r.card = nil
+            r.events &+= 1
         }
     }
 
     /// Another card in place of the one there, faster than the state can be watched.
     package func swap(_ card: Card, into reader: String) {
-        change { w in
-            guard let i = w.readers.firstIndex(where: { $0.name == reader }) else { return }
-            w.readers[i].card = card
-            w.readers[i].events &+= 2
-            w.readers[i].generation += 1
+        changeReader(reader) { r in
+            r.card = card
+            r.events &+= 2
+            r.generation += 1
         }
     }
 
     /// Another program resets the card (its handles get `SCARD_W_RESET_CARD` once).
     package func resetByAnotherProgram(_ reader: String) {
+        changeReader(reader) { $0.resets += 1 }
+    }
+
+    /// Changes the reader named `name` (nothing when there is none) and wakes the waiting calls.
+    private func changeReader(_ name: String, _ body: (inout Reader) -> Void) {
         change { w in
-            guard let i = w.readers.firstIndex(where: { $0.name == reader }) else { return }
-            w.readers[i].resets += 1
+            guard let i = w.readers.firstIndex(where: { $0.name == name }) else { return }
+            body(&w.readers[i])
         }
     }
 
