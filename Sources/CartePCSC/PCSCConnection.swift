@@ -143,8 +143,8 @@ public final class PCSCConnection: CardConnection {
 
     /// One raw `SCardTransmit` of `command` on this connection's handle, made right here with nothing of
     /// CarteKit's around it, and its time in microseconds; `nil` off the connection's thread (the call
-    /// must not move) or when it fails. The reference `carte bench pcsc` compares a session's
-    /// exchanges with, alternating with them on the same thread and handle.
+    /// must not move) or when it fails. `carte bench pcsc` measures its raw rows with it, and the
+    /// reference of a session's exchanges, alternating with them on the same thread and handle.
     package func rawRoundTripMicroseconds(_ command: [UInt8]) -> Double? {
         guard context.worker.isCurrentThread else { return nil }
         let (card, proto) = state.withLock { ($0.card, $0.proto) }

@@ -83,18 +83,24 @@ extension BenchCommand {
                 if vpcd != nil { targets.append(("stock vpcd (vsmartcard-vpcd + daemon)", try reader("Virtual PCD"))) }
 
                 // Rounds alternate between paths so drift (CPU frequency, other load) hits all alike.
-                // Raw rows: SCardTransmit in a loop on a thread of its own, through the loaded library
+                // Raw rows: SCardTransmit in a loop on a connection's own thread, through the loaded library
                 // and nothing of CarteKit's. Then CarteKit's own paths on its virtual reader.
                 let select: [UInt8] = [0x00, 0xA4, 0x00, 0x0C]
                 let carteReader = targets[1].reader
-                /// `n` raw round trips on a connection of their own (made and ended outside the timing), on a
-                /// dedicated thread; the connection ends with the round, so the session can take the card.
+                /// `n` raw round trips on a connection of their own (made and ended outside the timing), on
+                /// that connection's thread; the connection ends with the round, so the session can take the card.
                 func rawRound(_ i: Int, _ n: Int) async throws -> [Double] {
-                    let reader = targets[i].reader
-                    let r: Result<[Double], CardError> = await onDedicatedThread {
-                        Result { () throws(CardError) in try PCSCRawExchange(reader: reader).roundTrips(select, count: n) }
+                    let connection = try await client.open(targets[i].reader, share: .shared)
+                    defer { Task { try? await connection.disconnect(.leave) } }
+                    return try await withTaskExecutorPreference(connection.taskExecutor) { () throws(CardError) -> [Double] in
+                        var times: [Double] = []
+                        times.reserveCapacity(n)
+                        for _ in 0..<n {
+                            guard let t = connection.rawRoundTripMicroseconds(select) else { throw .unsupported("bench pcsc: a raw SCardTransmit on \(targets[i].reader) failed") }
+                            times.append(t)
+                        }
+                        return times
                     }
-                    return try r.get()
                 }
                 for i in targets.indices { _ = try await rawRound(i, 200) }
                 let manager = ReaderManager(backend: client)
