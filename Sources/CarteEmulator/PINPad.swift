@@ -360,15 +360,10 @@ private struct PadSession {
     }
 
     static func sleep(_ d: Duration) {
+        // One call: Thread.sleep takes any length (usleep, used before, stopped below one second).
         guard d > .zero else { return }
         let (s, attoseconds) = d.components
-        let micro = s * 1_000_000 + attoseconds / 1_000_000_000_000
-        var left = micro
-        while left > 0 {
-            let step = min(left, 500_000)
-            Thread.sleep(forTimeInterval: Double(step) / 1_000_000)
-            left -= step
-        }
+        Thread.sleep(forTimeInterval: Double(s) + Double(attoseconds) / 1e18)
     }
 }
 
