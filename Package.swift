@@ -215,11 +215,15 @@ let package = Package(
             dependencies: ["CartePCSC"],
             swiftSettings: strictSwiftSettings
         ),
-        /// The framed protocol between the pcscd driver, control clients and the simulator daemon. Pure Swift.
+        /// The framed protocol between the pcscd driver, control clients and the simulator daemon, and the
+        /// shared-memory lane for APDUs (Linux; its atomics, memfd and descriptor passing in CSimLane).
         .target(
             name: "CarteSimProtocol",
+            dependencies: ["CSimLane"],
             swiftSettings: strictSwiftSettings
         ),
+        /// C helpers of the shared-memory lane: atomics on a shared word, memfd_create with seals, SCM_RIGHTS.
+        .target(name: "CSimLane"),
         /// The pcscd driver: forwards IFD handler calls to the simulator daemon over a Unix socket.
         .target(
             name: "CarteIFD",

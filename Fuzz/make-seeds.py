@@ -204,6 +204,18 @@ write("pcsc-marshal", [readerstate(80, 8, 40, 33, 0x00020222, vitale_atr) * 2,
                        bytes([len(multi8) // 4 + 1]) + multi8, bytes([len(multi16) // 4 + 1]) + multi16,
                        bytes([255]) + b"\xc3\x28 invalid UTF-8\0\0"])
 
+# The shared-memory lane (#39): operations of both sides (see FuzzEntries.lane): 3 poll, 4 transmit
+# (length byte + command), 5 close, 6 answer (length byte + response), 7 decline, 0/1/2 raw state or
+# length values, 8 a posted command of a raw length.
+select = bytes.fromhex("00A4040C")
+def lane_tx(command): return b"\x04" + bytes([len(command)]) + command
+write("lane", [b"\x03" + lane_tx(select) + b"\x03" + b"\x06\x02\x90\x00" + lane_tx(select),
+               b"\x03" + lane_tx(select) + b"\x03\x07" + lane_tx(select) + b"\x05\x03",
+               b"\x00\x00\x00\x00\x02" + b"\x01\xff\xff\xff\xff\x03",
+               b"\x03\x08\x00\x01\x00\x11\x03" + b"\x02\x7f\xff\xff\xff\x00\x00\x00\x00\x03" + lane_tx(select),
+               b"\x03\x04\xff\x01\x03\x06\xff\x02",
+               b"\x00\x00\x00\x00\x4d\x03\x05\x04\x00"])
+
 x509 = []
 for p in files("CardImages/cps/pki", ext=".pem"):
     if p.endswith(".key.pem"):

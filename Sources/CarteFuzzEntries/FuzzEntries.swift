@@ -31,7 +31,7 @@ public enum FuzzEntries {
         ("persona", persona), ("replay-import", replayImport), ("simulated-card", simulatedCard),
         ("card-decoders", cardDecoders), ("apcv", apcv), ("apcv-http", apcvHTTP), ("anonymiser", anonymiser), ("x509", x509),
         ("rights-http", rightsHTTP), ("vpcd", vpcd), ("agent", agent), ("console", console),
-        ("pcsc-marshal", pcscMarshal),
+        ("pcsc-marshal", pcscMarshal), ("lane", lane),
     ]
 
     /// Builds the one-time state of the targets (the bundled images) before the first input, so
@@ -133,6 +133,59 @@ public enum FuzzEntries {
             _ = readU32(frame.payload, 1)
             if let d = try? ReaderDescription(decoding: frame.payload) {
                 _ = try? ReaderDescription(decoding: d.encoded())
+            }
+        }
+    }
+
+    /// The shared-memory lane (#39) as a faulty peer drives it: each byte an operation of either side,
+    /// or a raw value written into the state word or a length field (what the other process could
+    /// write). Invariants: a command or response read is never empty beyond the buffer, nothing is read
+    /// past the mapping, every call returns (polling for zero time), and the daemon leaves its polling
+    /// with the lane closed to the driver.
+    @Sendable public static func lane(_ data: [UInt8]) {
+        guard let daemon = SharedLane.create(), let driver = daemon.peer() else { return }
+        var i = 0
+        func take(_ n: Int) -> [UInt8] {
+            let out = Array(data[min(i, data.count)..<min(i + n, data.count)])
+            i += n
+            return out
+        }
+        func word() -> UInt32 { take(4).reduce(0) { $0 << 8 | UInt32($1) } }
+        func payload() -> [UInt8] {
+            let n = Int(take(1).first ?? 0)
+            // Now and then a command as large as the buffer, or larger.
+            if n == 0xFF { return Array(repeating: 0xA5, count: SharedLane.capacity + Int(take(1).first ?? 0) % 3 - 1) }
+            return take(n)
+        }
+        while i < data.count {
+            let op = data[i]
+            i += 1
+            switch op % 9 {
+            case 0: driver.corrupt(state: word())
+            case 1: driver.corrupt(requestLength: word())
+            case 2: daemon.corrupt(responseLength: word())
+            case 3:
+                switch daemon.poll(spin: .zero, socket: -1) {
+                case .request(let command, _):
+                    guard !command.isEmpty, command.count <= SharedLane.capacity else { preconditionFailure("lane request of \(command.count) bytes") }
+                case .idle:
+                    guard daemon.state == .closed || daemon.state == .answeredAndClosed else { preconditionFailure("idle with the lane \(String(describing: daemon.state))") }
+                case .malformed(let n):
+                    guard n < 1 || n > SharedLane.capacity, daemon.state == .closed else { preconditionFailure("malformed \(n)") }
+                }
+            case 4:
+                let command = payload()
+                switch driver.transmit(command, spin: .zero) {
+                case .answer(let r): guard r.count <= SharedLane.capacity else { preconditionFailure("answer of \(r.count) bytes") }
+                case .malformed(let n): guard n > SharedLane.capacity, driver.state == .closed else { preconditionFailure("malformed answer \(n)") }
+                case .notPosted, .onSocket: break
+                }
+            case 5: driver.closeForSocket()
+            case 6: _ = daemon.answer(payload())
+            case 7:
+                daemon.decline()
+                guard daemon.state == .closed else { preconditionFailure("declined, yet \(String(describing: daemon.state))") }
+            default: _ = driver.postMalformed(length: word())
             }
         }
     }

@@ -3,7 +3,7 @@ import Glibc
 import Synchronization
 
 /// The configuration pcscd hands the driver in `DEVICENAME`:
-/// `<socket path>:reader=<n>:slots=<k>[:timeout=<ms>]` (reader.conf values take letters, digits and
+/// `<socket path>:reader=<n>:slots=<k>[:timeout=<ms>][:uid=<uid>][:lane=0]` (reader.conf values take letters, digits and
 /// `/._-:=`; `#` would start a comment).
 struct DeviceConfig: Sendable {
     var socketPath: String
@@ -13,6 +13,8 @@ struct DeviceConfig: Sendable {
     var timeoutMilliseconds: Int
     /// The uid the daemon must run as (checked with `SO_PEERCRED`), when the entry says.
     var daemonUID: UInt32?
+    /// Whether APDUs may take a shared-memory lane (`lane=0` keeps them on the socket).
+    var lane = true
 
     /// The configuration of a reader.conf DEVICENAME, or of a USB device pcscd's hotplug found
     /// (`usb:VVVV/PPPP:libudev:…`): that one is in pcscd's environment, `CARTEKIT_USB_VVVV_PPPP`
@@ -52,6 +54,7 @@ struct DeviceConfig: Sendable {
             case "slots": slots = min(max(value, 1), 16)
             case "timeout": timeoutMilliseconds = min(max(value, 100), 600_000)
             case "uid": daemonUID = UInt32(clamping: value)
+            case "lane": lane = value != 0
             default: return nil
             }
         }
@@ -69,6 +72,8 @@ final class SlotLink: @unchecked Sendable {
     /// The timeout the socket has, to skip setting it again.
     private var appliedTimeout: Int?
     private var reader = FrameReader()
+    /// The shared-memory lane the daemon handed over (APDUs cross it without a system call), if any.
+    private var lane: SharedLane?
     private var description: ReaderDescription?
     private var atr: [UInt8] = []
     private var lastInsertion: UInt32?
@@ -125,7 +130,21 @@ final class SlotLink: @unchecked Sendable {
                     guard open() else { return .failure(.unreachable) }
                 }
                 setTimeout(timeout)
-                switch exchange(Frame(type, payload)) {
+                let outcome: Exchange
+                if type == .transmit, let lane {
+                    switch lane.transmit(payload, spin: SlotLink.answerSpin) {
+                    case .answer(let response): return .success(response)
+                    case .onSocket: outcome = receive()
+                    case .notPosted: outcome = exchange(Frame(type, payload))
+                    case .malformed:
+                        closeLink()
+                        return .failure(.unreachable)
+                    }
+                } else {
+                    lane?.closeForSocket()
+                    outcome = exchange(Frame(type, payload))
+                }
+                switch outcome {
                 case .reply(let reply):
                     if reply.type == .ok { return .success(reply.payload) }
                     if let f = reply.failure {
@@ -200,6 +219,15 @@ final class SlotLink: @unchecked Sendable {
             return false
         }
         description = d
+        if config.lane {
+            switch SharedLane.negotiate(on: fd) {
+            case .lane(let l): lane = l
+            case .refused: break
+            case .broken:
+                closeLink()
+                return false
+            }
+        }
         return true
     }
 
@@ -208,6 +236,7 @@ final class SlotLink: @unchecked Sendable {
         fd = -1
         appliedTimeout = nil
         reader = FrameReader()
+        lane = nil
     }
 
     /// Sets the socket's timeouts, unless they already have this value (two system calls saved per request).
@@ -228,6 +257,11 @@ final class SlotLink: @unchecked Sendable {
     /// Writes a frame and reads the answer.
     private func exchange(_ frame: Frame) -> Exchange {
         guard SocketIO.sendAll(fd, frame.encoded()) else { return .notSent }
+        return receive()
+    }
+
+    /// Reads the answer to a request already made (on the socket or through the lane).
+    private func receive() -> Exchange {
         guard let reply = reader.next(fd, spin: SlotLink.answerSpin).frame else { return .noReply }
         return .reply(reply)
     }

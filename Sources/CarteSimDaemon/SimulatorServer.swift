@@ -157,12 +157,14 @@ public final class SimulatorServer: Sendable {
         case unknown, driver, control
     }
 
-    /// How long a driver connection's thread polls for the next request after answering an APDU, before
-    /// sleeping. APDUs come in bursts (a Vitale read is 8 in a row): within one, the next request arrives
-    /// about one pcscd round trip later and is taken without waking a sleeping thread; after the burst
-    /// the thread sleeps. At most this much processor time per APDU, none for presence polls
-    /// (`carte bench pcsc` measures what it saves).
-    static let driverSpin: Duration = .microseconds(60)
+    /// How long a driver connection's thread polls for the next request after answering an APDU (on the
+    /// connection's shared-memory lane when it has one, else on its socket), before sleeping. APDUs come
+    /// in bursts (a Vitale read is 8 in a row): within one, the next request arrives about one pcscd round
+    /// trip later and is taken without waking a sleeping thread; after the burst the thread sleeps. At
+    /// most this much processor time per APDU, none for presence polls. Longer than two round trips, so
+    /// a caller that hands each APDU to another thread (two more thread switches) still finds the
+    /// daemon polling (`carte bench pcsc` measures what it saves).
+    static let driverSpin: Duration = .microseconds(150)
 
     private func serve(_ socket: FramedSocket) {
         defer { unanswered.withLock { waits in waits = waits.filter { $0.value !== socket } } }
@@ -170,7 +172,33 @@ public final class SimulatorServer: Sendable {
         var spin = false
         var attached: VirtualSlot? = nil
         var description: ReaderDescription? = nil
+        // The driver's shared-memory lane, once it asked for one: after an APDU the next one is polled
+        // for there (no system call on either side), the socket after that.
+        var lane: SharedLane? = nil
+        defer { lane?.decline() }
         while true {
+            if spin, let lane, let slot = attached, let d = description {
+                switch lane.poll(spin: SimulatorServer.driverSpin, socket: socket.fd) {
+                case .idle:
+                    spin = false
+                case .malformed(let length):
+                    spin = false
+                    guard socket.send(.failure(.badRequest, "lane request of \(length) bytes (1...\(SharedLane.capacity))")) else { return }
+                    continue
+                case .request(let command, let driverOnSocket):
+                    unanswered.withLock { waits in if waits[slot.info.name] === socket { waits[slot.info.name] = nil } }
+                    guard let answer = driverRequest(Frame(.transmit, command), slot: slot, description: d, peer: socket.fd) else {
+                        lane.decline()
+                        spin = false
+                        unanswered.withLock { $0[slot.info.name] = socket }
+                        continue
+                    }
+                    if answer.type == .ok, !driverOnSocket, lane.answer(answer.payload) { continue }
+                    lane.decline()
+                    guard socket.send(answer) else { return }
+                    continue
+                }
+            }
             let frame: Frame
             do {
                 // A driver's next request usually follows its answer within one pcscd round trip:
@@ -235,6 +263,18 @@ public final class SimulatorServer: Sendable {
                     continue
                 }
                 reply = answer
+            case (.lane, .driver):
+                guard attached != nil, lane == nil else {
+                    reply = .failure(.badRequest, lane == nil ? "attach to a slot before asking for a lane" : "this connection has a lane already")
+                    break
+                }
+                guard let created = SharedLane.create() else {
+                    reply = .failure(.unsupported, "no shared-memory lane: \(String(cString: strerror(errno)))")
+                    break
+                }
+                lane = created
+                guard created.sendOffer(on: socket.fd) else { return }
+                continue
             case (.controlRequest, .control):
                 reply = Frame(.ok, Array(controlRequest(frame.payload).utf8))
             default:

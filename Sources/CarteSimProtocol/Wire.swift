@@ -27,6 +27,10 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case transmit = 0x13
     /// Driver: reader control (`SCardControl`): code `u32` + data. Reply: the reader's answer.
     case control = 0x14
+    /// Driver, once attached: asks for a shared-memory lane for its APDUs (``SharedLane``). Reply: ``ok``
+    /// carrying the lane file's size (`u32`), with the file attached (`SCM_RIGHTS`); or an error, and the
+    /// connection goes on without a lane.
+    case lane = 0x15
     /// Control client: a JSON request (UTF-8). Reply: ``ok`` with a JSON answer.
     case controlRequest = 0x20
     /// Success; the payload is the answer.

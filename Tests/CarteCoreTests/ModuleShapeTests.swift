@@ -38,7 +38,7 @@ struct ModuleShapeTests {
     /// a library never for the CLI. A new import across layers must change this table and the design.
     static let allowedImports: [String: Set<String>] = [
         "CarteCore": [],
-        "CarteSimProtocol": [],
+        "CarteSimProtocol": ["CSimLane"],
         "CarteCrypto": ["COpenSSL"],
         "CarteUSB": ["CLibUSB"],
         "CartePCSC": ["CarteCore"],
@@ -110,9 +110,9 @@ extension ModuleShapeTests {
     /// platform condition.
     static let editorModules = ["CarteCore", "CarteVitale", "CarteCPS", "CarteApCV", "CartePCSC", "CarteKit", "CarteC"]
     /// Targets that only make sense on Linux (libusb's inventory, pcscd's drivers and headers, the simulator
-    /// daemon and its protocol, the private pcscd's headers), and the packages of SwiftNIO.
+    /// daemon and its protocol and lane, the private pcscd's headers), and the packages of SwiftNIO.
     static let linuxOnlyTargets: Set<String> = ["CLibUSB", "CarteUSB", "CIFDHandler", "CarteIFD", "CIFDNull", "CPCSCLite",
-                                                "CarteSimDaemon", "CarteSimProtocol", "CarteBundledScripts", "CarteDoctor"]
+                                                "CarteSimDaemon", "CarteSimProtocol", "CSimLane", "CarteBundledScripts", "CarteDoctor"]
     static let linuxOnlyPackages: Set<String> = ["swift-nio", "swift-nio-ssl", "async-http-client"]
 
     @Test(arguments: ["windows", "macos"])
