@@ -98,7 +98,7 @@ public struct CPSReader: Sendable {
 
     private func apduCount(since before: Int?) -> Int {
         guard let before, let trace = channel.trace else { return 0 }
-        return trace.events(from: before).filter { $0.direction == .toCard }.count
+        return trace.commandCount(from: before)
     }
 
     // MARK: - Reading

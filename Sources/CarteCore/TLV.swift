@@ -247,7 +247,19 @@ public struct TLV: Hashable, Sendable {
     }
 
     /// The first direct child with tag `tag`.
-    public subscript(tag: TLVTag) -> TLV? { children?.first { $0.tag == tag } }
+    public subscript(tag: TLVTag) -> TLV? {
+        guard let children else { return nil }
+        for i in children.indices where children[i].tag == tag { return children[i] }
+        return nil
+    }
+
+    /// The value bytes of the first direct child with tag `tag`, without copying the child (what a
+    /// decoder reading a template's fields needs: no retain of the child's own children).
+    public func childValue(_ tag: TLVTag) -> ArraySlice<UInt8>? {
+        guard let children else { return nil }
+        for i in children.indices where children[i].tag == tag { return children[i].storage }
+        return nil
+    }
 
     /// Every direct child with tag `tag`.
     public func all(_ tag: TLVTag) -> [TLV] { children?.filter { $0.tag == tag } ?? [] }

@@ -138,9 +138,34 @@ public final class Trace: Sendable {
     /// The sequence number the next recorded event will get.
     public var nextSequence: Int { storage.withLock { $0.next } }
 
-    /// The events kept whose sequence number is at least `sequence`, oldest first.
+    /// The events kept whose sequence number is at least `sequence`, oldest first. Only those are
+    /// copied (sequence numbers are consecutive: the kept events are the last ones recorded).
     public func events(from sequence: Int) -> [TraceEvent] {
-        events.filter { $0.sequence >= sequence }
+        storage.withLock { s in
+            let (skip, count) = Self.window(s, from: sequence)
+            var out: [TraceEvent] = []
+            out.reserveCapacity(count - skip)
+            for i in skip..<count { out.append(s.events[(s.head + i) % count]) }
+            return out
+        }
+    }
+
+    /// How many commands (events to the card) the trace kept from sequence number `sequence` on,
+    /// without copying them (what a reader counts as the APDUs of an operation).
+    public func commandCount(from sequence: Int) -> Int {
+        storage.withLock { s in
+            let (skip, count) = Self.window(s, from: sequence)
+            var commands = 0
+            for i in skip..<count where s.events[(s.head + i) % count].direction == .toCard { commands += 1 }
+            return commands
+        }
+    }
+
+    /// The kept events to skip (older than `sequence`) and the number kept.
+    private static func window(_ s: Storage, from sequence: Int) -> (skip: Int, count: Int) {
+        let count = s.events.count
+        let oldest = s.next - count
+        return (min(count, max(0, sequence - oldest)), count)
     }
 
     /// How many events were dropped because the trace was full.

@@ -10,6 +10,9 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
     public let body: String
     /// The 2-digit key as written on the card.
     public let key: Int
+    /// The key the body calls for: 97 − (body mod 97), with 2A → 19 and 2B → 18 ([P], INSEE rule).
+    /// Computed once, when the NIR is parsed.
+    public let expectedKey: Int
 
     /// What is wrong with a NIR.
     public enum Problem: Error, Hashable, Sendable, CustomStringConvertible {
@@ -33,10 +36,17 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
     public init(_ text: String) throws(Problem) {
         // Fast path: printable ASCII (what cards hold: one byte is one Character), checked byte by byte;
         // anything else by Characters.
-        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(15)
-            for b in text.utf8 where b != 0x20 { bytes.append(b >= 0x61 && b <= 0x7A ? b - 0x20 : b) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(15)
+        var ascii = true
+        for b in text.utf8 {
+            guard b >= 0x20 && b < 0x7F else {
+                ascii = false
+                break
+            }
+            if b != 0x20 { bytes.append(b >= 0x61 && b <= 0x7A ? b - 0x20 : b) }
+        }
+        if ascii {
             guard bytes.count == 15 else { throw .wrongLength(bytes.count) }
             func digit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
             for (i, b) in bytes.enumerated() {
@@ -50,6 +60,7 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
             }
             self.body = String(decoding: bytes[..<13], as: UTF8.self)
             self.key = Int(bytes[13] - 0x30) * 10 + Int(bytes[14] - 0x30)
+            self.expectedKey = NIR.expectedKey(of: bytes[..<13])
             return
         }
         let chars = Array(text.filter { $0 != " " }.uppercased())
@@ -66,6 +77,7 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
         guard let key = Int(String(chars[13...])) else { throw .invalidKey }
         self.body = String(chars[..<13])
         self.key = key
+        self.expectedKey = NIR.expectedKey(of: Array(body.utf8)[...])
     }
 
     /// The 15 characters.
@@ -89,19 +101,21 @@ public struct NIR: Hashable, Sendable, CustomStringConvertible {
     /// Born in Corsica (2A or 2B).
     public var bornInCorsica: Bool { department == "2A" || department == "2B" }
 
-    /// The key the body calls for: 97 − (body mod 97), with 2A → 19 and 2B → 18 ([P], INSEE rule).
-    public var expectedKey: Int {
-        var remainder = 0
-        for (i, b) in body.utf8.enumerated() {  // validated: 13 ASCII digits, or 2A/2B at 6-7
-            var digit = Int(b) - 0x30
-            if i == 5 || i == 6, body.utf8.count > 6 {
-                let department = Array(body.utf8.dropFirst(5).prefix(2))
-                if department == [0x32, 0x41] { digit = i == 5 ? 1 : 9 }  // 2A → 19
-                if department == [0x32, 0x42] { digit = i == 5 ? 1 : 8 }  // 2B → 18
+    /// The key of 13 validated characters (digits, or 2A/2B at positions 6-7, which count as 19/18):
+    /// the number fits 64 bits, so it is reduced mod 97 once.
+    static func expectedKey(of body: ArraySlice<UInt8>) -> Int {
+        var number: UInt64 = 0
+        var previous: UInt8 = 0
+        for (i, b) in zip(0..., body) {
+            var digit = UInt64(b < 0x30 ? 0 : min(9, b - 0x30))
+            if i == 6 && previous == 0x32 && (b == 0x41 || b == 0x42) {
+                number -= 1  // the 2 just counted becomes the 1 of 19 or 18
+                digit = b == 0x41 ? 9 : 8
             }
-            remainder = (remainder * 10 + max(0, min(9, digit))) % 97
+            number = number * 10 + digit
+            previous = b
         }
-        return 97 - remainder
+        return 97 - Int(number % 97)
     }
 
     /// Whether the written key is the expected one.

@@ -22,14 +22,22 @@ public struct VitaleDate: Hashable, Sendable, Comparable, CustomStringConvertibl
 
     /// Parses 8 ASCII digits; `nil` for anything else.
     public init?(_ text: String) {
-        // Eight ASCII digits, read byte by byte (no Character or Unicode property look-up).
-        let bytes = Array(text.utf8)
-        guard bytes.count == 8, bytes.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
-        func number(_ range: Range<Int>) -> Int { bytes[range].reduce(0) { $0 * 10 + Int($1 - 0x30) } }
+        // Eight ASCII digits, read byte by byte (no Character or Unicode property look-up, no copy).
+        var fields = (year: 0, month: 0, day: 0)
+        var count = 0
+        for b in text.utf8 {
+            guard count < 8, b >= 0x30 && b <= 0x39 else { return nil }
+            let digit = Int(b - 0x30)
+            switch count {
+            case 0..<4: fields.year = fields.year * 10 + digit
+            case 4..<6: fields.month = fields.month * 10 + digit
+            default: fields.day = fields.day * 10 + digit
+            }
+            count += 1
+        }
+        guard count == 8 else { return nil }
         raw = text
-        year = number(0..<4)
-        month = number(4..<6)
-        day = number(6..<8)
+        (year, month, day) = fields
     }
 
     /// Whether the date does not exist in the Gregorian calendar (a lunar birth date).

@@ -296,7 +296,7 @@ public struct VitaleReader: Sendable {
         card.usesSyntheticLayout = true
         card.issues = card.issues.map { var i = $0; i.file = "B0' memory (synthetic layout)"; return i }
         if let before, let trace = channel.trace {
-            card.apduCount = trace.events(from: before).filter { $0.direction == .toCard }.count
+            card.apduCount = trace.commandCount(from: before)
         }
         return card
     }
@@ -318,7 +318,7 @@ public struct VitaleReader: Sendable {
         VitaleReader.decodeSynthetic(result, into: &card)
         card.issues += result.issues
         if let before, let trace = channel.trace {
-            card.apduCount = trace.events(from: before).filter { $0.direction == .toCard }.count
+            card.apduCount = trace.commandCount(from: before)
         }
         return card
     }
@@ -371,7 +371,8 @@ public struct VitaleReader: Sendable {
     /// Whether `data` holds complete BER-TLV objects followed by at least one padding byte.
     public static func endsInPadding(_ data: [UInt8]) -> Bool {
         guard let objects = try? TLV.decode(data, allowPadding: true), let last = objects.last else { return false }
-        return last.offset + last.encoded().count < data.count
+        // A decoded object's value is a slice of `data`: where it ends is where the objects end.
+        return last.valueBytes.endIndex < data.count
     }
 
     /// The files read, before decoding.
@@ -412,15 +413,16 @@ public struct VitaleReader: Sendable {
             issues.append(VitaleIssue(file: "VITALE SFI 2", message: "\(right.count) NIR template(s) for \(left.count) person(s): persons are paired in order, the extra ones are reported without a match"))
         }
         var people: [Beneficiary] = []
-        for i in 0..<max(left.count, right.count) {
-            var b = Beneficiary(index: i)
+        people.reserveCapacity(max(left.count, right.count))
+        // Each beneficiary is filled in place in the array (a copy of one is a dozen retains).
+        func fill(_ b: inout Beneficiary, _ i: Int) {
             if i < left.count {
                 let t = left[i]
-                b.surname = t[0x80].map { latin1($0.valueBytes) }
-                b.firstName = t[0x81].map { latin1($0.valueBytes) }
-                b.nationality = t[0x90].map { latin1($0.valueBytes) }
-                if let raw = t[0x82] {
-                    let text = latin1(raw.valueBytes)
+                b.surname = t.childValue(0x80).map(latin1)
+                b.firstName = t.childValue(0x81).map(latin1)
+                b.nationality = t.childValue(0x90).map(latin1)
+                if let raw = t.childValue(0x82) {
+                    let text = latin1(raw)
                     if let date = VitaleDate(text) {
                         b.birthDate = date
                     } else {
@@ -430,8 +432,8 @@ public struct VitaleReader: Sendable {
                 if b.surname == nil { issues.append(VitaleIssue(file: "MF_VITALE SFI 2", beneficiary: i, field: "surname", message: "missing (tag 80)")) }
             }
             if i < right.count {
-                if let raw = right[i][0x93] {
-                    let text = latin1(raw.valueBytes)
+                if let raw = right[i].childValue(0x93) {
+                    let text = latin1(raw)
                     do {
                         let nir = try NIR(text)
                         b.nir = nir
@@ -445,7 +447,10 @@ public struct VitaleReader: Sendable {
                     issues.append(VitaleIssue(file: "VITALE SFI 2", beneficiary: i, field: "NIR", message: "missing (tag 93)"))
                 }
             }
-            people.append(b)
+        }
+        for i in 0..<max(left.count, right.count) {
+            people.append(Beneficiary(index: i))
+            fill(&people[i], i)
         }
         return VitaleCard(generation: .vitale2, beneficiaries: people, issues: issues, apduCount: 0)
     }
@@ -454,12 +459,16 @@ public struct VitaleReader: Sendable {
 extension VitaleReader {
     /// Decodes CarteKit's synthetic files into `card` (see ``SyntheticLayout``).
     static func decodeSynthetic(_ files: Files, into card: inout VitaleCard) {
-        func text(_ t: TLV?, _ tag: TLVTag) -> String? { t?[tag].map { latin1($0.valueBytes) } }
+        // Issues are gathered apart and appended at the end, so that each beneficiary is filled in place
+        // (no copy of it out of the card and back).
+        var issues: [VitaleIssue] = []
+        defer { card.issues += issues }
+        func text(_ t: TLV?, _ tag: TLVTag) -> String? { t?.childValue(tag).map(latin1) }
         // The field's name is built only for an issue (most dates are sound: no string work for them).
         func parse(_ raw: String?, _ file: String, _ person: Int?, _ field: @autoclosure () -> String) -> VitaleDate? {
             guard let raw, !raw.isEmpty else { return nil }
             if let d = VitaleDate(raw) { return d }
-            card.issues.append(VitaleIssue(file: file, beneficiary: person, field: field(), message: "\"\(raw)\" is not YYYYMMDD"))
+            issues.append(VitaleIssue(file: file, beneficiary: person, field: field(), message: "\"\(raw)\" is not YYYYMMDD"))
             return nil
         }
         func date(_ t: TLV?, _ tag: TLVTag, _ file: String, _ person: Int?, _ field: String) -> VitaleDate? {
@@ -500,15 +509,14 @@ extension VitaleReader {
         do {
             let people = data.filter { $0.tag == SyntheticLayout.personTemplate }
             if people.count != card.beneficiaries.count {
-                card.issues.append(VitaleIssue(file: f, message: "\(people.count) person template(s) for \(card.beneficiaries.count) person(s)"))
+                issues.append(VitaleIssue(file: f, message: "\(people.count) person template(s) for \(card.beneficiaries.count) person(s)"))
             }
-            for (i, p) in people.enumerated() where i < card.beneficiaries.count {
-                var b = card.beneficiaries[i]
+            func fill(_ b: inout Beneficiary, from p: TLV, _ i: Int) {
                 b.usualName = text(p, SyntheticLayout.Person.usualName)
                 b.birthName = text(p, SyntheticLayout.Person.birthName)
                 if let rank = text(p, SyntheticLayout.Person.birthRank) {
                     if let r = Int(rank), (1...9).contains(r) { b.birthRank = r } else {
-                        card.issues.append(VitaleIssue(file: f, beneficiary: i, field: "birth rank", message: "\"\(rank)\" is not a rank 1 to 9"))
+                        issues.append(VitaleIssue(file: f, beneficiary: i, field: "birth rank", message: "\"\(rank)\" is not a rank 1 to 9"))
                     }
                 }
                 b.quality = text(p, SyntheticLayout.Person.quality)
@@ -524,8 +532,8 @@ extension VitaleReader {
                                 period: period(a, f, i, "AMC", fromTag: 0x84, toTag: 0x85),
                                 routing: text(a, 0x86), host: text(a, 0x87), domain: text(a, 0x88))
                 }
-                card.beneficiaries[i] = b
             }
+            for (i, p) in people.enumerated() where i < card.beneficiaries.count { fill(&card.beneficiaries[i], from: p, i) }
         }
         if let m = data.first(where: { $0.tag == SyntheticLayout.mutuelleTemplate }) {
             card.mutuelle = Mutuelle(identification: text(m, SyntheticLayout.Mutuelle.identification) ?? "",

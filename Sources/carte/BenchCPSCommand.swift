@@ -121,7 +121,7 @@ extension BenchCommand {
                     start = clock.now
                     try await reader.verifyPINOnPad()
                     padTimes.append((clock.now - start).microseconds / 1000)
-                    padAPDUs = channel.trace!.events(from: before).filter { $0.direction == .toCard }.count
+                    padAPDUs = channel.trace!.commandCount(from: before)
                 }
             } catch {
                 throw CLIError(kind: "bench", message: "the test card's PIN was refused: \(error)", exitCode: CarteExit.pinRefused)
@@ -146,7 +146,7 @@ extension BenchCommand {
                 let start = clock.now
                 _ = try await reader.sign(Array("document \(i)".utf8))
                 signTimes.append((clock.now - start).microseconds / 1000)
-                signAPDUs = channel.trace!.events(from: before).filter { $0.direction == .toCard }.count
+                signAPDUs = channel.trace!.commandCount(from: before)
             }
             let reference = try await medianSelectRoundTrip(channel, aid: CPSLayout.iasAID, count: reads)
             let read = percentile(times, 0.5)

@@ -306,7 +306,7 @@ struct CPSCommand: AsyncParsableCommand {
                     try await session.cps.verifyPIN(pin)
                     let start = session.trace.nextSequence
                     signature = try await session.cps.sign(Array(data))
-                    apdus = session.trace.events(from: start).filter { $0.direction == .toCard }.count
+                    apdus = session.trace.commandCount(from: start)
                     guard let c = try await session.cps.certificates().first(where: { $0.role == .signature }) else {
                         throw CPSError.unsupported("the card has no signature certificate to check the signature with")
                     }

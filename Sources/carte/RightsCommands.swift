@@ -210,7 +210,7 @@ struct RightsCommand: AsyncParsableCommand {
                 default: throw CLIError(kind: "rights", message: error.description, exitCode: CarteExit.rightsRefused)
                 }
             }
-            let apdus = session.trace.events(from: start).filter { $0.direction == .toCard }.count
+            let apdus = session.trace.commandCount(from: start)
             await session.close()
             logger.debug("rights: TLS handshake \(String(format: "%.1f", reply.handshakeSeconds * 1000)) ms, card signature \(String(format: "%.1f", reply.signatureSeconds * 1000)) ms in \(apdus) APDUs")
             if global.json {

@@ -74,6 +74,32 @@ struct TraceTests {
     }
 }
 
+extension TraceTests {
+    /// #39: `events(from:)` copies only the events asked for, and `commandCount(from:)` counts without
+    /// copying; both right when the trace is full and its oldest events were dropped.
+    @Test(arguments: [4, 7, 64])
+    func eventsFromASequenceAndTheirCommands(capacity: Int) throws {
+        let trace = Trace(capacity: capacity)
+        let select = try CommandAPDU(bytes: [0x00, 0xA4, 0x00, 0x0C])
+        for round in 0..<10 {
+            let before = trace.nextSequence
+            trace.recordCommand(select)
+            trace.recordResponse([0x90, 0x00])
+            trace.recordCommand(select)
+            trace.recordResponse([0x6A, UInt8(round)])
+            let recent = trace.events(from: before)
+            let kept = min(4, capacity)
+            #expect(recent.map(\.sequence) == Array((before + 4 - kept)..<(before + 4)))
+            #expect(trace.commandCount(from: before) == recent.filter { $0.direction == .toCard }.count)
+            #expect(recent.last?.bytes == [0x6A, UInt8(round)])
+            // Everything kept, and nothing from beyond the end.
+            #expect(trace.events(from: 0).map(\.sequence) == trace.events.map(\.sequence))
+            #expect(trace.events(from: trace.nextSequence).isEmpty && trace.commandCount(from: trace.nextSequence + 5) == 0)
+            #expect(trace.commandCount(from: 0) == trace.events.filter { $0.direction == .toCard }.count)
+        }
+    }
+}
+
 @Suite("APDU scripts")
 struct APDUScriptTests {
     @Test func scriptorFormat() throws {

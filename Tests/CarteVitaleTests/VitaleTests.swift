@@ -35,6 +35,27 @@ struct NIRTests {
         #expect(nir.description == text)
     }
 
+    /// The key computed on the bytes (#39 made it one 64-bit remainder) against the definition: 97 −
+    /// (the 13 characters as a decimal number, 2A read as 19 and 2B as 18, mod 97).
+    @Test func keysMatchTheDefinitionForEveryBody() throws {
+        var generator = SystemRandomNumberGenerator()
+        for n in 0..<2_000 {
+            var digits = (0..<13).map { _ in Character(String(Int.random(in: 0...9, using: &generator))) }
+            var number = String(digits)
+            if n % 3 != 0 {
+                digits[5] = "2"
+                digits[6] = n % 3 == 1 ? "A" : "B"
+                var replaced = digits
+                replaced[6] = n % 3 == 1 ? "9" : "8"
+                replaced[5] = "1"
+                number = String(replaced)
+            }
+            let expected = 97 - Int(number)! % 97
+            let nir = try NIR(String(digits) + (expected < 10 ? "0" : "") + String(expected))
+            #expect(nir.expectedKey == expected && nir.isKeyValid, "\(String(digits))")
+        }
+    }
+
     @Test func fields() throws {
         let nir = try NIR("2 85 03 75 056 123 06")
         #expect(nir.sex == 2 && nir.birthYear == "85" && nir.birthMonth == "03")
