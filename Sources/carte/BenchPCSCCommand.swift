@@ -16,7 +16,8 @@ extension BenchCommand {
             discussion: """
                 Starts a private pcscd (root: own mount namespace, the system's pcscd is not touched) that \
                 loads, in the same run, libifdnull.so — a do-nothing driver answering 90 00 at once, pcscd's \
-                floor — and libifdcarte.so with an in-process simulator daemon, plus Debian's vpcd \
+                floor — and libifdcarte.so with an in-process simulator daemon (with its shared-memory lane, and \
+                without it: lane=0), plus Debian's vpcd \
                 (vsmartcard-vpcd) when it is installed, played by the daemon's vpcd card side. Every reader gets \
                 the same SELECT through CartePCSC; the median and 99th percentile round trips are printed with \
                 their ratio to the floor. Goal: CarteKit's driver at most 1.2 x the floor.
@@ -52,6 +53,18 @@ extension BenchCommand {
                         CHANNELID    0
 
                         """.write(toFile: conf.appendingPathComponent("null-reference").path, atomically: true, encoding: .utf8)
+                    // The same virtual slot through CarteKit's driver with its shared-memory lane off
+                    // (every APDU on the socket): what the lane saves, in the same run.
+                    let socket = conf.deletingLastPathComponent().appendingPathComponent("sim.sock").path
+                    let carteDriver = URL(fileURLWithPath: nullDriver).deletingLastPathComponent().appendingPathComponent("libifdcarte.so").path
+                    try """
+                        # CarteKit's driver without its shared-memory lane, for `carte bench pcsc`.
+                        FRIENDLYNAME "CarteKit Socket Only"
+                        DEVICENAME   \(socket):reader=0:slots=1:timeout=30000:uid=\(getuid()):lane=0
+                        LIBPATH      \(carteDriver)
+                        CHANNELID    0
+
+                        """.write(toFile: conf.appendingPathComponent("socket-only").path, atomically: true, encoding: .utf8)
                     if VPCDBench.installed { try VPCDBench.writeEntry(configuration: conf.path) }
                 }
                 defer { setup.stop() }
@@ -62,7 +75,7 @@ extension BenchCommand {
 
                 let client = PCSCBackend(logger: logger)
                 var names: [String] = []
-                let expected = vpcd == nil ? 2 : 4  // vpcd shows two slots
+                let expected = vpcd == nil ? 3 : 5  // vpcd shows two slots
                 for _ in 0..<500 {
                     names = (try? await client.readerNames()) ?? []
                     var vpcdReady = vpcd == nil
@@ -79,6 +92,7 @@ extension BenchCommand {
                 var targets: [(label: String, reader: String)] = [
                     ("pcscd floor (libifdnull.so)", try reader("CarteKit Null Reference")),
                     ("CarteKit (libifdcarte.so + daemon)", try reader("CarteKit Virtual Mono-fente")),
+                    ("CarteKit, shared-memory lane off (lane=0)", try reader("CarteKit Socket Only")),
                 ]
                 if vpcd != nil { targets.append(("stock vpcd (vsmartcard-vpcd + daemon)", try reader("Virtual PCD"))) }
 
@@ -209,9 +223,9 @@ extension Duration {
     var microseconds: Double { seconds * 1e6 }
 }
 
-/// `carte bench pcsc --json`, schema `carte.bench-pcsc/2` (docs/json.md).
+/// `carte bench pcsc --json`, schema `carte.bench-pcsc/3` (docs/json.md).
 struct BenchPCSCReport: Encodable {
-    var schema = "carte.bench-pcsc/2"
+    var schema = "carte.bench-pcsc/3"
     let rows: [Row]
     let vpcd: String
     /// CarteKit's driver (raw) over pcscd's floor (raw): the goal.
