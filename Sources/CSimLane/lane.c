@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
-#include "carte_lane.h"
+#include "simlane.h"
+
+#ifdef __linux__
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +18,7 @@
 #define MFD_ALLOW_SEALING 0x0002U
 #endif
 
-int carte_lane_memfd(const char *name, size_t size) {
+int simlane_memfd(const char *name, size_t size) {
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) return -1;
     if (ftruncate(fd, (off_t)size) != 0 || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
@@ -28,7 +30,7 @@ int carte_lane_memfd(const char *name, size_t size) {
     return fd;
 }
 
-int carte_lane_check(int fd, size_t size) {
+int simlane_check(int fd, size_t size) {
     int seals = fcntl(fd, F_GET_SEALS);
     if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) return 0;
     struct stat st;
@@ -36,7 +38,7 @@ int carte_lane_check(int fd, size_t size) {
     return 1;
 }
 
-ssize_t carte_lane_send_fd(int socket, const void *bytes, size_t length, int fd) {
+ssize_t simlane_send_fd(int socket, const void *bytes, size_t length, int fd) {
     struct iovec iov = { .iov_base = (void *)bytes, .iov_len = length };
     union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int))]; } control;
     memset(&control, 0, sizeof control);
@@ -51,7 +53,7 @@ ssize_t carte_lane_send_fd(int socket, const void *bytes, size_t length, int fd)
     return n;
 }
 
-ssize_t carte_lane_receive_fd(int socket, void *bytes, size_t capacity, int *fd) {
+ssize_t simlane_receive_fd(int socket, void *bytes, size_t capacity, int *fd) {
     *fd = -1;
     struct iovec iov = { .iov_base = bytes, .iov_len = capacity };
     union { struct cmsghdr header; char space[CMSG_SPACE(sizeof(int) * 4)]; } control;
@@ -70,3 +72,14 @@ ssize_t carte_lane_receive_fd(int socket, void *bytes, size_t capacity, int *fd)
     }
     return n;
 }
+
+#else  // The simulator daemon and its driver run on Linux only: elsewhere there is no lane.
+
+#include <errno.h>
+
+int simlane_memfd(const char *name, size_t size) { (void)name; (void)size; errno = ENOSYS; return -1; }
+int simlane_check(int fd, size_t size) { (void)fd; (void)size; return 0; }
+ssize_t simlane_send_fd(int socket, const void *bytes, size_t length, int fd) { (void)socket; (void)bytes; (void)length; (void)fd; errno = ENOSYS; return -1; }
+ssize_t simlane_receive_fd(int socket, void *bytes, size_t capacity, int *fd) { (void)socket; (void)bytes; (void)capacity; *fd = -1; errno = ENOSYS; return -1; }
+
+#endif

@@ -201,6 +201,15 @@ public final class VirtualSlot: Sendable {
     /// One APDU as the daemon serves it to the driver: the outcome with its delay and no-answer faults.
     /// `viaPad`: the reader's PIN pad built the command. Observers are told the exchange (secrets removed).
     package func transmitWithFaults(_ command: [UInt8], viaPad: Bool = false) -> SlotOutcome {
+        let (outcome, tell) = transmitWithFaultsTellingLater(command, viaPad: viaPad)
+        tell()
+        return outcome
+    }
+
+    /// ``transmitWithFaults(_:viaPad:)``, with what observers are to hear of the exchange (the exchange,
+    /// secrets removed; then the reader events it caused) left to the caller: the simulator daemon tells
+    /// them once the answer is on its way, so that recording it is not part of the round trip.
+    package func transmitWithFaultsTellingLater(_ command: [UInt8], viaPad: Bool = false) -> (SlotOutcome, tell: @Sendable () -> Void) {
         let observed = activity.isObserved
         let started = ContinuousClock.now
         let (outcome, events, insertion, faultsChanged) = state.withLock { s -> (SlotOutcome, [ReaderEvent], Int, Bool) in
@@ -210,13 +219,16 @@ public final class VirtualSlot: Sendable {
             let (outcome, events) = process(command, in: &s)
             return (outcome, events, insertion, observed && s.faults.signature != before)
         }
-        // Observers hear the exchange before what it caused (a card pulled out after its answer).
-        defer { if !events.isEmpty { notify(events) } }
-        if observed {
+        // The card's own time (the delay a slow fault adds before the answer is added when told).
+        let cardTime = ContinuousClock.now - started
+        let (activity, notify, name) = (self.activity, self.notify, info.name)
+        return (outcome, {
+            // Observers hear the exchange before what it caused (a card pulled out after its answer).
+            defer { if !events.isEmpty { notify(events) } }
+            guard observed else { return }
             var response: [UInt8]? = nil
             var failure: String? = nil
-            // The card's own time, and the delay a slow fault adds before the answer.
-            var elapsed = ContinuousClock.now - started
+            var elapsed = cardTime
             switch outcome {
             case .answer(let r, let d):
                 response = r
@@ -231,11 +243,10 @@ public final class VirtualSlot: Sendable {
             // comes from the application): everything after its header goes.
             let safe = viaPad ? command.prefix(5).map { $0 } + [UInt8?](repeating: nil, count: max(0, command.count - 5))
                 : CardImage.Replay.withoutSecrets(.init(command: command.map { $0 }, response: [])).command
-            activity.report(.exchange(SlotExchange(slot: info.name, insertion: insertion, command: safe, response: response, failure: failure,
+            activity.report(.exchange(SlotExchange(slot: name, insertion: insertion, command: safe, response: response, failure: failure,
                                                    viaPad: viaPad, elapsed: elapsed)))
-            if faultsChanged { activity.report(.faultsChanged(slot: info.name)) }
-        }
-        return outcome
+            if faultsChanged { activity.report(.faultsChanged(slot: name)) }
+        })
     }
 
     /// How many APDUs the card in the slot has been sent since it was inserted (what benchmarks count

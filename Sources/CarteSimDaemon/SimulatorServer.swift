@@ -28,6 +28,13 @@ public final class SimulatorServer: Sendable {
     /// the card is taken out (or another put in), that wait ends with "no card" at once, as a real
     /// reader reports the removal of the card it was talking to, instead of running to the driver's
     /// timeout while pcscd, blocked in the exchange, keeps showing the card.
+    /// Exchanges answered whose recording (the activity log, reader events) is still to be done: the
+    /// daemon answers first and records right after, and a control request waits for these first, so that
+    /// it never misses an exchange its client has seen answered.
+    private let pendingRecords = Atomic<Int>(0)
+
+    /// APDUs answered through a driver's shared-memory lane, by slot name, since the daemon started.
+    private let laneAnswers = Mutex<[String: Int]>([:])
     private let unanswered = Mutex<[String: FramedSocket]>([:])
 
     /// The most connections served at once (pcscd needs one per slot; control clients are short-lived).
@@ -187,13 +194,19 @@ public final class SimulatorServer: Sendable {
                     continue
                 case .request(let command, let driverOnSocket):
                     unanswered.withLock { waits in if waits[slot.info.name] === socket { waits[slot.info.name] = nil } }
-                    guard let answer = driverRequest(Frame(.transmit, command), slot: slot, description: d, peer: socket.fd) else {
+                    var record: (@Sendable () -> Void)? = nil
+                    defer { recorded(record) }
+                    guard let answer = driverRequest(Frame(.transmit, command), slot: slot, description: d, peer: socket.fd, record: &record) else {
                         lane.decline()
                         spin = false
                         unanswered.withLock { $0[slot.info.name] = socket }
                         continue
                     }
-                    if answer.type == .ok, !driverOnSocket, lane.answer(answer.payload) { continue }
+                    if answer.type == .ok, !driverOnSocket, lane.answer(answer.payload) {
+                        // (Counted once the driver has its answer: off the round trip.)
+                        laneAnswers.withLock { $0[slot.info.name, default: 0] += 1 }
+                        continue
+                    }
                     lane.decline()
                     guard socket.send(answer) else { return }
                     continue
@@ -258,11 +271,18 @@ public final class SimulatorServer: Sendable {
                 // A new request: whatever the driver waited for before, it no longer does.
                 unanswered.withLock { waits in if waits[slot.info.name] === socket { waits[slot.info.name] = nil } }
                 spin = frame.type == .transmit
-                guard let answer = driverRequest(frame, slot: slot, description: d, peer: socket.fd) else {
+                var record: (@Sendable () -> Void)? = nil
+                guard let answer = driverRequest(frame, slot: slot, description: d, peer: socket.fd, record: &record) else {
                     unanswered.withLock { $0[slot.info.name] = socket }
+                    recorded(record)
                     continue
                 }
-                reply = answer
+                guard socket.send(answer) else {
+                    recorded(record)
+                    return
+                }
+                recorded(record)
+                continue
             case (.lane, .driver):
                 guard attached != nil, lane == nil else {
                     reply = .failure(.badRequest, lane == nil ? "attach to a slot before asking for a lane" : "this connection has a lane already")
@@ -302,9 +322,22 @@ public final class SimulatorServer: Sendable {
         }
     }
 
+    /// Records an exchange once its answer is on its way (see ``pendingRecords``).
+    private func recorded(_ record: (@Sendable () -> Void)?) {
+        guard let record else { return }
+        record()
+        pendingRecords.subtract(1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Waits until the exchanges already answered are recorded (a few microseconds; at most a second).
+    private func settleRecords() {
+        for _ in 0..<20_000 where pendingRecords.load(ordering: .sequentiallyConsistent) > 0 { usleep(50) }
+    }
+
     /// The reply to a driver request, or `nil` when a mute fault says the card does not answer (the
-    /// driver's own timeout then fires and it drops the connection).
-    private func driverRequest(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription, peer: Int32) -> Frame? {
+    /// driver's own timeout then fires and it drops the connection). For an APDU, `record` is set to what
+    /// records the exchange, to be called (``recorded(_:)``) once the reply is sent, or not sent.
+    private func driverRequest(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription, peer: Int32, record: inout (@Sendable () -> Void)?) -> Frame? {
         switch frame.type {
         case .presence:
             let state: SlotPresence
@@ -324,7 +357,10 @@ public final class SimulatorServer: Sendable {
             }
         case .transmit:
             guard !frame.payload.isEmpty else { return .failure(.badRequest, "empty APDU") }
-            switch slot.transmitWithFaults(frame.payload) {
+            let (outcome, tell) = slot.transmitWithFaultsTellingLater(frame.payload)
+            pendingRecords.add(1, ordering: .sequentiallyConsistent)
+            record = tell
+            switch outcome {
             case .answer(let response, let delay):
                 if let delay { Thread.sleep(forTimeInterval: delay.seconds) }
                 return Frame(.ok, response)
@@ -427,6 +463,7 @@ public final class SimulatorServer: Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: Data(payload)), let request = object as? [String: Any],
             let op = request["op"] as? String
         else { return fail("a control request is a JSON object with an \"op\" field") }
+        settleRecords()
         switch op {
         case "status":
             var status: [String: Any] = ["ok": true, "socket": path, "uid": Int(getuid()), "run": activity.run, "readers": statusReaders()]
@@ -610,6 +647,7 @@ public final class SimulatorServer: Sendable {
                     s["faults"] = slot.armedFaults
                     s["insertion"] = slot.insertionCount
                     s["exchanges"] = activity.exchangeCount(slot.info.name)
+                    s["laneExchanges"] = laneAnswers.withLock { $0[slot.info.name] ?? 0 }
                     switch slot.slotState {
                     case .empty: s["state"] = "empty"
                     case .mute: s["state"] = "mute"

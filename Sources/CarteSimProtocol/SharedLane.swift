@@ -68,14 +68,14 @@ package final class SharedLane: @unchecked Sendable {
 
     /// Daemon: a new lane, closed; `nil` (errno set) when the system refuses the memory file or mapping.
     package static func create() -> SharedLane? {
-        let fd = carte_lane_memfd("cartekit-lane", size)
+        let fd = simlane_memfd("cartekit-lane", size)
         guard fd >= 0 else { return nil }
         guard let p = map(fd) else {
             close(fd)
             return nil
         }
         p.storeBytes(of: magic, toByteOffset: magicOffset, as: UInt32.self)
-        carte_lane_store(p.assumingMemoryBound(to: UInt32.self), State.closed.rawValue)
+        simlane_store(p.assumingMemoryBound(to: UInt32.self), State.closed.rawValue)
         return SharedLane(base: p, fd: fd)
     }
 
@@ -83,7 +83,7 @@ package final class SharedLane: @unchecked Sendable {
     /// sealed file of exactly ``size`` bytes (so it can never shrink under the mapping) of this layout.
     package static func adopt(_ fd: Int32) -> SharedLane? {
         defer { close(fd) }
-        guard carte_lane_check(fd, size) == 1, let p = map(fd) else { return nil }
+        guard simlane_check(fd, size) == 1, let p = map(fd) else { return nil }
         guard p.load(fromByteOffset: magicOffset, as: UInt32.self) == magic else {
             munmap(p, size)
             return nil
@@ -92,9 +92,9 @@ package final class SharedLane: @unchecked Sendable {
     }
 
     /// The current state (for tests and diagnostics); `nil` for a value no side writes.
-    package var state: State? { State(rawValue: carte_lane_load(word)) }
+    package var state: State? { State(rawValue: simlane_load(word)) }
 
-    private func cas(_ from: State, _ to: State) -> Bool { carte_lane_cas(word, from.rawValue, to.rawValue) == 1 }
+    private func cas(_ from: State, _ to: State) -> Bool { simlane_cas(word, from.rawValue, to.rawValue) == 1 }
 
     private func length(at offset: Int) -> Int { Int(base.load(fromByteOffset: offset, as: UInt32.self)) }
 
@@ -120,21 +120,21 @@ package final class SharedLane: @unchecked Sendable {
     /// Driver: posts `command` when the daemon polls, and polls for the response for up to `spin` (a
     /// simulated card answers in microseconds); after that the driver waits on the socket (``Reply/onSocket``).
     package func transmit(_ command: [UInt8], spin: Duration) -> Reply {
-        guard !command.isEmpty, command.count <= SharedLane.capacity, carte_lane_load(word) == State.open.rawValue else { return .notPosted }
+        guard !command.isEmpty, command.count <= SharedLane.capacity, simlane_load(word) == State.open.rawValue else { return .notPosted }
         write(command, lengthAt: SharedLane.requestLengthOffset, dataAt: SharedLane.dataOffset)
         guard cas(.open, .posted) else { return .notPosted }
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = start + spin
         while true {
-            let s = carte_lane_load(word)
+            let s = simlane_load(word)
             if s == State.answered.rawValue || s == State.answeredAndClosed.rawValue {
                 // (The daemon may stop polling meanwhile: answered becomes answeredAndClosed, never closed,
                 // so a response that came is never mistaken for one sent on the socket.)
                 let n = length(at: SharedLane.responseLengthOffset)
                 let response = n <= SharedLane.capacity
                     ? [UInt8](UnsafeRawBufferPointer(start: base + SharedLane.dataOffset + SharedLane.capacity, count: n)) : nil
-                if !cas(.answered, response == nil ? .closed : .open) { carte_lane_store(word, State.closed.rawValue) }
+                if !cas(.answered, response == nil ? .closed : .open) { simlane_store(word, State.closed.rawValue) }
                 guard let response else { return .malformed(n) }
                 return .answer(response)
             }
@@ -158,7 +158,8 @@ package final class SharedLane: @unchecked Sendable {
         /// A command; the driver already waits on the socket for its reply when `driverOnSocket`.
         case request([UInt8], driverOnSocket: Bool)
         /// Nothing within the polling time, or the driver closed the lane, or the socket has something
-        /// (a request, or its end): read the socket. The lane is closed.
+        /// (a request, or its end): read the socket. The lane is closed (or holds an answer the driver
+        /// has yet to take: `answeredAndClosed`).
         case idle
         /// The driver wrote a request length outside 1…``capacity``. The lane is closed.
         case malformed(Int)
@@ -171,31 +172,29 @@ package final class SharedLane: @unchecked Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         let deadline = start + spin
-        let politeFrom = start
         var nextSocketLook = start + .microseconds(8)
         var turns = 0
-        // First pure polling, then a look and a yield of the processor at every turn (the threads the next
-        // request comes through, pcscd's and its client's, may need this processor: two cores here).
-        var polite = false
+        // A few turns of pure polling, then a look at the clock and a yield of the processor at every
+        // turn (the threads the next request comes through, pcscd's and its client's, may need this
+        // processor: two cores here).
         while true {
-            let s = carte_lane_load(word)
+            let s = simlane_load(word)
             switch State(rawValue: s) {
             case .posted?, .waitingOnSocket?:
                 let n = length(at: SharedLane.requestLengthOffset)
                 guard n >= 1, n <= SharedLane.capacity else {
-                    carte_lane_store(word, State.closed.rawValue)
+                    simlane_store(word, State.closed.rawValue)
                     return .malformed(n)
                 }
                 let command = [UInt8](UnsafeRawBufferPointer(start: base + SharedLane.dataOffset, count: n))
                 return .request(command, driverOnSocket: s == State.waitingOnSocket.rawValue)
             case .open?, .answered?:
                 turns &+= 1
-                guard polite || turns & 31 == 0 else {
-                    carte_lane_relax()
+                guard turns >= 32 else {
+                    simlane_relax()
                     continue
                 }
                 let now = clock.now
-                polite = polite || now >= politeFrom
                 var leave = now >= deadline
                 if !leave && now >= nextSocketLook {
                     nextSocketLook = now + .microseconds(8)
@@ -207,12 +206,12 @@ package final class SharedLane: @unchecked Sendable {
                     if s == State.open.rawValue ? cas(.open, .closed) : cas(.answered, .answeredAndClosed) { return .idle }
                     continue  // the driver posted or took the answer meanwhile
                 }
-                if polite { sched_yield() }
+                sched_yield()
             case .answeredAndClosed?:
                 return .idle  // (not while polling: the driver takes its answer and closes the lane)
             case .closed?, nil:
                 // The driver closed it (its request comes on the socket), or wrote a value no side writes.
-                carte_lane_store(word, State.closed.rawValue)
+                simlane_store(word, State.closed.rawValue)
                 return .idle
             }
         }
@@ -226,19 +225,19 @@ package final class SharedLane: @unchecked Sendable {
             write(response, lengthAt: SharedLane.responseLengthOffset, dataAt: SharedLane.dataOffset + SharedLane.capacity)
             if cas(.posted, .answered) { return true }
         }
-        carte_lane_store(word, State.closed.rawValue)
+        simlane_store(word, State.closed.rawValue)
         return false
     }
 
     /// Daemon: the command taken is not answered through the lane (the reply, if any, goes on the
     /// socket). Closes the lane; call it before writing that reply.
-    package func decline() { carte_lane_store(word, State.closed.rawValue) }
+    package func decline() { simlane_store(word, State.closed.rawValue) }
 
     /// Test support: writes a raw value into the state word or a length field, as a faulty peer would.
     package func corrupt(state: UInt32? = nil, requestLength: UInt32? = nil, responseLength: UInt32? = nil) {
         if let requestLength { base.storeBytes(of: requestLength, toByteOffset: SharedLane.requestLengthOffset, as: UInt32.self) }
         if let responseLength { base.storeBytes(of: responseLength, toByteOffset: SharedLane.responseLengthOffset, as: UInt32.self) }
-        if let state { carte_lane_store(word, state) }
+        if let state { simlane_store(word, state) }
     }
 
     /// Test support: posts a command of announced length `length` with no such bytes, as a faulty driver
@@ -272,7 +271,7 @@ extension SharedLane {
         // The reply is one small frame, sent in one message with the descriptor attached.
         var buffer = [UInt8](repeating: 0, count: 512)
         var passed: Int32 = -1
-        let n = buffer.withUnsafeMutableBytes { carte_lane_receive_fd(socket, $0.baseAddress, $0.count, &passed) }
+        let n = buffer.withUnsafeMutableBytes { simlane_receive_fd(socket, $0.baseAddress, $0.count, &passed) }
         func fail(_ outcome: Negotiation) -> Negotiation {
             if passed >= 0 { close(passed) }
             return outcome
@@ -289,6 +288,6 @@ extension SharedLane {
     /// False when the peer is gone.
     package func sendOffer(on socket: Int32) -> Bool {
         let bytes = Frame(.ok, bigEndian(UInt32(SharedLane.size))).encoded()
-        return bytes.withUnsafeBytes { carte_lane_send_fd(socket, $0.baseAddress, $0.count, fd) } == bytes.count
+        return bytes.withUnsafeBytes { simlane_send_fd(socket, $0.baseAddress, $0.count, fd) } == bytes.count
     }
 }

@@ -16,8 +16,8 @@ extension BenchCommand {
             discussion: """
                 Starts a private pcscd (root: own mount namespace, the system's pcscd is not touched) that \
                 loads, in the same run, libifdnull.so — a do-nothing driver answering 90 00 at once, pcscd's \
-                floor — and libifdcarte.so with an in-process simulator daemon (with its shared-memory lane, and \
-                without it: lane=0), plus Debian's vpcd \
+                floor — and libifdcarte.so with an in-process simulator daemon (APDUs crossing their \
+                shared-memory lane; --no-lane keeps them on the socket, for comparison), plus Debian's vpcd \
                 (vsmartcard-vpcd) when it is installed, played by the daemon's vpcd card side. Every reader gets \
                 the same SELECT through CartePCSC; the median and 99th percentile round trips are printed with \
                 their ratio to the floor. Goal: CarteKit's driver at most 1.2 x the floor.
@@ -28,6 +28,9 @@ extension BenchCommand {
 
         @Option(help: "Round trips measured per reader (after 200 warm-up ones).")
         var count: Int = 3000
+
+        @Flag(name: .customLong("no-lane"), help: "Keep CarteKit's APDUs on the driver's socket (lane=0 in its reader.conf entry): the path without the shared-memory lane, to compare.")
+        var noLane = false
 
         func validate() throws {
             guard (100...1_000_000).contains(count) else { throw ValidationError("--count must be in 100...1000000") }
@@ -44,7 +47,7 @@ extension BenchCommand {
                     throw CLIError(kind: "bench", message: "\(nullDriver) is not built (swift build -c release)", exitCode: CarteExit.invalidInput)
                 }
                 let setup = try PrivateVirtualReader.start(image: try SimulatorOptions.loadImage("bundled:demo/iso-generic.yaml"), logger: logger,
-                                                           isolateNetwork: VPCDBench.installed) { conf in
+                                                           isolateNetwork: VPCDBench.installed, lane: !noLane) { conf in
                     try """
                         # Do-nothing reference driver for `carte bench pcsc` (pcscd's floor).
                         FRIENDLYNAME "CarteKit Null Reference"
@@ -53,18 +56,6 @@ extension BenchCommand {
                         CHANNELID    0
 
                         """.write(toFile: conf.appendingPathComponent("null-reference").path, atomically: true, encoding: .utf8)
-                    // The same virtual slot through CarteKit's driver with its shared-memory lane off
-                    // (every APDU on the socket): what the lane saves, in the same run.
-                    let socket = conf.deletingLastPathComponent().appendingPathComponent("sim.sock").path
-                    let carteDriver = URL(fileURLWithPath: nullDriver).deletingLastPathComponent().appendingPathComponent("libifdcarte.so").path
-                    try """
-                        # CarteKit's driver without its shared-memory lane, for `carte bench pcsc`.
-                        FRIENDLYNAME "CarteKit Socket Only"
-                        DEVICENAME   \(socket):reader=0:slots=1:timeout=30000:uid=\(getuid()):lane=0
-                        LIBPATH      \(carteDriver)
-                        CHANNELID    0
-
-                        """.write(toFile: conf.appendingPathComponent("socket-only").path, atomically: true, encoding: .utf8)
                     if VPCDBench.installed { try VPCDBench.writeEntry(configuration: conf.path) }
                 }
                 defer { setup.stop() }
@@ -75,7 +66,7 @@ extension BenchCommand {
 
                 let client = PCSCBackend(logger: logger)
                 var names: [String] = []
-                let expected = vpcd == nil ? 3 : 5  // vpcd shows two slots
+                let expected = vpcd == nil ? 2 : 4  // vpcd shows two slots
                 for _ in 0..<500 {
                     names = (try? await client.readerNames()) ?? []
                     var vpcdReady = vpcd == nil
@@ -91,8 +82,7 @@ extension BenchCommand {
                 }
                 var targets: [(label: String, reader: String)] = [
                     ("pcscd floor (libifdnull.so)", try reader("CarteKit Null Reference")),
-                    ("CarteKit (libifdcarte.so + daemon)", try reader("CarteKit Virtual Mono-fente")),
-                    ("CarteKit, shared-memory lane off (lane=0)", try reader("CarteKit Socket Only")),
+                    (noLane ? "CarteKit (libifdcarte.so + daemon, lane=0)" : "CarteKit (libifdcarte.so + daemon)", try reader("CarteKit Virtual Mono-fente")),
                 ]
                 if vpcd != nil { targets.append(("stock vpcd (vsmartcard-vpcd + daemon)", try reader("Virtual PCD"))) }
 
@@ -187,7 +177,7 @@ extension BenchCommand {
                                       ratioToFloor: median / floor, ratioToRaw: median / carteRaw, samples: samples[index].count))
                 }
                 let sessionRatio = percentile(samples[targets.count + 1], 0.5) / carteRaw
-                let report = BenchPCSCReport(rows: rows, vpcd: vpcd == nil ? "not installed (apt-get install vsmartcard-vpcd)" : "measured",
+                let report = BenchPCSCReport(rows: rows, lane: !noLane, vpcd: vpcd == nil ? "not installed (apt-get install vsmartcard-vpcd)" : "measured",
                                              goalRatio: 1.2, goalMet: rows[1].ratioToFloor <= 1.2,
                                              sessionGoalRatio: 1.1, sessionRatio: sessionRatio, sessionGoalMet: sessionRatio <= 1.1,
                                              build: BuildMode.current)
@@ -227,6 +217,8 @@ extension Duration {
 struct BenchPCSCReport: Encodable {
     var schema = "carte.bench-pcsc/3"
     let rows: [Row]
+    /// Whether CarteKit's driver used its shared-memory lane (false with `--no-lane`).
+    let lane: Bool
     let vpcd: String
     /// CarteKit's driver (raw) over pcscd's floor (raw): the goal.
     let goalRatio: Double
@@ -304,21 +296,23 @@ struct PrivateVirtualReader {
     let server: SimulatorServer
     let pcscd: PrivatePCSCD
 
-    static func start(image: CardImage, logger: Logger, isolateNetwork: Bool = false, extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
-        try start(profile: .monoFente, images: [image], logger: logger, isolateNetwork: isolateNetwork, extraEntries: extraEntries)
+    static func start(image: CardImage, logger: Logger, isolateNetwork: Bool = false, lane: Bool = true,
+                      extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
+        try start(profile: .monoFente, images: [image], logger: logger, isolateNetwork: isolateNetwork, lane: lane, extraEntries: extraEntries)
     }
 
     /// A private pcscd for one in-process virtual reader with `profile`, its slots holding `images` in
     /// order; `timeout` is the driver's limit for a card's answer, in milliseconds.
     static func start(profile: VirtualReaderProfile, images: [CardImage], logger: Logger, timeout: Int = 30_000, isolateNetwork: Bool = false,
-                      extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
-        try start(profiles: [profile], images: images, logger: logger, timeout: timeout, isolateNetwork: isolateNetwork, extraEntries: extraEntries)
+                      lane: Bool = true, extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
+        try start(profiles: [profile], images: images, logger: logger, timeout: timeout, isolateNetwork: isolateNetwork, lane: lane, extraEntries: extraEntries)
     }
 
     /// A private pcscd for in-process virtual readers with `profiles` (one reader.conf entry each), their
-    /// slots, in order, holding `images` (shorter: the remaining slots are empty).
+    /// slots, in order, holding `images` (shorter: the remaining slots are empty). `lane: false` keeps the
+    /// driver's APDUs on its socket (`lane=0`).
     static func start(profiles: [VirtualReaderProfile], images: [CardImage], logger: Logger, timeout: Int = 30_000, isolateNetwork: Bool = false,
-                      extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
+                      lane: Bool = true, extraEntries: (URL) throws -> Void = { _ in }) throws -> PrivateVirtualReader {
         if let reason = PrivatePCSCD.unavailableReason {
             throw CLIError(kind: "bench", message: "cannot run a private pcscd: \(reason)", exitCode: CarteExit.cardOrReader)
         }
@@ -337,7 +331,8 @@ struct PrivateVirtualReader {
         try server.start()
         // One file: pcscd numbers its readers in the order it reads them.
         let entries = try profiles.enumerated().map { i, profile in
-            try SimCommand.ReaderConf.entry(name: profile.name, socket: socket, reader: i, slots: profile.slots.count, timeout: timeout, driver: carteDriver, uid: Int(getuid()))
+            try SimCommand.ReaderConf.entry(name: profile.name, socket: socket, reader: i, slots: profile.slots.count, timeout: timeout, driver: carteDriver, uid: Int(getuid()),
+                                            lane: lane)
         }
         try entries.joined(separator: "\n").write(toFile: conf.appendingPathComponent("cartekit-00").path, atomically: true, encoding: .utf8)
         try extraEntries(conf)

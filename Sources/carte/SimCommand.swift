@@ -388,8 +388,9 @@ struct SimCommand: AsyncParsableCommand {
 
         /// One reader.conf entry. pcscd's configuration lexer takes only letters, digits and `=/-._@:`
         /// in a value, so paths with other characters are refused here rather than misread by pcscd.
-        /// `uid` makes the driver talk only to a daemon running as that user (`SO_PEERCRED`).
-        static func entry(name: String, socket: String, reader: Int, slots: Int, timeout: Int, driver: String, uid: Int?) throws -> String {
+        /// `uid` makes the driver talk only to a daemon running as that user (`SO_PEERCRED`); `lane: false`
+        /// keeps its APDUs on the socket (no shared-memory lane).
+        static func entry(name: String, socket: String, reader: Int, slots: Int, timeout: Int, driver: String, uid: Int?, lane: Bool = true) throws -> String {
             func check(_ value: String, _ what: String) throws {
                 let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789=/-._@:")
                 guard value.allSatisfy({ allowed.contains($0) }) else {
@@ -402,7 +403,7 @@ struct SimCommand: AsyncParsableCommand {
                 # CarteKit virtual reader \(reader) (synthetic), served by `carte sim serve --socket \(socket)`.
                 # Written by `carte sim reader-conf`; remove the file and restart pcscd to undo.
                 FRIENDLYNAME "\(name)"
-                DEVICENAME   \(socket):reader=\(reader):slots=\(slots):timeout=\(timeout)\(uid.map { ":uid=\($0)" } ?? "")
+                DEVICENAME   \(socket):reader=\(reader):slots=\(slots):timeout=\(timeout)\(uid.map { ":uid=\($0)" } ?? "")\(lane ? "" : ":lane=0")
                 LIBPATH      \(driver)
                 CHANNELID    0
 

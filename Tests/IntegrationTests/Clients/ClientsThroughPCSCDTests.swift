@@ -37,6 +37,36 @@ extension SharedSandboxTests {
         #expect(python.stdout.contains(biFente1) && python.stdout.contains("000102 9000"), "\(python.stdout)\(python.stderr)")
     }
 
+    /// #39: APDUs in a row cross the driver's shared-memory lane (the daemon counts them), with pyscard
+    /// as the client, and every answer is right.
+    @Test func apdusInARowCrossTheSharedMemoryLane() throws {
+        let s = try sandbox()
+        func laneCount() throws -> Int {
+            let readers = try s.control(["op": "status"])["readers"] as? [[String: Any]] ?? []
+            let slot = readers.flatMap { $0["slots"] as? [[String: Any]] ?? [] }.first { $0["name"] as? String == monoFente }
+            return try #require(slot?["laneExchanges"] as? Int)
+        }
+        let before = try laneCount()
+        let script = """
+            from smartcard.System import readers
+            c = [r for r in readers() if str(r).startswith("CarteKit Virtual Mono-fente")][0].createConnection()
+            c.connect()
+            answers = set()
+            for i in range(300):
+                data, sw1, sw2 = c.transmit([0x00, 0xA4, 0x02, 0x0C, 0x02, 0x01, 0x01])
+                answers.add("%02X%02X" % (sw1, sw2))
+                data, sw1, sw2 = c.transmit([0x00, 0xB0, 0x00, 0x00, 0x03])
+                answers.add("%s %02X%02X" % (bytes(data).hex(), sw1, sw2))
+            print(sorted(answers))
+            """
+        let python = try s.run("/usr/bin/python3", ["-c", script])
+        #expect(python.status == 0, "\(python.stderr)")
+        #expect(python.stdout.contains("['000102 9000', '9000']"), "\(python.stdout)\(python.stderr)")
+        // Most of the 600 (the first of a burst, and any that find the daemon not polling, take the socket).
+        let crossed = try laneCount() - before
+        #expect(crossed > 100 && crossed <= 600, "\(crossed) of 600 APDUs through the lane")
+    }
+
     @Test func theCLISeesTheVirtualReadersThroughPCSCD() throws {
         let s = try sandbox()
         let readers = try s.run(PCSCSandbox.carteBinary.path, ["readers", "--backend", "pcsc", "--json"])
