@@ -252,7 +252,7 @@ struct SharedLaneTests {
 }
 
 extension SharedLaneTests {
-    /// Thousands of requests as the driver makes them (APDUs on the lane, falling back to the socket; other
+    /// Tens of thousands of requests as the driver makes them (APDUs on the lane, falling back to the socket; other
     /// requests on the socket; polling times short enough to hit every hand-over), against the daemon:
     /// every request gets exactly its own reply.
     @Test func everyRequestGetsItsOwnReplyUnderEveryHandOver() throws {
@@ -268,7 +268,11 @@ extension SharedLaneTests {
         #expect(c.request(Frame(.power, [1]))?.payload.first == 0x3B)
         var generator = SystemRandomNumberGenerator()
         var counts: [String: Int] = [:]
-        for i in 0..<20_000 {
+        // Until every path was taken often enough (at least 20 000 requests; more on a loaded machine,
+        // where the daemon's polling window is often missed), up to 400 000.
+        func enough() -> Bool { counts["lane", default: 0] >= 1_000 && counts["onSocket", default: 0] >= 50 && counts["socket", default: 0] >= 50 }
+        for i in 0..<400_000 {
+            if i >= 20_000 && enough() { break }
             if Int.random(in: 0..<10, using: &generator) == 0 {
                 lane.closeForSocket()
                 guard c.request(Frame(.presence))?.payload.first == SlotPresence.present.rawValue else {
@@ -302,6 +306,6 @@ extension SharedLaneTests {
                 return
             }
         }
-        #expect(counts["lane", default: 0] > 1_000 && counts["onSocket", default: 0] > 0 && counts["socket", default: 0] > 0, "\(counts)")
+        #expect(enough(), "\(counts)")
     }
 }
