@@ -247,17 +247,16 @@ public struct TLV: Hashable, Sendable {
     }
 
     /// The first direct child with tag `tag`.
-    public subscript(tag: TLVTag) -> TLV? {
-        guard let children else { return nil }
-        for i in children.indices where children[i].tag == tag { return children[i] }
-        return nil
-    }
+    public subscript(tag: TLVTag) -> TLV? { childIndex(tag).map { children![$0] } }
 
     /// The value bytes of the first direct child with tag `tag`, without copying the child (what a
     /// decoder reading a template's fields needs: no retain of the child's own children).
-    public func childValue(_ tag: TLVTag) -> ArraySlice<UInt8>? {
+    public func childValue(_ tag: TLVTag) -> ArraySlice<UInt8>? { childIndex(tag).map { children![$0].storage } }
+
+    /// Where the first direct child with tag `tag` is in ``children``.
+    private func childIndex(_ tag: TLVTag) -> Int? {
         guard let children else { return nil }
-        for i in children.indices where children[i].tag == tag { return children[i].storage }
+        for i in children.indices where children[i].tag == tag { return i }
         return nil
     }
 

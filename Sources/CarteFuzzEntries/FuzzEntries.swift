@@ -139,9 +139,9 @@ public enum FuzzEntries {
 
     /// The shared-memory lane (#39) as a faulty peer drives it: each byte an operation of either side,
     /// or a raw value written into the state word or a length field (what the other process could
-    /// write). Invariants: a command or response read is never empty beyond the buffer, nothing is read
-    /// past the mapping, every call returns (polling for zero time), and the daemon leaves its polling
-    /// with the lane closed to the driver.
+    /// write). Invariants: a command read is never empty, a command or response never longer than its
+    /// buffer, nothing is read past the mapping, every call returns (polling for zero time), and the
+    /// daemon leaves its polling with the lane closed to the driver.
     @Sendable public static func lane(_ data: [UInt8]) {
         guard let daemon = SharedLane.create(), let driver = daemon.peer() else { return }
         var i = 0

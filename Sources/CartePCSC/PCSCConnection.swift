@@ -115,11 +115,18 @@ public final class PCSCConnection: CardConnection {
         state.withLock { $0.proto == SCard.protocolT0 ? .t0 : .t1 }
     }
 
-    /// Sends one APDU (no processing: ``CardChannel`` applies the transmit policy).
-    public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
+    /// The card handle and protocol, or why the connection can no longer be used: closed, or its card
+    /// possibly swapped (never a command, least of all a PIN-pad one, to a card that may be another).
+    private func usable() throws(CardError) -> (card: UInt64, proto: UInt32) {
         let (card, proto, open, gone) = state.withLock { ($0.card, $0.proto, $0.open, $0.gone) }
         guard open else { throw .notConnected }
         if let gone { throw gone }
+        return (card, proto)
+    }
+
+    /// Sends one APDU (no processing: ``CardChannel`` applies the transmit policy).
+    public func transmit(_ command: [UInt8]) async throws(CardError) -> [UInt8] {
+        let (card, proto) = try usable()
         let receive = self.receive
         let result = await context.call(retry: false) { p, _ -> Result<[UInt8], PCSCError> in
             let response = UnsafeMutableRawBufferPointer(receive.bytes)
@@ -195,9 +202,7 @@ public final class PCSCConnection: CardConnection {
 
     /// Sends a reader control command (`SCardControl`) and returns the reader's answer.
     public func control(code: UInt32, data: [UInt8] = []) async throws(CardError) -> [UInt8] {
-        let (card, open, gone) = state.withLock { ($0.card, $0.open, $0.gone) }
-        guard open else { throw .notConnected }
-        if let gone { throw gone }  // never a PIN-pad command to a card that may be another one
+        let card = try usable().card
         let result = await context.call(retry: false) { p, _ in pcscControl(p, card, code: code, data: data) }
         switch result {
         case .success(let bytes): return bytes
@@ -209,9 +214,7 @@ public final class PCSCConnection: CardConnection {
 
     /// Reads a reader attribute (`SCardGetAttrib`).
     public func attribute(_ id: UInt32) async throws(CardError) -> [UInt8] {
-        let (card, open, gone) = state.withLock { ($0.card, $0.open, $0.gone) }
-        guard open else { throw .notConnected }
-        if let gone { throw gone }
+        let card = try usable().card
         let result = await context.call(retry: false) { p, _ in p.attribute(card, id: id) }
         switch result {
         case .success(let bytes): return bytes
@@ -223,9 +226,7 @@ public final class PCSCConnection: CardConnection {
 
     /// `SCardReconnect`: changes the share mode and resets the card as `initialization` says.
     public func reconnect(share: ShareMode = .shared, initialization: Disposition = .leave) async throws(CardError) {
-        let (card, open, proto, gone) = state.withLock { ($0.card, $0.open, $0.proto, $0.gone) }
-        guard open else { throw .notConnected }
-        if let gone { throw gone }
+        let (card, proto) = try usable()
         let shareValue = shareModeValue(share)
         let init_ = dispositionValue(initialization)
         let mask = proto == SCard.protocolUndefined ? SCard.protocolT0 | SCard.protocolT1 : proto

@@ -104,28 +104,28 @@ final class LoadedPCSCProvider: PCSCProvider, @unchecked Sendable {
               MemoryLayout<UnsafeRawPointer>.size == abi.pointerSize else {
             return .failure(PCSCUnavailable(platform: abi.platform, attempts: ["this build's C types do not match the \(abi.platform.rawValue) description"], hint: abi.installHint))
         }
-        var attempts: [String] = []
-        if processFirst, let process = processHandle() {
+        /// The functions `abi` names that `library` exports, and the names of those it does not.
+        func resolve(_ library: UnsafeMutableRawPointer) -> (found: [PCSCFunction: UnsafeMutableRawPointer], missing: [String]) {
             var found: [PCSCFunction: UnsafeMutableRawPointer] = [:]
+            var missing: [String] = []
             for function in PCSCFunction.allCases {
-                if let address = symbol(process, abi.symbols[function] ?? PCSCFunction.plainNames[function]!) { found[function] = address }
+                let name = abi.symbols[function] ?? PCSCFunction.plainNames[function]!
+                if let address = symbol(library, name) { found[function] = address } else { missing.append(name) }
             }
-            if found.count == PCSCFunction.allCases.count {
-                return .success(LoadedPCSCProvider(abi: abi, behaviour: behaviour, path: inProcess) { found[$0]! })
-            }
+            return (found, missing)
         }
+        if processFirst, let process = processHandle() {
+            let (found, missing) = resolve(process)
+            if missing.isEmpty { return .success(LoadedPCSCProvider(abi: abi, behaviour: behaviour, path: inProcess) { found[$0]! }) }
+        }
+        var attempts: [String] = []
         for candidate in candidates {
             let opened = openLibrary(candidate)
             guard let handle = opened.handle else {
                 attempts.append("\(candidate): \(opened.message)")
                 continue
             }
-            var missing: [String] = []
-            var found: [PCSCFunction: UnsafeMutableRawPointer] = [:]
-            for function in PCSCFunction.allCases {
-                let name = abi.symbols[function] ?? PCSCFunction.plainNames[function]!
-                if let address = symbol(handle, name) { found[function] = address } else { missing.append(name) }
-            }
+            let (found, missing) = resolve(handle)
             guard missing.isEmpty else {
                 attempts.append("\(candidate): does not export \(missing.joined(separator: ", "))")
                 continue

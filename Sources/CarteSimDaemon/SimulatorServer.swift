@@ -193,22 +193,21 @@ public final class SimulatorServer: Sendable {
                     guard socket.send(.failure(.badRequest, "lane request of \(length) bytes (1...\(SharedLane.capacity))")) else { return }
                     continue
                 case .request(let command, let driverOnSocket):
-                    unanswered.withLock { waits in if waits[slot.info.name] === socket { waits[slot.info.name] = nil } }
-                    var record: (@Sendable () -> Void)? = nil
-                    defer { recorded(record) }
-                    guard let answer = driverRequest(Frame(.transmit, command), slot: slot, description: d, peer: socket.fd, record: &record) else {
+                    let served = serve(Frame(.transmit, command), slot: slot, description: d, on: socket) { answer in
+                        if answer.type == .ok, !driverOnSocket, lane.answer(answer.payload) {
+                            // (Counted once the driver has its answer: off the round trip.)
+                            laneAnswers.withLock { $0[slot.info.name, default: 0] += 1 }
+                            return true
+                        }
+                        lane.decline()
+                        return socket.send(answer)
+                    }
+                    if !served.answered {
+                        // No answer (a mute card): the driver waits on its socket, the daemon too.
                         lane.decline()
                         spin = false
-                        unanswered.withLock { $0[slot.info.name] = socket }
-                        continue
                     }
-                    if answer.type == .ok, !driverOnSocket, lane.answer(answer.payload) {
-                        // (Counted once the driver has its answer: off the round trip.)
-                        laneAnswers.withLock { $0[slot.info.name, default: 0] += 1 }
-                        continue
-                    }
-                    lane.decline()
-                    guard socket.send(answer) else { return }
+                    guard served.connected else { return }
                     continue
                 }
             }
@@ -268,20 +267,8 @@ public final class SimulatorServer: Sendable {
                     reply = .failure(.notAttached, "attach to a slot first")
                     break
                 }
-                // A new request: whatever the driver waited for before, it no longer does.
-                unanswered.withLock { waits in if waits[slot.info.name] === socket { waits[slot.info.name] = nil } }
                 spin = frame.type == .transmit
-                var record: (@Sendable () -> Void)? = nil
-                guard let answer = driverRequest(frame, slot: slot, description: d, peer: socket.fd, record: &record) else {
-                    unanswered.withLock { $0[slot.info.name] = socket }
-                    recorded(record)
-                    continue
-                }
-                guard socket.send(answer) else {
-                    recorded(record)
-                    return
-                }
-                recorded(record)
+                guard serve(frame, slot: slot, description: d, on: socket, deliver: socket.send).connected else { return }
                 continue
             case (.lane, .driver):
                 guard attached != nil, lane == nil else {
@@ -322,11 +309,26 @@ public final class SimulatorServer: Sendable {
         }
     }
 
-    /// Records an exchange once its answer is on its way (see ``pendingRecords``).
-    private func recorded(_ record: (@Sendable () -> Void)?) {
-        guard let record else { return }
-        record()
-        pendingRecords.subtract(1, ordering: .sequentiallyConsistent)
+    /// Runs one driver request that came on `socket` (or its lane) and hands the reply to `deliver`
+    /// (false when the peer is gone), then records an APDU's exchange (see ``pendingRecords``). Without
+    /// a reply (a mute card) the slot remembers that the driver waits, so that the card's removal ends
+    /// the wait.
+    private func serve(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription, on socket: FramedSocket,
+                       deliver: (Frame) -> Bool) -> (answered: Bool, connected: Bool) {
+        // A new request: whatever the driver waited for before, it no longer does.
+        unanswered.withLock { waits in if waits[slot.info.name] === socket { waits[slot.info.name] = nil } }
+        var record: (@Sendable () -> Void)? = nil
+        defer {
+            if let record {
+                record()
+                pendingRecords.subtract(1, ordering: .sequentiallyConsistent)
+            }
+        }
+        guard let answer = driverRequest(frame, slot: slot, description: description, peer: socket.fd, record: &record) else {
+            unanswered.withLock { $0[slot.info.name] = socket }
+            return (false, true)
+        }
+        return (true, deliver(answer))
     }
 
     /// Waits until the exchanges already answered are recorded (a few microseconds; at most a second).
@@ -336,7 +338,7 @@ public final class SimulatorServer: Sendable {
 
     /// The reply to a driver request, or `nil` when a mute fault says the card does not answer (the
     /// driver's own timeout then fires and it drops the connection). For an APDU, `record` is set to what
-    /// records the exchange, to be called (``recorded(_:)``) once the reply is sent, or not sent.
+    /// records the exchange, to be called once the reply is sent, or not sent (``serve(_:slot:description:on:deliver:)``).
     private func driverRequest(_ frame: Frame, slot: VirtualSlot, description: ReaderDescription, peer: Int32, record: inout (@Sendable () -> Void)?) -> Frame? {
         switch frame.type {
         case .presence:
